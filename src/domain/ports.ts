@@ -1,0 +1,95 @@
+/**
+ * Ports the domain depends on. `storage/`, `crypto/` and `providers/` implement them and
+ * `main.ts` wires them, so the domain imports no database, Vault or HTTP client code.
+ */
+import type { ExternalAccount, TokenSet } from "./types.js";
+
+export interface Clock {
+  now(): Date;
+}
+
+export const systemClock: Clock = { now: () => new Date() };
+
+export interface CipherInput {
+  readonly plaintext: string;
+  /** Binds the ciphertext to its row (integration or session id): swapped rows fail to decrypt. */
+  readonly context: string;
+}
+
+export interface CiphertextInput {
+  readonly ciphertext: string;
+  readonly context: string;
+}
+
+/**
+ * Encryption at rest. Implementations: Vault transit (`vault:vN:` ciphertexts) and the local
+ * keyring (`local:vN:`). Failures are `BrokerError`s: `key_service_unavailable` (retry) or
+ * `key_service_error` (permission, failed authentication: never retried).
+ */
+export interface Cipher {
+  /** "vault-transit" or "local-keyring", for status and logs. */
+  readonly kind: string;
+  encrypt(input: CipherInput): Promise<string>;
+  decrypt(input: CiphertextInput): Promise<string>;
+  /** Results in input order; one failing item fails the whole call. */
+  encryptBatch(inputs: readonly CipherInput[]): Promise<string[]>;
+  decryptBatch(inputs: readonly CiphertextInput[]): Promise<string[]>;
+  /** Re-encrypts under the latest key version without exposing plaintext to the broker when the backend allows. */
+  rewrapBatch(inputs: readonly CiphertextInput[]): Promise<string[]>;
+  /** Key version a ciphertext was made with (parsed from its prefix). */
+  versionOf(ciphertext: string): number;
+  /** The version new ciphertexts get. */
+  latestVersion(): Promise<number>;
+  /** Cheap reachability probe for /readyz and GetStatus. */
+  check(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** What a provider returned for a code exchange or a refresh. */
+export interface ProviderGrant {
+  readonly tokens: TokenSet;
+  /** Present after a code exchange; may be present after a refresh (userinfo/id_token). */
+  readonly account?: ExternalAccount | undefined;
+}
+
+export interface AuthorizationRequestInput {
+  readonly state: string;
+  readonly scopes: readonly string[];
+  readonly redirectUri: string;
+  /** PKCE verifier; absent for providers without PKCE (Notion). */
+  readonly codeVerifier?: string | undefined;
+  readonly nonce?: string | undefined;
+  /** Asks the provider to show consent again (so it issues a refresh token). */
+  readonly forceConsent?: boolean | undefined;
+}
+
+export interface CodeExchangeInput {
+  /** The full callback URL the provider redirected to (code, state, iss ...). */
+  readonly callbackUrl: URL;
+  readonly expectedState: string;
+  readonly redirectUri: string;
+  readonly codeVerifier?: string | undefined;
+  readonly nonce?: string | undefined;
+  readonly requestedScopes: readonly string[];
+  readonly signal?: AbortSignal | undefined;
+}
+
+export type RevocationResult =
+  | { readonly outcome: "revoked" }
+  | { readonly outcome: "not_supported" }
+  | { readonly outcome: "retry_later"; readonly retryAfterMs: number };
+
+/**
+ * One configured provider, speaking its own wire dialect. Failures are `BrokerError`s:
+ * `integration_needs_reauth` (invalid_grant), `provider_misconfigured` (invalid_client),
+ * `provider_rate_limited`, `provider_unavailable` (5xx, timeout, network), `provider_error`.
+ */
+export interface ProviderClient {
+  readonly id: string;
+  authorizationUrl(input: AuthorizationRequestInput): Promise<URL>;
+  exchangeCode(input: CodeExchangeInput): Promise<ProviderGrant>;
+  refresh(refreshToken: string, options?: { signal?: AbortSignal | undefined }): Promise<ProviderGrant>;
+  revoke(token: string, hint: "access_token" | "refresh_token"): Promise<RevocationResult>;
+  /** Re-reads the account behind an access token (userinfo, Graph /me, channels?mine), for sync. */
+  fetchAccount?(accessToken: string): Promise<ExternalAccount>;
+}
