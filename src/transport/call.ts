@@ -1,0 +1,46 @@
+/**
+ * The transport-neutral view of one RPC. Both listeners (grpc-js and connect-node) build a
+ * `CallContext` and run the same interceptor chain around the same handler, so authentication,
+ * logging, metrics and error mapping behave identically whichever port a caller uses.
+ */
+import type { Principal } from "../domain/types.js";
+
+export type MethodKind = "unary" | "server_streaming" | "client_streaming" | "bidi_streaming";
+
+export interface CallContext {
+  /** Fully-qualified service name, e.g. `oauthbroker.v1.TokenService`. */
+  readonly service: string;
+  /** Method name, e.g. `GetAccessToken`. */
+  readonly method: string;
+  readonly methodKind: MethodKind;
+  /** "grpc" (grpc-js listener), or "connect" / "grpc-web" / "grpc" on the HTTP listener. */
+  readonly protocol: string;
+  /** Request metadata with lower-case keys (`authorization`, `x-request-id`, ...). */
+  readonly requestHeader: Headers;
+  /** Headers to send with the response (for example `cache-control`). */
+  readonly responseHeader: Headers;
+  /** Remote address, "ip:port". */
+  readonly peer: string;
+  /** Echoed to the caller as `x-request-id` and present on every log line of the call. */
+  requestId: string;
+  /** Set by the authentication interceptor; undefined for open methods (health, reflection). */
+  principal: Principal | undefined;
+  /** Aborted when the caller cancels or the deadline passes. */
+  readonly signal: AbortSignal;
+  /** Absolute deadline (ms since epoch) from `grpc-timeout` / `connect-timeout-ms`, if any. */
+  readonly deadline: number | undefined;
+}
+
+/** The handler part of a call: a response (unary) or a stream of responses. */
+export type Invoke<R> = () => Promise<R>;
+
+/**
+ * Wraps the invocation of a handler. Interceptors run outermost first; they may short-circuit by
+ * throwing (a `BrokerError` becomes a proper status). For streaming methods `R` is an
+ * `AsyncIterable`, and an interceptor that needs the end of the stream wraps the iterable.
+ */
+export type Interceptor = <R>(call: CallContext, invoke: Invoke<R>) => Promise<R>;
+
+export function fullMethodName(call: Pick<CallContext, "service" | "method">): string {
+  return `${call.service}/${call.method}`;
+}
