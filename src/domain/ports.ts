@@ -93,3 +93,32 @@ export interface ProviderClient {
   /** Re-reads the account behind an access token (userinfo, Graph /me, channels?mine), for sync. */
   fetchAccount?(accessToken: string): Promise<ExternalAccount>;
 }
+
+export type AuditOutcome = "success" | "failure" | "denied";
+
+/** One audit record. Never carries a token, secret or verifier. */
+export interface AuditEventInput {
+  /** Dotted verb, e.g. `token.issued`, `authorization.started`, `integration.deleted`. */
+  readonly action: string;
+  readonly outcome: AuditOutcome;
+  /** Error code or denial reason; empty on success. */
+  readonly reason?: string | undefined;
+  readonly caller?: string | undefined;
+  /** "user", "service", "admin" or "system". */
+  readonly callerKind?: string | undefined;
+  readonly userId?: string | undefined;
+  readonly integrationId?: string | undefined;
+  readonly provider?: string | undefined;
+  readonly requestId?: string | undefined;
+  readonly peer?: string | undefined;
+  readonly scopes?: readonly string[] | undefined;
+  readonly details?: Readonly<Record<string, string>> | undefined;
+}
+
+/**
+ * The tamper-evident audit trail. `record` resolves once the event is durably written; an
+ * operation whose record cannot be written must fail rather than go unrecorded.
+ */
+export interface AuditLog {
+  record(event: AuditEventInput): Promise<void>;
+}

@@ -72,3 +72,14 @@ export interface Principal {
   /** Configured issuer name (or "local") that vouched for it. */
   readonly issuer: string;
 }
+
+/** Who asks, and for which request: passed from the transport edge into domain operations. */
+export interface RequestContext {
+  readonly principal: Principal;
+  readonly requestId: string;
+  readonly peer: string;
+  /** Aborted when the caller goes away or its deadline passes. */
+  readonly signal?: AbortSignal | undefined;
+  /** Absolute deadline in ms since the epoch, when the caller set one. */
+  readonly deadline?: number | undefined;
+}
