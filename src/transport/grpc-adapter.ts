@@ -1,0 +1,179 @@
+/**
+ * Mounts a `ServiceBinding` on `@grpc/grpc-js`: builds the grpc-js service definition from the
+ * protobuf-es descriptor (`toBinary`/`fromBinary` as serializers) and calls the very same
+ * implementation the Connect listener calls, through a `HandlerContext` made per call.
+ * Errors become gRPC statuses with `grpc-status-details-bin` (google.rpc.Status), exactly as
+ * connect-node sends them on its own gRPC protocol.
+ */
+import * as grpc from "@grpc/grpc-js";
+import { create, fromBinary, toBinary, type DescMessage, type DescMethod } from "@bufbuild/protobuf";
+import { anyPack } from "@bufbuild/protobuf/wkt";
+import { ConnectError, createContextValues, createHandlerContext, type HandlerContext } from "@connectrpc/connect";
+import { StatusSchema } from "../gen/google/rpc/status_pb.js";
+import { toConnectError } from "./error-mapping.js";
+import { methodImpl, peerKey, type ServiceBinding } from "./service-binding.js";
+
+type Message = ReturnType<typeof create>;
+
+function serializerFor(schema: DescMessage) {
+  return (message: Message): Buffer => {
+    const init = message as Parameters<typeof create>[1];
+    const full = (message as { $typeName?: string }).$typeName === schema.typeName ? message : create(schema, init);
+    return Buffer.from(toBinary(schema, full));
+  };
+}
+
+function deserializerFor(schema: DescMessage) {
+  return (bytes: Buffer): Message => fromBinary(schema, bytes);
+}
+
+function headersFromMetadata(metadata: grpc.Metadata): Headers {
+  const headers = new Headers();
+  for (const [key, value] of Object.entries(metadata.getMap())) {
+    if (typeof value === "string") headers.append(key, value);
+  }
+  return headers;
+}
+
+function metadataFromHeaders(headers: Headers): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  headers.forEach((value, key) => metadata.add(key, value));
+  return metadata;
+}
+
+function timeoutOf(deadline: grpc.Deadline): number | undefined {
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Number.isFinite(at) && at > 0 ? Math.max(0, at - Date.now()) : undefined;
+}
+
+/** The gRPC status for a failure, with rich details in `grpc-status-details-bin`. */
+export function toGrpcStatus(error: unknown, trailers?: Headers): Partial<grpc.StatusObject> {
+  const failure = toConnectError(error);
+  const metadata = trailers ? metadataFromHeaders(trailers) : new grpc.Metadata();
+  const details = failure.details.flatMap((detail) =>
+    "desc" in detail ? [anyPack(detail.desc, create(detail.desc, detail.value))] : [],
+  );
+  if (details.length > 0) {
+    const status = create(StatusSchema, { code: failure.code, message: failure.rawMessage, details });
+    metadata.set("grpc-status-details-bin", Buffer.from(toBinary(StatusSchema, status)));
+  }
+  return { code: failure.code as number as grpc.status, details: failure.rawMessage, metadata };
+}
+
+interface AnyServerCall {
+  metadata: grpc.Metadata;
+  getPeer(): string;
+  getDeadline(): grpc.Deadline;
+  getPath(): string;
+  sendMetadata(metadata: grpc.Metadata): void;
+  on(event: "cancelled", listener: () => void): unknown;
+}
+
+function contextFor(binding: ServiceBinding, method: DescMethod, call: AnyServerCall) {
+  const requestAbort = new AbortController();
+  call.on("cancelled", () => requestAbort.abort(new ConnectError("the caller cancelled the call", 1)));
+  const ctx = createHandlerContext({
+    service: binding.service,
+    method,
+    protocolName: "grpc",
+    requestMethod: "POST",
+    url: call.getPath(),
+    timeoutMs: timeoutOf(call.getDeadline()),
+    requestSignal: requestAbort.signal,
+    requestHeader: headersFromMetadata(call.metadata),
+    contextValues: createContextValues().set(peerKey, call.getPeer()),
+  });
+  let headersSent = false;
+  const sendHeaders = () => {
+    if (headersSent) return;
+    headersSent = true;
+    call.sendMetadata(metadataFromHeaders(ctx.responseHeader));
+  };
+  return { ctx, sendHeaders };
+}
+
+async function* readStream(call: grpc.ServerDuplexStream<Message, Message>): AsyncGenerator<Message> {
+  for await (const message of call as AsyncIterable<Message>) yield message;
+}
+
+/** A grpc-js service definition and implementation for `binding`. */
+export function toGrpcService(binding: ServiceBinding): {
+  definition: grpc.ServiceDefinition;
+  implementation: grpc.UntypedServiceImplementation;
+} {
+  const definition: Record<string, grpc.MethodDefinition<Message, Message>> = {};
+  const implementation: grpc.UntypedServiceImplementation = {};
+  for (const method of binding.service.methods) {
+    const impl = methodImpl(binding, method);
+    const stream = method.methodKind !== "unary";
+    definition[method.localName] = {
+      path: `/${binding.service.typeName}/${method.name}`,
+      requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
+      responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
+      requestSerialize: serializerFor(method.input),
+      requestDeserialize: deserializerFor(method.input),
+      responseSerialize: serializerFor(method.output),
+      responseDeserialize: deserializerFor(method.output),
+      originalName: method.localName,
+    };
+    if (!stream) {
+      implementation[method.localName] = ((
+        call: grpc.ServerUnaryCall<Message, Message>,
+        callback: grpc.sendUnaryData<Message>,
+      ) => {
+        const { ctx, sendHeaders } = contextFor(binding, method, call);
+        Promise.resolve()
+          .then(() => impl(call.request, ctx) as Promise<Message>)
+          .then(
+            (response) => {
+              sendHeaders();
+              callback(null, response, metadataFromHeaders(ctx.responseTrailer));
+            },
+            (error: unknown) => {
+              sendHeaders();
+              callback(toGrpcStatus(error, ctx.responseTrailer));
+            },
+          )
+          .finally(() => (ctx as HandlerContext & { abort?: () => void }).abort?.());
+      }) as grpc.handleUnaryCall<Message, Message>;
+    } else if (method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming") {
+      implementation[method.localName] = ((call: grpc.ServerDuplexStream<Message, Message>) => {
+        const { ctx, sendHeaders } = contextFor(binding, method, call);
+        const input = method.methodKind === "bidi_streaming" ? readStream(call) : (call as unknown as { request: Message }).request;
+        void (async () => {
+          try {
+            for await (const response of impl(input, ctx) as AsyncIterable<Message>) {
+              sendHeaders();
+              if (!call.write(response)) await new Promise((resolve) => call.once("drain", resolve));
+              if (call.cancelled) return;
+            }
+            sendHeaders();
+            call.end(metadataFromHeaders(ctx.responseTrailer));
+          } catch (error) {
+            sendHeaders();
+            if (!call.cancelled) call.emit("error", toGrpcStatus(error, ctx.responseTrailer));
+          } finally {
+            (ctx as HandlerContext & { abort?: () => void }).abort?.();
+          }
+        })();
+      }) as grpc.handleBidiStreamingCall<Message, Message>;
+    } else {
+      implementation[method.localName] = ((
+        call: grpc.ServerReadableStream<Message, Message>,
+        callback: grpc.sendUnaryData<Message>,
+      ) => {
+        const { ctx, sendHeaders } = contextFor(binding, method, call);
+        Promise.resolve()
+          .then(() => impl(readStream(call as unknown as grpc.ServerDuplexStream<Message, Message>), ctx) as Promise<Message>)
+          .then(
+            (response) => {
+              sendHeaders();
+              callback(null, response, metadataFromHeaders(ctx.responseTrailer));
+            },
+            (error: unknown) => callback(toGrpcStatus(error, ctx.responseTrailer)),
+          );
+      }) as grpc.handleClientStreamingCall<Message, Message>;
+    }
+  }
+  return { definition: definition as grpc.ServiceDefinition, implementation };
+}

@@ -1,0 +1,51 @@
+/**
+ * The gRPC listener (`BROKER_GRPC_ADDR`), served by `@grpc/grpc-js`: the hot path for internal
+ * services. Unknown methods get UNIMPLEMENTED from grpc-js itself.
+ */
+import * as grpc from "@grpc/grpc-js";
+import type { ListenAddress } from "../config/types.js";
+import { toGrpcService } from "./grpc-adapter.js";
+import type { ServiceBinding } from "./service-binding.js";
+
+export interface GrpcListener {
+  readonly port: number;
+  /** Stops accepting, waits for running calls up to `graceMs`, then cancels the rest. */
+  close(graceMs: number): Promise<void>;
+}
+
+export function formatAddress(address: ListenAddress): string {
+  return address.host.includes(":") ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+}
+
+export async function startGrpcListener(options: {
+  address: ListenAddress;
+  bindings: readonly ServiceBinding[];
+}): Promise<GrpcListener> {
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": 4 * 1024 * 1024,
+    "grpc.keepalive_permit_without_calls": 1,
+  });
+  for (const binding of options.bindings) {
+    const { definition, implementation } = toGrpcService(binding);
+    server.addService(definition, implementation);
+  }
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(formatAddress(options.address), grpc.ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    );
+  });
+  return {
+    port,
+    close: (graceMs) =>
+      new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      }),
+  };
+}

@@ -1,0 +1,97 @@
+/**
+ * One log line and the RPC metrics per call, with the final status code. Sits outside the
+ * error-mapping interceptor so it sees the status the caller sees; the internal cause of a
+ * server fault is logged here, never sent.
+ */
+import { Code } from "@connectrpc/connect";
+import type { Logger } from "../../observability/logger.js";
+import type { Metrics } from "../../observability/metrics.js";
+import { fullMethodName, type CallContext, type Interceptor } from "../call.js";
+import { isServerFault, toConnectError } from "../error-mapping.js";
+import { observeStream } from "../service-binding.js";
+
+export interface InFlightTracker {
+  readonly count: number;
+  /** Resolves when no call is in flight. */
+  idle(): Promise<void>;
+}
+
+export interface ObserveInterceptor {
+  readonly interceptor: Interceptor;
+  readonly inFlight: InFlightTracker;
+}
+
+/** Code names as gRPC spells them (`NOT_FOUND`), for logs and metric labels. */
+export function grpcCodeName(code: Code): string {
+  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
+}
+
+export function createObserveInterceptor(deps: { logger: Logger; metrics: Metrics }): ObserveInterceptor {
+  let inFlight = 0;
+  let idleWaiters: Array<() => void> = [];
+  const settle = () => {
+    inFlight -= 1;
+    if (inFlight === 0) {
+      for (const resolve of idleWaiters) resolve();
+      idleWaiters = [];
+    }
+  };
+
+  const finish = (call: CallContext, started: bigint, error: unknown) => {
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const failure = error === undefined ? undefined : toConnectError(error);
+    const code = failure?.code ?? 0;
+    const codeName = code === 0 ? "OK" : grpcCodeName(code);
+    const labels = { grpc_service: call.service, grpc_method: call.method };
+    deps.metrics.rpcHandled.inc({ ...labels, grpc_code: codeName });
+    deps.metrics.rpcHandlingSeconds.observe(labels, seconds);
+    const line = {
+      requestId: call.requestId,
+      method: fullMethodName(call),
+      protocol: call.protocol,
+      peer: call.peer,
+      caller: call.principal ? `${call.principal.kind}:${call.principal.subject}` : undefined,
+      grpcCode: codeName,
+      durationMs: Math.round(seconds * 1e6) / 1e3,
+    };
+    if (failure && isServerFault(failure)) {
+      deps.logger.error({ ...line, err: error }, "rpc failed");
+    } else if (failure) {
+      deps.logger.info({ ...line, error: failure.rawMessage }, "rpc");
+    } else {
+      deps.logger.info(line, "rpc");
+    }
+    settle();
+  };
+
+  const interceptor: Interceptor = async <R>(call: CallContext, invoke: () => Promise<R>): Promise<R> => {
+    inFlight += 1;
+    const started = process.hrtime.bigint();
+    deps.metrics.rpcStarted.inc({ grpc_service: call.service, grpc_method: call.method });
+    let result: R;
+    try {
+      result = await invoke();
+    } catch (error) {
+      finish(call, started, error);
+      throw error;
+    }
+    if (call.methodKind === "unary" || call.methodKind === "client_streaming") {
+      finish(call, started, undefined);
+      return result;
+    }
+    return observeStream(result as AsyncIterable<unknown>, {
+      onEnd: (error) => finish(call, started, error),
+    }) as R;
+  };
+
+  return {
+    interceptor,
+    inFlight: {
+      get count() {
+        return inFlight;
+      },
+      idle: () => (inFlight === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve))),
+    },
+  };
+}
+

@@ -1,0 +1,41 @@
+/**
+ * Per-principal, per-RPC-class token buckets, after authentication (so the key is a verified
+ * identity, not a claim). Limits hold per replica. Unauthenticated open methods are not limited.
+ */
+import type { Config, RateLimit } from "../../config/types.js";
+import { rateLimitedError, rpcClass, type RateLimiter } from "../../domain/rate-limiter.js";
+import { fullMethodName, type Interceptor } from "../call.js";
+
+export type RateLimits = Config["limits"];
+
+export interface RateLimitInterceptorOptions {
+  readonly limiter: RateLimiter;
+  /** The limits, or a getter so a configuration reload takes effect on the next call. */
+  readonly limits: RateLimits | (() => RateLimits);
+}
+
+export function createRateLimitInterceptor(options: RateLimitInterceptorOptions): Interceptor {
+  const limits = typeof options.limits === "function" ? options.limits : constant(options.limits);
+  return async (call, invoke) => {
+    const principal = call.principal;
+    if (principal === undefined) return invoke();
+    const cls = rpcClass(fullMethodName(call));
+    const result = options.limiter.take(`${principal.kind}:${principal.subject}:${cls}`, limits().perPrincipal[cls]);
+    if (!result.allowed) throw rateLimitedError(`${cls} calls`, result.retryAfterMs);
+    return invoke();
+  };
+}
+
+/**
+ * The per-user limit on starting authorizations (each one creates a session row and sends the
+ * user to a consent page). The StartAuthorization handler calls it with the resolved user, so a
+ * service acting for many users is limited per user, not only per service.
+ */
+export function enforceStartAuthorizationLimit(limiter: RateLimiter, limit: RateLimit, userId: string): void {
+  const result = limiter.take(`start_authorization:user:${userId}`, limit);
+  if (!result.allowed) throw rateLimitedError("StartAuthorization calls for this user", result.retryAfterMs);
+}
+
+function constant(limits: RateLimits): () => RateLimits {
+  return () => limits;
+}

@@ -1,0 +1,348 @@
+import { describe, it, expect, beforeAll } from "vitest";
+import { generateKeyPair, exportJWK, exportSPKI, SignJWT, UnsecuredJWT, type CryptoKey, type JWK } from "jose";
+import { createAuthenticator, type Authenticator } from "../../src/auth/authenticator.js";
+import { LOCAL_AUDIENCE, LOCAL_ISSUER, signLocalToken, type LocalSigningKey } from "../../src/auth/local-signing-key.js";
+import type { JwtIssuerConfig } from "../../src/config/types.js";
+import { BrokerError } from "../../src/domain/errors.js";
+import { createLogger } from "../../src/observability/logger.js";
+
+const NOW = new Date("2030-01-01T00:00:00Z");
+const NOW_S = Math.floor(NOW.getTime() / 1000);
+const clock = { now: () => NOW };
+const ISS = "https://idp.example";
+
+function capture() {
+  const lines: string[] = [];
+  const logger = createLogger({ level: "debug", destination: { write: (line: string) => void lines.push(line) } });
+  return { lines, logger };
+}
+
+function issuerConfig(overrides: Partial<JwtIssuerConfig> = {}): JwtIssuerConfig {
+  return {
+    name: "idp",
+    issuer: ISS,
+    audiences: ["oauth-broker"],
+    jwksUrl: undefined,
+    staticKeys: [],
+    algorithms: ["RS256", "ES256"],
+    clockSkewSeconds: 30,
+    principalKind: "service",
+    rolesClaim: "roles",
+    subjectClaim: "sub",
+    ...overrides,
+  };
+}
+
+interface Keys {
+  privateKey: CryptoKey;
+  publicJwk: JWK;
+  pem: string;
+}
+
+async function rsaKeys(): Promise<Keys> {
+  const { privateKey, publicKey } = await generateKeyPair("RS256", { extractable: true });
+  return { privateKey, publicJwk: await exportJWK(publicKey), pem: await exportSPKI(publicKey) };
+}
+
+function sign(
+  key: CryptoKey | Uint8Array,
+  claims: Record<string, unknown> = {},
+  options: { alg?: string; kid?: string; iss?: string; aud?: string; sub?: string; exp?: number | null; nbf?: number } = {},
+): Promise<string> {
+  const jwt = new SignJWT(claims)
+    .setProtectedHeader({ alg: options.alg ?? "RS256", ...(options.kid ? { kid: options.kid } : {}) })
+    .setIssuer(options.iss ?? ISS)
+    .setAudience(options.aud ?? "oauth-broker")
+    .setIssuedAt(NOW_S - 10);
+  if (options.sub !== "") jwt.setSubject(options.sub ?? "billing");
+  if (options.exp !== null) jwt.setExpirationTime(options.exp ?? NOW_S + 300);
+  if (options.nbf !== undefined) jwt.setNotBefore(options.nbf);
+  return jwt.sign(key);
+}
+
+async function expectRejected(authenticator: Authenticator, header: string | null): Promise<BrokerError> {
+  const error = await authenticator.authenticate(header).then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  expect(error).toBeInstanceOf(BrokerError);
+  const brokerError = error as BrokerError;
+  expect(brokerError.code).toBe("unauthenticated");
+  // The caller never learns which check failed.
+  expect(brokerError.message).toBe("missing or invalid credentials");
+  return brokerError;
+}
+
+describe("authenticator with static keys", () => {
+  let keys: Keys;
+  let other: Keys;
+  beforeAll(async () => {
+    keys = await rsaKeys();
+    other = await rsaKeys();
+  });
+
+  function make(overrides: Partial<JwtIssuerConfig> = {}) {
+    const { lines, logger } = capture();
+    const authenticator = createAuthenticator({
+      issuers: [issuerConfig({ staticKeys: [JSON.stringify(keys.publicJwk)], ...overrides })],
+      logger,
+      clock,
+    });
+    return { authenticator, lines };
+  }
+
+  it("accepts a valid token as a service principal named after the issuer config", async () => {
+    const { authenticator } = make();
+    const principal = await authenticator.authenticate(`Bearer ${await sign(keys.privateKey)}`);
+    expect(principal).toEqual({ kind: "service", subject: "billing", issuer: "idp" });
+  });
+
+  it("accepts the scheme case-insensitively (RFC 7235 §2.1)", async () => {
+    const { authenticator } = make();
+    const principal = await authenticator.authenticate(`bearer ${await sign(keys.privateKey)}`);
+    expect(principal.subject).toBe("billing");
+  });
+
+  it("accepts a PEM (SPKI) static key", async () => {
+    const { authenticator } = make({ staticKeys: [keys.pem] });
+    await expect(authenticator.authenticate(`Bearer ${await sign(keys.privateKey)}`)).resolves.toMatchObject({
+      subject: "billing",
+    });
+  });
+
+  it("accepts a JWK Set and tries every key when several match (no kid)", async () => {
+    const { authenticator } = make({
+      staticKeys: [JSON.stringify({ keys: [other.publicJwk, keys.publicJwk] })],
+    });
+    await expect(authenticator.authenticate(`Bearer ${await sign(keys.privateKey)}`)).resolves.toMatchObject({
+      subject: "billing",
+    });
+  });
+
+  it("selects the key by kid", async () => {
+    const { authenticator } = make({
+      staticKeys: [JSON.stringify({ ...other.publicJwk, kid: "a" }), JSON.stringify({ ...keys.publicJwk, kid: "b" })],
+    });
+    await expect(authenticator.authenticate(`Bearer ${await sign(keys.privateKey, {}, { kid: "b" })}`)).resolves.toBeTruthy();
+    // A token naming the other key's kid does not verify against it.
+    await expectRejected(authenticator, `Bearer ${await sign(keys.privateKey, {}, { kid: "a" })}`);
+  });
+
+  it("maps the admin role, in an array or a space-separated string, to an admin principal", async () => {
+    const { authenticator } = make();
+    expect((await authenticator.authenticate(`Bearer ${await sign(keys.privateKey, { roles: ["reader", "admin"] })}`)).kind).toBe(
+      "admin",
+    );
+    expect((await authenticator.authenticate(`Bearer ${await sign(keys.privateKey, { roles: "reader admin" })}`)).kind).toBe(
+      "admin",
+    );
+    expect((await authenticator.authenticate(`Bearer ${await sign(keys.privateKey, { roles: ["administrator"] })}`)).kind).toBe(
+      "service",
+    );
+  });
+
+  it("reads nested and namespaced role and subject claims", async () => {
+    const { authenticator } = make({ rolesClaim: "realm_access.roles", subjectClaim: "https://example.com/uid" });
+    const token = await sign(keys.privateKey, { realm_access: { roles: ["admin"] }, "https://example.com/uid": "u-7" });
+    expect(await authenticator.authenticate(`Bearer ${token}`)).toEqual({ kind: "admin", subject: "u-7", issuer: "idp" });
+  });
+
+  it("describes users for a user issuer", async () => {
+    const { authenticator } = make({ principalKind: "user" });
+    expect((await authenticator.authenticate(`Bearer ${await sign(keys.privateKey, {}, { sub: "alice" })}`)).kind).toBe("user");
+  });
+
+  it("honours the clock skew on exp and nbf", async () => {
+    const { authenticator } = make();
+    await expect(authenticator.authenticate(`Bearer ${await sign(keys.privateKey, {}, { exp: NOW_S - 20 })}`)).resolves.toBeTruthy();
+    await expect(authenticator.authenticate(`Bearer ${await sign(keys.privateKey, {}, { nbf: NOW_S + 20 })}`)).resolves.toBeTruthy();
+  });
+
+  describe("refuses forgeries and broken tokens", () => {
+    it("a missing header, an empty one, another scheme, garbage", async () => {
+      const { authenticator } = make();
+      await expectRejected(authenticator, null);
+      await expectRejected(authenticator, "");
+      await expectRejected(authenticator, "Bearer");
+      await expectRejected(authenticator, `Basic ${Buffer.from("a:b").toString("base64")}`);
+      await expectRejected(authenticator, "Bearer not-a-jwt");
+      await expectRejected(authenticator, "Bearer a.b.c");
+      await expectRejected(authenticator, `Bearer ${"x".repeat(20_000)}`);
+    });
+
+    it("alg none, even when the payload is otherwise perfect", async () => {
+      const { authenticator, lines } = make();
+      const token = new UnsecuredJWT({ sub: "billing" })
+        .setIssuer(ISS)
+        .setAudience("oauth-broker")
+        .setExpirationTime(NOW_S + 300)
+        .encode();
+      await expectRejected(authenticator, `Bearer ${token}`);
+      expect(lines.join("")).toContain('algorithm \\"none\\" is never accepted');
+    });
+
+    it("HS256 signed with the public key's bytes (PEM or JWK), even if HS256 is configured", async () => {
+      const { authenticator } = make({ staticKeys: [keys.pem], algorithms: ["RS256", "HS256"] });
+      const withPem = await sign(new TextEncoder().encode(keys.pem), {}, { alg: "HS256" });
+      const withJwk = await sign(new TextEncoder().encode(JSON.stringify(keys.publicJwk)), {}, { alg: "HS256" });
+      await expectRejected(authenticator, `Bearer ${withPem}`);
+      await expectRejected(authenticator, `Bearer ${withJwk}`);
+    });
+
+    it("a token signed by another key", async () => {
+      const { authenticator } = make();
+      await expectRejected(authenticator, `Bearer ${await sign(other.privateKey)}`);
+    });
+
+    it("a tampered payload", async () => {
+      const { authenticator } = make();
+      const [header, , signature] = (await sign(keys.privateKey, { roles: [] })).split(".");
+      const payload = Buffer.from(
+        JSON.stringify({ iss: ISS, aud: "oauth-broker", sub: "billing", exp: NOW_S + 300, roles: ["admin"] }),
+      ).toString("base64url");
+      await expectRejected(authenticator, `Bearer ${header}.${payload}.${signature}`);
+    });
+
+    it("an unknown issuer, and a known key presented under another iss", async () => {
+      const { authenticator, lines } = make();
+      await expectRejected(authenticator, `Bearer ${await sign(keys.privateKey, {}, { iss: "https://evil.example" })}`);
+      expect(lines.join("")).toContain("untrusted issuer");
+    });
+
+    it("a wrong audience", async () => {
+      const { authenticator } = make();
+      await expectRejected(authenticator, `Bearer ${await sign(keys.privateKey, {}, { aud: "another-service" })}`);
+    });
+
+    it("expired beyond the clock skew", async () => {
+      const { authenticator, lines } = make();
+      await expectRejected(authenticator, `Bearer ${await sign(keys.privateKey, {}, { exp: NOW_S - 31 })}`);
+      expect(lines.join("")).toContain("ERR_JWT_EXPIRED");
+    });
+
+    it("not yet valid beyond the clock skew (future nbf)", async () => {
+      const { authenticator } = make();
+      await expectRejected(authenticator, `Bearer ${await sign(keys.privateKey, {}, { nbf: NOW_S + 31 })}`);
+    });
+
+    it("a token without exp, or without a subject", async () => {
+      const { authenticator } = make();
+      await expectRejected(authenticator, `Bearer ${await sign(keys.privateKey, {}, { exp: null })}`);
+      await expectRejected(authenticator, `Bearer ${await sign(keys.privateKey, {}, { sub: "" })}`);
+    });
+
+    it("an algorithm the issuer does not allow", async () => {
+      const ec = await generateKeyPair("ES256", { extractable: true });
+      const { authenticator } = make({ staticKeys: [JSON.stringify(await exportJWK(ec.publicKey))], algorithms: ["RS256"] });
+      await expectRejected(authenticator, `Bearer ${await sign(ec.privateKey, {}, { alg: "ES256" })}`);
+    });
+
+    it("never logs the token, and logs the specific reason", async () => {
+      const { authenticator, lines } = make();
+      const token = await sign(other.privateKey);
+      await expectRejected(authenticator, `Bearer ${token}`);
+      const log = lines.join("");
+      expect(log).not.toContain(token);
+      expect(log).not.toContain(token.split(".")[2]);
+      expect(log).toContain("authentication failed");
+      expect(log).toContain("signature verification failed");
+    });
+  });
+
+  it("refuses every call once closed", async () => {
+    const { authenticator } = make();
+    const token = await sign(keys.privateKey);
+    authenticator.close();
+    await expectRejected(authenticator, `Bearer ${token}`);
+  });
+
+  it("refuses unusable issuer configurations at creation", () => {
+    const { logger } = capture();
+    const build = (config: Partial<JwtIssuerConfig>) => () =>
+      createAuthenticator({ issuers: [issuerConfig({ staticKeys: [JSON.stringify(keys.publicJwk)], ...config })], logger });
+    expect(build({ algorithms: ["HS256"] })).toThrow(/accepted asymmetric algorithm/);
+    expect(build({ audiences: [] })).toThrow(/audience/);
+    expect(build({ staticKeys: [] })).toThrow(/JWKS URL or static keys/);
+    expect(build({ staticKeys: [JSON.stringify({ kty: "oct", k: "c2VjcmV0" })] })).toThrow(/only public keys/);
+    expect(build({ staticKeys: ["not a key"] })).toThrow(/neither a JWK nor/);
+    expect(() =>
+      createAuthenticator({
+        issuers: [
+          issuerConfig({ staticKeys: [keys.pem] }),
+          issuerConfig({ name: "again", staticKeys: [keys.pem] }),
+        ],
+        logger,
+      }),
+    ).toThrow(/configured twice/);
+    expect(() => createAuthenticator({ issuers: [], logger })).toThrow(/no trusted issuer/);
+  });
+});
+
+describe("authenticator on the embedded default (local key)", () => {
+  let local: LocalSigningKey;
+  let stranger: LocalSigningKey;
+  beforeAll(async () => {
+    const makeKey = async (kid: string): Promise<LocalSigningKey> => {
+      const { privateKey, publicKey } = await generateKeyPair("EdDSA", { crv: "Ed25519", extractable: true });
+      return { privateKey, publicJwk: await exportJWK(publicKey), kid, issuer: LOCAL_ISSUER, audience: LOCAL_AUDIENCE };
+    };
+    local = await makeKey("local-1");
+    stranger = await makeKey("local-1");
+  });
+
+  function make() {
+    const { logger } = capture();
+    return createAuthenticator({ issuers: [], localKey: local, logger, clock });
+  }
+
+  it("accepts user, service and admin tokens it signed", async () => {
+    const authenticator = make();
+    const user = await signLocalToken(local, { subject: "alice", kind: "user", now: NOW });
+    const service = await signLocalToken(local, { subject: "billing", kind: "service", now: NOW });
+    const admin = await signLocalToken(local, { subject: "ops", kind: "user", roles: ["admin"], now: NOW });
+    expect(await authenticator.authenticate(`Bearer ${user}`)).toEqual({ kind: "user", subject: "alice", issuer: "local" });
+    expect(await authenticator.authenticate(`Bearer ${service}`)).toEqual({
+      kind: "service",
+      subject: "billing",
+      issuer: "local",
+    });
+    expect((await authenticator.authenticate(`Bearer ${admin}`)).kind).toBe("admin");
+  });
+
+  it("refuses an expired local token and one signed by another local key with the same kid", async () => {
+    const authenticator = make();
+    const expired = await signLocalToken(local, { subject: "alice", kind: "user", ttlSeconds: 60, now: new Date(NOW.getTime() - 3_600_000) });
+    await expectRejected(authenticator, `Bearer ${expired}`);
+    const forged = await signLocalToken(stranger, { subject: "alice", kind: "user", now: NOW });
+    await expectRejected(authenticator, `Bearer ${forged}`);
+  });
+
+  it("refuses a local token without a valid kind claim", async () => {
+    const authenticator = make();
+    const token = await new SignJWT({ kind: "robot" })
+      .setProtectedHeader({ alg: "EdDSA", kid: local.kid })
+      .setIssuer(LOCAL_ISSUER)
+      .setAudience(LOCAL_AUDIENCE)
+      .setSubject("alice")
+      .setExpirationTime(NOW_S + 60)
+      .sign(local.privateKey);
+    await expectRejected(authenticator, `Bearer ${token}`);
+  });
+
+  it("does not trust the local key once issuers are configured", async () => {
+    const rsa = await rsaKeys();
+    const { logger } = capture();
+    const authenticator = createAuthenticator({
+      issuers: [issuerConfig({ staticKeys: [rsa.pem] })],
+      localKey: local,
+      logger,
+      clock,
+    });
+    await expectRejected(authenticator, `Bearer ${await signLocalToken(local, { subject: "alice", kind: "user", now: NOW })}`);
+  });
+
+  it("refuses to mint a token with a non-positive lifetime or an empty subject", async () => {
+    await expect(signLocalToken(local, { subject: "alice", kind: "user", ttlSeconds: 0 })).rejects.toThrow(/ttlSeconds/);
+    await expect(signLocalToken(local, { subject: "", kind: "user" })).rejects.toThrow(/subject/);
+  });
+});
