@@ -1,0 +1,46 @@
+/**
+ * The configured providers by id, each with its `ProviderClient` and its own redirect URI
+ * (`/oauth/callback/<id>`): a distinct redirect URI per provider is the mix-up defence for
+ * providers that do not send RFC 9207 `iss` (providers.md, oauth-client-security.md §3).
+ */
+import type { ProviderConfig } from "../config/types.js";
+import type { ProviderClient } from "../domain/ports.js";
+import { createProviderClient } from "./create-provider-client.js";
+import type { ProviderClientDeps } from "./provider-template.js";
+import { sandboxProviderConfig, type SandboxProvider } from "./sandbox-provider.js";
+
+export interface ProviderRegistry {
+  get(id: string): ProviderClient | undefined;
+  /** The configurations as given (sandbox credentials are not filled in). */
+  list(): ProviderConfig[];
+  redirectUri(id: string): string;
+}
+
+export interface ProviderRegistryDeps extends ProviderClientDeps {
+  /** The broker's external base URL. */
+  readonly publicUrl: URL;
+  /** The running sandbox, whose issuer and credentials complete `sandbox` providers. */
+  readonly sandbox?: Pick<SandboxProvider, "issuer" | "clientId" | "clientSecret"> | undefined;
+}
+
+/** `${publicUrl}/oauth/callback/<id>`, keeping any path the public URL has. */
+export function providerRedirectUri(publicUrl: URL, id: string): string {
+  const base = publicUrl.href.endsWith("/") ? publicUrl.href : `${publicUrl.href}/`;
+  return new URL(`oauth/callback/${encodeURIComponent(id)}`, base).href;
+}
+
+export async function createProviderRegistry(
+  configs: readonly ProviderConfig[],
+  deps: ProviderRegistryDeps,
+): Promise<ProviderRegistry> {
+  const clients = new Map<string, ProviderClient>();
+  for (const config of configs) {
+    const effective = config.kind === "sandbox" && deps.sandbox !== undefined ? sandboxProviderConfig(config, deps.sandbox) : config;
+    clients.set(config.id, await createProviderClient(effective, deps));
+  }
+  return {
+    get: (id) => clients.get(id),
+    list: () => [...configs],
+    redirectUri: (id) => providerRedirectUri(deps.publicUrl, id),
+  };
+}
