@@ -92,8 +92,13 @@ function contextFor(binding: ServiceBinding, method: DescMethod, call: AnyServer
   return { ctx, sendHeaders };
 }
 
+/**
+ * The request messages of a client or bidi stream. `destroyOnReturn: false`: a plain `for await`
+ * destroys the duplex when the requests end, which would cancel the call before its responses
+ * and status are sent.
+ */
 async function* readStream(call: grpc.ServerDuplexStream<Message, Message>): AsyncGenerator<Message> {
-  for await (const message of call as AsyncIterable<Message>) yield message;
+  for await (const message of call.iterator({ destroyOnReturn: false }) as AsyncIterable<Message>) yield message;
 }
 
 /** A grpc-js service definition and implementation for `binding`. */
