@@ -2,7 +2,7 @@
  * The broker's logger. Every secret-bearing field name is redacted wherever it appears, so a
  * token that slips into a logged object is censored rather than written out.
  */
-import { pino, type Logger, type DestinationStream } from "pino";
+import { pino, stdSerializers, type DestinationStream, type Logger } from "pino";
 
 export type { Logger } from "pino";
 
@@ -40,7 +40,7 @@ export function createLogger(options: { level?: string; destination?: Destinatio
       level: options.level ?? "info",
       base: { service: "oauth-broker" },
       redact: { paths: REDACT_PATHS, censor: "[redacted]" },
-      serializers: { err: pino.stdSerializers.errWithCause },
+      serializers: { err: stdSerializers.errWithCause },
     },
     options.destination,
   );

@@ -1,0 +1,280 @@
+/**
+ * Assembles a running broker from a validated configuration: storage, key service, callers'
+ * authentication, the services, and both listeners. `main.ts` adds the process concerns
+ * (signals, exit codes); tests and benchmarks start brokers in-process through here.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { join } from "node:path";
+import type { DescService } from "@bufbuild/protobuf";
+import type { Config } from "./config/types.js";
+import { BrokerError } from "./domain/errors.js";
+import { systemClock, type Cipher, type Clock } from "./domain/ports.js";
+import type { Logger } from "./observability/logger.js";
+import { createMetrics, type Metrics } from "./observability/metrics.js";
+import { createDatabase, type Database } from "./storage/database.js";
+import { startEmbeddedPostgres } from "./storage/embedded-postgres.js";
+import { latestMigrationVersion, migrationStatus, runMigrations } from "./storage/migrate.js";
+import { createIntegrationRepository } from "./storage/integration-repository.js";
+import { createCipher } from "./crypto/create-cipher.js";
+import { createAuthenticator } from "./auth/authenticator.js";
+import { loadOrCreateLocalSigningKey } from "./auth/local-signing-key.js";
+import { createPolicy, createPolicyHolder } from "./domain/policy.js";
+import { createProviderRegistry, providerRedirectUri } from "./providers/provider-registry.js";
+import { createSandboxProvider, sandboxProviderConfig } from "./providers/sandbox-provider.js";
+import { createRateLimiter } from "./domain/rate-limiter.js";
+import { createAuthenticationInterceptor } from "./transport/interceptors/authentication.js";
+import { createRateLimitInterceptor } from "./transport/interceptors/rate-limit.js";
+import { AuditService } from "./gen/oauthbroker/v1/audit_service_pb.js";
+import { AuthorizationService } from "./gen/oauthbroker/v1/authorization_service_pb.js";
+import { IntegrationService } from "./gen/oauthbroker/v1/integration_service_pb.js";
+import { ProviderService } from "./gen/oauthbroker/v1/provider_service_pb.js";
+import { StatusService } from "./gen/oauthbroker/v1/status_service_pb.js";
+import { TokenService } from "./gen/oauthbroker/v1/token_service_pb.js";
+import { Health } from "./gen/grpc/health/v1/health_pb.js";
+import { OPEN_SERVICES } from "./transport/open-services.js";
+import { createHealth, ServingStatus } from "./transport/health.js";
+import { createReflectionBindings } from "./transport/reflection.js";
+import { bindService, interceptBinding, type ServiceBinding } from "./transport/service-binding.js";
+import { startGrpcListener, type GrpcListener } from "./transport/grpc-listener.js";
+import {
+  startHttpListener,
+  type HttpListener,
+  type HttpRequest,
+  type HttpResponse,
+} from "./transport/http-listener.js";
+import { healthzRoute, metricsRoute, readyzRoute } from "./transport/http-routes.js";
+import { createRequestIdInterceptor } from "./transport/interceptors/request-id.js";
+import { createObserveInterceptor } from "./transport/interceptors/observe.js";
+import { createErrorInterceptor } from "./transport/interceptors/errors.js";
+import { createDrainingInterceptor } from "./transport/interceptors/draining.js";
+import { unimplementedService } from "./transport/handlers/unimplemented.js";
+import { createProviderServiceHandlers } from "./transport/handlers/provider-service.js";
+import { createStatusServiceHandlers } from "./transport/handlers/status-service.js";
+
+export { OPEN_SERVICES };
+
+export interface RunningBroker {
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  readonly metrics: Metrics;
+  readonly database: Database;
+  readonly cipher: Cipher;
+  /**
+   * Applies a re-loaded configuration's policies and limits (SIGHUP). Calls in flight finish
+   * under the policy they started with; the next call sees the new one.
+   */
+  reload(next: Config): void;
+  /** Turns health NOT_SERVING and refuses new calls; running calls continue. */
+  drain(): void;
+  /** Drains, waits for running calls (bounded by the configured grace), closes everything. */
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+}
+
+/** Starts what must be closed again if a later step fails. */
+class Closers {
+  private readonly steps: Array<{ name: string; close: () => Promise<void> }> = [];
+  add(name: string, close: () => Promise<void>): void {
+    this.steps.unshift({ name, close });
+  }
+  async closeAll(logger: Logger): Promise<void> {
+    for (const step of this.steps.splice(0)) {
+      try {
+        await step.close();
+      } catch (error) {
+        logger.warn({ err: error, step: step.name }, "shutdown step failed");
+      }
+    }
+  }
+}
+
+async function openDatabase(config: Config, logger: Logger, closers: Closers): Promise<Database> {
+  let url = config.databaseUrl?.reveal();
+  if (url === undefined) {
+    const embedded = await startEmbeddedPostgres({ dataDir: join(config.dataDir, "postgres"), port: 0, logger });
+    closers.add("embedded postgres", () => embedded.stop());
+    logger.info({ dataDir: config.dataDir }, "embedded PostgreSQL started (no DATABASE_URL set)");
+    url = embedded.url;
+  }
+  const database = createDatabase({ url, poolSize: config.databasePoolSize, logger });
+  closers.add("database pool", () => database.close(5));
+  try {
+    await database.ping();
+  } catch (error) {
+    throw new BrokerError("database_unavailable", "cannot reach PostgreSQL at start-up: check DATABASE_URL and that the server is running", {
+      cause: error,
+    });
+  }
+  await runMigrations(database.sql, { logger });
+  return database;
+}
+
+export async function startBroker(options: StartOptions): Promise<RunningBroker> {
+  const { config, logger } = options;
+  const clock = options.clock ?? systemClock;
+  const startedAt = clock.now();
+  const closers = new Closers();
+  try {
+    const database = await openDatabase(config, logger, closers);
+    const cipher = await createCipher(config, logger);
+    closers.add("key service", () => cipher.close());
+    const metrics = createMetrics();
+    const integrations = createIntegrationRepository(database.sql);
+
+    const localKey = config.auth.issuers.length === 0 ? await loadOrCreateLocalSigningKey(config.dataDir) : undefined;
+    const authenticator = createAuthenticator({ issuers: config.auth.issuers, localKey, logger, clock });
+    closers.add("authenticator", async () => authenticator.close());
+    const policyHolder = createPolicyHolder(createPolicy({ policies: config.policies, providers: config.providers }));
+    let limits = config.limits;
+    const limiter = createRateLimiter({ clock });
+
+    let draining = false;
+    const shutdown = new AbortController();
+    const observe = createObserveInterceptor({ logger, metrics });
+    const interceptors = [
+      createRequestIdInterceptor(),
+      observe.interceptor,
+      createErrorInterceptor(),
+      createDrainingInterceptor({ isDraining: () => draining, openServices: OPEN_SERVICES }),
+      createAuthenticationInterceptor({ authenticator, policyHolder, openServices: OPEN_SERVICES }),
+      createRateLimitInterceptor({ limiter, limits: () => limits }),
+    ];
+
+    const sandboxSettings = config.providers.find((p) => p.kind === "sandbox");
+    const sandbox = sandboxSettings
+      ? await createSandboxProvider({
+          publicUrl: config.publicUrl,
+          pathPrefix: "/sandbox",
+          redirectUri: providerRedirectUri(config.publicUrl, sandboxSettings.id),
+          logger,
+        })
+      : undefined;
+    if (sandbox) closers.add("sandbox provider", () => sandbox.close());
+    const providerConfigs = config.providers.map((p) =>
+      p.kind === "sandbox" && sandbox ? sandboxProviderConfig(p, sandbox) : p,
+    );
+    const providers = await createProviderRegistry(providerConfigs, { logger, clock, publicUrl: config.publicUrl });
+    const brokerBindings: ServiceBinding[] = [
+      bindService(
+        ProviderService,
+        createProviderServiceHandlers({ providers: () => providerConfigs, redirectUri: providers.redirectUri }),
+      ),
+      bindService(
+        StatusService,
+        createStatusServiceHandlers({
+          version: config.version,
+          startedAt,
+          clock,
+          providerIds: () => config.providers.map((p) => p.id),
+          pingDatabase: () => database.ping(),
+          checkKeyService: () => cipher.check(),
+          migrationStatus: () => migrationStatus(database.sql),
+          countIntegrations: () => integrations.countByStatus(),
+          isDraining: () => draining,
+          auditChainIntact: async () => true,
+        }),
+      ),
+      bindService(TokenService, unimplementedService(TokenService, "token issuance is not enabled in this build")),
+      bindService(
+        AuthorizationService,
+        unimplementedService(AuthorizationService, "the authorization flow is not enabled in this build"),
+      ),
+      bindService(
+        IntegrationService,
+        unimplementedService(IntegrationService, "integration management is not enabled in this build"),
+      ),
+      bindService(AuditService, unimplementedService(AuditService, "the audit trail is not enabled in this build")),
+    ];
+    const servedServices: DescService[] = [...brokerBindings.map((b) => b.service), Health];
+    const health = createHealth(brokerBindings.map((b) => b.service.typeName));
+    const bindings = [...brokerBindings, health.binding, ...createReflectionBindings(servedServices)].map((b) =>
+      interceptBinding(b, interceptors, shutdown.signal),
+    );
+
+    const grpcListener: GrpcListener = await startGrpcListener({ address: config.grpcAddress, bindings });
+    closers.add("gRPC listener", () => grpcListener.close(config.shutdownGraceMs));
+    const httpListener: HttpListener = await startHttpListener({
+      address: config.httpAddress,
+      bindings,
+      routes: [
+        // Koa (inside oidc-provider) also runs on the HTTP/2 compatibility objects.
+        ...(sandbox
+          ? [(req: HttpRequest, res: HttpResponse) => sandbox.handle(req as IncomingMessage, res as ServerResponse)]
+          : []),
+        healthzRoute(),
+        readyzRoute([
+          {
+            name: "draining",
+            check: async () => {
+              if (draining) throw new Error("shutting down");
+            },
+          },
+          { name: "database", check: async () => void (await database.ping()) },
+          {
+            name: "migrations",
+            check: async () => {
+              const status = await migrationStatus(database.sql);
+              if (status.applied < latestMigrationVersion()) {
+                throw new Error(`schema at version ${status.applied}, this build needs ${status.latest}`);
+              }
+            },
+          },
+          { name: "key_service", check: () => cipher.check() },
+        ]),
+        metricsRoute({
+          render: () => metrics.render(),
+          authorize: config.auth.protectMetrics
+            ? (req) =>
+                authenticator.authenticate(req.headers.authorization ?? null).then(
+                  () => true,
+                  () => false,
+                )
+            : undefined,
+        }),
+      ],
+      onRouteError: (error, req) => logger.error({ err: error, path: req.url }, "HTTP route failed"),
+    });
+    closers.add("HTTP listener", () => httpListener.close(config.shutdownGraceMs));
+
+    const drain = () => {
+      if (draining) return;
+      draining = true;
+      health.setAll(ServingStatus.NOT_SERVING);
+      logger.info({ inFlight: observe.inFlight.count }, "draining: refusing new calls");
+    };
+
+    logger.info(
+      { grpc: grpcListener.port, http: httpListener.port, version: config.version, keyService: cipher.kind },
+      "oauth-broker listening",
+    );
+
+    return {
+      grpcPort: grpcListener.port,
+      httpPort: httpListener.port,
+      metrics,
+      database,
+      cipher,
+      drain,
+      reload(next) {
+        policyHolder.replace(createPolicy({ policies: next.policies, providers: next.providers }));
+        limits = next.limits;
+        logger.info({ policies: next.policies.length }, "policies and limits reloaded");
+      },
+      async stop() {
+        drain();
+        const grace = new Promise<void>((resolve) => setTimeout(resolve, config.shutdownGraceMs).unref());
+        await Promise.race([observe.inFlight.idle(), grace]);
+        shutdown.abort();
+        await closers.closeAll(logger);
+      },
+    };
+  } catch (error) {
+    await closers.closeAll(logger);
+    throw error;
+  }
+}

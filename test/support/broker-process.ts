@@ -1,0 +1,86 @@
+/**
+ * Runs the broker as a real process (`src/main.ts` under tsx, as `npm start` does) and learns
+ * its ports from the "oauth-broker listening" log line, so e2e tests can use port 0.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+
+export interface BrokerProcess {
+  readonly child: ChildProcess;
+  readonly grpcAddress: string;
+  readonly httpUrl: string;
+  /** Everything the process wrote to stdout and stderr so far. */
+  output(): string;
+  /** Sends `signal` and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export function spawnBroker(env: Record<string, string>, script = "src/main.ts"): ChildProcess {
+  return spawn(process.execPath, ["--import", "tsx", script], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env["PATH"] ?? "",
+      HOME: process.env["HOME"] ?? "/tmp",
+      BROKER_GRPC_ADDR: "127.0.0.1:0",
+      BROKER_HTTP_ADDR: "127.0.0.1:0",
+      LOG_LEVEL: "info",
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+}
+
+/** Resolves with the exit code and output of a process expected to end by itself. */
+export async function runToExit(child: ChildProcess, timeoutMs = 20_000): Promise<{ code: number | null; output: string }> {
+  let output = "";
+  child.stdout?.on("data", (d: Buffer) => (output += d.toString()));
+  child.stderr?.on("data", (d: Buffer) => (output += d.toString()));
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  const [code] = (await once(child, "exit")) as [number | null];
+  clearTimeout(timer);
+  return { code, output };
+}
+
+export async function startBrokerProcess(env: Record<string, string>, timeoutMs = 30_000): Promise<BrokerProcess> {
+  const child = spawnBroker(env);
+  let output = "";
+  const ready = new Promise<{ grpc: number; http: number }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`broker did not start within ${timeoutMs} ms:\n${output}`)), timeoutMs);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      for (const line of output.split("\n")) {
+        if (!line.includes("oauth-broker listening")) continue;
+        try {
+          const parsed = JSON.parse(line) as { grpc: number; http: number };
+          clearTimeout(timer);
+          resolve(parsed);
+        } catch {
+          // Not a full line yet.
+        }
+      }
+    };
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`broker exited with ${code} before listening:\n${output}`));
+    });
+  });
+  const ports = await ready;
+  const exited = once(child, "exit") as Promise<[number | null]>;
+  return {
+    child,
+    grpcAddress: `127.0.0.1:${ports.grpc}`,
+    httpUrl: `http://127.0.0.1:${ports.http}`,
+    output: () => output,
+    async stop(signal = "SIGTERM") {
+      if (child.exitCode !== null) return child.exitCode;
+      child.kill(signal);
+      const [code] = await exited;
+      return code;
+    },
+  };
+}
