@@ -4,6 +4,8 @@
  * (signals, exit codes); tests and benchmarks start brokers in-process through here.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
 import type { Config } from "./config/types.js";
@@ -15,6 +17,15 @@ import { createDatabase, type Database } from "./storage/database.js";
 import { startEmbeddedPostgres } from "./storage/embedded-postgres.js";
 import { latestMigrationVersion, migrationStatus, runMigrations } from "./storage/migrate.js";
 import { createIntegrationRepository } from "./storage/integration-repository.js";
+import { createSessionRepository } from "./storage/session-repository.js";
+import { createTokenSetRepository } from "./storage/token-set-repository.js";
+import { createTokenNotifications } from "./storage/token-notifications.js";
+import { createAuthorizationService } from "./domain/authorization-service.js";
+import { createTokenService } from "./domain/token-service.js";
+import { createAuthorizationServiceHandlers } from "./transport/handlers/authorization-service.js";
+import { createTokenServiceHandlers } from "./transport/handlers/token-service.js";
+import { createOAuthCallbackRoute } from "./transport/oauth-callback-route.js";
+import { enforceStartAuthorizationLimit } from "./transport/interceptors/rate-limit.js";
 import { createCipher } from "./crypto/create-cipher.js";
 import { createAuthenticator } from "./auth/authenticator.js";
 import { loadOrCreateLocalSigningKey } from "./auth/local-signing-key.js";
@@ -151,6 +162,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
           publicUrl: config.publicUrl,
           pathPrefix: "/sandbox",
           redirectUri: providerRedirectUri(config.publicUrl, sandboxSettings.id),
+          accessTokenTtlSeconds: sandboxSettings.defaultAccessTokenLifetimeSeconds,
           logger,
         })
       : undefined;
@@ -159,6 +171,38 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       p.kind === "sandbox" && sandbox ? sandboxProviderConfig(p, sandbox) : p,
     );
     const providers = await createProviderRegistry(providerConfigs, { logger, clock, publicUrl: config.publicUrl });
+
+    const notifications = await createTokenNotifications(database.sql, logger);
+    closers.add("token notifications", () => notifications.close());
+    const tokenService = createTokenService({
+      store: { integrations, tokenSets: createTokenSetRepository(database.sql) },
+      cipher,
+      providers,
+      clock,
+      logger,
+      replicaId: `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`,
+      changes: notifications,
+      settings: { cacheMaxEntries: config.tokens.cacheMaxEntries, leaseSeconds: config.tokens.leaseSeconds },
+    });
+    closers.add("token service", async () => tokenService.close());
+
+    let authorizationSettings = config.authorization;
+    const authorization = createAuthorizationService({
+      providers: { list: () => providers.list(), client: (id) => providers.get(id), redirectUri: (id) => providers.redirectUri(id) },
+      policy: () => policyHolder.current(),
+      sessions: createSessionRepository(database.sql),
+      integrations,
+      cipher,
+      audit: { record: async () => {} },
+      settings: () => authorizationSettings,
+      publicUrl: config.publicUrl,
+      clock,
+      limitStart: (userId) => enforceStartAuthorizationLimit(limiter, limits.startAuthorizationPerUser, userId),
+      onIntegrationChanged: (id) => {
+        tokenService.evict(id);
+        void notifications.publish({ integrationId: id, version: 0 });
+      },
+    });
     const brokerBindings: ServiceBinding[] = [
       bindService(
         ProviderService,
@@ -179,11 +223,15 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
           auditChainIntact: async () => true,
         }),
       ),
-      bindService(TokenService, unimplementedService(TokenService, "token issuance is not enabled in this build")),
       bindService(
-        AuthorizationService,
-        unimplementedService(AuthorizationService, "the authorization flow is not enabled in this build"),
+        TokenService,
+        createTokenServiceHandlers({
+          tokenService,
+          policy: policyHolder,
+          defaultMinValidForSeconds: config.tokens.defaultMinValidForSeconds,
+        }),
       ),
+      bindService(AuthorizationService, createAuthorizationServiceHandlers({ service: authorization })),
       bindService(
         IntegrationService,
         unimplementedService(IntegrationService, "integration management is not enabled in this build"),
@@ -206,6 +254,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
         ...(sandbox
           ? [(req: HttpRequest, res: HttpResponse) => sandbox.handle(req as IncomingMessage, res as ServerResponse)]
           : []),
+        createOAuthCallbackRoute({ service: authorization, publicUrl: config.publicUrl, logger }),
         healthzRoute(),
         readyzRoute([
           {
@@ -263,6 +312,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       reload(next) {
         policyHolder.replace(createPolicy({ policies: next.policies, providers: next.providers }));
         limits = next.limits;
+        authorizationSettings = next.authorization;
         logger.info({ policies: next.policies.length }, "policies and limits reloaded");
       },
       async stop() {

@@ -36,6 +36,11 @@ export async function createProviderRegistry(
   const clients = new Map<string, ProviderClient>();
   for (const config of configs) {
     const effective = config.kind === "sandbox" && deps.sandbox !== undefined ? sandboxProviderConfig(config, deps.sandbox) : config;
+    if (effective.clientId === undefined) {
+      // Listed (ListProviders says credentials are missing) but not usable until configured.
+      deps.logger.warn({ provider: config.id }, "provider has no client credentials; its flows answer FAILED_PRECONDITION");
+      continue;
+    }
     clients.set(config.id, await createProviderClient(effective, deps));
   }
   return {

@@ -80,21 +80,29 @@ export function createOAuthCallbackRoute(deps: OAuthCallbackRouteDeps): HttpRout
     }
     // The path the cookie was set for (the redirect URI's), even behind a prefix-stripping proxy.
     res.setHeader("set-cookie", clearFlowCookie(provider, `${basePath}${CALLBACK_PATH}${encodeURIComponent(provider)}`, secure));
-    if (req.method !== "GET" && req.method !== "HEAD") {
-      res.setHeader("allow", "GET, HEAD");
+    // Only GET: a HEAD from a link scanner must not use up the one-time state.
+    if (req.method !== "GET") {
+      res.setHeader("allow", "GET");
       sendErrorPage(res, 405, "invalid_state");
       return true;
     }
     const requestId = requestIdOf(req);
-    const outcome = await deps.service.handleCallback({
-      provider,
-      query: url.searchParams,
-      binding: readCookie(headerValue(req.headers["cookie"]), flowCookieName(provider)),
-      requestId,
-      peer: peerOf(req),
-    });
-    log(logger, outcome, { requestId, provider });
     res.setHeader("x-request-id", requestId);
+    let outcome: CallbackOutcome;
+    try {
+      outcome = await deps.service.handleCallback({
+        provider,
+        query: url.searchParams,
+        binding: readCookie(headerValue(req.headers["cookie"]), flowCookieName(provider)),
+        requestId,
+        peer: peerOf(req),
+      });
+    } catch (error) {
+      logger.error({ requestId, provider, err: error }, "authorization callback failed");
+      sendErrorPage(res, 500, "server_error");
+      return true;
+    }
+    log(logger, outcome, { requestId, provider });
     if (outcome.kind === "rejected") {
       sendErrorPage(res, outcome.code === "invalid_state" ? 400 : 500, outcome.code);
       return true;

@@ -5,6 +5,8 @@
  */
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { createContextKey, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { BrokerError } from "../domain/errors.js";
+import type { RequestContext } from "../domain/types.js";
 import type { CallContext, Interceptor, MethodKind } from "./call.js";
 
 /** A service and its implementation, as handed to the listeners. */
@@ -26,6 +28,13 @@ export function callOf(ctx: HandlerContext): CallContext {
   const call = ctx.values.get(callKey);
   if (!call) throw new Error(`no call context for ${ctx.service.typeName}/${ctx.method.name}`);
   return call;
+}
+
+/** The domain's view of the call: who asks (authenticated), request id, peer, deadline. */
+export function requestContextOf(ctx: HandlerContext): RequestContext {
+  const call = callOf(ctx);
+  if (!call.principal) throw new BrokerError("unauthenticated", "missing or invalid credentials");
+  return { principal: call.principal, requestId: call.requestId, peer: call.peer, signal: call.signal, deadline: call.deadline };
 }
 
 type AnyMethodImpl = (input: unknown, ctx: HandlerContext) => unknown;

@@ -1,0 +1,58 @@
+/**
+ * What the authorization flow needs from storage and from the provider registry, as structural
+ * subsets: the postgres.js repositories and `ProviderRegistry` satisfy them as they are, and the
+ * unit tests use in-memory fakes.
+ */
+import type { ProviderConfig } from "../config/types.js";
+import type { ProviderClient } from "./ports.js";
+import type { AuthorizationSession, ExternalAccount, Integration } from "./types.js";
+
+/** One-time authorization sessions, found by the hash of their state (the state is never stored). */
+export interface AuthorizationSessionStore {
+  create(session: AuthorizationSession & { readonly stateHash: string }): Promise<unknown>;
+  /**
+   * Deletes and returns the session with this state hash, expired or not: a state is usable
+   * once, and a failed attempt uses it up too (oauth-client-security.md §1).
+   */
+  consume(stateHash: string): Promise<AuthorizationSession | undefined>;
+}
+
+/** The token set of an integration as it is written: secrets already encrypted. */
+export interface EncryptedTokenWrite {
+  readonly accessTokenCiphertext: string;
+  readonly refreshTokenCiphertext: string | null;
+  readonly tokenType: string;
+  readonly expiresAt: Date;
+  readonly scopes: readonly string[];
+}
+
+export interface IntegrationUpsert {
+  /** The id of the integration, chosen before encryption because ciphertexts are bound to it. */
+  readonly id: string;
+  readonly userId: string;
+  readonly provider: string;
+  readonly externalAccount: ExternalAccount;
+  readonly grantedScopes: readonly string[];
+  readonly tokens: EncryptedTokenWrite;
+}
+
+export interface AuthorizationIntegrationStore {
+  /** The live (not deleted) integration of this user × provider × external account. */
+  findLive(userId: string, provider: string, externalAccountId: string): Promise<Integration | undefined>;
+  /** The user's integrations with one provider. */
+  findForUser(userId: string, provider: string): Promise<readonly Integration[]>;
+  /**
+   * Creates the integration with its token set, or — when the user already has a live one for
+   * the same external account — updates it in place, keeping its id. One transaction.
+   */
+  upsertWithTokens(input: IntegrationUpsert): Promise<{ readonly integration: Integration; readonly created: boolean }>;
+}
+
+/** The configured providers: their settings, their clients and their redirect URIs. */
+export interface ProviderDirectory {
+  list(): readonly ProviderConfig[];
+  /** `undefined` when the provider has no usable client (no credentials, sandbox not running). */
+  client(id: string): ProviderClient | undefined;
+  /** `<publicUrl>/oauth/callback/<id>`: the exact value registered at the provider. */
+  redirectUri(id: string): string;
+}

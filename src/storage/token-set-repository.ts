@@ -1,0 +1,151 @@
+/**
+ * Token sets (the encrypted half of an integration) and the refresh lease. Writes are
+ * conditional on the version read, so a slow or stale refresher can never overwrite a newer
+ * token; the lease is a single-row compare-and-set, so no transaction or pooled connection is
+ * held while a replica talks to the provider.
+ */
+import type postgres from "postgres";
+import type { EncryptedTokenSet } from "../domain/types.js";
+import { toBrokerError } from "./database.js";
+
+interface TokenSetRow {
+  access_token_ciphertext: string;
+  refresh_token_ciphertext: string | null;
+  token_type: string;
+  scopes: string[];
+  expires_at: Date;
+  version: string;
+}
+
+export interface TokenWrite {
+  readonly accessTokenCiphertext: string;
+  /** null keeps the stored refresh token (the provider did not rotate it). */
+  readonly refreshTokenCiphertext: string | null;
+  readonly tokenType: string;
+  readonly expiresAt: Date;
+  readonly scopes: readonly string[];
+}
+
+export type LeaseResult =
+  | { readonly acquired: true; readonly version: number }
+  | { readonly acquired: false; readonly holder: string; readonly expiresAt: Date }
+  | { readonly acquired: false; readonly holder: undefined; readonly expiresAt: undefined };
+
+export interface ClaimedRefresh {
+  readonly integrationId: string;
+  readonly provider: string;
+  readonly version: number;
+}
+
+export type TokenSetRepository = ReturnType<typeof createTokenSetRepository>;
+
+export function createTokenSetRepository(sql: postgres.Sql) {
+  async function guarded<T>(what: string, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (error) {
+      throw toBrokerError(error, what);
+    }
+  }
+
+  return {
+    get: (integrationId: string) =>
+      guarded("read the token set", async (): Promise<EncryptedTokenSet | undefined> => {
+        const [row] = await sql<TokenSetRow[]>`
+          select access_token_ciphertext, refresh_token_ciphertext, token_type, scopes, expires_at, version::text
+          from token_sets where integration_id = ${integrationId}`;
+        return row
+          ? {
+              accessTokenCiphertext: row.access_token_ciphertext,
+              refreshTokenCiphertext: row.refresh_token_ciphertext,
+              tokenType: row.token_type,
+              scopes: row.scopes,
+              expiresAt: row.expires_at,
+              version: Number(row.version),
+            }
+          : undefined;
+      }),
+
+    /**
+     * Writes a refreshed token set if the stored version is still `expectedVersion`; returns the
+     * new version, or undefined when someone else wrote first. The integration's bookkeeping
+     * (last refresh, granted scopes, failure count) moves in the same transaction.
+     */
+    writeIfVersion: (integrationId: string, expectedVersion: number, tokens: TokenWrite) =>
+      guarded("store the refreshed token set", () =>
+        sql.begin(async (tx) => {
+          const [row] = await tx<{ version: string }[]>`
+            update token_sets set
+              access_token_ciphertext = ${tokens.accessTokenCiphertext},
+              refresh_token_ciphertext = coalesce(${tokens.refreshTokenCiphertext}, refresh_token_ciphertext),
+              token_type = ${tokens.tokenType}, scopes = ${[...tokens.scopes]}, expires_at = ${tokens.expiresAt},
+              version = version + 1, updated_at = now()
+            where integration_id = ${integrationId} and version = ${expectedVersion}
+            returning version::text`;
+          if (!row) return undefined;
+          await tx`
+            update integrations set last_refreshed_at = now(), granted_scopes = ${[...tokens.scopes]},
+              refresh_failure_count = 0, next_refresh_attempt_at = null, status_reason = '', updated_at = now()
+            where id = ${integrationId}`;
+          return Number(row.version);
+        }),
+      ),
+
+    /** Takes (or renews) the refresh lease; a lease past its expiry is free for anyone. */
+    acquireLease: (integrationId: string, owner: string, ttlMs: number) =>
+      guarded("take the refresh lease", async (): Promise<LeaseResult> => {
+        const [taken] = await sql<{ version: string }[]>`
+          update token_sets set lease_owner = ${owner}, lease_expires_at = now() + ${ttlMs} * interval '1 millisecond'
+          where integration_id = ${integrationId}
+            and (lease_owner is null or lease_expires_at < now() or lease_owner = ${owner})
+          returning version::text`;
+        if (taken) return { acquired: true, version: Number(taken.version) };
+        const [holder] = await sql<{ lease_owner: string | null; lease_expires_at: Date | null }[]>`
+          select lease_owner, lease_expires_at from token_sets where integration_id = ${integrationId}`;
+        return holder?.lease_owner && holder.lease_expires_at
+          ? { acquired: false, holder: holder.lease_owner, expiresAt: holder.lease_expires_at }
+          : { acquired: false, holder: undefined, expiresAt: undefined };
+      }),
+
+    releaseLease: (integrationId: string, owner: string) =>
+      guarded("release the refresh lease", async () => {
+        await sql`update token_sets set lease_owner = null, lease_expires_at = null
+                  where integration_id = ${integrationId} and lease_owner = ${owner}`;
+      }),
+
+    /**
+     * For the proactive refresher: live integrations whose access token expires within
+     * `withinMs`, whose lease is free and whose backoff has passed — leased to `owner` in the same
+     * statement. `skip locked` lets every replica claim concurrently without double work.
+     */
+    claimExpiring: (options: { withinMs: number; limit: number; owner: string; ttlMs: number }) =>
+      guarded("claim expiring tokens", async (): Promise<ClaimedRefresh[]> => {
+        const rows = await sql<{ integration_id: string; provider: string; version: string }[]>`
+          with candidates as (
+            select t.integration_id from token_sets t join integrations i on i.id = t.integration_id
+            where i.status = 'active'
+              and t.refresh_token_ciphertext is not null
+              and t.expires_at < now() + ${options.withinMs} * interval '1 millisecond'
+              and (t.lease_owner is null or t.lease_expires_at < now())
+              and (i.next_refresh_attempt_at is null or i.next_refresh_attempt_at < now())
+            order by t.expires_at
+            limit ${options.limit}
+            for update of t skip locked)
+          update token_sets t set lease_owner = ${options.owner},
+            lease_expires_at = now() + ${options.ttlMs} * interval '1 millisecond'
+          from candidates c, integrations i
+          where t.integration_id = c.integration_id and i.id = t.integration_id
+          returning t.integration_id, i.provider, t.version::text`;
+        return rows.map((row) => ({ integrationId: row.integration_id, provider: row.provider, version: Number(row.version) }));
+      }),
+
+    /** Earliest expiry the proactive refresher will act on, for GetStatus. */
+    nextExpiry: () =>
+      guarded("read the next expiry", async (): Promise<Date | undefined> => {
+        const [row] = await sql<{ next: Date | null }[]>`
+          select min(t.expires_at) as next from token_sets t join integrations i on i.id = t.integration_id
+          where i.status = 'active' and t.refresh_token_ciphertext is not null`;
+        return row?.next ?? undefined;
+      }),
+  };
+}

@@ -1,0 +1,67 @@
+/** TokenService: edge validation and policy, then the token lifecycle in the domain. */
+import { timestampFromDate, type Duration } from "@bufbuild/protobuf/wkt";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { invalidArgument } from "../../domain/errors.js";
+import type { PolicyHolder } from "../../domain/policy.js";
+import type { TokenService as DomainTokenService } from "../../domain/token-service.js";
+import type { TokenService } from "../../gen/oauthbroker/v1/token_service_pb.js";
+import { requestContextOf } from "../service-binding.js";
+import { toProtoIntegration } from "./integration-mapping.js";
+
+const MAX_MIN_VALID_FOR_MS = 3_600_000;
+const SCOPE = /^[\x21\x23-\x5B\x5D-\x7E]+$/; // RFC 6749 §3.3 scope-token
+
+function durationMs(duration: Duration): number {
+  return Number(duration.seconds) * 1000 + Math.floor(duration.nanos / 1e6);
+}
+
+export function createTokenServiceHandlers(deps: {
+  tokenService: DomainTokenService;
+  policy: PolicyHolder;
+  defaultMinValidForSeconds: number;
+}): ServiceImpl<typeof TokenService> {
+  return {
+    async getAccessToken(request, ctx) {
+      const byId = request.integrationId !== "";
+      const byUser = request.userId !== "" || request.provider !== "" || request.externalAccountId !== "";
+      if (byId === byUser) {
+        throw invalidArgument("integration_id", "set either integration_id, or user_id + provider (+ external_account_id), not both and not neither");
+      }
+      if (!byId && request.provider === "") throw invalidArgument("provider", "required with user_id");
+      const minValidForMs = request.minValidFor ? durationMs(request.minValidFor) : deps.defaultMinValidForSeconds * 1000;
+      if (request.minValidFor && (minValidForMs < 0 || minValidForMs > MAX_MIN_VALID_FOR_MS || request.minValidFor.nanos < 0)) {
+        throw invalidArgument("min_valid_for", "must be between 0 s and 3600 s");
+      }
+      request.scopes.forEach((scope, index) => {
+        if (!SCOPE.test(scope)) throw invalidArgument(`scopes[${index}]`, "must be a non-empty scope token without spaces");
+      });
+
+      const context = requestContextOf(ctx);
+      const policy = deps.policy.current();
+      let integration;
+      if (byId) {
+        integration = await deps.tokenService.resolve({ integrationId: request.integrationId });
+        policy.resolveUser(context.principal, integration.userId, "get_access_token");
+      } else {
+        const userId = policy.resolveUser(context.principal, request.userId, "get_access_token");
+        policy.assertProviderAllowed(context.principal, request.provider);
+        integration = await deps.tokenService.resolve({ userId, provider: request.provider, externalAccountId: request.externalAccountId });
+      }
+      policy.checkTokenRequest(context.principal, {
+        provider: integration.provider,
+        requiredScopes: request.scopes,
+        grantedScopes: integration.grantedScopes,
+      });
+      const issued = await deps.tokenService.tokenFor(context, integration, minValidForMs, request.scopes);
+      ctx.responseHeader.set("cache-control", "no-store");
+      return {
+        accessToken: issued.tokens.accessToken,
+        tokenType: issued.tokens.tokenType,
+        expireTime: timestampFromDate(issued.tokens.expiresAt),
+        grantedScopes: [...issued.integration.grantedScopes],
+        integration: toProtoIntegration(issued.integration),
+      };
+    },
+  };
+}
+
