@@ -1,0 +1,175 @@
+/**
+ * The whole broker in-process on a real PostgreSQL, once with the local keyring and once with
+ * Vault transit (the emulator): a user connects a sandbox account, a caller gets its token, the
+ * token is refreshed at the provider — and afterwards no table and no log line holds any token,
+ * every ciphertext has its key service's prefix, and swapping two rows' ciphertexts fails closed.
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code } from "@connectrpc/connect";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { loadConfig } from "../../src/config/load-config.js";
+import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
+import { startBroker, type RunningBroker } from "../../src/server.js";
+import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
+import { startVaultEmulator, type VaultEmulator } from "../support/vault-transit-emulator.js";
+import { createBrowser, driveConsent } from "../support/peers/browser.js";
+import { captureLogger } from "../support/transport-fixture.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { grpcClient, unary, type GrpcFailure } from "../support/grpc-client.js";
+
+const TTL_SECONDS = 62;
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe.each([
+  { mode: "local keyring", prefix: /^local:v\d+:/ },
+  { mode: "Vault transit", prefix: /^vault:v\d+:/ },
+])("tokens at rest with the $mode", ({ mode, prefix }) => {
+  let db: TestDatabase;
+  let dataDir: string;
+  let vault: VaultEmulator | undefined;
+  let broker: RunningBroker;
+  let log: ReturnType<typeof captureLogger>["log"];
+  let httpUrl: string;
+  let userToken: string;
+  let adminToken: string;
+  const issued: string[] = [];
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-rest-"));
+    const port = await freePort();
+    httpUrl = `http://127.0.0.1:${port}`;
+    const configPath = join(dataDir, "broker.yaml");
+    await writeFile(configPath, `sandbox:\n  enabled: true\nproviders:\n  sandbox:\n    kind: sandbox\n    defaultAccessTokenLifetimeSeconds: ${TTL_SECONDS}\n`);
+    const env: Record<string, string> = {
+      DATABASE_URL: db.url,
+      BROKER_DATA_DIR: dataDir,
+      BROKER_CONFIG: configPath,
+      BROKER_GRPC_ADDR: "127.0.0.1:0",
+      BROKER_HTTP_ADDR: `127.0.0.1:${port}`,
+      BROKER_PUBLIC_URL: httpUrl,
+    };
+    if (mode === "Vault transit") {
+      vault = await startVaultEmulator();
+      Object.assign(env, { VAULT_ADDR: vault.url, VAULT_TOKEN: vault.rootToken });
+    }
+    const captured = captureLogger();
+    log = captured.log;
+    broker = await startBroker({ config: loadConfig({ env }), logger: captured.logger });
+    const key = await loadOrCreateLocalSigningKey(dataDir);
+    userToken = await signLocalToken(key, { subject: "alice", kind: "user" });
+    adminToken = await signLocalToken(key, { subject: "ops", kind: "service", roles: ["admin"] });
+  }, 60_000);
+
+  afterAll(async () => {
+    await broker?.stop();
+    await vault?.close();
+    await db?.drop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  async function getToken(minValidForMs: number) {
+    const client = grpcClient(`127.0.0.1:${broker.grpcPort}`);
+    try {
+      return await unary(
+        client,
+        TokenService.method.getAccessToken,
+        { userId: "alice", provider: "sandbox", minValidFor: durationFromMs(minValidForMs) },
+        { metadata: { authorization: `Bearer ${adminToken}` } },
+      );
+    } finally {
+      client.close();
+    }
+  }
+
+  it("connects, hands out a token, refreshes it just in time, and stores only ciphertexts", async () => {
+    const browser = createBrowser();
+    const started = await fetch(`${httpUrl}/oauthbroker.v1.AuthorizationService/StartAuthorization`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${userToken}` },
+      body: JSON.stringify({ provider: "sandbox", scopes: ["openid", "offline_access", "sandbox.read"] }),
+    });
+    expect(started.status).toBe(200);
+    const [cookie = ""] = started.headers.getSetCookie();
+    const [pair = ""] = cookie.split(";");
+    browser.cookies.set(pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1));
+    const { authorizationUrl } = (await started.json()) as { authorizationUrl: string };
+    const callback = await driveConsent(authorizationUrl, { username: "carol" }, browser);
+    const arrival = await browser.request(callback);
+    expect(new URL(arrival.headers.get("location") ?? "").searchParams.get("status")).toBe("connected");
+
+    const first = await getToken(30_000);
+    expect(first.headers.get("cache-control")[0]).toBe("no-store");
+    issued.push(first.response.accessToken);
+    expect(first.response.integration?.grantedScopes).toContain("sandbox.read");
+
+    // Asking for more than the token has left forces a refresh at the provider.
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    const second = await getToken((TTL_SECONDS - 1) * 1000);
+    issued.push(second.response.accessToken);
+    expect(second.response.accessToken).not.toBe(first.response.accessToken);
+    expect(Number(second.response.expireTime?.seconds) * 1000).toBeGreaterThan(Date.now() + (TTL_SECONDS - 2) * 1000);
+
+    // The cache answers the next call with the same token.
+    const third = await getToken(30_000);
+    expect(third.response.accessToken).toBe(second.response.accessToken);
+
+    const tooLong = (await getToken(3_600_000).catch((e) => e)) as GrpcFailure;
+    expect(tooLong.code).toBe(Code.FailedPrecondition);
+  }, 60_000);
+
+  it("leaves no token in any table or log line, and only prefixed ciphertexts", async () => {
+    const { sql } = broker.database;
+    const tables = await sql<{ table_name: string }[]>`
+      select table_name from information_schema.tables where table_schema = 'public'`;
+    for (const { table_name } of tables) {
+      const rows = await sql.unsafe(`select t::text as row from "${table_name}" t`);
+      const dump = rows.map((r) => String(r["row"])).join("\n");
+      for (const token of issued) expect(dump, `${table_name} holds a token`).not.toContain(token);
+    }
+    const [set] = await sql<{ access_token_ciphertext: string; refresh_token_ciphertext: string }[]>`
+      select access_token_ciphertext, refresh_token_ciphertext from token_sets`;
+    expect(set?.access_token_ciphertext).toMatch(prefix);
+    expect(set?.refresh_token_ciphertext).toMatch(prefix);
+    const [session] = await sql`select count(*)::int as n from authorization_sessions`;
+    expect(session?.["n"]).toBe(0);
+    const output = log.text();
+    for (const token of issued) expect(output).not.toContain(token);
+    expect(output).toContain("token refreshed");
+  });
+
+  it("fails closed when two rows' ciphertexts are swapped", async () => {
+    const { sql } = broker.database;
+    // A second integration for another user, then swap the two access-token ciphertexts.
+    const [original] = await sql<{ integration_id: string; access_token_ciphertext: string }[]>`
+      select integration_id, access_token_ciphertext from token_sets limit 1`;
+    const otherId = "00000000-0000-4000-8000-000000000001";
+    await sql`insert into integrations (id, user_id, provider, external_account_id) values (${otherId}, 'bob', 'sandbox', 'bob-acct')`;
+    const foreign = await broker.cipher.encrypt({ plaintext: "bobs-token", context: otherId });
+    await sql`insert into token_sets (integration_id, access_token_ciphertext, expires_at) values (${otherId}, ${original!.access_token_ciphertext}, now() + interval '1 hour')`;
+    await sql`update token_sets set access_token_ciphertext = ${foreign} where integration_id = ${original!.integration_id}`;
+    await sql`select pg_notify(${"oauth_broker_token_sets"}, ${`${original!.integration_id}:999999`})`;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+
+    const client = grpcClient(`127.0.0.1:${broker.grpcPort}`);
+    for (const request of [{ userId: "alice", provider: "sandbox" }, { integrationId: otherId }]) {
+      const failure = (await unary(client, TokenService.method.getAccessToken, request, {
+        metadata: { authorization: `Bearer ${adminToken}` },
+      }).catch((e) => e)) as GrpcFailure;
+      expect(failure.code).toBe(Code.Internal);
+      expect(failure.details).not.toContain("bobs-token");
+    }
+    client.close();
+  });
+});
