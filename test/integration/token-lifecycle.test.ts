@@ -1,0 +1,228 @@
+/**
+ * GetAccessToken's lifecycle against real PostgreSQL and a Microsoft-like provider peer that
+ * rotates refresh tokens (replaying a rotated one revokes the whole grant): one provider call
+ * per expiry across concurrent callers and several replicas (separate pools, replica ids and
+ * caches), rotation stored, invalid_grant → NEEDS_REAUTH with no further calls, provider
+ * outages mapped to UNAVAILABLE within the deadline.
+ */
+import { randomUUID } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { randomNonce, randomPKCECodeVerifier, randomState } from "openid-client";
+import { createLocalKeyringCipher } from "../../src/crypto/local-keyring-cipher.js";
+import { isBrokerError } from "../../src/domain/errors.js";
+import type { Cipher, ProviderClient } from "../../src/domain/ports.js";
+import type { RequestContext } from "../../src/domain/types.js";
+import { createTokenService, type TokenService } from "../../src/domain/token-service.js";
+import { createProviderClient } from "../../src/providers/create-provider-client.js";
+import { createDatabase, type Database } from "../../src/storage/database.js";
+import { createIntegrationRepository } from "../../src/storage/integration-repository.js";
+import { createTokenNotifications, type TokenNotifications } from "../../src/storage/token-notifications.js";
+import { createTokenSetRepository } from "../../src/storage/token-set-repository.js";
+import { systemClock } from "../../src/domain/ports.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { startOidcPeer, type OidcPeer } from "../support/peers/oidc-peer.js";
+import { capturingLogger, testProviderConfig } from "../support/peers/provider-config.js";
+
+const REDIRECT_URI = "http://127.0.0.1:18080/oauth/callback/microsoft";
+const SECRET = "ms~secret.value_1";
+
+const ctx: RequestContext = {
+  principal: { kind: "admin", subject: "test", issuer: "test" },
+  requestId: "r",
+  peer: "127.0.0.1:1",
+};
+
+interface Replica {
+  readonly database: Database;
+  readonly notifications: TokenNotifications;
+  readonly tokens: TokenService;
+}
+
+describe("token lifecycle", () => {
+  const { logger, lines } = capturingLogger();
+  let db: TestDatabase;
+  let dataDir: string;
+  let peer: OidcPeer;
+  let client: ProviderClient;
+  let cipher: Cipher;
+  const replicas: Replica[] = [];
+
+  async function replica(name: string): Promise<Replica> {
+    const database = createDatabase({ url: db.url, poolSize: 4, logger });
+    const notifications = await createTokenNotifications(database.sql, logger);
+    const tokens = createTokenService({
+      store: { integrations: createIntegrationRepository(database.sql), tokenSets: createTokenSetRepository(database.sql) },
+      cipher,
+      providers: { get: (id) => (id === "microsoft" ? client : undefined) },
+      clock: systemClock,
+      logger,
+      replicaId: name,
+      changes: notifications,
+      settings: { cacheMaxEntries: 100, leaseSeconds: 5, breakerFailureThreshold: 3, breakerCooldownMs: 60_000 },
+    });
+    const r = { database, notifications, tokens };
+    replicas.push(r);
+    return r;
+  }
+
+  /** Connects `username` at the peer and stores the grant, returning the integration id. */
+  async function connect(username: string): Promise<string> {
+    const state = randomState();
+    const codeVerifier = randomPKCECodeVerifier();
+    const nonce = randomNonce();
+    const scopes = ["User.Read"];
+    const url = await client.authorizationUrl({ state, scopes, redirectUri: REDIRECT_URI, codeVerifier, nonce });
+    const callbackUrl = await peer.driveConsent(url, { username });
+    const grant = await client.exchangeCode({ callbackUrl, expectedState: state, redirectUri: REDIRECT_URI, codeVerifier, nonce, requestedScopes: scopes });
+    const id = randomUUID();
+    const [access, refresh] = await cipher.encryptBatch([
+      { plaintext: grant.tokens.accessToken, context: id },
+      { plaintext: grant.tokens.refreshToken ?? "", context: id },
+    ]);
+    await createIntegrationRepository(db.sql).upsertWithTokens({
+      id,
+      userId: username,
+      provider: "microsoft",
+      externalAccount: grant.account ?? { id: username, name: username, attributes: {} },
+      grantedScopes: grant.tokens.scopes,
+      tokens: {
+        accessTokenCiphertext: access!,
+        refreshTokenCiphertext: refresh!,
+        tokenType: "Bearer",
+        expiresAt: grant.tokens.expiresAt,
+        scopes: grant.tokens.scopes,
+      },
+    });
+    return id;
+  }
+
+  const expire = (id: string) => db.sql`update token_sets set expires_at = now() - interval '1 second' where integration_id = ${id}`;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-tokens-"));
+    cipher = await createLocalKeyringCipher({ dataDir, logger });
+    peer = await startOidcPeer({
+      flavor: "microsoft",
+      accessTokenTtlSeconds: 3600,
+      rotateRefreshTokens: true,
+      clients: [{ client_id: "broker-client", client_secret: SECRET, redirect_uris: [REDIRECT_URI], token_endpoint_auth_method: "client_secret_post" }],
+    });
+    client = await createProviderClient(
+      testProviderConfig({
+        id: "microsoft",
+        kind: "microsoft",
+        clientSecret: SECRET,
+        clientAuthMethod: "client_secret_post",
+        tenant: "organizations",
+        timeoutMs: 2_000,
+        endpoints: { issuer: peer.issuer, api: peer.apiBase },
+      }),
+      { logger },
+    );
+    await replica("replica-a");
+    await replica("replica-b");
+    await replica("replica-c");
+  });
+
+  afterAll(async () => {
+    for (const r of replicas) {
+      r.tokens.close();
+      await r.notifications.close();
+      await r.database.close(1);
+    }
+    await peer?.close();
+    await db?.drop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it("serves concurrent callers on three replicas with exactly one provider refresh per expiry", async () => {
+    const id = await connect("storm");
+    for (let round = 0; round < 2; round++) {
+      // Time passing: the stored token expires and the cached copies with it.
+      await expire(id);
+      for (const r of replicas) r.tokens.evict(id);
+      const before = peer.tokenRequests();
+      const results = await Promise.all(
+        Array.from({ length: 300 }, async (_, i) => {
+          const r = replicas[i % replicas.length]!;
+          const integration = await r.tokens.resolve({ integrationId: id });
+          return r.tokens.tokenFor(ctx, integration, 60_000, []);
+        }),
+      );
+      expect(peer.tokenRequests() - before).toBe(1);
+      expect(new Set(results.map((r) => r.tokens.accessToken)).size).toBe(1);
+      expect(results[0]!.tokens.expiresAt.getTime()).toBeGreaterThan(Date.now() + 3000_000);
+    }
+    // The rotated refresh token was stored: the grant is still alive (a replayed one would kill it).
+    const [row] = await db.sql`select version::int as version, status from token_sets t join integrations i on i.id = t.integration_id where i.id = ${id}`;
+    expect(row).toMatchObject({ version: 3, status: "active" });
+  });
+
+  it("answers from the cache without touching the database or provider while the token is valid", async () => {
+    const id = await connect("cached");
+    const r = replicas[0]!;
+    const integration = await r.tokens.resolve({ integrationId: id });
+    const first = await r.tokens.tokenFor(ctx, integration, 60_000, []);
+    await db.sql`update token_sets set access_token_ciphertext = 'local:v1:garbage' where integration_id = ${id}`;
+    const second = await r.tokens.tokenFor(ctx, integration, 60_000, []);
+    expect(second.tokens.accessToken).toBe(first.tokens.accessToken);
+  });
+
+  it("refuses scopes that were not granted with SCOPE_NOT_GRANTED", async () => {
+    const id = await connect("scopes");
+    const r = replicas[0]!;
+    const integration = await r.tokens.resolve({ integrationId: id });
+    const failure = await r.tokens.tokenFor(ctx, integration, 60_000, ["Mail.Send"]).catch((e: unknown) => e);
+    expect(isBrokerError(failure, "scope_not_granted")).toBe(true);
+    expect((failure as { metadata: Record<string, string> }).metadata["missing_scopes"]).toBe("Mail.Send");
+  });
+
+  it("marks a revoked grant NEEDS_REAUTH and stops calling the provider", async () => {
+    const id = await connect("revoked");
+    await peer.revokeGrantsFor("revoked");
+    await expire(id);
+    const r = replicas[1]!;
+    const integration = await r.tokens.resolve({ integrationId: id });
+    const failure = await r.tokens.tokenFor(ctx, integration, 60_000, []).catch((e: unknown) => e);
+    expect(isBrokerError(failure, "integration_needs_reauth")).toBe(true);
+    const before = peer.tokenRequests();
+    const again = await r.tokens.resolve({ integrationId: id }).catch((e: unknown) => e);
+    expect(isBrokerError(again, "integration_needs_reauth")).toBe(true);
+    expect(peer.tokenRequests()).toBe(before);
+    const [row] = await db.sql`select status, status_reason from integrations where id = ${id}`;
+    expect(row?.["status"]).toBe("needs_reauth");
+  });
+
+  it("maps a failing provider to UNAVAILABLE within the caller's deadline, then opens the circuit", async () => {
+    const id = await connect("outage");
+    await expire(id);
+    peer.setTokenEndpointFault("503");
+    try {
+      const r = replicas[2]!;
+      const integration = await r.tokens.resolve({ integrationId: id });
+      const started = Date.now();
+      const failure = await r.tokens.tokenFor({ ...ctx, deadline: Date.now() + 1_500 }, integration, 60_000, []).catch((e: unknown) => e);
+      expect(isBrokerError(failure, "provider_unavailable")).toBe(true);
+      expect((failure as { retryAfterMs?: number }).retryAfterMs).toBeGreaterThan(0);
+      expect(Date.now() - started).toBeLessThan(4_000);
+      // Three failures open the breaker: the next call fails fast without a provider request.
+      expect(r.tokens.circuitStates().get("microsoft")).toBe("open");
+      const before = peer.tokenRequests();
+      const fast = await r.tokens.tokenFor(ctx, integration, 60_000, []).catch((e: unknown) => e);
+      expect(isBrokerError(fast, "provider_unavailable")).toBe(true);
+      expect(peer.tokenRequests()).toBe(before);
+    } finally {
+      peer.setTokenEndpointFault("none");
+    }
+  });
+
+  it("never logs a token", async () => {
+    const [row] = await db.sql<{ n: number }[]>`select count(*)::int as n from token_sets`;
+    expect(row?.n).toBeGreaterThan(0);
+    for (const line of lines) expect(line).not.toMatch(/"(access|refresh)_?[Tt]oken":"(?!\[redacted\])/);
+  });
+});
