@@ -54,6 +54,7 @@ import {
   type HttpResponse,
 } from "./transport/http-listener.js";
 import { healthzRoute, metricsRoute, readyzRoute } from "./transport/http-routes.js";
+import { webPageRoute } from "./transport/web-page.js";
 import { createRequestIdInterceptor } from "./transport/interceptors/request-id.js";
 import { createObserveInterceptor } from "./transport/interceptors/observe.js";
 import { createErrorInterceptor } from "./transport/interceptors/errors.js";
@@ -255,6 +256,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
           ? [(req: HttpRequest, res: HttpResponse) => sandbox.handle(req as IncomingMessage, res as ServerResponse)]
           : []),
         createOAuthCallbackRoute({ service: authorization, publicUrl: config.publicUrl, logger }),
+        webPageRoute(),
         healthzRoute(),
         readyzRoute([
           {

@@ -114,6 +114,21 @@ describe("the broker on the embedded default", () => {
     client.close();
   });
 
+  it("serves the web page with a strict content security policy and no third-party resources", async () => {
+    const res = await fetch(`${broker.httpUrl}/`);
+    expect(res.status).toBe(200);
+    const html = await res.text();
+    const csp = res.headers.get("content-security-policy") ?? "";
+    expect(csp).toContain("default-src 'none'");
+    expect(csp).toContain("connect-src 'self'");
+    // The inline script is exactly the one the policy allows.
+    const script = /<script>([\s\S]*)<\/script>/.exec(html)?.[1] ?? "";
+    const { createHash } = await import("node:crypto");
+    expect(csp).toContain(`'sha256-${createHash("sha256").update(script).digest("base64")}'`);
+    expect(html).not.toMatch(/(src|href)="https?:/);
+    expect(res.headers.get("referrer-policy")).toBe("no-referrer");
+  });
+
   it("shuts down gracefully on SIGTERM and keeps its data across a restart", async () => {
     const code = await broker.stop("SIGTERM");
     expect(code).toBe(0);

@@ -149,6 +149,24 @@ describe.each([
     expect(output).toContain("token refreshed");
   });
 
+  it.runIf(mode === "Vault transit")("keeps answering from the cache while Vault is sealed, and recovers by itself", async () => {
+    const cached = await getToken(30_000);
+    vault!.seal();
+    try {
+      const whileSealed = await getToken(30_000);
+      expect(whileSealed.response.accessToken).toBe(cached.response.accessToken);
+      const ready = await fetch(`${httpUrl}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(JSON.stringify(await ready.json())).toContain("key_service");
+      // Nothing cached for a token that must be refreshed: UNAVAILABLE with a retry hint.
+      const failure = (await getToken((TTL_SECONDS + 60) * 1000).catch((e) => e)) as GrpcFailure;
+      expect([Code.Unavailable, Code.FailedPrecondition]).toContain(failure.code);
+    } finally {
+      vault!.unseal();
+    }
+    expect((await fetch(`${httpUrl}/readyz`)).status).toBe(200);
+  });
+
   it("fails closed when two rows' ciphertexts are swapped", async () => {
     const { sql } = broker.database;
     // A second integration for another user, then swap the two access-token ciphertexts.
