@@ -12,8 +12,13 @@ export interface ProviderDefaults {
   readonly pkce: boolean;
   readonly clientAuthMethod: ClientAuthMethod;
   readonly defaultAccessTokenLifetimeSeconds: number;
+  /** Microsoft only: the tenant segment of the endpoints. */
   readonly tenant?: string;
 }
+
+/** Bounds for every provider's outbound calls, whatever its kind. */
+export const PROVIDER_TIMEOUT_MS = 10_000;
+export const PROVIDER_MAX_CONCURRENCY = 16;
 
 const GOOGLE_API = "https://www.googleapis.com/auth";
 const YOUTUBE_SCOPES = [`${GOOGLE_API}/youtube`, `${GOOGLE_API}/youtube.readonly`, `${GOOGLE_API}/youtube.upload`, `${GOOGLE_API}/youtube.force-ssl`];
@@ -29,6 +34,7 @@ export const PROVIDER_DEFAULTS: Readonly<Record<ProviderKind, ProviderDefaults>>
   },
   youtube: {
     displayName: "YouTube",
+    // The channel (not an OIDC `sub`) identifies the account, so `openid` is not needed.
     defaultScopes: [`${GOOGLE_API}/youtube.readonly`],
     allowedScopes: YOUTUBE_SCOPES,
     pkce: true,
@@ -54,6 +60,7 @@ export const PROVIDER_DEFAULTS: Readonly<Record<ProviderKind, ProviderDefaults>>
     // Notion documents no lifetime: assume an hour rather than "forever".
     defaultAccessTokenLifetimeSeconds: 3600,
   },
+  // Any other server: needs endpoints.issuer (discovery) or explicit endpoints.
   oidc: {
     displayName: "OpenID Connect",
     defaultScopes: ["openid"],
@@ -70,6 +77,7 @@ export const PROVIDER_DEFAULTS: Readonly<Record<ProviderKind, ProviderDefaults>>
     clientAuthMethod: "client_secret_basic",
     defaultAccessTokenLifetimeSeconds: 3600,
   },
+  // The broker's own test authorization server, for trying the embedded default out.
   sandbox: {
     displayName: "Sandbox (local test provider)",
     defaultScopes: ["openid", "profile", "offline_access"],
@@ -80,4 +88,8 @@ export const PROVIDER_DEFAULTS: Readonly<Record<ProviderKind, ProviderDefaults>>
   },
 };
 
-export const PROVIDER_KINDS = Object.keys(PROVIDER_DEFAULTS) as ProviderKind[];
+export const PROVIDER_KINDS: readonly ProviderKind[] = Object.keys(PROVIDER_DEFAULTS) as ProviderKind[];
+
+export function isProviderKind(value: string): value is ProviderKind {
+  return (PROVIDER_KINDS as readonly string[]).includes(value);
+}
