@@ -24,6 +24,7 @@ import { createAuthorizationService } from "./domain/authorization-service.js";
 import { createTokenService } from "./domain/token-service.js";
 import { createAuthorizationServiceHandlers } from "./transport/handlers/authorization-service.js";
 import { createTokenServiceHandlers } from "./transport/handlers/token-service.js";
+import { createIntegrationServiceHandlers } from "./transport/handlers/integration-service.js";
 import { createOAuthCallbackRoute } from "./transport/oauth-callback-route.js";
 import { enforceStartAuthorizationLimit } from "./transport/interceptors/rate-limit.js";
 import { createCipher } from "./crypto/create-cipher.js";
@@ -235,7 +236,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       bindService(AuthorizationService, createAuthorizationServiceHandlers({ service: authorization })),
       bindService(
         IntegrationService,
-        unimplementedService(IntegrationService, "integration management is not enabled in this build"),
+        createIntegrationServiceHandlers({ integrations, tokenService, policy: policyHolder }),
       ),
       bindService(AuditService, unimplementedService(AuditService, "the audit trail is not enabled in this build")),
     ];

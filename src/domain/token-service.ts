@@ -12,6 +12,7 @@
  * (oauth-client-security.md §7). `invalid_grant` marks the integration NEEDS_REAUTH (§8).
  */
 import { BrokerError, isBrokerError } from "./errors.js";
+import { integrationNotFound } from "./policy.js";
 import { createCircuitBreaker, type CircuitBreaker, type CircuitState } from "./circuit-breaker.js";
 import type { AuditLog, Cipher, Clock, ProviderClient } from "./ports.js";
 import { createSingleFlight } from "./single-flight.js";
@@ -427,11 +428,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       let integration: Integration | undefined;
       if (selector.integrationId) {
         integration = await store.integrations.get(selector.integrationId);
-        if (!integration) {
-          throw new BrokerError("not_found", `integration ${selector.integrationId} does not exist`, {
-            metadata: { integration_id: selector.integrationId },
-          });
-        }
+        if (!integration) throw integrationNotFound(selector.integrationId);
       } else {
         const userId = selector.userId ?? "";
         const provider = selector.provider ?? "";

@@ -180,11 +180,20 @@ export function createIntegrationRepository(sql: postgres.Sql) {
       ),
 
     /** Newest first; keyset pagination on (created_at, id) stays stable under concurrent inserts. */
-    list: (query: { userId?: string; provider?: string; status?: IntegrationStatus; pageSize: number; after?: ListCursor }) =>
+    list: (query: {
+      userId?: string | undefined;
+      provider?: string | undefined;
+      /** Only these providers (a service's policy); undefined means all. */
+      providers?: readonly string[] | undefined;
+      status?: IntegrationStatus | undefined;
+      pageSize: number;
+      after?: ListCursor | undefined;
+    }) =>
       guarded("list integrations", async () => {
         const conditions = [
           query.userId === undefined ? sql`true` : sql`i.user_id = ${query.userId}`,
           query.provider === undefined ? sql`true` : sql`i.provider = ${query.provider}`,
+          query.providers === undefined ? sql`true` : sql`i.provider = any(${[...query.providers]})`,
           query.status === undefined ? sql`i.status <> 'deleted'` : sql`i.status = ${query.status}`,
           query.after === undefined ? sql`true` : sql`(i.created_at, i.id) < (${query.after.createdAt}, ${query.after.id})`,
         ];

@@ -1,0 +1,118 @@
+/**
+ * IntegrationService: list, get and refresh, with the callers' roles and policy. Never returns
+ * a token. Page tokens (AIP-158) are opaque, bound to the filters they were issued for, and
+ * keyset-based, so pages stay stable while integrations are added.
+ */
+import { createHash } from "node:crypto";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { BrokerError, invalidArgument } from "../../domain/errors.js";
+import { integrationNotFound, type PolicyHolder } from "../../domain/policy.js";
+import type { TokenService } from "../../domain/token-service.js";
+import type { Integration, IntegrationStatus } from "../../domain/types.js";
+import type { IntegrationService } from "../../gen/oauthbroker/v1/integration_service_pb.js";
+import { requestContextOf } from "../service-binding.js";
+import { fromProtoStatus, toProtoIntegration } from "./integration-mapping.js";
+
+export interface IntegrationReader {
+  get(id: string): Promise<Integration | undefined>;
+  list(query: {
+    userId?: string | undefined;
+    provider?: string | undefined;
+    providers?: readonly string[] | undefined;
+    status?: IntegrationStatus | undefined;
+    pageSize: number;
+    after?: { createdAt: Date; id: string } | undefined;
+  }): Promise<{ items: Integration[]; next?: { createdAt: Date; id: string } | undefined }>;
+}
+
+const DEFAULT_PAGE_SIZE = 50;
+const MAX_PAGE_SIZE = 500;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function filterHash(filter: object): string {
+  return createHash("sha256").update(JSON.stringify(filter)).digest("base64url").slice(0, 16);
+}
+
+export function encodePageToken(cursor: { createdAt: Date; id: string }, filter: object): string {
+  return Buffer.from(JSON.stringify({ c: cursor.createdAt.toISOString(), i: cursor.id, f: filterHash(filter) })).toString("base64url");
+}
+
+export function decodePageToken(token: string, filter: object): { createdAt: Date; id: string } {
+  try {
+    const parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { c?: unknown; i?: unknown; f?: unknown };
+    const createdAt = new Date(String(parsed.c));
+    if (typeof parsed.i !== "string" || !UUID.test(parsed.i) || Number.isNaN(createdAt.getTime())) throw new Error("malformed");
+    if (parsed.f !== filterHash(filter)) {
+      throw invalidArgument("page_token", "was issued for other filters: keep user_id, provider and status unchanged while paging");
+    }
+    return { createdAt, id: parsed.i };
+  } catch (error) {
+    if (error instanceof BrokerError) throw error;
+    throw invalidArgument("page_token", "is not a page token from a previous ListIntegrations response");
+  }
+}
+
+function requireId(id: string): string {
+  if (!UUID.test(id)) throw invalidArgument("id", "must be an integration id (a UUID)");
+  return id;
+}
+
+export function createIntegrationServiceHandlers(deps: {
+  integrations: IntegrationReader;
+  tokenService: Pick<TokenService, "refreshNow">;
+  policy: PolicyHolder;
+}): ServiceImpl<typeof IntegrationService> {
+  const notAvailable = (method: string, why: string) => () => {
+    throw new BrokerError("unimplemented", `oauthbroker.v1.IntegrationService/${method} is not available: ${why}`);
+  };
+
+  async function accessible(ctx: Parameters<typeof requestContextOf>[0], id: string): Promise<Integration> {
+    const context = requestContextOf(ctx);
+    const integration = await deps.integrations.get(requireId(id));
+    // The same answer as for another user's integration: existence is not revealed.
+    if (!integration) throw integrationNotFound(id);
+    deps.policy.current().assertCanAccess(context.principal, integration.userId, { provider: integration.provider, integrationId: id });
+    return integration;
+  }
+
+  return {
+    async listIntegrations(request, ctx) {
+      const context = requestContextOf(ctx);
+      const policy = deps.policy.current();
+      const userId = policy.resolveUser(context.principal, request.userId, "list_integrations");
+      if (request.pageSize < 0 || request.pageSize > MAX_PAGE_SIZE) {
+        throw invalidArgument("page_size", `must be between 0 and ${MAX_PAGE_SIZE} (0 means ${DEFAULT_PAGE_SIZE})`);
+      }
+      const status = fromProtoStatus(request.status);
+      const filter = { u: request.userId, p: request.provider, s: request.status };
+      const after = request.pageToken === "" ? undefined : decodePageToken(request.pageToken, filter);
+      const page = await deps.integrations.list({
+        userId,
+        provider: request.provider || undefined,
+        providers: policy.visibleProviders(context.principal),
+        status,
+        pageSize: request.pageSize || DEFAULT_PAGE_SIZE,
+        after,
+      });
+      return {
+        integrations: page.items.map(toProtoIntegration),
+        nextPageToken: page.next ? encodePageToken(page.next, filter) : "",
+      };
+    },
+
+    async getIntegration(request, ctx) {
+      return { integration: toProtoIntegration(await accessible(ctx, request.id)) };
+    },
+
+    async refreshIntegration(request, ctx) {
+      const integration = await accessible(ctx, request.id);
+      const result = await deps.tokenService.refreshNow(requestContextOf(ctx), integration.id);
+      return { integration: toProtoIntegration(result.integration), refreshed: result.refreshed };
+    },
+
+    syncIntegrations: notAvailable("SyncIntegrations", "reconciling with the providers is not enabled in this build"),
+    deleteIntegration: notAvailable("DeleteIntegration", "deleting (with revocation at the provider) is not enabled in this build"),
+    watchIntegrations: notAvailable("WatchIntegrations", "the change stream is not enabled in this build"),
+  };
+}
+
