@@ -29,25 +29,8 @@ import {
   type LocalVerificationKey,
 } from "./local-signing-key.js";
 import { parseStaticKeys } from "./static-keys.js";
+import { ACCEPTED_JWT_ALGORITHMS } from "../config/read-issuers.js";
 
-/**
- * Asymmetric JWS algorithms (RFC 7518 §3.1, RFC 8037 §3.1). `none` and the HS* family are never
- * accepted, whatever the configuration says: an HMAC "verified" with a public key is a forgery
- * anyone can make.
- */
-export const ASYMMETRIC_ALGORITHMS: readonly string[] = [
-  "RS256",
-  "RS384",
-  "RS512",
-  "PS256",
-  "PS384",
-  "PS512",
-  "ES256",
-  "ES384",
-  "ES512",
-  "EdDSA",
-  "Ed25519",
-];
 
 /** Longer than any sane JWT; bounds the work an unauthenticated caller can cause. */
 const MAX_TOKEN_LENGTH = 16 * 1024;
@@ -148,7 +131,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     const kid = typeof header.kid === "string" ? header.kid : "";
     const iss = typeof unverified.iss === "string" ? unverified.iss : "";
     const details = { alg, kid, iss };
-    if (!ASYMMETRIC_ALGORITHMS.includes(alg)) {
+    if (!ACCEPTED_JWT_ALGORITHMS.includes(alg)) {
       throw new Rejection(`algorithm "${alg}" is never accepted`, "warn", details);
     }
     const issuer = trusted.get(iss);
@@ -244,8 +227,8 @@ function localIssuer(key: LocalVerificationKey): TrustedIssuer {
 }
 
 function configuredIssuer(config: JwtIssuerConfig, jwks: JwksOptions): TrustedIssuer {
-  const algorithms = (config.algorithms.length === 0 ? ASYMMETRIC_ALGORITHMS : config.algorithms).filter((alg) =>
-    ASYMMETRIC_ALGORITHMS.includes(alg),
+  const algorithms = (config.algorithms.length === 0 ? ACCEPTED_JWT_ALGORITHMS : config.algorithms).filter((alg) =>
+    ACCEPTED_JWT_ALGORITHMS.includes(alg),
   );
   if (algorithms.length === 0) {
     throw new BrokerError(

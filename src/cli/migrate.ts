@@ -3,31 +3,15 @@
  * database in BROKER_DATA_DIR) and exits. The broker also migrates at start; this is for
  * deployments that migrate in a separate step.
  */
-import { join } from "node:path";
-import { ConfigError, loadConfig } from "../config/load-config.js";
-import type { Config } from "../config/types.js";
 import { createLogger } from "../observability/logger.js";
-import { createDatabase } from "../storage/database.js";
-import { startEmbeddedPostgres } from "../storage/embedded-postgres.js";
 import { runMigrations } from "../storage/migrate.js";
+import { loadConfigForCommand, openCommandDatabase } from "./cli-support.js";
 
 async function migrate(): Promise<number> {
-  let config: Config;
-  try {
-    config = loadConfig({ env: process.env });
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`invalid configuration:\n${error.problems.map((p) => `  - ${p}`).join("\n")}\n`);
-      return 1;
-    }
-    throw error;
-  }
+  const config = loadConfigForCommand();
+  if (!config) return 1;
   const logger = createLogger({ level: config.logLevel });
-  const embedded =
-    config.databaseUrl === undefined
-      ? await startEmbeddedPostgres({ dataDir: join(config.dataDir, "postgres"), port: 0, logger })
-      : undefined;
-  const database = createDatabase({ url: config.databaseUrl?.reveal() ?? embedded?.url ?? "", logger });
+  const database = await openCommandDatabase(config, logger);
   try {
     const result = await runMigrations(database.sql, { logger });
     process.stdout.write(
@@ -38,7 +22,6 @@ async function migrate(): Promise<number> {
     return 0;
   } finally {
     await database.close(5);
-    await embedded?.stop();
   }
 }
 

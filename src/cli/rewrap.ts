@@ -4,14 +4,10 @@
  * (Vault `<mount>/keys/<key>/rotate`, or a new local keyring version). Afterwards old versions
  * can be retired: Vault `min_decryption_version`.
  */
-import { join } from "node:path";
-import { ConfigError, loadConfig } from "../config/load-config.js";
-import type { Config } from "../config/types.js";
 import { createCipher } from "../crypto/create-cipher.js";
 import { rewrapAll } from "../jobs/rewrap.js";
 import { createLogger } from "../observability/logger.js";
-import { createDatabase } from "../storage/database.js";
-import { startEmbeddedPostgres } from "../storage/embedded-postgres.js";
+import { loadConfigForCommand, openCommandDatabase } from "./cli-support.js";
 
 async function rewrap(argv: readonly string[]): Promise<number> {
   const unknown = argv.filter((arg) => arg !== "--rotate");
@@ -19,22 +15,10 @@ async function rewrap(argv: readonly string[]): Promise<number> {
     process.stderr.write(`usage: npm run rewrap [-- --rotate]\nunknown argument: ${unknown.join(" ")}\n`);
     return 2;
   }
-  let config: Config;
-  try {
-    config = loadConfig({ env: process.env });
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`invalid configuration:\n${error.problems.map((p) => `  - ${p}`).join("\n")}\n`);
-      return 1;
-    }
-    throw error;
-  }
+  const config = loadConfigForCommand();
+  if (!config) return 1;
   const logger = createLogger({ level: config.logLevel });
-  const embedded =
-    config.databaseUrl === undefined
-      ? await startEmbeddedPostgres({ dataDir: join(config.dataDir, "postgres"), port: 0, logger })
-      : undefined;
-  const database = createDatabase({ url: config.databaseUrl?.reveal() ?? embedded?.url ?? "", logger });
+  const database = await openCommandDatabase(config, logger);
   const cipher = await createCipher(config, logger);
   const abort = new AbortController();
   process.once("SIGINT", () => abort.abort());
@@ -59,7 +43,6 @@ async function rewrap(argv: readonly string[]): Promise<number> {
   } finally {
     await cipher.close();
     await database.close(5);
-    await embedded?.stop();
   }
 }
 

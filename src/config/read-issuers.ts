@@ -8,7 +8,7 @@ import { HTTP_URL_MESSAGE, parseHttpUrl } from "./http-url.js";
 import type { JwtIssuerConfig } from "./types.js";
 import { createYamlReader, type ReaderContext, type YamlReader } from "./yaml-reader.js";
 
-/** RFC 7518 §3.1 and RFC 8037 §3.1 asymmetric JWS algorithms. */
+/** RFC 7518 §3.1 and RFC 8037 §3.1 asymmetric JWS algorithms: the only ones a caller token may use. */
 export const ACCEPTED_JWT_ALGORITHMS: readonly string[] = [
   "RS256",
   "RS384",

@@ -73,7 +73,7 @@ describe("over gRPC", () => {
     const client = grpcClient(`127.0.0.1:${broker.grpcPort}`);
     return unary(client, IntegrationService.method[method] as never, request as never, {
       metadata: { authorization: `Bearer ${tokens[who]}` },
-    }).finally(() => client.close()) as Promise<{ response: T }>;
+    }).finally(() => client.close()) as unknown as Promise<{ response: T }>;
   };
 
   it("lets a user list and read only their own integrations", async () => {
