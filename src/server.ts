@@ -20,6 +20,10 @@ import { createIntegrationRepository } from "./storage/integration-repository.js
 import { createSessionRepository } from "./storage/session-repository.js";
 import { createTokenSetRepository } from "./storage/token-set-repository.js";
 import { createTokenNotifications } from "./storage/token-notifications.js";
+import { createPostgresAuditLog } from "./storage/audit-log.js";
+import { createAuditChainMonitor } from "./storage/audit-chain-monitor.js";
+import { startAuditRetentionJob } from "./jobs/audit-retention.js";
+import { createAuditServiceHandlers } from "./transport/handlers/audit-service.js";
 import { createAuthorizationService } from "./domain/authorization-service.js";
 import { createTokenService } from "./domain/token-service.js";
 import { createAuthorizationServiceHandlers } from "./transport/handlers/authorization-service.js";
@@ -60,7 +64,6 @@ import { createRequestIdInterceptor } from "./transport/interceptors/request-id.
 import { createObserveInterceptor } from "./transport/interceptors/observe.js";
 import { createErrorInterceptor } from "./transport/interceptors/errors.js";
 import { createDrainingInterceptor } from "./transport/interceptors/draining.js";
-import { unimplementedService } from "./transport/handlers/unimplemented.js";
 import { createProviderServiceHandlers } from "./transport/handlers/provider-service.js";
 import { createStatusServiceHandlers } from "./transport/handlers/status-service.js";
 
@@ -174,6 +177,29 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
     );
     const providers = await createProviderRegistry(providerConfigs, { logger, clock, publicUrl: config.publicUrl });
 
+    const audit = createPostgresAuditLog({
+      sql: database.sql,
+      logger,
+      clock,
+      onWriteFailure: (events) => metrics.auditWriteFailures.inc(events),
+    });
+    closers.add("audit log", () => audit.close());
+    const auditMonitor = createAuditChainMonitor({
+      sql: database.sql,
+      intervalMs: 60_000,
+      logger,
+      onVerdict: (verdict) => metrics.auditChainIntact.set(verdict.intact ? 1 : 0),
+    });
+    await auditMonitor.start();
+    closers.add("audit chain monitor", async () => auditMonitor.stop());
+    const auditRetention = startAuditRetentionJob({
+      sql: database.sql,
+      retentionDays: config.retention.auditDays,
+      intervalMs: 3_600_000,
+      logger,
+    });
+    closers.add("audit retention", async () => auditRetention.stop());
+
     const notifications = await createTokenNotifications(database.sql, logger);
     closers.add("token notifications", () => notifications.close());
     const tokenService = createTokenService({
@@ -184,7 +210,17 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       logger,
       replicaId: `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`,
       changes: notifications,
+      audit,
       settings: { cacheMaxEntries: config.tokens.cacheMaxEntries, leaseSeconds: config.tokens.leaseSeconds },
+      events: {
+        cache: (hit) => metrics.tokenCacheRequests.inc({ result: hit ? "hit" : "miss" }),
+        refresh: (provider, result, seconds) => {
+          metrics.tokenRefreshes.inc({ provider, result });
+          metrics.tokenRefreshSeconds.observe({ provider }, seconds);
+        },
+        leaseWait: () => metrics.leaseWaits.inc(),
+        circuit: (provider, state) => metrics.circuitOpen.set({ provider }, state === "open" ? 1 : 0),
+      },
     });
     closers.add("token service", async () => tokenService.close());
 
@@ -195,7 +231,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       sessions: createSessionRepository(database.sql),
       integrations,
       cipher,
-      audit: { record: async () => {} },
+      audit,
       settings: () => authorizationSettings,
       publicUrl: config.publicUrl,
       clock,
@@ -222,7 +258,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
           migrationStatus: () => migrationStatus(database.sql),
           countIntegrations: () => integrations.countByStatus(),
           isDraining: () => draining,
-          auditChainIntact: async () => true,
+          auditChainIntact: async () => auditMonitor.intact(),
         }),
       ),
       bindService(
@@ -238,7 +274,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
         IntegrationService,
         createIntegrationServiceHandlers({ integrations, tokenService, policy: policyHolder }),
       ),
-      bindService(AuditService, unimplementedService(AuditService, "the audit trail is not enabled in this build")),
+      bindService(AuditService, createAuditServiceHandlers({ sql: database.sql })),
     ];
     const servedServices: DescService[] = [...brokerBindings.map((b) => b.service), Health];
     const health = createHealth(brokerBindings.map((b) => b.service.typeName));

@@ -27,6 +27,13 @@ function defineMetrics(m: MetricFactory) {
     rpcStarted: m.counter("grpc_server_started_total", "RPCs started on the server.", RPC),
     rpcHandled: m.counter("grpc_server_handled_total", "RPCs completed on the server, by status code.", [...RPC, "grpc_code"]),
     rpcHandlingSeconds: m.histogram("grpc_server_handling_seconds", "Time from the start of an RPC to its completion.", RPC),
+    tokenCacheRequests: m.counter("oauth_broker_token_cache_requests_total", "Token lookups by cache result (hit, miss).", ["result"]),
+    tokenRefreshes: m.counter("oauth_broker_token_refreshes_total", "Refresh calls at providers, by result (success or error code).", ["provider", "result"]),
+    tokenRefreshSeconds: m.histogram("oauth_broker_token_refresh_seconds", "Duration of refresh calls at providers.", ["provider"]),
+    leaseWaits: m.counter("oauth_broker_refresh_lease_waits_total", "Times a caller waited for another replica's refresh.", []),
+    circuitOpen: m.gauge("oauth_broker_provider_circuit_open", "1 while a provider's circuit breaker is open (calls fail fast).", ["provider"]),
+    auditWriteFailures: m.counter("oauth_broker_audit_write_failures_total", "Audit events that could not be written (their operations failed).", []),
+    auditChainIntact: m.gauge("oauth_broker_audit_chain_intact", "1 while the audit hash chain verifies, 0 once a break is found.", []),
   };
 }
 

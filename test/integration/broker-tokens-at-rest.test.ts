@@ -14,6 +14,7 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { loadConfig } from "../../src/config/load-config.js";
 import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
 import { startBroker, type RunningBroker } from "../../src/server.js";
+import { verifyAuditChain } from "../../src/storage/audit-chain.js";
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
 import { startVaultEmulator, type VaultEmulator } from "../support/vault-transit-emulator.js";
 import { createBrowser, driveConsent } from "../support/peers/browser.js";
@@ -146,6 +147,10 @@ describe.each([
     expect(session?.["n"]).toBe(0);
     const output = log.text();
     for (const token of issued) expect(output).not.toContain(token);
+    // Every token handed out and the authorization left an audit event; the chain verifies.
+    const actions = await sql<{ action: string; n: number }[]>`select action, count(*)::int as n from audit_events group by action`;
+    expect(Object.fromEntries(actions.map((a) => [a.action, a.n]))).toMatchObject({ "token.issued": 3, "authorization.completed": 1 });
+    expect((await verifyAuditChain(sql)).intact).toBe(true);
     expect(output).toContain("token refreshed");
   });
 

@@ -1,0 +1,187 @@
+/**
+ * The audit trail's writer: append-only rows in `audit_events`, each hash-chained to the one
+ * before (audit-hash.ts), with a gap-free `sequence` shared by every replica.
+ *
+ * Ordering across replicas comes from one transaction-scoped advisory lock: a writer takes it,
+ * reads the last (sequence, hash) — or the retention anchor when the table is empty — and inserts
+ * after it. The lock is released at commit, after the rows became visible, so the next writer
+ * always reads the true tip.
+ *
+ * `GetAccessToken` records an event per token handed out, so writes are grouped: `record()`
+ * enqueues the event and resolves once the transaction holding its batch has committed. A batch is
+ * written when `maxBatchSize` events wait or `maxDelayMs` after its first event, one transaction
+ * and one lock acquisition per batch; while a batch is being written the next one fills up and is
+ * written as soon as it ends. If a batch fails, every `record()` in it rejects: the operation that
+ * wanted the record fails rather than going unrecorded.
+ */
+import type postgres from "postgres";
+import { BrokerError } from "../domain/errors.js";
+import { systemClock, type AuditEventInput, type AuditLog, type Clock } from "../domain/ports.js";
+import type { Logger } from "../observability/logger.js";
+import { normalizeAuditEvent, type NormalizedAuditEvent } from "./audit-event-input.js";
+import { auditEventHash, GENESIS_HASH } from "./audit-hash.js";
+
+/** Key of the advisory lock that serializes chain appends across replicas ("oaaudit1"). */
+export const AUDIT_APPEND_LOCK_KEY = "8025803167774635057";
+
+export const AUDIT_WRITE_FAILED_MESSAGE = "the audit record could not be written; the operation was not performed";
+
+export interface PostgresAuditLogOptions {
+  readonly sql: postgres.Sql;
+  readonly logger: Logger;
+  readonly clock?: Clock | undefined;
+  /** Called once per failed batch with the number of events lost (for a metric). */
+  readonly onWriteFailure?: ((failedEvents: number) => void) | undefined;
+  /** Events per transaction; default 256. */
+  readonly maxBatchSize?: number | undefined;
+  /** How long the first event of a batch waits for company; default 2 ms. */
+  readonly maxDelayMs?: number | undefined;
+  /** Bound on waiting for the append lock, so a stuck writer fails operations instead of hanging them; default 5 s. */
+  readonly lockTimeoutMs?: number | undefined;
+}
+
+export interface PostgresAuditLog extends AuditLog {
+  /** Resolves when every event recorded so far has been written or has failed. */
+  flush(): Promise<void>;
+  /** Flushes, then refuses further events. */
+  close(): Promise<void>;
+}
+
+interface Pending {
+  readonly event: NormalizedAuditEvent;
+  readonly time: Date;
+  readonly resolve: () => void;
+  readonly reject: (error: unknown) => void;
+}
+
+interface ChainTip {
+  readonly sequence: string;
+  readonly hash: string;
+}
+
+/** The last event's (sequence, hash); the anchor when retention emptied the table; genesis otherwise. */
+async function readTip(tx: postgres.TransactionSql): Promise<ChainTip> {
+  const [last] = await tx<ChainTip[]>`
+    select sequence::text as sequence, hash from audit_events order by audit_events.sequence desc limit 1`;
+  if (last) return last;
+  const [anchor] = await tx<ChainTip[]>`select sequence::text as sequence, hash from audit_anchor`;
+  return anchor ?? { sequence: "0", hash: GENESIS_HASH };
+}
+
+function summarize(error: unknown): Error {
+  const code = (error as { code?: unknown } | null)?.code;
+  const message = error instanceof Error ? error.message : String(error);
+  return new Error(typeof code === "string" ? `${message} (${code})` : message);
+}
+
+export function createPostgresAuditLog(options: PostgresAuditLogOptions): PostgresAuditLog {
+  const { sql, logger } = options;
+  const clock = options.clock ?? systemClock;
+  const maxBatchSize = Math.max(1, options.maxBatchSize ?? 256);
+  const maxDelayMs = Math.max(0, options.maxDelayMs ?? 2);
+  const lockTimeout = `${Math.max(1, Math.round(options.lockTimeoutMs ?? 5_000))}ms`;
+
+  let queue: Pending[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  let writing: Promise<void> | undefined;
+  let closed = false;
+
+  async function append(batch: readonly Pending[]): Promise<void> {
+    await sql.begin(async (tx) => {
+      await tx`select set_config('lock_timeout', ${lockTimeout}, true)`;
+      await tx`select pg_advisory_xact_lock(${AUDIT_APPEND_LOCK_KEY}::bigint)`;
+      const tip = await readTip(tx);
+      let sequence = BigInt(tip.sequence);
+      let previousHash = tip.hash;
+      const rows = batch.map(({ event, time }) => {
+        sequence += 1n;
+        const content = { ...event, sequence: sequence.toString(), time };
+        const hash = auditEventHash(previousHash, content);
+        const row = { ...content, time: time.toISOString(), previous_hash: previousHash, hash };
+        previousHash = hash;
+        return row;
+      });
+      // One statement for the whole batch: a JSON array expanded server-side.
+      await tx`
+        insert into audit_events (sequence, time, action, outcome, reason, caller, caller_kind, user_id,
+                                  integration_id, provider, request_id, peer, scopes, details, previous_hash, hash)
+        select sequence, time, action, outcome, reason, caller, caller_kind, user_id,
+               integration_id, provider, request_id, peer, scopes, details, previous_hash, hash
+          from jsonb_to_recordset(${JSON.stringify(rows)}::text::jsonb) as r(
+            sequence bigint, time timestamptz, action text, outcome text, reason text, caller text,
+            caller_kind text, user_id text, integration_id text, provider text, request_id text,
+            peer text, scopes text[], details jsonb, previous_hash text, hash text)
+`;
+    });
+  }
+
+  async function writeBatch(batch: readonly Pending[]): Promise<void> {
+    try {
+      await append(batch);
+    } catch (error) {
+      // postgres.js errors carry the statement's parameters (the whole batch): keep only the gist.
+      const cause = summarize(error);
+      logger.error({ err: cause, events: batch.length }, "audit events could not be written; their operations fail");
+      try {
+        options.onWriteFailure?.(batch.length);
+      } catch (hookError) {
+        logger.warn({ err: hookError }, "the audit write-failure hook threw");
+      }
+      for (const pending of batch) pending.reject(new BrokerError("internal", AUDIT_WRITE_FAILED_MESSAGE, { cause }));
+      return;
+    }
+    for (const pending of batch) pending.resolve();
+  }
+
+  function startWriting(): void {
+    if (timer !== undefined) {
+      clearTimeout(timer);
+      timer = undefined;
+    }
+    if (writing !== undefined || queue.length === 0) return;
+    writing = (async () => {
+      while (queue.length > 0) {
+        const batch = queue.slice(0, maxBatchSize);
+        queue = queue.slice(batch.length);
+        await writeBatch(batch);
+      }
+    })().finally(() => {
+      writing = undefined;
+      // Events that arrived between the loop's last check and now.
+      if (queue.length > 0) schedule();
+    });
+  }
+
+  function schedule(): void {
+    // A batch in flight picks the queue up when it ends: that wait is the grouping.
+    if (writing !== undefined) return;
+    if (queue.length >= maxBatchSize) startWriting();
+    else timer ??= setTimeout(startWriting, maxDelayMs);
+  }
+
+  async function flush(): Promise<void> {
+    for (;;) {
+      startWriting();
+      const current = writing;
+      if (current === undefined) return;
+      await current;
+    }
+  }
+
+  return {
+    async record(input: AuditEventInput): Promise<void> {
+      if (closed) throw new BrokerError("internal", AUDIT_WRITE_FAILED_MESSAGE, { reason: "AUDIT_LOG_CLOSED" });
+      const event = normalizeAuditEvent(input);
+      const time = clock.now();
+      return new Promise<void>((resolve, reject) => {
+        queue.push({ event, time, resolve, reject });
+        schedule();
+      });
+    },
+    flush,
+    async close() {
+      closed = true;
+      await flush();
+    },
+  };
+}

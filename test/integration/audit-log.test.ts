@@ -1,0 +1,206 @@
+/**
+ * The audit writer against a real PostgreSQL: gap-free sequence across two replicas (separate
+ * pools), group commit, and an operation failing when its batch cannot be written.
+ */
+import postgres from "postgres";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { BrokerError } from "../../src/domain/errors.js";
+import type { AuditEventInput } from "../../src/domain/ports.js";
+import { verifyAuditChain } from "../../src/storage/audit-chain.js";
+import { auditEventHash, GENESIS_HASH, type AuditEventRow } from "../../src/storage/audit-hash.js";
+import { AUDIT_WRITE_FAILED_MESSAGE, createPostgresAuditLog } from "../../src/storage/audit-log.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { captureLogger } from "../support/transport-fixture.js";
+
+let db: TestDatabase;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterAll(async () => {
+  await db.drop();
+});
+beforeEach(async () => {
+  await db.sql`truncate audit_events, audit_anchor`;
+});
+
+function event(index: number, replica: string): AuditEventInput {
+  return {
+    action: "token.issued",
+    outcome: "success",
+    caller: `svc-${replica}`,
+    callerKind: "service",
+    userId: `u-${index % 7}`,
+    integrationId: `i-${index}`,
+    provider: "google",
+    requestId: `${replica}-${index}`,
+    peer: "127.0.0.1:1234",
+    scopes: ["openid", "email"],
+    details: { replica },
+  };
+}
+
+async function rows(): Promise<AuditEventRow[]> {
+  return db.sql<AuditEventRow[]>`
+    select sequence::text as sequence, time, action, outcome, reason, caller, caller_kind, user_id, integration_id,
+           provider, request_id, peer, scopes, details, previous_hash, hash
+      from audit_events order by audit_events.sequence`;
+}
+
+describe("createPostgresAuditLog", () => {
+  it("writes a row whose hash chains from genesis, with every field and the clock's time", async () => {
+    const time = new Date("2024-03-01T10:00:00.123Z");
+    const { logger } = captureLogger();
+    const log = createPostgresAuditLog({ sql: db.sql, logger, clock: { now: () => time } });
+    await log.record({
+      action: "integration.deleted",
+      outcome: "denied",
+      reason: "PERMISSION_DENIED",
+      caller: "alice",
+      callerKind: "user",
+      userId: "alice",
+      integrationId: "i-9",
+      provider: "notion",
+      requestId: "r-1",
+      peer: "10.0.0.1:443",
+      scopes: ["write", "read"],
+      details: { via: "connect" },
+    });
+    const [row] = await rows();
+    expect(row).toMatchObject({
+      sequence: "1",
+      action: "integration.deleted",
+      outcome: "denied",
+      reason: "PERMISSION_DENIED",
+      caller: "alice",
+      caller_kind: "user",
+      user_id: "alice",
+      integration_id: "i-9",
+      provider: "notion",
+      request_id: "r-1",
+      peer: "10.0.0.1:443",
+      scopes: ["read", "write"],
+      details: { via: "connect" },
+      previous_hash: GENESIS_HASH,
+    });
+    expect(row?.time.toISOString()).toBe(time.toISOString());
+    expect(row?.hash).toBe(auditEventHash(GENESIS_HASH, row!));
+    await log.close();
+  });
+
+  it("keeps the sequence gap-free and the chain intact with two replicas writing concurrently", async () => {
+    const { logger } = captureLogger();
+    const otherPool = postgres(db.url, { max: 4, onnotice: () => {} });
+    const replicaA = createPostgresAuditLog({ sql: db.sql, logger, maxBatchSize: 16 });
+    const replicaB = createPostgresAuditLog({ sql: otherPool, logger, maxBatchSize: 16 });
+    try {
+      const writes: Promise<void>[] = [];
+      for (let i = 0; i < 150; i += 1) {
+        writes.push(replicaA.record(event(i, "a")), replicaB.record(event(i, "b")));
+        // Spread the calls over several ticks so batches of both replicas interleave.
+        if (i % 20 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+      await Promise.all(writes);
+      const stored = await rows();
+      expect(stored.map((row) => Number(row.sequence))).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+      expect(new Set(stored.map((row) => row.request_id)).size).toBe(300);
+      // Both replicas appended while the other was appending, not one after the other.
+      const switches = stored.filter((row, i) => i > 0 && row.details["replica"] !== stored[i - 1]?.details["replica"]).length;
+      expect(switches).toBeGreaterThan(2);
+      expect(await verifyAuditChain(db.sql, { batchSize: 64 })).toEqual({ intact: true, checked: 300, lastSequence: 300 });
+    } finally {
+      await replicaA.close();
+      await replicaB.close();
+      await otherPool.end({ timeout: 5 });
+    }
+  });
+
+  it("groups concurrent records: one transaction per batch", async () => {
+    const { logger } = captureLogger();
+    const pool = postgres(db.url, { max: 2, onnotice: () => {} });
+    let transactions = 0;
+    const begin = pool.begin.bind(pool) as (...args: unknown[]) => Promise<unknown>;
+    (pool as unknown as { begin: (...args: unknown[]) => Promise<unknown> }).begin = (...args) => {
+      transactions += 1;
+      return begin(...args);
+    };
+    const log = createPostgresAuditLog({ sql: pool, logger, maxBatchSize: 256, maxDelayMs: 50 });
+    try {
+      await Promise.all(Array.from({ length: 300 }, (_, i) => log.record(event(i, "a"))));
+      // 256 fill the first batch at once; the other 44 wait for it and go in the second.
+      expect(transactions).toBe(2);
+      const started = performance.now();
+      await log.record(event(300, "a"));
+      expect(transactions).toBe(3);
+      // A lone event waits for company at most maxDelayMs.
+      expect(performance.now() - started).toBeGreaterThanOrEqual(45);
+      expect((await rows()).length).toBe(301);
+    } finally {
+      await log.close();
+      await pool.end({ timeout: 5 });
+    }
+  });
+
+  it("rejects every record of a batch that cannot be written, calls onWriteFailure, and consumes no sequence", async () => {
+    const { logger, log: captured } = captureLogger();
+    const failures: number[] = [];
+    const log = createPostgresAuditLog({ sql: db.sql, logger, onWriteFailure: (n) => failures.push(n) });
+    await log.record(event(0, "a"));
+    await db.sql`alter table audit_events add constraint audit_test_no_boom check (action <> 'boom')`;
+    try {
+      const batch = [log.record(event(1, "a")), log.record({ action: "boom", outcome: "failure" }), log.record(event(2, "a"))];
+      const results = await Promise.allSettled(batch);
+      for (const result of results) {
+        expect(result.status).toBe("rejected");
+        const reason = (result as PromiseRejectedResult).reason as unknown;
+        expect(reason).toBeInstanceOf(BrokerError);
+        expect((reason as BrokerError).code).toBe("internal");
+        expect((reason as BrokerError).message).toBe(AUDIT_WRITE_FAILED_MESSAGE);
+      }
+      expect(failures).toEqual([3]);
+      expect(captured.lines.some((line) => line["msg"] === "audit events could not be written; their operations fail")).toBe(true);
+    } finally {
+      await db.sql`alter table audit_events drop constraint audit_test_no_boom`;
+    }
+    await log.record(event(3, "a"));
+    const stored = await rows();
+    expect(stored.map((row) => [row.sequence, row.request_id])).toEqual([
+      ["1", "a-0"],
+      ["2", "a-3"],
+    ]);
+    expect((await verifyAuditChain(db.sql)).intact).toBe(true);
+    await log.close();
+  });
+
+  it("fails the operation when the database refuses the insert (permission revoked)", async () => {
+    const role = `audit_writer_${Date.now()}`;
+    await db.sql.unsafe(`create role ${role} login`);
+    await db.sql.unsafe(`grant select on audit_events, audit_anchor to ${role}`);
+    const url = new URL(db.url);
+    url.username = role;
+    const pool = postgres(url.toString(), { max: 1, onnotice: () => {} });
+    const { logger } = captureLogger();
+    const log = createPostgresAuditLog({ sql: pool, logger });
+    try {
+      await expect(log.record(event(1, "a"))).rejects.toMatchObject({ code: "internal", message: AUDIT_WRITE_FAILED_MESSAGE });
+      expect((await rows()).length).toBe(0);
+    } finally {
+      await log.close();
+      await pool.end({ timeout: 5 });
+      await db.sql.unsafe(`drop owned by ${role}`);
+      await db.sql.unsafe(`drop role ${role}`);
+    }
+  });
+
+  it("refuses an event with fields beyond AuditEventInput without touching its batch", async () => {
+    const { logger } = captureLogger();
+    const log = createPostgresAuditLog({ sql: db.sql, logger });
+    const bad = log.record({ ...event(1, "a"), accessToken: "secret-value" } as AuditEventInput);
+    const good = log.record(event(2, "a"));
+    await expect(bad).rejects.toMatchObject({ code: "internal" });
+    await expect(good).resolves.toBeUndefined();
+    expect((await rows()).map((row) => row.request_id)).toEqual(["a-2"]);
+    await log.close();
+    await expect(log.record(event(3, "a"))).rejects.toMatchObject({ code: "internal" });
+  });
+});
