@@ -115,6 +115,12 @@ export interface TokenService {
 }
 
 const WRITE_ATTEMPTS = 5;
+/**
+ * How long a resolved integration (id or user + provider → integration) is reused without
+ * asking PostgreSQL. Changes that matter to callers (refresh, re-authorization needed, delete,
+ * reconnect) evict it at once through the change feed; this bound covers the rest.
+ */
+const RESOLVE_TTL_MS = 5_000;
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -171,9 +177,28 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
   const leaseMs = deps.settings.leaseSeconds * 1000;
   const waiters = new Map<string, Set<() => void>>();
   const lastTouched = new Map<string, number>();
+  const resolved = new Map<string, { integration: Integration; until: number }>();
+  const resolvedKeys = new Map<string, Set<string>>();
+
+  function forgetResolved(integrationId: string): void {
+    for (const key of resolvedKeys.get(integrationId) ?? []) resolved.delete(key);
+    resolvedKeys.delete(integrationId);
+  }
+
+  function remember(key: string, integration: Integration): void {
+    if (resolved.size >= deps.settings.cacheMaxEntries) {
+      const oldest = resolved.keys().next().value;
+      if (oldest !== undefined) resolved.delete(oldest);
+    }
+    resolved.set(key, { integration, until: clock.now().getTime() + RESOLVE_TTL_MS });
+    let keys = resolvedKeys.get(integration.id);
+    if (!keys) resolvedKeys.set(integration.id, (keys = new Set()));
+    keys.add(key);
+  }
 
   const unsubscribe = deps.changes?.subscribe((change) => {
     cache.evict(change.integrationId, change.version || Number.MAX_SAFE_INTEGER);
+    forgetResolved(change.integrationId);
     for (const wake of waiters.get(change.integrationId) ?? []) wake();
   });
 
@@ -309,6 +334,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       const reason = isBrokerError(error) ? (error.metadata["error"] ?? error.reason).toLowerCase() : "invalid_grant";
       await store.integrations.markNeedsReauth(integration.id, reason);
       cache.evict(integration.id);
+      forgetResolved(integration.id);
       await deps.changes?.publish({ integrationId: integration.id, version: 0 });
       logger.warn({ integrationId: integration.id, provider: integration.provider, reason }, "the provider refused the grant: integration needs re-authorization");
       await deps.audit?.record({
@@ -425,6 +451,14 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
 
   return {
     async resolve(selector) {
+      const key = selector.integrationId
+        ? `id:${selector.integrationId}`
+        : `user:${selector.userId ?? ""}\u0000${selector.provider ?? ""}\u0000${selector.externalAccountId ?? ""}`;
+      const hit = resolved.get(key);
+      if (hit && hit.until > clock.now().getTime()) {
+        checkStatus(hit.integration);
+        return hit.integration;
+      }
       let integration: Integration | undefined;
       if (selector.integrationId) {
         integration = await store.integrations.get(selector.integrationId);
@@ -450,6 +484,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       }
       if (!integration) throw new BrokerError("internal", "integration lookup returned nothing");
       checkStatus(integration);
+      remember(key, integration);
       return integration;
     },
 
@@ -498,6 +533,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
 
     evict(integrationId) {
       cache.evict(integrationId);
+      forgetResolved(integrationId);
     },
 
     circuitStates() {
