@@ -23,6 +23,7 @@ import { createTokenNotifications } from "./storage/token-notifications.js";
 import { createPostgresAuditLog } from "./storage/audit-log.js";
 import { createAuditChainMonitor } from "./storage/audit-chain-monitor.js";
 import { startAuditRetentionJob } from "./jobs/audit-retention.js";
+import { startProactiveRefresher } from "./jobs/proactive-refresh.js";
 import { createAuditServiceHandlers } from "./transport/handlers/audit-service.js";
 import { createAuthorizationService } from "./domain/authorization-service.js";
 import { createTokenService } from "./domain/token-service.js";
@@ -202,13 +203,15 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
 
     const notifications = await createTokenNotifications(database.sql, logger);
     closers.add("token notifications", () => notifications.close());
+    const tokenSets = createTokenSetRepository(database.sql);
+    const replicaId = `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`;
     const tokenService = createTokenService({
-      store: { integrations, tokenSets: createTokenSetRepository(database.sql) },
+      store: { integrations, tokenSets },
       cipher,
       providers,
       clock,
       logger,
-      replicaId: `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`,
+      replicaId,
       changes: notifications,
       audit,
       settings: { cacheMaxEntries: config.tokens.cacheMaxEntries, leaseSeconds: config.tokens.leaseSeconds },
@@ -223,6 +226,16 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       },
     });
     closers.add("token service", async () => tokenService.close());
+    const refresher = startProactiveRefresher({
+      claim: (request) => tokenSets.claimExpiring(request),
+      tokenService,
+      logger,
+      replicaId,
+      windowMs: config.tokens.proactiveRefreshWindowSeconds * 1000,
+      intervalMs: config.tokens.proactiveRefreshIntervalSeconds * 1000,
+      leaseMs: config.tokens.leaseSeconds * 1000,
+    });
+    closers.add("proactive refresher", () => refresher.stop());
 
     let authorizationSettings = config.authorization;
     const authorization = createAuthorizationService({

@@ -108,6 +108,11 @@ export interface TokenService {
   tokenFor(ctx: RequestContext, integration: Integration, minValidForMs: number, requiredScopes: readonly string[]): Promise<IssuedToken>;
   /** Forces a refresh now through the same single-flight path (RefreshIntegration, sync). */
   refreshNow(ctx: RequestContext, integrationId: string): Promise<{ integration: Integration; refreshed: boolean }>;
+  /**
+   * For the proactive refresher: refreshes when the token expires within `withinMs` (someone
+   * else's fresher token counts). Returns whether this call refreshed at the provider.
+   */
+  refreshAhead(integrationId: string, withinMs: number): Promise<boolean>;
   /** Drops the cached copy (delete, re-authorization). */
   evict(integrationId: string): void;
   circuitStates(): ReadonlyMap<string, CircuitState>;
@@ -529,6 +534,13 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       const result = await refreshes.run(integration.id, () => refreshCoordinated(ctx, integration, 0, true));
       const latest = (await store.integrations.get(integration.id)) ?? integration;
       return { integration: latest, refreshed: result.refreshed };
+    },
+
+    async refreshAhead(integrationId, withinMs) {
+      const integration = await store.integrations.get(integrationId);
+      if (!integration || integration.status !== "active") return false;
+      const result = await refreshes.run(integration.id, () => refreshCoordinated(undefined, integration, withinMs, false));
+      return result.refreshed;
     },
 
     evict(integrationId) {

@@ -22,6 +22,7 @@ import { createIntegrationRepository } from "../../src/storage/integration-repos
 import { createTokenNotifications, type TokenNotifications } from "../../src/storage/token-notifications.js";
 import { createTokenSetRepository } from "../../src/storage/token-set-repository.js";
 import { systemClock } from "../../src/domain/ports.js";
+import { startProactiveRefresher } from "../../src/jobs/proactive-refresh.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { startOidcPeer, type OidcPeer } from "../support/peers/oidc-peer.js";
 import { capturingLogger, testProviderConfig } from "../support/peers/provider-config.js";
@@ -218,6 +219,33 @@ describe("token lifecycle", () => {
     } finally {
       peer.setTokenEndpointFault("none");
     }
+  });
+
+  it("refreshes tokens ahead of expiry from every replica's refresher, each integration once", async () => {
+    const ids = [await connect("ahead-1"), await connect("ahead-2"), await connect("ahead-3")];
+    for (const id of ids) await db.sql`update token_sets set expires_at = now() + interval '60 seconds' where integration_id = ${id}`;
+    const before = peer.tokenRequests();
+    // Replica c's circuit for this provider is open after the outage test: a and b share the work.
+    const refreshers = replicas.slice(0, 2).map((r, index) =>
+      startProactiveRefresher({
+        claim: (request) => createTokenSetRepository(r.database.sql).claimExpiring(request),
+        tokenService: r.tokens,
+        logger,
+        replicaId: `replica-${"abc"[index]}`,
+        windowMs: 300_000,
+        intervalMs: 60_000,
+        leaseMs: 5_000,
+        schedule: false,
+      }),
+    );
+    const refreshed = await Promise.all(refreshers.map((r) => r.runOnce()));
+    expect(refreshed.reduce((a, b) => a + b, 0)).toBe(3);
+    expect(peer.tokenRequests() - before).toBe(3);
+    const rows = await db.sql<{ expires_at: Date }[]>`select expires_at from token_sets where integration_id = any(${ids})`;
+    for (const row of rows) expect(row.expires_at.getTime()).toBeGreaterThan(Date.now() + 3000_000);
+    // Nothing left in the window: a second pass does nothing.
+    expect(await refreshers[0]!.runOnce()).toBe(0);
+    await Promise.all(refreshers.map((r) => r.stop()));
   });
 
   it("never logs a token", async () => {

@@ -1,0 +1,90 @@
+/**
+ * Refreshes tokens before they expire, so callers rarely wait for a provider. Runs on every
+ * replica: each tick claims a batch of integrations whose access token expires within the window
+ * (`FOR UPDATE SKIP LOCKED` plus the refresh lease, so replicas never work on the same one) and
+ * refreshes them through the same path as GetAccessToken. Failures back off per integration
+ * (`next_refresh_attempt_at`); a dead grant becomes NEEDS_REAUTH. Never on the hot path.
+ */
+import type { ClaimedRefresh } from "../storage/token-set-repository.js";
+import type { TokenService } from "../domain/token-service.js";
+import type { Logger } from "../observability/logger.js";
+
+export interface ProactiveRefresher {
+  /** One pass now (tests, and the interval). Resolves with the number refreshed at providers. */
+  runOnce(): Promise<number>;
+  nextRunAt(): Date | undefined;
+  stop(): Promise<void>;
+}
+
+export function startProactiveRefresher(options: {
+  claim: (request: { withinMs: number; limit: number; owner: string; ttlMs: number }) => Promise<ClaimedRefresh[]>;
+  tokenService: Pick<TokenService, "refreshAhead">;
+  logger: Logger;
+  replicaId: string;
+  windowMs: number;
+  intervalMs: number;
+  leaseMs: number;
+  /** Integrations claimed per pass; at most `concurrency` refresh at once. */
+  batchSize?: number;
+  concurrency?: number;
+  /** Start the interval (false in tests that drive `runOnce`). */
+  schedule?: boolean;
+}): ProactiveRefresher {
+  const batchSize = options.batchSize ?? 50;
+  const concurrency = options.concurrency ?? 4;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<number> | undefined;
+  let nextRun: Date | undefined;
+  let stopped = false;
+
+  async function pass(): Promise<number> {
+    const claimed = await options.claim({ withinMs: options.windowMs, limit: batchSize, owner: options.replicaId, ttlMs: options.leaseMs });
+    let refreshed = 0;
+    const queue = [...claimed];
+    await Promise.all(
+      Array.from({ length: Math.min(concurrency, queue.length) }, async () => {
+        for (let next = queue.shift(); next; next = queue.shift()) {
+          try {
+            if (await options.tokenService.refreshAhead(next.integrationId, options.windowMs)) refreshed += 1;
+          } catch (error) {
+            options.logger.warn({ err: error, integrationId: next.integrationId, provider: next.provider }, "proactive refresh failed; it backs off");
+          }
+        }
+      }),
+    );
+    if (claimed.length > 0) options.logger.info({ claimed: claimed.length, refreshed }, "proactive refresh pass");
+    return refreshed;
+  }
+
+  const runOnce = () => {
+    running ??= pass().finally(() => (running = undefined));
+    return running;
+  };
+
+  const tick = () => {
+    if (stopped) return;
+    runOnce()
+      .catch((error: unknown) => options.logger.warn({ err: error }, "proactive refresh pass failed"))
+      .finally(() => {
+        if (stopped) return;
+        nextRun = new Date(Date.now() + options.intervalMs);
+        timer = setTimeout(tick, options.intervalMs);
+        timer.unref();
+      });
+  };
+  if (options.schedule !== false) {
+    nextRun = new Date(Date.now() + options.intervalMs);
+    timer = setTimeout(tick, options.intervalMs);
+    timer.unref();
+  }
+
+  return {
+    runOnce,
+    nextRunAt: () => nextRun,
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await running?.catch(() => undefined);
+    },
+  };
+}
