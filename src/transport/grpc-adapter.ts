@@ -10,6 +10,7 @@ import { create, fromBinary, toBinary, type DescMessage, type DescMethod } from 
 import { anyPack } from "@bufbuild/protobuf/wkt";
 import { ConnectError, createContextValues, createHandlerContext, type HandlerContext } from "@connectrpc/connect";
 import { StatusSchema } from "../gen/google/rpc/status_pb.js";
+import { BrokerError } from "../domain/errors.js";
 import { toConnectError } from "./error-mapping.js";
 import { methodImpl, peerKey, type ServiceBinding } from "./service-binding.js";
 
@@ -23,8 +24,30 @@ function serializerFor(schema: DescMessage) {
   };
 }
 
+/**
+ * A request that did not decode. grpc-js would answer a throwing deserializer with INTERNAL;
+ * the bytes are the caller's fault, so the handler answers INVALID_ARGUMENT instead.
+ */
+class MalformedRequest {
+  constructor(readonly typeName: string) {}
+}
+
 function deserializerFor(schema: DescMessage) {
-  return (bytes: Buffer): Message => fromBinary(schema, bytes);
+  return (bytes: Buffer): Message => {
+    try {
+      return fromBinary(schema, bytes);
+    } catch {
+      return new MalformedRequest(schema.typeName) as unknown as Message;
+    }
+  };
+}
+
+function assertWellFormed(message: unknown): void {
+  if (message instanceof MalformedRequest) {
+    throw new BrokerError("invalid_argument", `the request is not a valid ${message.typeName} message`, {
+      reason: "MALFORMED_REQUEST",
+    });
+  }
 }
 
 function headersFromMetadata(metadata: grpc.Metadata): Headers {
@@ -98,7 +121,10 @@ function contextFor(binding: ServiceBinding, method: DescMethod, call: AnyServer
  * and status are sent.
  */
 async function* readStream(call: grpc.ServerDuplexStream<Message, Message>): AsyncGenerator<Message> {
-  for await (const message of call.iterator({ destroyOnReturn: false }) as AsyncIterable<Message>) yield message;
+  for await (const message of call.iterator({ destroyOnReturn: false }) as AsyncIterable<Message>) {
+    assertWellFormed(message);
+    yield message;
+  }
 }
 
 /** A grpc-js service definition and implementation for `binding`. */
@@ -128,7 +154,10 @@ export function toGrpcService(binding: ServiceBinding): {
       ) => {
         const { ctx, sendHeaders } = contextFor(binding, method, call);
         Promise.resolve()
-          .then(() => impl(call.request, ctx) as Promise<Message>)
+          .then(() => {
+            assertWellFormed(call.request);
+            return impl(call.request, ctx) as Promise<Message>;
+          })
           .then(
             (response) => {
               sendHeaders();
@@ -147,6 +176,7 @@ export function toGrpcService(binding: ServiceBinding): {
         const input = method.methodKind === "bidi_streaming" ? readStream(call) : (call as unknown as { request: Message }).request;
         void (async () => {
           try {
+            assertWellFormed(input);
             for await (const response of impl(input, ctx) as AsyncIterable<Message>) {
               sendHeaders();
               if (!call.write(response)) await new Promise((resolve) => call.once("drain", resolve));

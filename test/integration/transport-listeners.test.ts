@@ -137,6 +137,26 @@ describe("gRPC listener (grpc-js)", () => {
     client.close();
   });
 
+  it("answers bytes that are not the request message with INVALID_ARGUMENT, on both listeners", async () => {
+    const client = grpcClient(fixture.grpcAddress);
+    const garbage = Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+    const failure = await new Promise<GrpcFailure>((resolve) =>
+      client.makeUnaryRequest("/oauthbroker.v1.ProviderService/ListProviders", (x: Buffer) => x, (x: Buffer) => x, garbage, (e) =>
+        resolve(e as GrpcFailure),
+      ),
+    );
+    expect(failure.code).toBe(Code.InvalidArgument);
+    expect(failure.details).toContain("oauthbroker.v1.ListProvidersRequest");
+    client.close();
+    const res = await fetch(`${fixture.httpUrl}/oauthbroker.v1.TokenService/GetAccessToken`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ minValidFor: "soon" }),
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { code: string }).code).toBe("invalid_argument");
+  });
+
   it("serves health Check and Watch, turning NOT_SERVING while draining", async () => {
     const client = grpcClient(fixture.grpcAddress);
     const overall = await unary(client, Health.method.check, { service: "" });
