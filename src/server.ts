@@ -295,7 +295,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       interceptBinding(b, interceptors, shutdown.signal),
     );
 
-    const grpcListener: GrpcListener = await startGrpcListener({ address: config.grpcAddress, bindings });
+    const grpcListener: GrpcListener = await startGrpcListener({ address: config.grpcAddress, bindings, tls: config.grpcTls });
     closers.add("gRPC listener", () => grpcListener.close(config.shutdownGraceMs));
     const httpListener: HttpListener = await startHttpListener({
       address: config.httpAddress,

@@ -14,6 +14,7 @@ import { policyProblems } from "../domain/policy.js";
 import { ConfigError, createProblems, type Problems } from "./config-error.js";
 import { HTTP_URL_MESSAGE, parseHttpUrl } from "./http-url.js";
 import { parseListenAddress } from "./listen-address.js";
+import { readGrpcTls } from "./read-grpc-tls.js";
 import { readIssuers } from "./read-issuers.js";
 import { readProviders } from "./read-providers.js";
 import { readVault, VAULT_YAML_KEYS } from "./read-vault.js";
@@ -100,6 +101,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
     nodeEnv,
     version: readVersion(readFile, env),
     grpcAddress: readAddress(problems, "BROKER_GRPC_ADDR", value("BROKER_GRPC_ADDR") ?? DEFAULT_GRPC_ADDR),
+    grpcTls: readGrpcTls(problems, env),
     httpAddress: readAddress(problems, "BROKER_HTTP_ADDR", value("BROKER_HTTP_ADDR") ?? DEFAULT_HTTP_ADDR),
     publicUrl,
     dataDir: resolve(value("BROKER_DATA_DIR") ?? DEFAULT_DATA_DIR),

@@ -114,10 +114,20 @@ export interface VaultConfig {
   readonly timeoutMs: number;
 }
 
+/** TLS for the gRPC listener; with a client CA, callers must present a certificate it signed. */
+export interface GrpcTlsConfig {
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** Client certificates signed by this CA identify services (subject CN or SPIFFE ID). */
+  readonly clientCaFile: string | undefined;
+}
+
 export interface Config {
   readonly nodeEnv: string;
   readonly version: string;
   readonly grpcAddress: ListenAddress;
+  /** Absent: the gRPC listener speaks plaintext h2c (inside a mesh or on loopback). */
+  readonly grpcTls: GrpcTlsConfig | undefined;
   readonly httpAddress: ListenAddress;
   readonly publicUrl: URL;
   readonly dataDir: string;

@@ -5,6 +5,7 @@
  * Errors become gRPC statuses with `grpc-status-details-bin` (google.rpc.Status), exactly as
  * connect-node sends them on its own gRPC protocol.
  */
+import type { PeerCertificate } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, toBinary, type DescMessage, type DescMethod } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
@@ -12,7 +13,8 @@ import { ConnectError, createContextValues, createHandlerContext, type HandlerCo
 import { StatusSchema } from "../gen/google/rpc/status_pb.js";
 import { BrokerError } from "../domain/errors.js";
 import { toConnectError } from "./error-mapping.js";
-import { methodImpl, peerKey, type ServiceBinding } from "./service-binding.js";
+import { principalFromCertificate } from "../auth/certificate-principal.js";
+import { certificatePrincipalKey, methodImpl, peerKey, type ServiceBinding } from "./service-binding.js";
 
 type Message = ReturnType<typeof create>;
 
@@ -85,6 +87,7 @@ export function toGrpcStatus(error: unknown, trailers?: Headers): Partial<grpc.S
 
 interface AnyServerCall {
   metadata: grpc.Metadata;
+  getAuthContext(): { sslPeerCertificate?: PeerCertificate | undefined };
   getPeer(): string;
   getDeadline(): grpc.Deadline;
   getPath(): string;
@@ -104,7 +107,10 @@ function contextFor(binding: ServiceBinding, method: DescMethod, call: AnyServer
     timeoutMs: timeoutOf(call.getDeadline()),
     requestSignal: requestAbort.signal,
     requestHeader: headersFromMetadata(call.metadata),
-    contextValues: createContextValues().set(peerKey, call.getPeer()),
+    contextValues: createContextValues()
+      .set(peerKey, call.getPeer())
+      // grpc-js only reports a certificate the TLS layer verified against the client CA.
+      .set(certificatePrincipalKey, principalFromCertificate(call.getAuthContext().sslPeerCertificate)),
   });
   let headersSent = false;
   const sendHeaders = () => {

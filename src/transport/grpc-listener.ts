@@ -3,7 +3,8 @@
  * services. Unknown methods get UNIMPLEMENTED from grpc-js itself.
  */
 import * as grpc from "@grpc/grpc-js";
-import type { ListenAddress } from "../config/types.js";
+import { readFileSync } from "node:fs";
+import type { GrpcTlsConfig, ListenAddress } from "../config/types.js";
 import { toGrpcService } from "./grpc-adapter.js";
 import type { ServiceBinding } from "./service-binding.js";
 
@@ -17,9 +18,21 @@ export function formatAddress(address: ListenAddress): string {
   return address.host.includes(":") ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
 }
 
+function credentials(tls: GrpcTlsConfig | undefined): grpc.ServerCredentials {
+  if (!tls) return grpc.ServerCredentials.createInsecure();
+  const clientCa = tls.clientCaFile === undefined ? null : readFileSync(tls.clientCaFile);
+  // With a client CA every caller must present a certificate it signed (mutual TLS).
+  return grpc.ServerCredentials.createSsl(
+    clientCa,
+    [{ private_key: readFileSync(tls.keyFile), cert_chain: readFileSync(tls.certFile) }],
+    clientCa !== null,
+  );
+}
+
 export async function startGrpcListener(options: {
   address: ListenAddress;
   bindings: readonly ServiceBinding[];
+  tls?: GrpcTlsConfig | undefined;
 }): Promise<GrpcListener> {
   const server = new grpc.Server({
     "grpc.max_receive_message_length": 4 * 1024 * 1024,
@@ -30,7 +43,7 @@ export async function startGrpcListener(options: {
     server.addService(definition, implementation);
   }
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(formatAddress(options.address), grpc.ServerCredentials.createInsecure(), (error, bound) =>
+    server.bindAsync(formatAddress(options.address), credentials(options.tls), (error, bound) =>
       error ? reject(error) : resolve(bound),
     );
   });

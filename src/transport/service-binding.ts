@@ -6,7 +6,7 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { createContextKey, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { BrokerError } from "../domain/errors.js";
-import type { RequestContext } from "../domain/types.js";
+import type { Principal, RequestContext } from "../domain/types.js";
 import type { CallContext, Interceptor, MethodKind } from "./call.js";
 
 /** A service and its implementation, as handed to the listeners. */
@@ -21,6 +21,8 @@ export function bindService<S extends DescService>(service: S, impl: ServiceImpl
 
 /** Set by each listener: the remote address of the caller. */
 export const peerKey = createContextKey<string>("unknown");
+/** Set by the gRPC listener under mutual TLS: the service a verified client certificate names. */
+export const certificatePrincipalKey = createContextKey<Principal | undefined>(undefined);
 const callKey = createContextKey<CallContext | undefined>(undefined);
 
 /** The call context of the current RPC, for handlers that need the principal or request id. */
@@ -69,7 +71,7 @@ function createCall(ctx: HandlerContext, shutdownSignal: AbortSignal): CallConte
     responseHeader: ctx.responseHeader,
     peer: ctx.values.get(peerKey),
     requestId: "",
-    principal: undefined,
+    principal: ctx.values.get(certificatePrincipalKey),
     signal: AbortSignal.any([ctx.signal, shutdownSignal]),
     deadline: timeoutMs === undefined ? undefined : Date.now() + timeoutMs,
   };

@@ -12,6 +12,7 @@ import { createHealth, type HealthState } from "../../src/transport/health.js";
 import { createReflectionBindings } from "../../src/transport/reflection.js";
 import { interceptBinding, type ServiceBinding } from "../../src/transport/service-binding.js";
 import type { Interceptor } from "../../src/transport/call.js";
+import type { GrpcTlsConfig } from "../../src/config/types.js";
 import { createRequestIdInterceptor } from "../../src/transport/interceptors/request-id.js";
 import { createObserveInterceptor } from "../../src/transport/interceptors/observe.js";
 import { createErrorInterceptor } from "../../src/transport/interceptors/errors.js";
@@ -62,6 +63,7 @@ export async function startTransportFixture(options: {
   bindings: ServiceBinding[];
   extraInterceptors?: Interceptor[];
   routes?: HttpRoute[];
+  grpcTls?: GrpcTlsConfig;
 }): Promise<TransportFixture> {
   const { logger, log } = captureLogger();
   const metrics = createMetrics();
@@ -80,7 +82,7 @@ export async function startTransportFixture(options: {
   const bindings = [...options.bindings, health.binding, ...createReflectionBindings(served)].map((b) =>
     interceptBinding(b, interceptors, shutdown.signal),
   );
-  const grpcListener = await startGrpcListener({ address: { host: "127.0.0.1", port: 0 }, bindings });
+  const grpcListener = await startGrpcListener({ address: { host: "127.0.0.1", port: 0 }, bindings, tls: options.grpcTls });
   const httpListener = await startHttpListener({
     address: { host: "127.0.0.1", port: 0 },
     bindings,
