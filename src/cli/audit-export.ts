@@ -6,14 +6,10 @@
  * 2 bad arguments or configuration, 1 failed midway.
  */
 import { once } from "node:events";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { ConfigError, loadConfig } from "../config/load-config.js";
-import type { Config } from "../config/types.js";
 import { createLogger } from "../observability/logger.js";
 import { exportAuditEvents } from "../storage/audit-export.js";
-import { createDatabase } from "../storage/database.js";
-import { startEmbeddedPostgres } from "../storage/embedded-postgres.js";
+import { loadConfigForCommand, openCommandDatabase } from "./cli-support.js";
 
 const USAGE = "usage: npm run audit:export -- [--since 2024-01-01T00:00:00Z] [--until 2024-02-01T00:00:00Z]\n";
 
@@ -48,29 +44,16 @@ async function exportEvents(): Promise<number> {
     process.stderr.write(`${USAGE}${error instanceof Error ? error.message : String(error)}\n`);
     return 2;
   }
-  let config: Config;
-  try {
-    config = loadConfig({ env: process.env });
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`invalid configuration:\n${error.problems.map((p) => `  - ${p}`).join("\n")}\n`);
-      return 2;
-    }
-    throw error;
-  }
+  const config = loadConfigForCommand();
+  if (!config) return 2;
   const logger = createLogger({ level: config.logLevel, destination: process.stderr });
-  const embedded =
-    config.databaseUrl === undefined
-      ? await startEmbeddedPostgres({ dataDir: join(config.dataDir, "postgres"), port: 0, logger })
-      : undefined;
-  const database = createDatabase({ url: config.databaseUrl?.reveal() ?? embedded?.url ?? "", logger });
+  const database = await openCommandDatabase(config, logger);
   try {
     const written = await exportAuditEvents({ sql: database.sql, since, until, writeLine });
     logger.info({ events: written }, "audit events exported");
     return 0;
   } finally {
     await database.close(5);
-    await embedded?.stop();
   }
 }
 

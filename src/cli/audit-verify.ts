@@ -4,14 +4,10 @@
  * 1 broken (the first bad sequence and what is wrong are printed), 2 when it could not verify
  * (configuration or database problem). Logs go to stderr, the verdict to stdout.
  */
-import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { ConfigError, loadConfig } from "../config/load-config.js";
-import type { Config } from "../config/types.js";
 import { createLogger } from "../observability/logger.js";
 import { verifyAuditChain } from "../storage/audit-chain.js";
-import { createDatabase } from "../storage/database.js";
-import { startEmbeddedPostgres } from "../storage/embedded-postgres.js";
+import { loadConfigForCommand, openCommandDatabase } from "./cli-support.js";
 
 const USAGE = "usage: npm run audit:verify [-- --batch-size N]\n";
 const EXIT_INTACT = 0;
@@ -30,22 +26,10 @@ async function verify(): Promise<number> {
     process.stderr.write(`${USAGE}${error instanceof Error ? error.message : String(error)}\n`);
     return EXIT_UNVERIFIED;
   }
-  let config: Config;
-  try {
-    config = loadConfig({ env: process.env });
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`invalid configuration:\n${error.problems.map((p) => `  - ${p}`).join("\n")}\n`);
-      return EXIT_UNVERIFIED;
-    }
-    throw error;
-  }
+  const config = loadConfigForCommand();
+  if (!config) return EXIT_UNVERIFIED;
   const logger = createLogger({ level: config.logLevel, destination: process.stderr });
-  const embedded =
-    config.databaseUrl === undefined
-      ? await startEmbeddedPostgres({ dataDir: join(config.dataDir, "postgres"), port: 0, logger })
-      : undefined;
-  const database = createDatabase({ url: config.databaseUrl?.reveal() ?? embedded?.url ?? "", logger });
+  const database = await openCommandDatabase(config, logger);
   try {
     const verdict = await verifyAuditChain(database.sql, { batchSize });
     if (verdict.intact) {
@@ -59,7 +43,6 @@ async function verify(): Promise<number> {
     return EXIT_BROKEN;
   } finally {
     await database.close(5);
-    await embedded?.stop();
   }
 }
 

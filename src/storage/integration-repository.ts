@@ -3,6 +3,7 @@
  * types everywhere else; every query failure leaves as a `BrokerError` (see database.ts).
  */
 import type postgres from "postgres";
+import type { IntegrationUpsert } from "../domain/authorization-ports.js";
 import { BrokerError } from "../domain/errors.js";
 import type { ExternalAccount, Integration, IntegrationStatus } from "../domain/types.js";
 import { toBrokerError } from "./database.js";
@@ -33,24 +34,7 @@ export interface IntegrationCount {
   readonly count: number;
 }
 
-export interface EncryptedTokenWrite {
-  readonly accessTokenCiphertext: string;
-  /** null on reconnect keeps the stored refresh token (the provider issued no new one). */
-  readonly refreshTokenCiphertext: string | null;
-  readonly tokenType: string;
-  readonly expiresAt: Date;
-  readonly scopes: readonly string[];
-}
-
-export interface IntegrationUpsertInput {
-  /** Used only when inserting: ciphertexts are bound to the id, so the caller chooses it first. */
-  readonly id: string;
-  readonly userId: string;
-  readonly provider: string;
-  readonly externalAccount: ExternalAccount;
-  readonly grantedScopes: readonly string[];
-  readonly tokens: EncryptedTokenWrite;
-}
+export type IntegrationUpsertInput = IntegrationUpsert;
 
 export interface ListCursor {
   readonly createdAt: Date;
