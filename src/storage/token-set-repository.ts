@@ -27,7 +27,7 @@ export interface TokenWrite {
 }
 
 export type LeaseResult =
-  | { readonly acquired: true; readonly version: number }
+  | { readonly acquired: true; readonly version: number; readonly expiresAt: Date }
   | { readonly acquired: false; readonly holder: string; readonly expiresAt: Date }
   | { readonly acquired: false; readonly holder: undefined; readonly expiresAt: undefined };
 
@@ -77,7 +77,7 @@ export function createTokenSetRepository(sql: postgres.Sql) {
           const [row] = await tx<{ version: string }[]>`
             update token_sets set
               access_token_ciphertext = ${tokens.accessTokenCiphertext},
-              refresh_token_ciphertext = coalesce(${tokens.refreshTokenCiphertext}, refresh_token_ciphertext),
+              refresh_token_ciphertext = coalesce(${tokens.refreshTokenCiphertext}::text, refresh_token_ciphertext),
               token_type = ${tokens.tokenType}, scopes = ${[...tokens.scopes]}, expires_at = ${tokens.expiresAt},
               version = version + 1, updated_at = now()
             where integration_id = ${integrationId} and version = ${expectedVersion}
@@ -85,28 +85,42 @@ export function createTokenSetRepository(sql: postgres.Sql) {
           if (!row) return undefined;
           await tx`
             update integrations set last_refreshed_at = now(), granted_scopes = ${[...tokens.scopes]},
-              refresh_failure_count = 0, next_refresh_attempt_at = null, status_reason = '', updated_at = now()
+              refresh_failure_count = 0, next_refresh_attempt_at = null,
+              status_reason = case when status = 'active' then '' else status_reason end, updated_at = now()
             where id = ${integrationId}`;
           return Number(row.version);
         }),
       ),
 
-    /** Takes (or renews) the refresh lease; a lease past its expiry is free for anyone. */
+    /**
+     * Takes (or renews) the refresh lease: one compare-and-set statement, no transaction held.
+     * A lease past its expiry (its holder died) is free for anyone. When refused, says who holds
+     * it until when; `holder: undefined` means the token set is gone (deleted meanwhile).
+     */
     acquireLease: (integrationId: string, owner: string, ttlMs: number) =>
       guarded("take the refresh lease", async (): Promise<LeaseResult> => {
-        const [taken] = await sql<{ version: string }[]>`
-          update token_sets set lease_owner = ${owner}, lease_expires_at = now() + ${ttlMs} * interval '1 millisecond'
-          where integration_id = ${integrationId}
-            and (lease_owner is null or lease_expires_at < now() or lease_owner = ${owner})
-          returning version::text`;
-        if (taken) return { acquired: true, version: Number(taken.version) };
-        const [holder] = await sql<{ lease_owner: string | null; lease_expires_at: Date | null }[]>`
-          select lease_owner, lease_expires_at from token_sets where integration_id = ${integrationId}`;
-        return holder?.lease_owner && holder.lease_expires_at
-          ? { acquired: false, holder: holder.lease_owner, expiresAt: holder.lease_expires_at }
-          : { acquired: false, holder: undefined, expiresAt: undefined };
+        // Between a refused take and the read of the holder, the lease may have been released:
+        // then take it again rather than report a free lease as held.
+        for (let attempt = 0; ; attempt++) {
+          const [taken] = await sql<{ version: string; lease_expires_at: Date }[]>`
+            update token_sets set lease_owner = ${owner},
+              lease_expires_at = now() + ${Math.max(1, Math.round(ttlMs))} * interval '1 millisecond'
+            where integration_id = ${integrationId}
+              and (lease_owner is null or lease_expires_at < now() or lease_owner = ${owner})
+            returning version::text, lease_expires_at`;
+          if (taken) return { acquired: true, version: Number(taken.version), expiresAt: taken.lease_expires_at };
+          const [holder] = await sql<{ lease_owner: string | null; lease_expires_at: Date | null; free: boolean }[]>`
+            select lease_owner, lease_expires_at, (lease_owner is null or lease_expires_at < now()) as free
+            from token_sets where integration_id = ${integrationId}`;
+          if (!holder) return { acquired: false, holder: undefined, expiresAt: undefined };
+          if (!holder.free && holder.lease_owner !== null && holder.lease_expires_at !== null) {
+            return { acquired: false, holder: holder.lease_owner, expiresAt: holder.lease_expires_at };
+          }
+          if (attempt >= 2) return { acquired: false, holder: holder.lease_owner ?? "", expiresAt: new Date() };
+        }
       }),
 
+    /** Gives the lease back early; only its owner can (another owner's call changes nothing). */
     releaseLease: (integrationId: string, owner: string) =>
       guarded("release the refresh lease", async () => {
         await sql`update token_sets set lease_owner = null, lease_expires_at = null

@@ -1,0 +1,64 @@
+/** The embedded default: a real PostgreSQL in a data directory, kept across restarts. */
+import { mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import postgres from "postgres";
+import { describe, expect, it } from "vitest";
+import { isBrokerError } from "../../src/domain/errors.js";
+import { startEmbeddedPostgres } from "../../src/storage/embedded-postgres.js";
+
+function deadPid(): number {
+  for (let pid = 4_000_000; ; pid--) {
+    try {
+      process.kill(pid, 0);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ESRCH") return pid;
+    }
+  }
+}
+
+describe("startEmbeddedPostgres", () => {
+  it("starts on a free port, keeps data across a restart after an unclean stop, and stops", async () => {
+    const parent = await mkdtemp(join(tmpdir(), "oauth-broker-embedded-"));
+    const dataDir = join(parent, "postgres");
+    const parentMode = (await stat(parent)).mode;
+    const tmpMode = (await stat(tmpdir())).mode;
+    try {
+      const first = await startEmbeddedPostgres({ dataDir, port: 0 });
+      expect(new URL(first.url).pathname).toBe("/broker");
+      expect(first.port).toBeGreaterThan(0);
+      const sql = postgres(first.url, { max: 1, onnotice: () => {} });
+      await sql`create table kept (value text)`;
+      await sql`insert into kept values ('survives')`;
+      await sql.end();
+      await first.stop();
+      await first.stop(); // idempotent
+
+      // The server is gone: nothing answers on its port any more.
+      const gone = postgres(first.url, { max: 1, connect_timeout: 2, onnotice: () => {} });
+      await expect(gone`select 1`).rejects.toMatchObject({ code: "ECONNREFUSED" });
+      await gone.end();
+
+      // What a crash leaves behind: a postmaster.pid naming a process that no longer exists.
+      await writeFile(join(dataDir, "pg", "postmaster.pid"), `${deadPid()}\n${join(dataDir, "pg")}\n`);
+      const second = await startEmbeddedPostgres({ dataDir });
+      try {
+        const again = postgres(second.url, { max: 1, onnotice: () => {} });
+        expect((await again<{ value: string }[]>`select value from kept`).map((r) => r.value)).toEqual(["survives"]);
+        await again.end();
+        // A second server on the same directory is refused instead of corrupting it.
+        const twice = await startEmbeddedPostgres({ dataDir }).catch((e: unknown) => e);
+        expect(isBrokerError(twice, "database_unavailable")).toBe(true);
+      } finally {
+        await second.stop();
+      }
+      expect((await readdir(dataDir)).sort()).toEqual(["password", "pg"]);
+      // Only search permission may be added for the server's user: no other bit of any parent changes.
+      expect(((await stat(parent)).mode & ~0o001) >>> 0).toBe((parentMode & ~0o001) >>> 0);
+      expect((await stat(tmpdir())).mode).toBe(tmpMode);
+      expect((await stat(join(dataDir, "password"))).mode & 0o077).toBe(0);
+    } finally {
+      await rm(parent, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
