@@ -115,8 +115,9 @@ export function createOpenIdProviderClient(
         { reason: "ENDPOINTS_MISSING", metadata: { provider: config.id } },
       );
     }
-    // Without an issuer identifier there is nothing to compare `iss` with; a placeholder keeps
-    // openid-client's metadata shape and the callback's `iss` is dropped before it (see exchange).
+    // Without an issuer identifier there is nothing to compare `iss` with; the token endpoint's
+    // origin stands in for openid-client's required `issuer`, and the callback's `iss` is
+    // dropped before the exchange (see exchange).
     const metadata: ServerMetadata = { issuer: issuer ?? new URL(overrides.token_endpoint).origin, ...overrides };
     configuration = bounded(new Configuration(metadata, credentials.clientId, undefined, clientAuth));
     return { configuration, metadata, issuer };
