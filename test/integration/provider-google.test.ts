@@ -5,25 +5,17 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { calculatePKCECodeChallenge, randomNonce, randomPKCECodeVerifier, randomState } from "openid-client";
-import { isBrokerError, type BrokerError } from "../../src/domain/errors.js";
+import type { BrokerError } from "../../src/domain/errors.js";
 import type { ProviderClient } from "../../src/domain/ports.js";
 import { createProviderClient } from "../../src/providers/create-provider-client.js";
 import { RETRY_AFTER_SECONDS, startOidcPeer, type OidcPeer } from "../support/peers/oidc-peer.js";
 import { capturingLogger, testProviderConfig } from "../support/peers/provider-config.js";
+import { caught } from "../support/caught.js";
 
 const REDIRECT_URI = "http://127.0.0.1:18080/oauth/callback/google";
 /** Reserved characters: only RFC 6749 §2.3.1 encoding gets this through Basic intact. */
 const SECRET = "g00gle:secret+with/odd=chars%&";
 
-async function caught(promise: Promise<unknown>): Promise<BrokerError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (isBrokerError(error)) return error;
-    throw error;
-  }
-  throw new Error("expected a BrokerError");
-}
 
 describe("google template against a Google-like peer", () => {
   let peer: OidcPeer;

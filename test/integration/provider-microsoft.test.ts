@@ -5,24 +5,16 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomNonce, randomPKCECodeVerifier, randomState } from "openid-client";
-import { isBrokerError, type BrokerError } from "../../src/domain/errors.js";
+import type { BrokerError } from "../../src/domain/errors.js";
 import type { ProviderClient } from "../../src/domain/ports.js";
 import { createProviderClient } from "../../src/providers/create-provider-client.js";
 import { startOidcPeer, type OidcPeer } from "../support/peers/oidc-peer.js";
 import { capturingLogger, testProviderConfig } from "../support/peers/provider-config.js";
+import { caught } from "../support/caught.js";
 
 const REDIRECT_URI = "http://127.0.0.1:18080/oauth/callback/microsoft";
 const SECRET = "ms~secret.value_1";
 
-async function caught(promise: Promise<unknown>): Promise<BrokerError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (isBrokerError(error)) return error;
-    throw error;
-  }
-  throw new Error("expected a BrokerError");
-}
 
 describe("microsoft template against a Microsoft-like peer", () => {
   let peer: OidcPeer;

@@ -5,26 +5,18 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomState } from "openid-client";
-import { isBrokerError, type BrokerError } from "../../src/domain/errors.js";
+import type { BrokerError } from "../../src/domain/errors.js";
 import type { ProviderClient } from "../../src/domain/ports.js";
 import { createProviderClient } from "../../src/providers/create-provider-client.js";
 import { NOTION_RETRY_AFTER_SECONDS, startNotionPeer, type NotionPeer } from "../support/peers/notion-peer.js";
 import { capturingLogger, testProviderConfig } from "../support/peers/provider-config.js";
+import { caught } from "../support/caught.js";
 
 const REDIRECT_URI = "http://127.0.0.1:18080/oauth/callback/notion";
 /** Reserved characters: Notion compares the raw secret, so only raw Basic works. */
 const SECRET = "secret_n0tion:+/=%";
 const NOW = new Date("2030-01-02T03:04:05.000Z");
 
-async function caught(promise: Promise<unknown>): Promise<BrokerError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (isBrokerError(error)) return error;
-    throw error;
-  }
-  throw new Error("expected a BrokerError");
-}
 
 describe("notion template against a Notion look-alike", () => {
   let peer: NotionPeer;

@@ -6,22 +6,13 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomNonce, randomPKCECodeVerifier, randomState } from "openid-client";
-import { isBrokerError, type BrokerError } from "../../src/domain/errors.js";
 import type { ProviderClient } from "../../src/domain/ports.js";
 import { createProviderRegistry, providerRedirectUri } from "../../src/providers/provider-registry.js";
 import { createSandboxProvider, type SandboxProvider } from "../../src/providers/sandbox-provider.js";
 import { createBrowser, driveConsent } from "../support/peers/browser.js";
 import { capturingLogger, testProviderConfig } from "../support/peers/provider-config.js";
+import { caught } from "../support/caught.js";
 
-async function caught(promise: Promise<unknown>): Promise<BrokerError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (isBrokerError(error)) return error;
-    throw error;
-  }
-  throw new Error("expected a BrokerError");
-}
 
 describe("sandbox provider", () => {
   let server: Server;
