@@ -49,18 +49,20 @@ export function toConnectError(error: unknown): ConnectError {
   if (error instanceof Error && error.name === "AbortError") {
     return new ConnectError("the call was cancelled or its deadline passed", Code.Canceled);
   }
-  return new ConnectError("internal error", Code.Internal);
+  // The cause stays server-side: connect never serializes it, and the observe interceptor logs it.
+  return new ConnectError("internal error", Code.Internal, undefined, undefined, error);
 }
 
 function fromBrokerError(error: BrokerError): ConnectError {
   const code = GRPC_CODE_BY_ERROR[error.code];
   const message = OPAQUE_MESSAGES[error.code] ?? error.message;
-  const outgoing = new ConnectError(message, code, undefined, [
-    {
-      desc: ErrorInfoSchema,
-      value: { reason: error.reason, domain: ERROR_DOMAIN, metadata: { ...error.metadata } },
-    },
-  ]);
+  const outgoing = new ConnectError(
+    message,
+    code,
+    undefined,
+    [{ desc: ErrorInfoSchema, value: { reason: error.reason, domain: ERROR_DOMAIN, metadata: { ...error.metadata } } }],
+    error,
+  );
   if (error.retryAfterMs !== undefined) {
     const ms = Math.max(0, Math.ceil(error.retryAfterMs));
     outgoing.details.push({

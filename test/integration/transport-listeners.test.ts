@@ -120,6 +120,8 @@ describe("gRPC listener (grpc-js)", () => {
     expect(failure.message).not.toContain("hunter2");
     const line = fixture.log.lines.find((l) => l["msg"] === "rpc failed");
     expect(line).toMatchObject({ grpcCode: "INTERNAL", method: "oauthbroker.v1.TokenService/GetAccessToken" });
+    // The cause is in the log for the operator, never in the answer.
+    expect(JSON.stringify(line)).toContain("database password is hunter2");
     client.close();
   });
 
