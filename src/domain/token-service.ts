@@ -129,11 +129,43 @@ const RESOLVE_TTL_MS = 5_000;
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => {
+    const done = () => {
       clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
       resolve();
-    }, { once: true });
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/**
+ * Waits for `work` on behalf of one caller: the caller's deadline or cancellation ends its own
+ * wait, never the shared work (other callers, and a rotated refresh token, depend on it).
+ */
+function awaitWithin<T>(work: Promise<T>, ctx: RequestContext | undefined): Promise<T> {
+  if (!ctx?.deadline && !ctx?.signal) return work;
+  return new Promise<T>((resolve, reject) => {
+    const fail = () => {
+      cleanup();
+      reject(new BrokerError("deadline_exceeded", "the deadline passed while the token was being refreshed; retry", { retryAfterMs: 200 }));
+    };
+    const timer = ctx.deadline ? setTimeout(fail, Math.max(0, ctx.deadline - Date.now())) : undefined;
+    const cleanup = () => {
+      clearTimeout(timer);
+      ctx.signal?.removeEventListener("abort", fail);
+    };
+    ctx.signal?.addEventListener("abort", fail, { once: true });
+    work.then(
+      (value) => {
+        cleanup();
+        resolve(value);
+      },
+      (error: unknown) => {
+        cleanup();
+        reject(error);
+      },
+    );
   });
 }
 
@@ -232,6 +264,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       if (!set) waiters.set(integrationId, (set = new Set()));
       const done = () => {
         clearTimeout(timer);
+        signal?.removeEventListener("abort", done);
         set?.delete(done);
         if (set?.size === 0) waiters.delete(integrationId);
         resolve();
@@ -377,8 +410,11 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     minValidForMs: number,
     force: boolean,
   ): Promise<{ tokens: TokenSet; version: number; refreshed: boolean }> {
-    const deadline = ctx?.deadline ?? Date.now() + (deps.settings.defaultDeadlineMs ?? 10_000);
+    // The refresh is shared: it runs on the broker's clock, not the first caller's, and ends
+    // well inside the lease so no other replica can take over while the provider is called.
+    const deadline = Date.now() + Math.min(deps.settings.defaultDeadlineMs ?? 10_000, leaseMs * 0.8);
     let seenVersion: number | undefined;
+    let usedVersion: number | undefined;
     for (let attempt = 0; ; attempt++) {
       const lease = await store.tokenSets.acquireLease(integration.id, deps.replicaId, leaseMs);
       if (lease.acquired) {
@@ -398,7 +434,8 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
               metadata: { integration_id: integration.id, provider: integration.provider, error: "no_refresh_token" },
             });
           }
-          const grant = await callProvider(integration, current.refreshToken, deadline, ctx?.signal);
+          usedVersion = stored.version;
+          const grant = await callProvider(integration, current.refreshToken, deadline);
           const tokens: TokenSet = {
             ...grant.tokens,
             // RFC 6749 §6: a refresh response without `scope` keeps the granted scopes.
@@ -418,6 +455,16 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
           logger.info({ integrationId: integration.id, provider: integration.provider, rotated: grant.tokens.refreshToken !== undefined }, "token refreshed");
           return { tokens: visible, version, refreshed: true };
         } catch (error) {
+          if (isBrokerError(error, "integration_needs_reauth") && usedVersion !== undefined) {
+            // A replica whose lease had lapsed may have stored a rotated token meanwhile: then our
+            // refresh token was simply stale, and the grant is alive.
+            const latest = await store.tokenSets.get(integration.id);
+            if (latest && latest.version !== usedVersion) {
+              const newer = await decrypt(integration.id, latest);
+              cache.set(integration.id, { tokens: newer.tokens, version: newer.version });
+              return { tokens: newer.tokens, version: newer.version, refreshed: false };
+            }
+          }
           return await failRefresh(integration, error, ctx);
         } finally {
           await store.tokenSets.releaseLease(integration.id, deps.replicaId).catch((e: unknown) =>
@@ -429,14 +476,14 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       deps.events?.leaseWait?.();
       if (seenVersion === undefined) seenVersion = (await store.tokenSets.get(integration.id))?.version;
       const remaining = deadline - Date.now();
-      if (remaining <= 0 || ctx?.signal?.aborted) {
+      if (remaining <= 0) {
         throw new BrokerError("provider_unavailable", "the token is being refreshed by another replica and did not arrive in time; retry", {
           retryAfterMs: 500,
           metadata: { integration_id: integration.id },
         });
       }
       const leaseLeft = lease.expiresAt ? lease.expiresAt.getTime() - clock.now().getTime() : 0;
-      await waitForChange(integration.id, Math.max(10, Math.min(remaining, leaseLeft > 0 ? leaseLeft : 50, 50 * 2 ** Math.min(attempt, 5))), ctx?.signal);
+      await waitForChange(integration.id, Math.max(10, Math.min(remaining, leaseLeft > 0 ? leaseLeft : 50, 50 * 2 ** Math.min(attempt, 5))));
       const fresh = await loadStored(integration.id);
       if (fresh && fresh.version !== seenVersion && validFor(fresh.tokens) >= minValidForMs) {
         return { tokens: fresh.tokens, version: fresh.version, refreshed: false };
@@ -502,8 +549,10 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
         const loaded = await loads.run(integration.id, () => loadStored(integration.id));
         if (!loaded) throw new BrokerError("not_found", `integration ${integration.id} has no tokens (deleted?)`);
         tokens = loaded.tokens;
-        if (validFor(tokens) < minValidForMs) {
-          tokens = (await refreshes.run(integration.id, () => refreshCoordinated(ctx, integration, minValidForMs, false))).tokens;
+        // A refresh this caller joins may have been started for a shorter min_valid_for: check
+        // the result against this caller's own need and refresh again once if it falls short.
+        for (let round = 0; round < 2 && validFor(tokens) < minValidForMs; round++) {
+          tokens = (await awaitWithin(refreshes.run(integration.id, () => refreshCoordinated(ctx, integration, minValidForMs, false)), ctx)).tokens;
         }
       }
       if (validFor(tokens) < minValidForMs) {
@@ -531,7 +580,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
 
     async refreshNow(ctx, integrationId) {
       const integration = await this.resolve({ integrationId });
-      const result = await refreshes.run(integration.id, () => refreshCoordinated(ctx, integration, 0, true));
+      const result = await awaitWithin(refreshes.run(integration.id, () => refreshCoordinated(ctx, integration, 0, true)), ctx);
       const latest = (await store.integrations.get(integration.id)) ?? integration;
       return { integration: latest, refreshed: result.refreshed };
     },
@@ -539,7 +588,13 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     async refreshAhead(integrationId, withinMs) {
       const integration = await store.integrations.get(integrationId);
       if (!integration || integration.status !== "active") return false;
-      const result = await refreshes.run(integration.id, () => refreshCoordinated(undefined, integration, withinMs, false));
+      // Same rule as the claim: a token living shorter than the window is refreshed at half-life.
+      const lifetime =
+        integration.accessTokenExpiresAt && integration.lastRefreshedAt
+          ? integration.accessTokenExpiresAt.getTime() - integration.lastRefreshedAt.getTime()
+          : withinMs * 2;
+      const threshold = Math.min(withinMs, lifetime / 2);
+      const result = await refreshes.run(integration.id, () => refreshCoordinated(undefined, integration, threshold, false));
       return result.refreshed;
     },
 

@@ -38,21 +38,27 @@ export function startProactiveRefresher(options: {
   let stopped = false;
 
   async function pass(): Promise<number> {
-    const claimed = await options.claim({ withinMs: options.windowMs, limit: batchSize, owner: options.replicaId, ttlMs: options.leaseMs });
     let refreshed = 0;
-    const queue = [...claimed];
-    await Promise.all(
-      Array.from({ length: Math.min(concurrency, queue.length) }, async () => {
-        for (let next = queue.shift(); next; next = queue.shift()) {
+    let claimedTotal = 0;
+    // Claim only what is worked on right away: a lease held by a queued item would make
+    // GetAccessToken on other replicas wait for nothing.
+    while (!stopped && claimedTotal < batchSize) {
+      const claimed = await options.claim({ withinMs: options.windowMs, limit: concurrency, owner: options.replicaId, ttlMs: options.leaseMs });
+      claimedTotal += claimed.length;
+      const results = await Promise.all(
+        claimed.map(async (next) => {
           try {
-            if (await options.tokenService.refreshAhead(next.integrationId, options.windowMs)) refreshed += 1;
+            return await options.tokenService.refreshAhead(next.integrationId, options.windowMs);
           } catch (error) {
             options.logger.warn({ err: error, integrationId: next.integrationId, provider: next.provider }, "proactive refresh failed; it backs off");
+            return false;
           }
-        }
-      }),
-    );
-    if (claimed.length > 0) options.logger.info({ claimed: claimed.length, refreshed }, "proactive refresh pass");
+        }),
+      );
+      refreshed += results.filter(Boolean).length;
+      if (claimed.length < concurrency) break;
+    }
+    if (claimedTotal > 0) options.logger.info({ claimed: claimedTotal, refreshed }, "proactive refresh pass");
     return refreshed;
   }
 

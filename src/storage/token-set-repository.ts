@@ -139,7 +139,10 @@ export function createTokenSetRepository(sql: postgres.Sql) {
             select t.integration_id from token_sets t join integrations i on i.id = t.integration_id
             where i.status = 'active'
               and t.refresh_token_ciphertext is not null
-              and t.expires_at < now() + ${options.withinMs} * interval '1 millisecond'
+              -- Tokens that live shorter than the window would be claimed again right after
+              -- each refresh: for them, half their lifetime is the window.
+              and t.expires_at < now() + least(${options.withinMs} * interval '1 millisecond',
+                    (t.expires_at - coalesce(i.last_refreshed_at, t.updated_at)) / 2)
               and (t.lease_owner is null or t.lease_expires_at < now())
               and (i.next_refresh_attempt_at is null or i.next_refresh_attempt_at < now())
             order by t.expires_at

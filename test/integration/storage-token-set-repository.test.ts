@@ -32,6 +32,9 @@ async function connect(options: { userId?: string; provider?: string; expiresInM
       scopes: ["openid"],
     },
   });
+  // Tokens here live an hour: issued an hour before they expire (claims use the lifetime).
+  await db.sql`update integrations set last_refreshed_at = now() + ${options.expiresInMs ?? 3_600_000} * interval '1 millisecond' - interval '1 hour'
+               where id = ${integration.id}`;
   return integration.id;
 }
 

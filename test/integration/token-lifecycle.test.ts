@@ -223,7 +223,15 @@ describe("token lifecycle", () => {
 
   it("refreshes tokens ahead of expiry from every replica's refresher, each integration once", async () => {
     const ids = [await connect("ahead-1"), await connect("ahead-2"), await connect("ahead-3")];
-    for (const id of ids) await db.sql`update token_sets set expires_at = now() + interval '60 seconds' where integration_id = ${id}`;
+    // As if issued an hour ago: one minute of the hour is left.
+    for (const id of ids) {
+      await db.sql`update token_sets set expires_at = now() + interval '60 seconds' where integration_id = ${id}`;
+      await db.sql`update integrations set last_refreshed_at = now() - interval '59 minutes' where id = ${id}`;
+    }
+    // A token that only ever lives 2 minutes, refreshed a moment ago, is not due yet (half-life).
+    const shortLived = await connect("short-lived");
+    await db.sql`update token_sets set expires_at = now() + interval '110 seconds' where integration_id = ${shortLived}`;
+    await db.sql`update integrations set last_refreshed_at = now() - interval '10 seconds' where id = ${shortLived}`;
     const before = peer.tokenRequests();
     // Replica c's circuit for this provider is open after the outage test: a and b share the work.
     const refreshers = replicas.slice(0, 2).map((r, index) =>
