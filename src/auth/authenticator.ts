@@ -71,6 +71,7 @@ interface TrustedIssuer {
   /** `undefined`: the local issuer, whose tokens carry a `kind` claim. */
   readonly principalKind: "user" | "service" | undefined;
   readonly rolesClaim: string;
+  readonly allowAdmin: boolean;
   readonly subjectClaim: string;
   readonly keys: KeyResolver;
 }
@@ -190,7 +191,7 @@ function toPrincipal(issuer: TrustedIssuer, payload: JWTPayload, details: Readon
   }
   const roles = rolesOf(claim(payload, issuer.rolesClaim));
   let kind: PrincipalKind;
-  if (roles.includes("admin")) {
+  if (issuer.allowAdmin && roles.includes("admin")) {
     kind = "admin";
   } else if (issuer.principalKind !== undefined) {
     kind = issuer.principalKind;
@@ -221,6 +222,8 @@ function localIssuer(key: LocalVerificationKey): TrustedIssuer {
     clockSkewSeconds: LOCAL_CLOCK_SKEW_SECONDS,
     principalKind: undefined,
     rolesClaim: "roles",
+    // The local key is the operator's own (`npm run token -- --role admin`).
+    allowAdmin: true,
     subjectClaim: "sub",
     keys: createLocalJWKSet({ keys: [{ ...key.publicJwk, kid: key.kid, alg: LOCAL_ALGORITHM }] }),
   };
@@ -261,6 +264,7 @@ function configuredIssuer(config: JwtIssuerConfig, jwks: JwksOptions): TrustedIs
     clockSkewSeconds: config.clockSkewSeconds,
     principalKind: config.principalKind,
     rolesClaim: config.rolesClaim,
+    allowAdmin: config.allowAdmin,
     subjectClaim: config.subjectClaim,
     keys,
   };

@@ -37,6 +37,7 @@ const ISSUER_KEYS = [
   "principalKind",
   "rolesClaim",
   "subjectClaim",
+  "allowAdmin",
 ];
 
 export function readIssuers(context: ReaderContext, auth: YamlReader): JwtIssuerConfig[] {
@@ -88,6 +89,7 @@ function readIssuer(context: ReaderContext, reader: YamlReader): JwtIssuerConfig
     clockSkewSeconds: reader.integer("clockSkewSeconds", 30, { min: 0, max: 300 }),
     principalKind: principalKind === "user" ? "user" : "service",
     rolesClaim: reader.string("rolesClaim", "roles"),
+    allowAdmin: reader.boolean("allowAdmin", false),
     subjectClaim: reader.string("subjectClaim", "sub"),
   };
 }

@@ -73,8 +73,13 @@ export interface JwtIssuerConfig {
   readonly clockSkewSeconds: number;
   /** Which principal kind the issuer's tokens describe. */
   readonly principalKind: "user" | "service";
-  /** Claim holding roles (`admin` grants the admin role). */
+  /** Claim holding roles (`admin` grants the admin role, where `allowAdmin`). */
   readonly rolesClaim: string;
+  /**
+   * Whether this issuer may make broker admins. Off by default: a product's session issuer
+   * giving its own app admins `roles: [admin]` must not make them admins of everyone's tokens.
+   */
+  readonly allowAdmin: boolean;
   /** Claim holding the subject (default `sub`). */
   readonly subjectClaim: string;
 }

@@ -68,6 +68,7 @@ function make(jwks: JwksOptions) {
     clockSkewSeconds: 30,
     principalKind: "service",
     rolesClaim: "roles",
+    allowAdmin: false,
     subjectClaim: "sub",
   };
   return { authenticator: createAuthenticator({ issuers: [issuer], logger, jwks }), lines };

@@ -116,6 +116,7 @@ describe("npm run token", () => {
       clockSkewSeconds: 30,
       principalKind: "service",
       rolesClaim: "roles",
+    allowAdmin: false,
       subjectClaim: "sub",
     };
     const streams = io();

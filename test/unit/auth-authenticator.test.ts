@@ -28,6 +28,7 @@ function issuerConfig(overrides: Partial<JwtIssuerConfig> = {}): JwtIssuerConfig
     clockSkewSeconds: 30,
     principalKind: "service",
     rolesClaim: "roles",
+    allowAdmin: true,
     subjectClaim: "sub",
     ...overrides,
   };
@@ -145,6 +146,12 @@ describe("authenticator with static keys", () => {
     const { authenticator } = make({ rolesClaim: "realm_access.roles", subjectClaim: "https://example.com/uid" });
     const token = await sign(keys.privateKey, { realm_access: { roles: ["admin"] }, "https://example.com/uid": "u-7" });
     expect(await authenticator.authenticate(`Bearer ${token}`)).toEqual({ kind: "admin", subject: "u-7", issuer: "idp" });
+  });
+
+  it("makes no admin from an issuer that may not grant it", async () => {
+    const { authenticator } = make({ principalKind: "user", allowAdmin: false });
+    const token = await sign(keys.privateKey, { roles: ["admin"] }, { sub: "app-admin" });
+    expect(await authenticator.authenticate(`Bearer ${token}`)).toEqual({ kind: "user", subject: "app-admin", issuer: "idp" });
   });
 
   it("describes users for a user issuer", async () => {

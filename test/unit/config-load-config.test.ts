@@ -465,6 +465,7 @@ describe("loadConfig callers", () => {
         clockSkewSeconds: 30,
         principalKind: "service",
         rolesClaim: "roles",
+        allowAdmin: false,
         subjectClaim: "sub",
       },
       expect.objectContaining({ name: "product", jwksUrl: undefined, algorithms: ["EdDSA"], principalKind: "user", rolesClaim: "groups", clockSkewSeconds: 5 }),
