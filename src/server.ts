@@ -12,6 +12,10 @@ import type { Config } from "./config/types.js";
 import { BrokerError } from "./domain/errors.js";
 import { systemClock, type Cipher, type Clock } from "./domain/ports.js";
 import type { Logger } from "./observability/logger.js";
+import { configuredSecrets, createErrorReporter } from "./observability/error-reporter.js";
+import { runInBackgroundContext } from "./observability/request-context.js";
+import { createSecurityAuditRecorder } from "./observability/security-audit.js";
+import { createSecurityAuditInterceptor } from "./transport/interceptors/security-audit.js";
 import { createMetrics, type Metrics } from "./observability/metrics.js";
 import { createDatabase, type Database } from "./storage/database.js";
 import { startEmbeddedPostgres } from "./storage/embedded-postgres.js";
@@ -24,6 +28,13 @@ import { createPostgresAuditLog } from "./storage/audit-log.js";
 import { createAuditChainMonitor } from "./storage/audit-chain-monitor.js";
 import { startAuditRetentionJob } from "./jobs/audit-retention.js";
 import { startProactiveRefresher } from "./jobs/proactive-refresh.js";
+import { startPeriodicJob, type PeriodicJob } from "./jobs/periodic.js";
+import { logCleanup, runCleanup } from "./jobs/cleanup.js";
+import { createIntegrationEventStore } from "./storage/integration-events.js";
+import { createRevocationQueue } from "./storage/revocation-queue.js";
+import { createStatusQueries } from "./storage/status-queries.js";
+import { createIntegrationDeletion } from "./domain/integration-deletion.js";
+import { createIntegrationSync } from "./domain/integration-sync.js";
 import { createAuditServiceHandlers } from "./transport/handlers/audit-service.js";
 import { createAuthorizationService } from "./domain/authorization-service.js";
 import { createTokenService } from "./domain/token-service.js";
@@ -33,10 +44,12 @@ import { createIntegrationServiceHandlers } from "./transport/handlers/integrati
 import { createOAuthCallbackRoute } from "./transport/oauth-callback-route.js";
 import { enforceStartAuthorizationLimit } from "./transport/interceptors/rate-limit.js";
 import { createCipher } from "./crypto/create-cipher.js";
+import { measureCipher } from "./crypto/measured-cipher.js";
 import { createAuthenticator } from "./auth/authenticator.js";
 import { loadOrCreateLocalSigningKey } from "./auth/local-signing-key.js";
 import { createPolicy, createPolicyHolder } from "./domain/policy.js";
 import { createProviderRegistry, providerRedirectUri } from "./providers/provider-registry.js";
+import { observingFetch } from "./providers/provider-http.js";
 import { createSandboxProvider, sandboxProviderConfig } from "./providers/sandbox-provider.js";
 import { createRateLimiter } from "./domain/rate-limiter.js";
 import { createAuthenticationInterceptor } from "./transport/interceptors/authentication.js";
@@ -81,6 +94,8 @@ export interface RunningBroker {
    * under the policy they started with; the next call sees the new one.
    */
   reload(next: Config): void;
+  /** The background jobs, to run a pass now (operations, tests) instead of at the next interval. */
+  readonly jobs: { readonly revocations: PeriodicJob; readonly cleanup: PeriodicJob; readonly proactiveRefresh: { runOnce(): Promise<unknown> } };
   /** Turns health NOT_SERVING and refuses new calls; running calls continue. */
   drain(): void;
   /** Drains, waits for running calls (bounded by the configured grace), closes everything. */
@@ -131,17 +146,34 @@ async function openDatabase(config: Config, logger: Logger, closers: Closers): P
   return database;
 }
 
+/** A revocation the provider keeps refusing is given up (and alarmed) after this many attempts or this age. */
+const REVOCATION_MAX_ATTEMPTS = 12;
+const REVOCATION_GIVE_UP_MS = 7 * 86_400_000;
+const REVOCATION_BATCH = 20;
+
 export async function startBroker(options: StartOptions): Promise<RunningBroker> {
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
   const startedAt = clock.now();
   const closers = new Closers();
   try {
+    // First in, last out: faults during the rest of the shutdown are still reported, then flushed.
+    const errorReporter = createErrorReporter({
+      dsn: config.sentryDsn?.reveal(),
+      environment: config.sentryEnvironment ?? config.nodeEnv,
+      release: config.version,
+      logger,
+      knownSecrets: configuredSecrets(config),
+    });
+    closers.add("error reporter", () => errorReporter.close());
     const database = await openDatabase(config, logger, closers);
-    const cipher = await createCipher(config, logger);
-    closers.add("key service", () => cipher.close());
-    const metrics = createMetrics();
     const integrations = createIntegrationRepository(database.sql);
+    const metrics = createMetrics({
+      integrationCounts: () => integrations.countByStatus(),
+      onCollectError: (error) => logger.warn({ err: error }, "could not count integrations for /metrics"),
+    });
+    const cipher = measureCipher(await createCipher(config, logger), metrics);
+    closers.add("key service", () => cipher.close());
 
     const localKey = config.auth.issuers.length === 0 ? await loadOrCreateLocalSigningKey(config.dataDir) : undefined;
     const authenticator = createAuthenticator({ issuers: config.auth.issuers, localKey, logger, clock });
@@ -156,7 +188,9 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
     const interceptors = [
       createRequestIdInterceptor(),
       observe.interceptor,
-      createErrorInterceptor(),
+      createErrorInterceptor({ reporter: errorReporter }),
+      // `securityAudit` is created with the audit log below; refusals only happen once listeners run.
+      createSecurityAuditInterceptor({ recorder: { record: (event) => securityAudit.record(event) } }),
       createDrainingInterceptor({ isDraining: () => draining, openServices: OPEN_SERVICES }),
       createAuthenticationInterceptor({ authenticator, policyHolder, openServices: OPEN_SERVICES }),
       createRateLimitInterceptor({ limiter, limits: () => limits }),
@@ -176,7 +210,17 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
     const providerConfigs = config.providers.map((p) =>
       p.kind === "sandbox" && sandbox ? sandboxProviderConfig(p, sandbox) : p,
     );
-    const providers = await createProviderRegistry(providerConfigs, { logger, clock, publicUrl: config.publicUrl });
+    const providers = await createProviderRegistry(providerConfigs, {
+      logger,
+      clock,
+      publicUrl: config.publicUrl,
+      fetch: observingFetch((call) => {
+        metrics.providerHttpRequests.inc({ provider: call.provider, endpoint: call.endpoint, status: call.status });
+        if (call.seconds !== undefined) {
+          metrics.providerHttpRequestSeconds.observe({ provider: call.provider, endpoint: call.endpoint }, call.seconds);
+        }
+      }),
+    });
 
     const audit = createPostgresAuditLog({
       sql: database.sql,
@@ -185,6 +229,8 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       onWriteFailure: (events) => metrics.auditWriteFailures.inc(events),
     });
     closers.add("audit log", () => audit.close());
+    const securityAudit = createSecurityAuditRecorder({ audit, logger, clock });
+    closers.add("security audit", () => securityAudit.close());
     const auditMonitor = createAuditChainMonitor({
       sql: database.sql,
       intervalMs: 60_000,
@@ -222,13 +268,17 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
           metrics.tokenRefreshSeconds.observe({ provider }, seconds);
         },
         leaseWait: () => metrics.leaseWaits.inc(),
-        circuit: (provider, state) => metrics.circuitOpen.set({ provider }, state === "open" ? 1 : 0),
+        circuit: (provider, state) => metrics.setCircuitState(provider, state),
       },
     });
     closers.add("token service", async () => tokenService.close());
     const refresher = startProactiveRefresher({
       claim: (request) => tokenSets.claimExpiring(request),
-      tokenService,
+      // Each refresh gets its own request id: its log lines, provider and Vault requests correlate.
+      tokenService: {
+        refreshAhead: (integrationId, withinMs) =>
+          runInBackgroundContext("proactive-refresh", () => tokenService.refreshAhead(integrationId, withinMs)),
+      },
       logger,
       replicaId,
       windowMs: config.tokens.proactiveRefreshWindowSeconds * 1000,
@@ -237,11 +287,60 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
     });
     closers.add("proactive refresher", () => refresher.stop());
 
+    const changeFeed = createIntegrationEventStore(database.sql, logger);
+    closers.add("change feed", () => changeFeed.close());
+    const deletion = createIntegrationDeletion({
+      store: { tokenSets, integrations, revocations: createRevocationQueue(database.sql) },
+      cipher,
+      providers,
+      audit,
+      clock,
+      logger,
+      replicaId,
+      onDeleted: (id) => {
+        tokenService.evict(id);
+        void notifications.publish({ integrationId: id, version: 0 });
+      },
+      settings: { leaseMs: config.tokens.leaseSeconds * 1000, maxAttempts: REVOCATION_MAX_ATTEMPTS, giveUpAfterMs: REVOCATION_GIVE_UP_MS },
+    });
+    const revocationRetry = startPeriodicJob({
+      name: "revocation retry",
+      intervalMs: 30_000,
+      logger,
+      run: async (signal) => {
+        while (!signal.aborted && (await deletion.retryDue(REVOCATION_BATCH)) === REVOCATION_BATCH);
+      },
+    });
+    closers.add("revocation retry", () => revocationRetry.stop());
+    const sync = createIntegrationSync({ store: integrations, tokenService, providers, audit, logger });
+    const sessions = createSessionRepository(database.sql);
+    const cleanup = startPeriodicJob({
+      name: "cleanup",
+      intervalMs: 600_000,
+      logger,
+      run: async (signal) => {
+        const counts = await runCleanup(
+          {
+            purgeExpiredSessions: (before, limit) => sessions.purgeExpired(before, limit),
+            purgeTombstones: (before, limit) => integrations.purgeTombstones(before, limit),
+            purgeChangeEvents: (before, limit) => changeFeed.purgeOlderThan(before, limit),
+            eraseDeadRefreshTokens: (before, limit) => integrations.eraseDeadRefreshTokens(before, limit),
+          },
+          config.retention,
+          clock,
+          signal,
+        );
+        logCleanup(logger, counts);
+      },
+    });
+    closers.add("cleanup", () => cleanup.stop());
+    const statusQueries = createStatusQueries(database.sql);
+
     let authorizationSettings = config.authorization;
     const authorization = createAuthorizationService({
       providers: { list: () => providers.list(), client: (id) => providers.get(id), redirectUri: (id) => providers.redirectUri(id) },
       policy: () => policyHolder.current(),
-      sessions: createSessionRepository(database.sql),
+      sessions,
       integrations,
       cipher,
       audit,
@@ -272,6 +371,9 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
           countIntegrations: () => integrations.countByStatus(),
           isDraining: () => draining,
           auditChainIntact: async () => auditMonitor.intact(),
+          refreshOutcomesSince: (since) => statusQueries.refreshOutcomesSince(since),
+          nextProactiveRefresh: () => statusQueries.nextProactiveRefresh(config.tokens.proactiveRefreshWindowSeconds * 1000),
+          circuitStates: () => tokenService.circuitStates(),
         }),
       ),
       bindService(
@@ -285,7 +387,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       bindService(AuthorizationService, createAuthorizationServiceHandlers({ service: authorization })),
       bindService(
         IntegrationService,
-        createIntegrationServiceHandlers({ integrations, tokenService, policy: policyHolder }),
+        createIntegrationServiceHandlers({ integrations, tokenService, policy: policyHolder, deletion, sync, changes: changeFeed }),
       ),
       bindService(AuditService, createAuditServiceHandlers({ sql: database.sql })),
     ];
@@ -361,6 +463,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       database,
       cipher,
       drain,
+      jobs: { revocations: revocationRetry, cleanup, proactiveRefresh: refresher },
       reload(next) {
         policyHolder.replace(createPolicy({ policies: next.policies, providers: next.providers }));
         limits = next.limits;

@@ -29,6 +29,7 @@ import {
   type LocalVerificationKey,
 } from "./local-signing-key.js";
 import { parseStaticKeys } from "./static-keys.js";
+import { createVerifiedTokenCache, VERIFIED_TOKEN_CACHE_MAX_ENTRIES } from "./verified-token-cache.js";
 import { ACCEPTED_JWT_ALGORITHMS } from "../config/read-issuers.js";
 
 
@@ -52,6 +53,8 @@ export interface AuthenticatorOptions {
   readonly logger: Logger;
   readonly clock?: Clock | undefined;
   readonly jwks?: JwksOptions | undefined;
+  /** Verified tokens kept (verified-token-cache.ts); 0 verifies every call. Default 10,000. */
+  readonly verifiedCacheMaxEntries?: number | undefined;
 }
 
 export interface Authenticator {
@@ -76,9 +79,58 @@ interface TrustedIssuer {
   readonly keys: KeyResolver;
 }
 
+/** A verified token: who it names, until when, and the key (of the issuer's current key set) that verified it. */
+interface VerifiedEntry {
+  readonly principal: Principal;
+  readonly expiresAtMs: number;
+  readonly issuer: TrustedIssuer;
+  readonly key: CryptoKey;
+  readonly header: JWSHeaderParameters;
+  readonly input: FlattenedJWSInput;
+}
+
+/**
+ * Why a credential was refused, in words stable enough to count and alert on (audit `auth.failed`
+ * reason). The caller never learns it: every refusal answers "missing or invalid credentials".
+ */
+export type AuthFailureReason =
+  | "missing_credentials"
+  | "not_bearer"
+  | "token_too_long"
+  | "malformed"
+  | "algorithm_not_allowed"
+  | "unknown_issuer"
+  | "wrong_audience"
+  | "expired"
+  | "not_yet_valid"
+  | "bad_signature"
+  | "unknown_key"
+  | "invalid_claims"
+  | "issuer_keys_unavailable"
+  | "authenticator_closed"
+  | "unexpected";
+
+/** The `cause` of the `unauthenticated` error: kept server-side (audit, logs), never serialized. */
+export class CredentialRejected extends Error {
+  override readonly name = "CredentialRejected";
+  constructor(
+    readonly reason: AuthFailureReason,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The reason behind an `unauthenticated` error the authenticator threw, if it was one. */
+export function authFailureReason(error: unknown): AuthFailureReason | undefined {
+  const cause = error instanceof Error ? error.cause : undefined;
+  return cause instanceof CredentialRejected ? cause.reason : undefined;
+}
+
 /** Raised internally with the reason to log; the caller only ever sees the generic error. */
 class Rejection extends Error {
   constructor(
+    readonly reason: AuthFailureReason,
     message: string,
     readonly level: "debug" | "warn" = "warn",
     readonly details: Readonly<Record<string, string>> = {},
@@ -105,40 +157,58 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     }
   }
   let closed = false;
+  const verified = createVerifiedTokenCache<VerifiedEntry>(options.verifiedCacheMaxEntries ?? VERIFIED_TOKEN_CACHE_MAX_ENTRIES);
 
   async function authenticate(authorizationHeader: string | null): Promise<Principal> {
     try {
-      if (closed) throw new Rejection("authenticator is closed");
+      if (closed) throw new Rejection("authenticator_closed", "authenticator is closed");
       const token = bearerToken(authorizationHeader);
-      return await verify(token);
+      const cacheKey = verified.keyOf(token);
+      return (await fromCache(cacheKey)) ?? (await verify(token, cacheKey));
     } catch (error) {
       const rejection =
-        error instanceof Rejection ? error : new Rejection(`unexpected verification failure: ${describe(error)}`);
-      logger[rejection.level]({ reason: rejection.message, ...rejection.details }, "authentication failed");
-      throw new BrokerError("unauthenticated", "missing or invalid credentials");
+        error instanceof Rejection ? error : new Rejection("unexpected", `unexpected verification failure: ${describe(error)}`);
+      logger[rejection.level]({ reason: rejection.message, failure: rejection.reason, ...rejection.details }, "authentication failed");
+      throw new BrokerError("unauthenticated", "missing or invalid credentials", {
+        cause: new CredentialRejected(rejection.reason, rejection.message),
+      });
     }
   }
 
-  async function verify(token: string): Promise<Principal> {
+  /**
+   * A token verified before, if it still holds: not expired (no skew allowance) and its key is
+   * still the one the issuer's resolver hands out. Asking the resolver keeps its rules in force
+   * (re-fetch of a set older than its max age, refusal of a key no longer in the set).
+   */
+  async function fromCache(cacheKey: string): Promise<Principal | undefined> {
+    const entry = verified.get(cacheKey, clock.now().getTime());
+    if (entry === undefined) return undefined;
+    const current = await entry.issuer.keys(entry.header, entry.input).catch(() => undefined);
+    if (current === entry.key) return entry.principal;
+    verified.delete(cacheKey);
+    return undefined;
+  }
+
+  async function verify(token: string, cacheKey: string): Promise<Principal> {
     let header: JWSHeaderParameters;
     let unverified: JWTPayload;
     try {
       header = decodeProtectedHeader(token);
       unverified = decodeJwt(token);
     } catch {
-      throw new Rejection("malformed token");
+      throw new Rejection("malformed", "malformed token");
     }
     const alg = typeof header.alg === "string" ? header.alg : "";
     const kid = typeof header.kid === "string" ? header.kid : "";
     const iss = typeof unverified.iss === "string" ? unverified.iss : "";
     const details = { alg, kid, iss };
     if (!ACCEPTED_JWT_ALGORITHMS.includes(alg)) {
-      throw new Rejection(`algorithm "${alg}" is never accepted`, "warn", details);
+      throw new Rejection("algorithm_not_allowed", `algorithm "${alg}" is never accepted`, "warn", details);
     }
     const issuer = trusted.get(iss);
-    if (issuer === undefined) throw new Rejection("untrusted issuer", "warn", details);
+    if (issuer === undefined) throw new Rejection("unknown_issuer", "untrusted issuer", "warn", details);
     if (!issuer.algorithms.includes(alg)) {
-      throw new Rejection(`algorithm not allowed for issuer ${issuer.name}`, "warn", details);
+      throw new Rejection("algorithm_not_allowed", `algorithm not allowed for issuer ${issuer.name}`, "warn", details);
     }
     const verifyOptions: JWTVerifyOptions = {
       issuer: issuer.issuer,
@@ -149,8 +219,20 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       // A token without an expiry would be valid forever.
       requiredClaims: ["exp"],
     };
-    const payload = await verifySignature(token, issuer, verifyOptions, details);
-    return toPrincipal(issuer, payload, details);
+    const { payload, key } = await verifySignature(token, issuer, verifyOptions, details);
+    const principal = Object.freeze(toPrincipal(issuer, payload, details));
+    const [protectedHeader = "", body = "", signature = ""] = token.split(".");
+    if (typeof payload.exp === "number") {
+      verified.set(cacheKey, {
+        principal,
+        expiresAtMs: payload.exp * 1000,
+        issuer,
+        key,
+        header,
+        input: { protected: protectedHeader, payload: body, signature },
+      });
+    }
+    return principal;
   }
 
   return {
@@ -166,16 +248,20 @@ async function verifySignature(
   issuer: TrustedIssuer,
   options: JWTVerifyOptions,
   details: Readonly<Record<string, string>>,
-): Promise<JWTPayload> {
+): Promise<{ payload: JWTPayload; key: CryptoKey }> {
+  let used: CryptoKey | undefined;
+  const capture: KeyResolver = async (header, input) => (used = await issuer.keys(header, input));
   try {
-    return (await jwtVerify(token, issuer.keys, options)).payload;
+    const { payload } = await jwtVerify(token, capture, options);
+    if (used === undefined) throw new Error("the key resolver was not consulted");
+    return { payload, key: used };
   } catch (error) {
     if (!isMultipleMatchingKeys(error)) throw verificationRejection(error, issuer, details);
     // Several keys match the header (no `kid`, or a reused one): the token is valid if one verifies.
     let last: unknown = error;
     for await (const key of error) {
       try {
-        return (await jwtVerify(token, key, options)).payload;
+        return { payload: (await jwtVerify(token, key, options)).payload, key };
       } catch (attempt) {
         last = attempt;
       }
@@ -187,7 +273,7 @@ async function verifySignature(
 function toPrincipal(issuer: TrustedIssuer, payload: JWTPayload, details: Readonly<Record<string, string>>): Principal {
   const subject = claim(payload, issuer.subjectClaim);
   if (typeof subject !== "string" || subject.length === 0) {
-    throw new Rejection(`claim ${issuer.subjectClaim} (subject) is missing or not a string`, "warn", details);
+    throw new Rejection("invalid_claims", `claim ${issuer.subjectClaim} (subject) is missing or not a string`, "warn", details);
   }
   const roles = rolesOf(claim(payload, issuer.rolesClaim));
   let kind: PrincipalKind;
@@ -198,18 +284,18 @@ function toPrincipal(issuer: TrustedIssuer, payload: JWTPayload, details: Readon
   } else if (payload["kind"] === "user" || payload["kind"] === "service") {
     kind = payload["kind"];
   } else {
-    throw new Rejection('local token without a "kind" claim of "user" or "service"', "warn", details);
+    throw new Rejection("invalid_claims", 'local token without a "kind" claim of "user" or "service"', "warn", details);
   }
   return { kind, subject, issuer: issuer.name };
 }
 
 function bearerToken(header: string | null): string {
-  if (header === null || header.trim().length === 0) throw new Rejection("no authorization header", "debug");
+  if (header === null || header.trim().length === 0) throw new Rejection("missing_credentials", "no authorization header", "debug");
   // RFC 6750 §2.1: `Bearer` (case-insensitive, RFC 7235 §2.1) followed by the b64token.
   const match = /^\s*bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(header);
   const token = match?.[1];
-  if (token === undefined) throw new Rejection("authorization header is not a bearer token");
-  if (token.length > MAX_TOKEN_LENGTH) throw new Rejection("bearer token is too long");
+  if (token === undefined) throw new Rejection("not_bearer", "authorization header is not a bearer token");
+  if (token.length > MAX_TOKEN_LENGTH) throw new Rejection("token_too_long", "bearer token is too long");
   return token;
 }
 
@@ -295,7 +381,37 @@ function verificationRejection(error: unknown, issuer: TrustedIssuer, details: R
   const code = joseCode(error);
   // jose messages name the failed check ("\"exp\" claim timestamp check failed") and never
   // contain the token; their `payload` property (the claims) is deliberately not logged.
-  return new Rejection(`issuer ${issuer.name}: ${describe(error)}`, "warn", { ...details, code: code ?? "" });
+  return new Rejection(verificationFailure(error, code), `issuer ${issuer.name}: ${describe(error)}`, "warn", { ...details, code: code ?? "" });
+}
+
+/** jose's error codes (and, for claim checks, the claim) mapped to the audit vocabulary. */
+function verificationFailure(error: unknown, code: string | undefined): AuthFailureReason {
+  switch (code) {
+    case "ERR_JWT_EXPIRED":
+      return "expired";
+    case "ERR_JWS_SIGNATURE_VERIFICATION_FAILED":
+      return "bad_signature";
+    case "ERR_JWKS_NO_MATCHING_KEY":
+      return "unknown_key";
+    case "ERR_JOSE_ALG_NOT_ALLOWED":
+      return "algorithm_not_allowed";
+    case "ERR_JWS_INVALID":
+    case "ERR_JWT_INVALID":
+      return "malformed";
+    case "ERR_JWKS_TIMEOUT":
+    case "ERR_JWKS_INVALID":
+    case "ERR_JOSE_GENERIC":
+      return "issuer_keys_unavailable";
+    case "ERR_JWT_CLAIM_VALIDATION_FAILED": {
+      const claimName = (error as { claim?: unknown }).claim;
+      if (claimName === "aud") return "wrong_audience";
+      if (claimName === "iss") return "unknown_issuer";
+      if (claimName === "nbf" || claimName === "iat") return "not_yet_valid";
+      return "invalid_claims";
+    }
+    default:
+      return "unexpected";
+  }
 }
 
 function joseCode(error: unknown): string | undefined {

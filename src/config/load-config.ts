@@ -76,6 +76,13 @@ export function loadConfig(options: LoadConfigOptions): Config {
   const publicUrl = readPublicUrl(problems, value("BROKER_PUBLIC_URL") ?? DEFAULT_PUBLIC_URL);
   const databaseUrl = readSecretUrl(problems, "DATABASE_URL", value("DATABASE_URL"), ["postgres:", "postgresql:"]);
   const sentryDsn = readSecretUrl(problems, "SENTRY_DSN", value("SENTRY_DSN"), ["https:", "http:"]);
+  if (sentryDsn !== undefined && !isSentryDsn(sentryDsn.reveal())) {
+    problems.add("SENTRY_DSN", "must be a Sentry DSN, http(s)://<public key>@<host>/<project id> (value not shown)");
+  }
+  const sentryEnvironment = value("SENTRY_ENVIRONMENT");
+  if (sentryEnvironment !== undefined && !/^[^\s/]{1,64}$/.test(sentryEnvironment)) {
+    problems.add("SENTRY_ENVIRONMENT", "must be at most 64 characters without spaces or slashes (Sentry's rule for environments)");
+  }
 
   const vault = readVault(problems, env, root.section("vault", VAULT_YAML_KEYS));
   const allowLocalKeyring = value("BROKER_ALLOW_LOCAL_KEYRING") ?? "false";
@@ -119,9 +126,10 @@ export function loadConfig(options: LoadConfigOptions): Config {
     tokens: readTokens(
       root.section("tokens", ["defaultMinValidForSeconds", "cacheMaxEntries", "proactiveRefreshWindowSeconds", "proactiveRefreshIntervalSeconds", "leaseSeconds"]),
     ),
-    retention: readRetention(root.section("retention", ["tombstoneDays", "auditDays", "needsReauthEraseDays"])),
+    retention: readRetention(root.section("retention", ["tombstoneDays", "auditDays", "needsReauthEraseDays", "changeFeedDays"])),
     shutdownGraceMs: root.integer("shutdownGraceMs", 10_000, { min: 0, max: 600_000 }),
     sentryDsn,
+    sentryEnvironment,
   };
 
   if (problems.list.length > 0) throw new ConfigError(byPath(problems.list));
@@ -192,6 +200,21 @@ function readSecretUrl(problems: Problems, variable: string, text: string | unde
   return createSecret(text);
 }
 
+/**
+ * Sentry ignores a malformed DSN silently (and reports nothing); refusing it at start-up makes the
+ * mistake visible. A protocol problem is already reported by `readSecretUrl`.
+ */
+function isSentryDsn(text: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return true;
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") return true;
+  return url.username !== "" && /^\/(?:.*\/)?[^/]+$/.test(url.pathname);
+}
+
 function readPolicies(context: ReaderContext, root: YamlReader): ServicePolicy[] {
   return root.items("policies").map((item) => {
     const reader = createYamlReader(context, item.path, item.value, POLICY_KEYS);
@@ -251,6 +274,7 @@ function readRetention(retention: YamlReader): Config["retention"] {
     tombstoneDays: retention.integer("tombstoneDays", 30),
     auditDays: retention.integer("auditDays", 365),
     needsReauthEraseDays: retention.integer("needsReauthEraseDays", 90),
+    changeFeedDays: retention.integer("changeFeedDays", 7),
   };
 }
 

@@ -174,7 +174,12 @@ export interface Config {
     readonly tombstoneDays: number;
     readonly auditDays: number;
     readonly needsReauthEraseDays: number;
+    /** How long WatchIntegrations can resume from an old cursor. */
+    readonly changeFeedDays: number;
   };
   readonly shutdownGraceMs: number;
+  /** Absent: server faults are only logged, and `@sentry/node` is never loaded. */
   readonly sentryDsn: Secret | undefined;
+  /** Sentry's `environment` tag; absent: `nodeEnv`. */
+  readonly sentryEnvironment: string | undefined;
 }

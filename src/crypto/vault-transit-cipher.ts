@@ -11,6 +11,7 @@
  * is retried except one call after a re-login, when a 403 may mean the token expired.
  */
 import type { Logger } from "../observability/logger.js";
+import { outboundRequestId, REQUEST_ID_HEADER } from "../observability/request-context.js";
 import type { VaultConfig } from "../config/types.js";
 import type { CipherInput, CiphertextInput } from "../domain/ports.js";
 import { BrokerError } from "../domain/errors.js";
@@ -101,7 +102,9 @@ export async function createVaultTransitCipher(options: VaultTransitCipherOption
     let retried = false;
     for (;;) {
       try {
-        return await send(tokenHeaders(token));
+        // Vault's audit device records request headers it is told to: the id ties its entry to ours.
+        const options = tokenHeaders(token);
+        return await send({ headers: { ...options.headers, [REQUEST_ID_HEADER]: outboundRequestId() } });
       } catch (error) {
         const failure = classifyVaultError(error);
         if (failure.kind === "not_found" && notFound === "undefined") return undefined;

@@ -81,6 +81,11 @@ export interface Policy {
   checkTokenRequest(principal: Principal, request: TokenRequestCheck): void;
   /** A service may only touch providers its policy lists; users and admins any. */
   assertProviderAllowed(principal: Principal, provider: string): void;
+  /**
+   * Throws `permission_denied` (CANNOT_ACT_FOR_USERS) for a service whose policy does not set
+   * actForUsers. Depends on the principal alone, so it may answer before any lookup.
+   */
+  assertMayActForUsers(principal: Principal): void;
   canSeeIntegration(principal: Principal, integrationUserId: string, provider?: string): boolean;
   /**
    * Throws when the principal may not act on the integration: `not_found` for users (another
@@ -159,6 +164,10 @@ export function createPolicy(config: PolicyConfig): Policy {
     });
   }
 
+  function assertMayActForUsers(principal: Principal): void {
+    if (principal.kind === "service") assertActsForUsers(principal);
+  }
+
   function assertActsForUsers(principal: Principal): void {
     if (servicePolicy(principal)?.actForUsers === true) return;
     throw new BrokerError(
@@ -227,7 +236,12 @@ export function createPolicy(config: PolicyConfig): Policy {
     options: { readonly provider?: string | undefined; readonly integrationId?: string | undefined } = {},
   ): void {
     if (principal.kind === "user") {
-      if (integrationUserId !== principal.subject) throw integrationNotFound(options.integrationId);
+      if (integrationUserId !== principal.subject) {
+        throw integrationNotFound(
+          options.integrationId,
+          new HiddenDenial("OTHER_USERS_INTEGRATION", `${who(principal)} asked for an integration of another user`, options.integrationId),
+        );
+      }
       return;
     }
     if (principal.kind === "service") {
@@ -248,6 +262,7 @@ export function createPolicy(config: PolicyConfig): Policy {
     resolveUser,
     checkTokenRequest,
     assertProviderAllowed,
+    assertMayActForUsers,
     canSeeIntegration,
     assertCanAccess,
     visibleProviders,
@@ -260,12 +275,33 @@ export function createPolicy(config: PolicyConfig): Policy {
  * The `not_found` a user gets for another user's integration. Handlers use it for a missing id
  * too, so the two answers are identical.
  */
-export function integrationNotFound(integrationId?: string): BrokerError {
+export function integrationNotFound(integrationId?: string, denial?: HiddenDenial): BrokerError {
   return new BrokerError(
     "not_found",
     integrationId === undefined || integrationId === "" ? "integration not found" : `integration ${integrationId} not found`,
-    { reason: "INTEGRATION_NOT_FOUND" },
+    { reason: "INTEGRATION_NOT_FOUND", cause: denial },
   );
+}
+
+/**
+ * The real reason behind a `not_found` that hides a denial, carried as its `cause` (never sent):
+ * the caller must not learn that the integration exists, but the audit trail records the denial.
+ */
+export class HiddenDenial extends Error {
+  override readonly name = "HiddenDenial";
+  constructor(
+    readonly reason: string,
+    message: string,
+    readonly integrationId?: string | undefined,
+  ) {
+    super(message);
+  }
+}
+
+/** The denial a `not_found` hides, if it hides one. */
+export function hiddenDenialOf(error: unknown): HiddenDenial | undefined {
+  const cause = error instanceof Error ? error.cause : undefined;
+  return cause instanceof HiddenDenial ? cause : undefined;
 }
 
 /**

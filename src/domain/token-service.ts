@@ -8,9 +8,17 @@
  * Waiters learn of the new token through LISTEN/NOTIFY or bounded polling.
  *
  * A rotated refresh token is written together with the access token before anyone sees the new
- * access token; a failed write is retried from memory and logged loudly, never dropped
- * (oauth-client-security.md §7). `invalid_grant` marks the integration NEEDS_REAUTH (§8).
+ * access token (oauth-client-security.md §7). A failed write is retried from memory; when the
+ * database stays away longer, the set is kept in memory on this replica together with the lease,
+ * the write goes on in the background and an ALERT is logged: the rotated token is never dropped,
+ * and this replica's next refresh of the integration starts from it. `invalid_grant` marks the
+ * integration NEEDS_REAUTH (§8). Every refresh, by a caller or the proactive refresher, leaves
+ * exactly one audit event (`token.refreshed` or `token.refresh_failed`).
+ *
+ * When a provider's tokens live shorter than a caller's `min_valid_for`, the lifetime seen at the
+ * last refresh answers TOKEN_LIFETIME_TOO_SHORT at once instead of refreshing on every call.
  */
+import { randomUUID } from "node:crypto";
 import { BrokerError, isBrokerError } from "./errors.js";
 import { integrationNotFound } from "./policy.js";
 import { createCircuitBreaker, type CircuitBreaker, type CircuitState } from "./circuit-breaker.js";
@@ -79,6 +87,11 @@ export interface TokenServiceDeps {
     readonly defaultDeadlineMs?: number;
     readonly breakerFailureThreshold?: number;
     readonly breakerCooldownMs?: number;
+    /**
+     * Storing a refreshed set: `attempts` (5) while the caller waits, with waits growing from
+     * `baseMs` (200) to `capMs` (2 000); a rotated refresh token is then retried in the background.
+     */
+    readonly writeRetry?: { readonly attempts?: number; readonly baseMs?: number; readonly capMs?: number };
   };
   /** Observability hooks (metrics). */
   readonly events?: {
@@ -102,8 +115,12 @@ export interface IssuedToken {
 }
 
 export interface TokenService {
-  /** The live integration a selector names (errors: not_found, failed_precondition, needs re-auth). */
-  resolve(selector: TokenSelector): Promise<Integration>;
+  /**
+   * The live integration a selector names (errors: not_found, failed_precondition, needs re-auth).
+   * `authorize` runs on the integration found before anything about its state is checked, so a
+   * caller it refuses learns nothing beyond what `authorize` throws.
+   */
+  resolve(selector: TokenSelector, authorize?: (integration: Integration) => void): Promise<Integration>;
   /** A token for `integration` valid at least `minValidForMs`, refreshing when needed. */
   tokenFor(ctx: RequestContext, integration: Integration, minValidForMs: number, requiredScopes: readonly string[]): Promise<IssuedToken>;
   /** Forces a refresh now through the same single-flight path (RefreshIntegration, sync). */
@@ -116,7 +133,8 @@ export interface TokenService {
   /** Drops the cached copy (delete, re-authorization). */
   evict(integrationId: string): void;
   circuitStates(): ReadonlyMap<string, CircuitState>;
-  close(): void;
+  /** Stops background work; rotated refresh tokens still unstored get one last, bounded write attempt. */
+  close(): Promise<void>;
 }
 
 const WRITE_ATTEMPTS = 5;
@@ -126,6 +144,55 @@ const WRITE_ATTEMPTS = 5;
  * reconnect) evict it at once through the change feed; this bound covers the rest.
  */
 const RESOLVE_TTL_MS = 5_000;
+/**
+ * How long the token lifetime seen at a refresh is trusted to refuse a longer `min_valid_for`
+ * without asking the provider; afterwards one refresh learns it again (the provider may change it).
+ */
+const LIFETIME_MEMORY_MS = 15 * 60_000;
+/** Upper bound between background writes of an unstored rotated token (each also renews the lease). */
+const BACKGROUND_WRITE_CAP_MS = 30_000;
+/** How long shutdown waits for the last write of unstored rotated tokens. */
+const CLOSE_FLUSH_MS = 2_000;
+
+type TokenWrite = Parameters<TokenStore["tokenSets"]["writeIfVersion"]>[2];
+
+/** Why a refresh ran; recorded in its audit event. */
+type RefreshTrigger = "expiring" | "forced" | "proactive";
+
+/** Who a refresh ran for: the caller its audit event names (the broker itself for the refresher). */
+interface RefreshCaller {
+  readonly caller: string;
+  readonly callerKind: string;
+  readonly requestId: string;
+  readonly peer: string | undefined;
+  readonly trigger: RefreshTrigger;
+}
+
+interface CurrentTokens {
+  readonly tokens: TokenSet;
+  readonly version: number;
+  readonly refreshToken: string | undefined;
+}
+
+interface RefreshResult {
+  readonly tokens: TokenSet;
+  readonly version: number;
+  readonly refreshed: boolean;
+}
+
+/**
+ * A refresh the provider answered with a rotated refresh token that is not stored yet. The
+ * provider has already invalidated the previous refresh token, so until the write lands this is
+ * the only refresh token of the grant that still works.
+ */
+interface UnstoredRefresh {
+  readonly integration: Integration;
+  readonly expectedVersion: number;
+  readonly tokens: TokenSet;
+  /** Absent while the key service could not encrypt it either. */
+  readonly write: TokenWrite | undefined;
+  readonly by: RefreshCaller;
+}
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -174,6 +241,12 @@ function backoff(attempt: number, baseMs = 100, capMs = 5_000): number {
   return Math.random() * Math.min(capMs, baseMs * 2 ** attempt);
 }
 
+function refreshCallerOf(ctx: RequestContext | undefined, trigger: RefreshTrigger): RefreshCaller {
+  if (ctx) return { caller: ctx.principal.subject, callerKind: ctx.principal.kind, requestId: ctx.requestId, peer: ctx.peer, trigger };
+  // The refresher has no request: a fresh id still ties the event to this replica's log lines.
+  return { caller: trigger === "proactive" ? "proactive-refresh" : "broker", callerKind: "system", requestId: randomUUID(), peer: undefined, trigger };
+}
+
 export function checkStatus(integration: Integration): void {
   if (integration.status === "deleted") {
     throw new BrokerError("not_found", `integration ${integration.id} was deleted`, { metadata: { integration_id: integration.id } });
@@ -205,17 +278,42 @@ export function checkScopes(integration: Integration, required: readonly string[
   }
 }
 
+function lifetimeTooShort(integration: Integration, lifetimeMs: number, minValidForMs: number): BrokerError {
+  const lifetime = Math.max(0, Math.floor(lifetimeMs / 1000));
+  return new BrokerError(
+    "failed_precondition",
+    `the provider ${integration.provider} issues tokens valid for ${lifetime} s, less than the ${Math.ceil(minValidForMs / 1000)} s asked for; ask for less`,
+    {
+      reason: "TOKEN_LIFETIME_TOO_SHORT",
+      metadata: { integration_id: integration.id, provider: integration.provider, token_lifetime_seconds: String(lifetime) },
+      fieldViolations: [{ field: "min_valid_for", description: `longer than the provider's token lifetime (${lifetime} s)` }],
+    },
+  );
+}
+
 export function createTokenService(deps: TokenServiceDeps): TokenService {
   const { store, cipher, clock, logger } = deps;
   const cache = createTokenCache(deps.settings.cacheMaxEntries);
-  const loads = createSingleFlight<{ tokens: TokenSet; version: number; refreshToken: string | undefined } | undefined>();
-  const refreshes = createSingleFlight<{ tokens: TokenSet; version: number; refreshed: boolean }>();
+  const loads = createSingleFlight<CurrentTokens | undefined>();
+  const refreshes = createSingleFlight<RefreshResult>();
   const breakers = new Map<string, CircuitBreaker>();
   const leaseMs = deps.settings.leaseSeconds * 1000;
+  // A refresh runs on the broker's clock, not the first caller's, and its provider call ends
+  // well inside the lease, so no other replica can take over while the provider is called.
+  const refreshBudgetMs = Math.min(deps.settings.defaultDeadlineMs ?? 10_000, leaseMs * 0.8);
+  const writeAttempts = Math.max(1, deps.settings.writeRetry?.attempts ?? WRITE_ATTEMPTS);
+  const writeBaseMs = deps.settings.writeRetry?.baseMs ?? 200;
+  const writeCapMs = deps.settings.writeRetry?.capMs ?? 2_000;
+  // Each background write renews the kept lease: several chances per lease period.
+  const backgroundCapMs = Math.max(10, Math.min(BACKGROUND_WRITE_CAP_MS, leaseMs / 3));
   const waiters = new Map<string, Set<() => void>>();
   const lastTouched = new Map<string, number>();
   const resolved = new Map<string, { integration: Integration; until: number }>();
   const resolvedKeys = new Map<string, Set<string>>();
+  const lifetimes = new Map<string, { ms: number; learnedAt: number }>();
+  const unstored = new Map<string, UnstoredRefresh>();
+  const retrying = new Set<string>();
+  const stopping = new AbortController();
 
   function forgetResolved(integrationId: string): void {
     for (const key of resolvedKeys.get(integrationId) ?? []) resolved.delete(key);
@@ -225,12 +323,37 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
   function remember(key: string, integration: Integration): void {
     if (resolved.size >= deps.settings.cacheMaxEntries) {
       const oldest = resolved.keys().next().value;
-      if (oldest !== undefined) resolved.delete(oldest);
+      const evicted = oldest === undefined ? undefined : resolved.get(oldest);
+      if (oldest !== undefined && evicted !== undefined) {
+        resolved.delete(oldest);
+        // The reverse index shrinks with the cache; otherwise it keeps an entry for every
+        // integration ever resolved (bench/large-table.ts shows the growth).
+        const keys = resolvedKeys.get(evicted.integration.id);
+        keys?.delete(oldest);
+        if (keys?.size === 0) resolvedKeys.delete(evicted.integration.id);
+      }
     }
     resolved.set(key, { integration, until: clock.now().getTime() + RESOLVE_TTL_MS });
     let keys = resolvedKeys.get(integration.id);
     if (!keys) resolvedKeys.set(integration.id, (keys = new Set()));
     keys.add(key);
+  }
+
+  function learnLifetime(integrationId: string, expiresAt: Date): void {
+    const now = clock.now().getTime();
+    lifetimes.delete(integrationId);
+    if (lifetimes.size >= deps.settings.cacheMaxEntries) lifetimes.delete(lifetimes.keys().next().value ?? "");
+    lifetimes.set(integrationId, { ms: expiresAt.getTime() - now, learnedAt: now });
+  }
+
+  function knownLifetime(integrationId: string): number | undefined {
+    const known = lifetimes.get(integrationId);
+    if (!known) return undefined;
+    if (known.learnedAt + LIFETIME_MEMORY_MS <= clock.now().getTime()) {
+      lifetimes.delete(integrationId);
+      return undefined;
+    }
+    return known.ms;
   }
 
   const unsubscribe = deps.changes?.subscribe((change) => {
@@ -275,7 +398,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     });
   }
 
-  async function decrypt(integrationId: string, stored: EncryptedTokenSet) {
+  async function decrypt(integrationId: string, stored: EncryptedTokenSet): Promise<CurrentTokens> {
     const inputs = [{ ciphertext: stored.accessTokenCiphertext, context: integrationId }];
     if (stored.refreshTokenCiphertext) inputs.push({ ciphertext: stored.refreshTokenCiphertext, context: integrationId });
     const [accessToken, refreshToken] = await cipher.decryptBatch(inputs);
@@ -291,7 +414,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     };
   }
 
-  async function loadStored(integrationId: string) {
+  async function loadStored(integrationId: string): Promise<CurrentTokens | undefined> {
     const stored = await store.tokenSets.get(integrationId);
     if (!stored) return undefined;
     const loaded = await decrypt(integrationId, stored);
@@ -334,39 +457,169 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     }
   }
 
-  /** Writes the refreshed set, retrying from memory: a rotated refresh token must not be lost. */
-  async function writeRefreshed(integration: Integration, expectedVersion: number, tokens: TokenSet) {
-    const plaintexts = [{ plaintext: tokens.accessToken, context: integration.id }];
-    if (tokens.refreshToken) plaintexts.push({ plaintext: tokens.refreshToken, context: integration.id });
+  /** The one audit event of a refresh: `token.refreshed`, or `token.refresh_failed` with a failure reason. */
+  function auditRefresh(integration: Integration, by: RefreshCaller, failure?: string, details: Record<string, string> = {}): Promise<void> {
+    return (
+      deps.audit?.record({
+        action: failure === undefined ? "token.refreshed" : "token.refresh_failed",
+        outcome: failure === undefined ? "success" : "failure",
+        reason: failure,
+        integrationId: integration.id,
+        userId: integration.userId,
+        provider: integration.provider,
+        caller: by.caller,
+        callerKind: by.callerKind,
+        requestId: by.requestId,
+        peer: by.peer,
+        details: { trigger: by.trigger, ...details },
+      }) ?? Promise.resolve()
+    );
+  }
+
+  /** A failure's event must not replace the failure the caller is about to get. */
+  async function auditRefreshFailure(integration: Integration, by: RefreshCaller, error: unknown, details?: Record<string, string>) {
+    const reason = typeof error === "string" ? error : isBrokerError(error) ? error.reason : "INTERNAL";
+    await auditRefresh(integration, by, reason, details).catch((e: unknown) =>
+      logger.error({ err: e, integrationId: integration.id }, "the audit event of a failed refresh could not be written"),
+    );
+  }
+
+  async function encryptForWrite(integrationId: string, tokens: TokenSet): Promise<TokenWrite> {
+    const plaintexts = [{ plaintext: tokens.accessToken, context: integrationId }];
+    if (tokens.refreshToken) plaintexts.push({ plaintext: tokens.refreshToken, context: integrationId });
     const [accessCiphertext, refreshCiphertext] = await cipher.encryptBatch(plaintexts);
-    const write = {
+    return {
       accessTokenCiphertext: accessCiphertext ?? "",
       refreshTokenCiphertext: refreshCiphertext ?? null,
       tokenType: tokens.tokenType,
       expiresAt: tokens.expiresAt,
       scopes: tokens.scopes,
     };
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await store.tokenSets.writeIfVersion(integration.id, expectedVersion, write);
-      } catch (error) {
-        const rotated = tokens.refreshToken !== undefined;
-        if (attempt >= WRITE_ATTEMPTS) {
-          logger.error(
-            { err: error, integrationId: integration.id, provider: integration.provider, rotatedRefreshToken: rotated, attempts: attempt },
-            rotated
-              ? "ALERT: a rotated refresh token could not be stored; the grant may need re-authorization"
-              : "the refreshed token set could not be stored",
-          );
-          throw error;
-        }
-        logger.warn({ err: error, integrationId: integration.id, attempt, rotatedRefreshToken: rotated }, "storing the refreshed token set failed; retrying from memory");
-        await sleep(backoff(attempt, 200, 2_000));
-      }
-    }
   }
 
-  async function failRefresh(integration: Integration, error: unknown, ctx: RequestContext | undefined): Promise<never> {
+  /**
+   * After a failed write the commit may still have landed, with only its acknowledgement lost:
+   * the stored set is ours when it holds our access token (a provider never issues one twice).
+   */
+  async function versionIfOurs(integrationId: string, tokens: TokenSet): Promise<number | undefined> {
+    const latest = await store.tokenSets.get(integrationId);
+    if (!latest) return undefined;
+    const [accessToken] = await cipher.decryptBatch([{ ciphertext: latest.accessTokenCiphertext, context: integrationId }]);
+    return accessToken === tokens.accessToken ? latest.version : undefined;
+  }
+
+  /**
+   * Stores a refreshed set, retrying from memory while the caller waits. If that is not enough
+   * and the provider rotated the refresh token, the set stays in memory with the lease and the
+   * write continues in the background; the caller gets UNAVAILABLE with a retry delay.
+   * Returns the new version, or undefined when a newer set was stored by someone else.
+   */
+  async function writeRefreshed(integration: Integration, expectedVersion: number, tokens: TokenSet, by: RefreshCaller) {
+    const rotated = tokens.refreshToken !== undefined;
+    let write: TokenWrite | undefined;
+    let failure: unknown;
+    for (let attempt = 1; attempt <= writeAttempts; attempt++) {
+      try {
+        write ??= await encryptForWrite(integration.id, tokens);
+        const version = await store.tokenSets.writeIfVersion(integration.id, expectedVersion, write);
+        return version ?? (attempt > 1 ? await versionIfOurs(integration.id, tokens) : undefined);
+      } catch (error) {
+        failure = error;
+        logger.warn({ err: error, integrationId: integration.id, attempt, rotatedRefreshToken: rotated }, "storing the refreshed token set failed; retrying from memory");
+      }
+      if (attempt < writeAttempts) {
+        await sleep(backoff(attempt, writeBaseMs, writeCapMs));
+        // Keep the lease meanwhile: another replica refreshing with the stored, now invalidated,
+        // refresh token would make a rotating provider revoke the whole grant.
+        await store.tokenSets.acquireLease(integration.id, deps.replicaId, leaseMs).catch(() => undefined);
+      }
+    }
+    const retryAfterMs = Math.max(1_000, writeCapMs);
+    if (!rotated) {
+      logger.error(
+        { err: failure, integrationId: integration.id, provider: integration.provider, attempts: writeAttempts },
+        "the refreshed token set could not be stored; the stored refresh token still works",
+      );
+      throw new BrokerError("database_unavailable", "the refreshed token could not be stored; retry", {
+        cause: failure,
+        retryAfterMs,
+        metadata: { integration_id: integration.id },
+      });
+    }
+    unstored.set(integration.id, { integration, expectedVersion, tokens, write, by });
+    logger.error(
+      { err: failure, integrationId: integration.id, provider: integration.provider, attempts: writeAttempts },
+      "ALERT: a rotated refresh token could not be stored; it is kept in memory on this replica with the refresh lease, and the write is retried in the background",
+    );
+    retryInBackground(integration.id);
+    throw new BrokerError("database_unavailable", "the refreshed token could not be stored yet; retry", {
+      cause: failure,
+      retryAfterMs,
+      metadata: { integration_id: integration.id },
+    });
+  }
+
+  /**
+   * Writes a set kept in memory (this replica holds the lease). Returns it as now stored, or
+   * undefined when a newer set was stored meanwhile (then the kept one is obsolete). Database
+   * failures are thrown and the set stays kept.
+   */
+  async function storeUnstored(pending: UnstoredRefresh, stored: EncryptedTokenSet): Promise<CurrentTokens | undefined> {
+    const { integration } = pending;
+    let version: number | undefined;
+    if (stored.version === pending.expectedVersion) {
+      const write = pending.write ?? (await encryptForWrite(integration.id, pending.tokens));
+      version = await store.tokenSets.writeIfVersion(integration.id, pending.expectedVersion, write);
+    }
+    version ??= await versionIfOurs(integration.id, pending.tokens);
+    unstored.delete(integration.id);
+    if (version === undefined) {
+      logger.error(
+        { integrationId: integration.id, provider: integration.provider },
+        "ALERT: a newer token set was stored while a rotated refresh token waited in memory; the kept one is dropped and the grant may need re-authorization",
+      );
+      await auditRefreshFailure(integration, pending.by, "ROTATED_TOKEN_SUPERSEDED");
+      return undefined;
+    }
+    logger.warn({ integrationId: integration.id, provider: integration.provider, version }, "the rotated refresh token kept in memory is stored now");
+    const visible: TokenSet = { ...pending.tokens, refreshToken: undefined };
+    cache.set(integration.id, { tokens: visible, version });
+    await deps.changes?.publish({ integrationId: integration.id, version }).catch((e: unknown) => logger.warn({ err: e }, "could not announce the stored token set"));
+    // The refresh happened long before; its event waited for its outcome. Nobody waits on it now.
+    await auditRefresh(integration, pending.by, undefined, { stored_after_retry: "true" }).catch((e: unknown) =>
+      logger.error({ err: e, integrationId: integration.id }, "the audit event of a refresh could not be written"),
+    );
+    return { tokens: visible, version, refreshToken: pending.tokens.refreshToken };
+  }
+
+  /** Retries the write of a kept rotated token until it lands or is superseded (or shutdown). */
+  function retryInBackground(integrationId: string): void {
+    if (retrying.has(integrationId)) return;
+    retrying.add(integrationId);
+    void (async () => {
+      for (let attempt = 1; !stopping.signal.aborted && unstored.has(integrationId); attempt++) {
+        await sleep(backoff(attempt, writeBaseMs, backgroundCapMs), stopping.signal);
+        const pending = unstored.get(integrationId);
+        if (!pending || stopping.signal.aborted) break;
+        try {
+          await flush(pending);
+        } catch (error) {
+          logger.warn({ err: error, integrationId, attempt }, "storing the kept rotated refresh token failed again; retrying in the background");
+        }
+      }
+      retrying.delete(integrationId);
+    })();
+  }
+
+  /** One write attempt of a kept set, through the same single flight and lease as refreshes. */
+  function flush(pending: UnstoredRefresh): Promise<RefreshResult> {
+    // Any stored token is good enough here: the point is the write, not a fresh token.
+    return refreshes.run(pending.integration.id, () =>
+      refreshCoordinated(undefined, pending.integration, Number.NEGATIVE_INFINITY, false, pending.by.trigger),
+    );
+  }
+
+  async function failRefresh(integration: Integration, error: unknown): Promise<never> {
     const code = isBrokerError(error) ? error.code : "internal";
     if (code === "integration_needs_reauth") {
       const reason = isBrokerError(error) ? (error.metadata["error"] ?? error.reason).toLowerCase() : "invalid_grant";
@@ -375,18 +628,6 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       forgetResolved(integration.id);
       await deps.changes?.publish({ integrationId: integration.id, version: 0 });
       logger.warn({ integrationId: integration.id, provider: integration.provider, reason }, "the provider refused the grant: integration needs re-authorization");
-      await deps.audit?.record({
-        action: "token.refresh_failed",
-        outcome: "failure",
-        reason: "INTEGRATION_NEEDS_REAUTH",
-        integrationId: integration.id,
-        userId: integration.userId,
-        provider: integration.provider,
-        caller: ctx?.principal.subject,
-        callerKind: ctx?.principal.kind ?? "system",
-        requestId: ctx?.requestId,
-        peer: ctx?.peer,
-      });
       checkStatus({ ...integration, status: "needs_reauth", statusReason: reason });
     }
     if (code === "provider_misconfigured") {
@@ -401,6 +642,107 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
   }
 
   /**
+   * The part of a refresh that runs under this replica's lease: store a kept rotated token
+   * first, use a token someone else stored meanwhile, or call the provider and store the result.
+   */
+  async function refreshUnderLease(
+    ctx: RequestContext | undefined,
+    integration: Integration,
+    minValidForMs: number,
+    force: boolean,
+    trigger: RefreshTrigger,
+    seenVersion: number | undefined,
+  ): Promise<RefreshResult> {
+    const deadline = Date.now() + refreshBudgetMs;
+    let by: RefreshCaller | undefined;
+    let auditDeferred = false;
+    let rotated = false;
+    let usedVersion: number | undefined;
+    let result: RefreshResult;
+    try {
+      let stored = await store.tokenSets.get(integration.id);
+      if (!stored) throw new BrokerError("not_found", `integration ${integration.id} has no tokens (deleted?)`);
+      const kept = unstored.get(integration.id);
+      let current = kept ? await storeUnstored(kept, stored) : undefined;
+      if (kept && !current) stored = (await store.tokenSets.get(integration.id)) ?? stored;
+      current ??= await decrypt(integration.id, stored);
+      // Someone else refreshed while we waited for the lease: use theirs.
+      const refreshedMeanwhile = seenVersion !== undefined && current.version !== seenVersion;
+      if ((!force || refreshedMeanwhile) && validFor(current.tokens) >= minValidForMs) {
+        cache.set(integration.id, { tokens: current.tokens, version: current.version });
+        return { tokens: current.tokens, version: current.version, refreshed: false };
+      }
+      by = refreshCallerOf(ctx, trigger);
+      if (!current.refreshToken) {
+        throw new BrokerError("integration_needs_reauth", `the ${integration.provider} grant has no refresh token; the user must connect again`, {
+          reason: "INTEGRATION_NEEDS_REAUTH",
+          metadata: { integration_id: integration.id, provider: integration.provider, error: "no_refresh_token" },
+        });
+      }
+      usedVersion = current.version;
+      const grant = await callProvider(integration, current.refreshToken, deadline);
+      const tokens: TokenSet = {
+        ...grant.tokens,
+        // RFC 6749 §6: a refresh response without `scope` keeps the granted scopes.
+        scopes: grant.tokens.scopes.length > 0 ? grant.tokens.scopes : current.tokens.scopes,
+      };
+      learnLifetime(integration.id, tokens.expiresAt);
+      rotated = tokens.refreshToken !== undefined;
+      auditDeferred = rotated;
+      const version = await writeRefreshed(integration, current.version, tokens, by);
+      auditDeferred = false;
+      if (version === undefined) {
+        // Only possible when our lease expired and another replica wrote: theirs is newer.
+        logger.warn({ integrationId: integration.id }, "a newer token set was written while refreshing; discarding ours");
+        await auditRefreshFailure(integration, by, "REFRESH_SUPERSEDED");
+        const newer = await loadStored(integration.id);
+        if (!newer) throw new BrokerError("not_found", `integration ${integration.id} has no tokens (deleted?)`);
+        result = { tokens: newer.tokens, version: newer.version, refreshed: false };
+      } else {
+        const visible: TokenSet = { ...tokens, refreshToken: undefined };
+        cache.set(integration.id, { tokens: visible, version });
+        await deps.changes?.publish({ integrationId: integration.id, version }).catch((e: unknown) => logger.warn({ err: e }, "could not announce the refreshed token set"));
+        logger.info({ integrationId: integration.id, provider: integration.provider, rotated: grant.tokens.refreshToken !== undefined }, "token refreshed");
+        result = { tokens: visible, version, refreshed: true };
+      }
+    } catch (error) {
+      if (isBrokerError(error, "integration_needs_reauth") && usedVersion !== undefined) {
+        // A replica whose lease had lapsed may have stored a rotated token meanwhile: then our
+        // refresh token was simply stale, and the grant is alive.
+        const latest = await store.tokenSets.get(integration.id);
+        if (latest && latest.version !== usedVersion) {
+          if (by) await auditRefreshFailure(integration, by, error, { superseded: "true" });
+          const newer = await decrypt(integration.id, latest);
+          cache.set(integration.id, { tokens: newer.tokens, version: newer.version });
+          return { tokens: newer.tokens, version: newer.version, refreshed: false };
+        }
+      }
+      // A kept rotated token records its event once its write lands or is given up.
+      if (by && !auditDeferred) {
+        // The reason the caller gets; for a refused grant, the provider's own error goes along.
+        const refused = isBrokerError(error, "integration_needs_reauth");
+        await auditRefreshFailure(
+          integration,
+          by,
+          refused ? "INTEGRATION_NEEDS_REAUTH" : error,
+          refused ? { cause: (error.metadata["error"] ?? error.reason).toLowerCase() } : undefined,
+        );
+      }
+      return await failRefresh(integration, error);
+    } finally {
+      // A kept rotated token keeps the lease too: the stored refresh token is invalidated.
+      if (!unstored.has(integration.id)) {
+        await store.tokenSets.releaseLease(integration.id, deps.replicaId).catch((e: unknown) =>
+          logger.warn({ err: e, integrationId: integration.id }, "could not release the refresh lease; it expires by itself"),
+        );
+      }
+    }
+    // Recorded before the token is handed out: a refresh that cannot be audited fails the call.
+    if (by && result.refreshed) await auditRefresh(integration, by, undefined, { rotated: String(rotated) });
+    return result;
+  }
+
+  /**
    * One refresh of `integration`, coordinated across replicas. Returns the token set that is
    * now current, whoever refreshed it.
    */
@@ -409,73 +751,19 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     integration: Integration,
     minValidForMs: number,
     force: boolean,
-  ): Promise<{ tokens: TokenSet; version: number; refreshed: boolean }> {
-    // The refresh is shared: it runs on the broker's clock, not the first caller's, and ends
-    // well inside the lease so no other replica can take over while the provider is called.
-    const deadline = Date.now() + Math.min(deps.settings.defaultDeadlineMs ?? 10_000, leaseMs * 0.8);
+    trigger: RefreshTrigger,
+  ): Promise<RefreshResult> {
+    // Waiting outlasts one lease: if its holder died, the lease lapses and this replica takes
+    // over. A caller's own deadline still ends its wait sooner (awaitWithin).
+    const waitUntil = Date.now() + leaseMs + refreshBudgetMs;
     let seenVersion: number | undefined;
-    let usedVersion: number | undefined;
     for (let attempt = 0; ; attempt++) {
       const lease = await store.tokenSets.acquireLease(integration.id, deps.replicaId, leaseMs);
-      if (lease.acquired) {
-        try {
-          const stored = await store.tokenSets.get(integration.id);
-          if (!stored) throw new BrokerError("not_found", `integration ${integration.id} has no tokens (deleted?)`);
-          const current = await decrypt(integration.id, stored);
-          // Someone else refreshed while we waited for the lease: use theirs.
-          const refreshedMeanwhile = seenVersion !== undefined && stored.version !== seenVersion;
-          if ((!force || refreshedMeanwhile) && validFor(current.tokens) >= minValidForMs) {
-            cache.set(integration.id, { tokens: current.tokens, version: current.version });
-            return { tokens: current.tokens, version: current.version, refreshed: false };
-          }
-          if (!current.refreshToken) {
-            throw new BrokerError("integration_needs_reauth", `the ${integration.provider} grant has no refresh token; the user must connect again`, {
-              reason: "INTEGRATION_NEEDS_REAUTH",
-              metadata: { integration_id: integration.id, provider: integration.provider, error: "no_refresh_token" },
-            });
-          }
-          usedVersion = stored.version;
-          const grant = await callProvider(integration, current.refreshToken, deadline);
-          const tokens: TokenSet = {
-            ...grant.tokens,
-            // RFC 6749 §6: a refresh response without `scope` keeps the granted scopes.
-            scopes: grant.tokens.scopes.length > 0 ? grant.tokens.scopes : stored.scopes,
-          };
-          const version = await writeRefreshed(integration, stored.version, tokens);
-          if (version === undefined) {
-            // Only possible when our lease expired and another replica wrote: theirs is newer.
-            logger.warn({ integrationId: integration.id }, "a newer token set was written while refreshing; discarding ours");
-            const newer = await loadStored(integration.id);
-            if (newer) return { tokens: newer.tokens, version: newer.version, refreshed: false };
-            throw new BrokerError("not_found", `integration ${integration.id} has no tokens (deleted?)`);
-          }
-          const visible: TokenSet = { ...tokens, refreshToken: undefined };
-          cache.set(integration.id, { tokens: visible, version });
-          await deps.changes?.publish({ integrationId: integration.id, version });
-          logger.info({ integrationId: integration.id, provider: integration.provider, rotated: grant.tokens.refreshToken !== undefined }, "token refreshed");
-          return { tokens: visible, version, refreshed: true };
-        } catch (error) {
-          if (isBrokerError(error, "integration_needs_reauth") && usedVersion !== undefined) {
-            // A replica whose lease had lapsed may have stored a rotated token meanwhile: then our
-            // refresh token was simply stale, and the grant is alive.
-            const latest = await store.tokenSets.get(integration.id);
-            if (latest && latest.version !== usedVersion) {
-              const newer = await decrypt(integration.id, latest);
-              cache.set(integration.id, { tokens: newer.tokens, version: newer.version });
-              return { tokens: newer.tokens, version: newer.version, refreshed: false };
-            }
-          }
-          return await failRefresh(integration, error, ctx);
-        } finally {
-          await store.tokenSets.releaseLease(integration.id, deps.replicaId).catch((e: unknown) =>
-            logger.warn({ err: e, integrationId: integration.id }, "could not release the refresh lease; it expires by itself"),
-          );
-        }
-      }
+      if (lease.acquired) return refreshUnderLease(ctx, integration, minValidForMs, force, trigger, seenVersion);
       // Another replica holds the lease: wait for its write (notification) or poll.
       deps.events?.leaseWait?.();
       if (seenVersion === undefined) seenVersion = (await store.tokenSets.get(integration.id))?.version;
-      const remaining = deadline - Date.now();
+      const remaining = waitUntil - Date.now();
       if (remaining <= 0) {
         throw new BrokerError("provider_unavailable", "the token is being refreshed by another replica and did not arrive in time; retry", {
           retryAfterMs: 500,
@@ -502,12 +790,13 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
   }
 
   return {
-    async resolve(selector) {
+    async resolve(selector, authorize) {
       const key = selector.integrationId
         ? `id:${selector.integrationId}`
         : `user:${selector.userId ?? ""}\u0000${selector.provider ?? ""}\u0000${selector.externalAccountId ?? ""}`;
       const hit = resolved.get(key);
       if (hit && hit.until > clock.now().getTime()) {
+        authorize?.(hit.integration);
         checkStatus(hit.integration);
         return hit.integration;
       }
@@ -535,6 +824,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
         integration = found[0];
       }
       if (!integration) throw new BrokerError("internal", "integration lookup returned nothing");
+      authorize?.(integration);
       checkStatus(integration);
       remember(key, integration);
       return integration;
@@ -552,16 +842,13 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
         // A refresh this caller joins may have been started for a shorter min_valid_for: check
         // the result against this caller's own need and refresh again once if it falls short.
         for (let round = 0; round < 2 && validFor(tokens) < minValidForMs; round++) {
-          tokens = (await awaitWithin(refreshes.run(integration.id, () => refreshCoordinated(ctx, integration, minValidForMs, false)), ctx)).tokens;
+          // No refresh can help when the provider's tokens live shorter than asked for.
+          const lifetime = knownLifetime(integration.id);
+          if (lifetime !== undefined && lifetime < minValidForMs) throw lifetimeTooShort(integration, lifetime, minValidForMs);
+          tokens = (await awaitWithin(refreshes.run(integration.id, () => refreshCoordinated(ctx, integration, minValidForMs, false, "expiring")), ctx)).tokens;
         }
       }
-      if (validFor(tokens) < minValidForMs) {
-        throw new BrokerError(
-          "failed_precondition",
-          `the provider issued a token valid for ${Math.floor(validFor(tokens) / 1000)} s, less than the ${Math.ceil(minValidForMs / 1000)} s asked for; ask for less`,
-          { reason: "TOKEN_LIFETIME_TOO_SHORT", fieldViolations: [{ field: "min_valid_for", description: "longer than the provider's token lifetime" }] },
-        );
-      }
+      if (validFor(tokens) < minValidForMs) throw lifetimeTooShort(integration, knownLifetime(integration.id) ?? validFor(tokens), minValidForMs);
       await deps.audit?.record({
         action: "token.issued",
         outcome: "success",
@@ -580,7 +867,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
 
     async refreshNow(ctx, integrationId) {
       const integration = await this.resolve({ integrationId });
-      const result = await awaitWithin(refreshes.run(integration.id, () => refreshCoordinated(ctx, integration, 0, true)), ctx);
+      const result = await awaitWithin(refreshes.run(integration.id, () => refreshCoordinated(ctx, integration, 0, true, "forced")), ctx);
       const latest = (await store.integrations.get(integration.id)) ?? integration;
       return { integration: latest, refreshed: result.refreshed };
     },
@@ -594,22 +881,37 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
           ? integration.accessTokenExpiresAt.getTime() - integration.lastRefreshedAt.getTime()
           : withinMs * 2;
       const threshold = Math.min(withinMs, lifetime / 2);
-      const result = await refreshes.run(integration.id, () => refreshCoordinated(undefined, integration, threshold, false));
+      const result = await refreshes.run(integration.id, () => refreshCoordinated(undefined, integration, threshold, false, "proactive"));
       return result.refreshed;
     },
 
     evict(integrationId) {
       cache.evict(integrationId);
       forgetResolved(integrationId);
+      lifetimes.delete(integrationId);
     },
 
     circuitStates() {
       return new Map([...breakers].map(([provider, breaker]) => [provider, breaker.state()]));
     },
 
-    close() {
+    async close() {
       unsubscribe?.();
+      stopping.abort();
+      const kept = [...unstored.values()];
+      if (kept.length === 0) return;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled(kept.map((pending) => flush(pending))),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_FLUSH_MS))),
+      ]);
+      clearTimeout(timer);
+      for (const pending of unstored.values()) {
+        logger.error(
+          { integrationId: pending.integration.id, provider: pending.integration.provider },
+          "ALERT: shutting down with a rotated refresh token that could not be stored; the grant will need re-authorization",
+        );
+      }
     },
   };
 }
-

@@ -11,6 +11,7 @@
 import type postgres from "postgres";
 import { systemClock, type Clock } from "../domain/ports.js";
 import type { Logger } from "../observability/logger.js";
+import { startPeriodicJob, type PeriodicJob } from "./periodic.js";
 import { readAuditAnchor, GENESIS } from "../storage/audit-chain.js";
 import { AUDIT_EVENT_COLUMNS, auditEventHash, type AuditEventRow } from "../storage/audit-hash.js";
 
@@ -90,16 +91,11 @@ export async function purgeAuditEvents(options: PurgeAuditEventsOptions): Promis
   return anchor === undefined ? { deleted } : { deleted, anchor };
 }
 
-export interface AuditRetentionJob {
-  /** Runs one purge now (also what the schedule runs). */
-  runOnce(): Promise<PurgeAuditEventsResult>;
-  /** Stops the schedule and waits for a running purge to finish its batch. */
-  stop(): Promise<void>;
-}
+export type AuditRetentionJob = PeriodicJob<PurgeAuditEventsResult>;
 
 /**
- * Purges events older than `retentionDays` now and every `intervalMs`. `retentionDays <= 0`
- * keeps every event (the job does nothing).
+ * Purges events older than `retentionDays` now and every `intervalMs`. Replicas take turns
+ * through an advisory lock; 0 days keeps every event (the job then does nothing).
  */
 export function startAuditRetentionJob(options: {
   sql: postgres.Sql;
@@ -110,41 +106,20 @@ export function startAuditRetentionJob(options: {
   clock?: Clock | undefined;
 }): AuditRetentionJob {
   const clock = options.clock ?? systemClock;
-  const abort = new AbortController();
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<PurgeAuditEventsResult> | undefined;
-
-  function runOnce(): Promise<PurgeAuditEventsResult> {
-    if (options.retentionDays <= 0) return Promise.resolve({ deleted: 0 });
-    running ??= purgeAuditEvents({
-      sql: options.sql,
-      olderThan: new Date(clock.now().getTime() - options.retentionDays * 86_400_000),
-      batchSize: options.batchSize,
-      logger: options.logger,
-      signal: abort.signal,
-    }).finally(() => {
-      running = undefined;
-    });
-    return running;
-  }
-
-  function tick(): void {
-    runOnce()
-      .catch((error: unknown) => options.logger.warn({ err: error }, "audit retention failed; retrying at the next interval"))
-      .finally(() => {
-        if (abort.signal.aborted) return;
-        timer = setTimeout(tick, options.intervalMs);
-        timer.unref();
+  return startPeriodicJob({
+    name: "audit retention",
+    intervalMs: options.intervalMs,
+    logger: options.logger,
+    enabled: options.retentionDays > 0,
+    run: async (signal) => {
+      if (options.retentionDays <= 0) return { deleted: 0 };
+      return purgeAuditEvents({
+        sql: options.sql,
+        olderThan: new Date(clock.now().getTime() - options.retentionDays * 86_400_000),
+        batchSize: options.batchSize,
+        logger: options.logger,
+        signal,
       });
-  }
-
-  if (options.retentionDays > 0) tick();
-  return {
-    runOnce,
-    async stop() {
-      abort.abort();
-      if (timer !== undefined) clearTimeout(timer);
-      await running?.catch(() => undefined);
     },
-  };
+  });
 }

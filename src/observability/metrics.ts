@@ -5,24 +5,55 @@
  * existing gRPC dashboards expect. Label values never carry user ids, tokens or other secrets:
  * they would leak, and every distinct value is a new time series.
  *
- * To add a metric, add one line to `defineMetrics`; the `Metrics` type follows.
+ * To add a metric, add one line to `defineMetrics`; the `Metrics` type follows. The Grafana
+ * dashboard and the alert rules in `deploy/` may only use names defined here
+ * (test/unit/deploy-*.test.ts checks that).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { CircuitState } from "../domain/circuit-breaker.js";
+import type { IntegrationStatus } from "../domain/types.js";
 
 /** 0.5 ms … 10 s: a cache hit is sub-millisecond, a refresh at a slow provider takes seconds. */
 export const LATENCY_BUCKETS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 const RPC = ["grpc_service", "grpc_method"] as const;
 
+/** Every state, so a dashboard sees 0 for the states a provider is not in rather than no series. */
+export const CIRCUIT_STATES = ["closed", "open", "half_open"] as const satisfies readonly CircuitState[];
+
+/** Every status, so `needs_reauth` starts at 0 and its first increase is visible to `delta()`. */
+export const INTEGRATION_STATUSES = ["active", "needs_reauth", "deleted"] as const satisfies readonly IntegrationStatus[];
+
+/** Default life of one integration count: several Prometheus replicas scraping cost one query. */
+export const INTEGRATION_COUNTS_TTL_MS = 5_000;
+
+/** One row of `select provider, status, count(*) … group by provider, status`. */
+export interface IntegrationCountSample {
+  readonly provider: string;
+  readonly status: string;
+  readonly count: number;
+}
+
+export interface MetricsOptions {
+  /** Read at scrape time (at most once per `integrationCountsTtlMs`) for `oauth_broker_integrations`. */
+  readonly integrationCounts?: (() => Promise<readonly IntegrationCountSample[]>) | undefined;
+  readonly integrationCountsTtlMs?: number | undefined;
+  /** A failed count drops the gauge's series for that scrape; this hears why. */
+  readonly onCollectError?: ((error: unknown) => void) | undefined;
+  /** Milliseconds clock for the count's cache (tests). */
+  readonly now?: (() => number) | undefined;
+}
+
 /** Creates metrics registered in one registry. */
 export interface MetricFactory {
   counter<L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L>;
-  gauge<L extends string>(name: string, help: string, labelNames: readonly L[]): Gauge<L>;
+  /** `collect` runs on every scrape, before the gauge is read. */
+  gauge<L extends string>(name: string, help: string, labelNames: readonly L[], collect?: (gauge: Gauge<L>) => Promise<void>): Gauge<L>;
   histogram<L extends string>(name: string, help: string, labelNames: readonly L[], buckets?: readonly number[]): Histogram<L>;
 }
 
 /** Every broker metric, one per line. */
-function defineMetrics(m: MetricFactory) {
+function defineMetrics(m: MetricFactory, collectIntegrations: (gauge: Gauge<"provider" | "status">) => Promise<void>) {
   return {
     rpcStarted: m.counter("grpc_server_started_total", "RPCs started on the server.", RPC),
     rpcHandled: m.counter("grpc_server_handled_total", "RPCs completed on the server, by status code.", [...RPC, "grpc_code"]),
@@ -32,6 +63,12 @@ function defineMetrics(m: MetricFactory) {
     tokenRefreshSeconds: m.histogram("oauth_broker_token_refresh_seconds", "Duration of refresh calls at providers.", ["provider"]),
     leaseWaits: m.counter("oauth_broker_refresh_lease_waits_total", "Times a caller waited for another replica's refresh.", []),
     circuitOpen: m.gauge("oauth_broker_provider_circuit_open", "1 while a provider's circuit breaker is open (calls fail fast).", ["provider"]),
+    circuitState: m.gauge("oauth_broker_provider_circuit_state", "1 for the state a provider's circuit breaker is in (closed, open, half_open), 0 for the others.", ["provider", "state"]),
+    providerHttpRequests: m.counter("oauth_broker_provider_http_requests_total", "HTTP requests to providers, by endpoint (discovery, token, revocation, userinfo, jwks, other) and status (HTTP code, or timeout, network, aborted, insecure_endpoint).", ["provider", "endpoint", "status"]),
+    providerHttpRequestSeconds: m.histogram("oauth_broker_provider_http_request_duration_seconds", "Time from sending an HTTP request to a provider to its response headers (or its failure).", ["provider", "endpoint"]),
+    keyServiceRequests: m.counter("oauth_broker_key_service_requests_total", "Key service calls (Vault transit or the local keyring), by operation and result (success or error code).", ["operation", "result"]),
+    keyServiceRequestSeconds: m.histogram("oauth_broker_key_service_request_duration_seconds", "Duration of key service calls; a batch is one call.", ["operation"]),
+    integrations: m.gauge("oauth_broker_integrations", "Integrations stored, by provider and status (read from PostgreSQL at scrape time, cached for a few seconds).", ["provider", "status"], collectIntegrations),
     auditWriteFailures: m.counter("oauth_broker_audit_write_failures_total", "Audit events that could not be written (their operations failed).", []),
     auditChainIntact: m.gauge("oauth_broker_audit_chain_intact", "1 while the audit hash chain verifies, 0 once a break is found.", []),
   };
@@ -39,25 +76,87 @@ function defineMetrics(m: MetricFactory) {
 
 export interface Metrics extends ReturnType<typeof defineMetrics> {
   readonly registry: Registry;
+  /** Records a circuit breaker's new state on both circuit gauges. */
+  setCircuitState(provider: string, state: CircuitState): void;
   /** The exposition text for GET /metrics, with its content type. */
   render(): Promise<{ contentType: string; body: string }>;
 }
 
-export function createMetrics(): Metrics {
+export function createMetrics(options: MetricsOptions = {}): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
   const factory: MetricFactory = {
     counter: (name, help, labelNames) => new Counter({ name, help, labelNames, registers }),
-    gauge: (name, help, labelNames) => new Gauge({ name, help, labelNames, registers }),
+    gauge: (name, help, labelNames, collect) =>
+      new Gauge({
+        name,
+        help,
+        labelNames,
+        registers,
+        // prom-client calls `collect` with the gauge as `this`.
+        ...(collect === undefined ? {} : { collect() { return collect(this); } }),
+      }),
     histogram: (name, help, labelNames, buckets = LATENCY_BUCKETS) =>
       new Histogram({ name, help, labelNames, buckets: [...buckets], registers }),
   };
+  const metrics = defineMetrics(factory, integrationCollector(options));
   return {
-    ...defineMetrics(factory),
+    ...metrics,
     registry,
+    setCircuitState(provider, state) {
+      metrics.circuitOpen.set({ provider }, state === "open" ? 1 : 0);
+      for (const candidate of CIRCUIT_STATES) metrics.circuitState.set({ provider, state: candidate }, candidate === state ? 1 : 0);
+    },
     async render() {
       return { contentType: registry.contentType, body: await registry.metrics() };
     },
+  };
+}
+
+/**
+ * Fills the integrations gauge from `options.integrationCounts`. One count serves every scrape
+ * within the TTL, and concurrent scrapes share the query in flight. A failed count empties the
+ * gauge rather than repeating stale numbers: a missing series is something `absent()` can see.
+ */
+function integrationCollector(options: MetricsOptions): (gauge: Gauge<"provider" | "status">) => Promise<void> {
+  const load = options.integrationCounts;
+  const ttlMs = options.integrationCountsTtlMs ?? INTEGRATION_COUNTS_TTL_MS;
+  const now = options.now ?? Date.now;
+  let cached: { readonly at: number; readonly rows: readonly IntegrationCountSample[] } | undefined;
+  let inFlight: Promise<readonly IntegrationCountSample[]> | undefined;
+
+  async function counts(): Promise<readonly IntegrationCountSample[]> {
+    if (cached !== undefined && now() - cached.at < ttlMs) return cached.rows;
+    if (load === undefined) return [];
+    inFlight ??= load().then(
+      (rows) => {
+        cached = { at: now(), rows };
+        inFlight = undefined;
+        return rows;
+      },
+      (error: unknown) => {
+        inFlight = undefined;
+        throw error;
+      },
+    );
+    return inFlight;
+  }
+
+  return async (gauge) => {
+    if (load === undefined) return;
+    let rows: readonly IntegrationCountSample[];
+    try {
+      rows = await counts();
+    } catch (error) {
+      gauge.reset();
+      options.onCollectError?.(error);
+      return;
+    }
+    gauge.reset();
+    for (const provider of new Set(rows.map((row) => row.provider))) {
+      for (const status of INTEGRATION_STATUSES) gauge.set({ provider, status }, 0);
+    }
+    for (const row of rows) gauge.set({ provider: row.provider, status: row.status }, row.count);
   };
 }

@@ -2,9 +2,12 @@
  * Outbound HTTP for one provider: every call is bounded by the provider's `timeoutMs`, by the
  * caller's AbortSignal, and by `maxConcurrency`, and plain HTTP is refused except to loopback
  * hosts (test servers, the embedded sandbox). openid-client gets this as its `customFetch`, so
- * its requests obey the same bounds as the hand-written ones (Notion, YouTube, Graph).
+ * its requests obey the same bounds as the hand-written ones (Notion, YouTube, Graph) — and the
+ * same observation: every request, whoever makes it, is reported once to the observer with the
+ * provider, the endpoint it addressed and its outcome (the broker's metrics).
  */
 import { AsyncLocalStorage } from "node:async_hooks";
+import { withRequestIdHeader } from "../observability/request-context.js";
 
 export type TransportFailureKind = "timeout" | "network" | "aborted" | "insecure_endpoint";
 
@@ -19,6 +22,24 @@ export class ProviderTransportError extends Error {
   }
 }
 
+/**
+ * What a request was for, read from the request itself (see `classifyProviderRequest`) because
+ * openid-client does not say which endpoint it is calling.
+ */
+export type ProviderEndpoint = "discovery" | "token" | "revocation" | "userinfo" | "jwks" | "other";
+
+/** One request to a provider as the metrics see it: no URL, no header, no body. */
+export interface ProviderHttpCall {
+  readonly provider: string;
+  readonly endpoint: ProviderEndpoint;
+  /** The HTTP status code ("200", "400"), or the `TransportFailureKind` when no response came. */
+  readonly status: string;
+  /** Seconds from sending to the response headers (or the failure); absent when nothing was sent. */
+  readonly seconds: number | undefined;
+}
+
+export type ProviderHttpObserver = (call: ProviderHttpCall) => void;
+
 export interface ProviderHttpOptions {
   readonly providerId: string;
   readonly timeoutMs: number;
@@ -26,6 +47,8 @@ export interface ProviderHttpOptions {
   readonly fetch?: typeof fetch | undefined;
   /** Hosts besides loopback that may be reached over plain HTTP (the sandbox's own public host). */
   readonly insecureHosts?: readonly string[] | undefined;
+  /** Hears every request; defaults to the observer `fetch` was made with by `observingFetch`. */
+  readonly observe?: ProviderHttpObserver | undefined;
 }
 
 /** The subset of `RequestInit` openid-client passes to its `customFetch`. */
@@ -44,6 +67,59 @@ export interface ProviderHttp {
   withSignal<T>(signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T>;
 }
 
+const observers = new WeakMap<typeof fetch, ProviderHttpObserver>();
+
+/**
+ * A fetch (the global one unless given) that carries `observe` to every provider client built
+ * with it: provider clients receive their transport as `ProviderClientDeps.fetch`, so the broker
+ * can observe all providers' requests by handing this to the provider registry.
+ */
+export function observingFetch(observe: ProviderHttpObserver, base?: typeof fetch): typeof fetch {
+  // Resolved per call, so a fetch replaced after start-up (tests) is still the one used.
+  const observed: typeof fetch = (input, init) => (base ?? globalThis.fetch)(input, init);
+  observers.set(observed, observe);
+  return observed;
+}
+
+/**
+ * The endpoint a request addresses, from what the protocols put in it: discovery documents live
+ * under `/.well-known/` (RFC 8414 §3, OIDC Discovery §4); token requests carry `grant_type`
+ * (RFC 6749 §4.1.3, §6); revocation requests carry `token` and no `grant_type` (RFC 7009 §2.1);
+ * key sets are asked for as `application/jwk-set+json`; a GET with a bearer token asks who the
+ * token belongs to (OIDC userinfo, Graph /me, YouTube channels, Notion users/me).
+ */
+export function classifyProviderRequest(url: URL, init: ProviderRequestInit = {}): ProviderEndpoint {
+  if (url.pathname.includes("/.well-known/")) return "discovery";
+  const method = (init.method ?? "GET").toUpperCase();
+  const headers = new Headers(init.headers);
+  if (method === "POST") {
+    const fields = bodyFields(init.body);
+    if (fields.has("grant_type")) return "token";
+    if (fields.has("token")) return "revocation";
+    return "other";
+  }
+  if (method !== "GET") return "other";
+  if (/^bearer\s/i.test(headers.get("authorization") ?? "")) return "userinfo";
+  if ((headers.get("accept") ?? "").includes("jwk-set+json")) return "jwks";
+  return "other";
+}
+
+/** Parameter names of a form or JSON body; values are never looked at. */
+function bodyFields(body: ProviderRequestInit["body"]): Set<string> {
+  if (body instanceof URLSearchParams) return new Set(body.keys());
+  if (typeof body !== "string") return new Set();
+  const text = body.trimStart();
+  if (text.startsWith("{")) {
+    try {
+      const parsed: unknown = JSON.parse(text);
+      return typeof parsed === "object" && parsed !== null ? new Set(Object.keys(parsed)) : new Set();
+    } catch {
+      return new Set();
+    }
+  }
+  return new Set(new URLSearchParams(text).keys());
+}
+
 const LOOPBACK_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
 
 export function isLoopbackHost(hostname: string): boolean {
@@ -55,6 +131,16 @@ export function createProviderHttp(options: ProviderHttpOptions): ProviderHttp {
   const callerSignal = new AsyncLocalStorage<AbortSignal | undefined>();
   const insecureHosts = new Set(options.insecureHosts ?? []);
   const semaphore = createSemaphore(Math.max(1, options.maxConcurrency));
+  const observe = options.observe ?? (options.fetch === undefined ? undefined : observers.get(options.fetch));
+
+  function report(endpoint: ProviderEndpoint, status: string, seconds?: number): void {
+    if (observe === undefined) return;
+    try {
+      observe({ provider: options.providerId, endpoint, status, seconds });
+    } catch {
+      // Observation must never fail a provider call.
+    }
+  }
 
   function checkEndpoint(url: URL): void {
     if (url.protocol === "https:") return;
@@ -72,7 +158,13 @@ export function createProviderHttp(options: ProviderHttpOptions): ProviderHttp {
     },
     async fetch(url, init = {}) {
       const target = new URL(url);
-      checkEndpoint(target);
+      const endpoint = classifyProviderRequest(target, init);
+      try {
+        checkEndpoint(target);
+      } catch (error) {
+        report(endpoint, "insecure_endpoint");
+        throw error;
+      }
       const timeout = AbortSignal.timeout(options.timeoutMs);
       const caller = callerSignal.getStore();
       const signals = [timeout, caller, init.signal ?? undefined].filter((s): s is AbortSignal => s !== undefined);
@@ -89,18 +181,31 @@ export function createProviderHttp(options: ProviderHttpOptions): ProviderHttp {
       try {
         await semaphore.acquire(signal);
       } catch {
-        throw describe();
+        const failure = describe();
+        report(endpoint, failure.kind);
+        throw failure;
       }
+      // After the semaphore: the histogram measures the provider, not the queue in front of it.
+      const started = performance.now();
+      const elapsed = (): number => (performance.now() - started) / 1000;
       try {
-        return await baseFetch(target, {
+        const response = await baseFetch(target, {
           method: init.method,
-          headers: init.headers,
+          // The provider can quote it back when asked about a failed token or revocation request.
+          headers: withRequestIdHeader(init.headers),
           body: init.body,
           redirect: init.redirect ?? "manual",
           signal,
         });
+        report(endpoint, String(response.status), elapsed());
+        return response;
       } catch (error) {
-        if (signal.aborted) throw describe();
+        if (signal.aborted) {
+          const failure = describe();
+          report(endpoint, failure.kind, elapsed());
+          throw failure;
+        }
+        report(endpoint, "network", elapsed());
         throw new ProviderTransportError(
           "network",
           `provider "${options.providerId}" could not be reached (${target.origin})`,

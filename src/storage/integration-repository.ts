@@ -37,6 +37,12 @@ export interface IntegrationCount {
 
 export type IntegrationUpsertInput = IntegrationUpsert;
 
+/** The one token kept, encrypted, until the provider confirms the grant revoked. */
+export interface PendingRevocationInput {
+  readonly tokenCiphertext: string;
+  readonly hint: "access_token" | "refresh_token";
+}
+
 /** Position after the last item of a page: (created_at, id) of that item. */
 export interface ListCursor {
   readonly createdAt: Date;
@@ -93,9 +99,9 @@ async function guarded<T>(what: string, run: () => Promise<T>): Promise<T> {
   }
 }
 
-export function createIntegrationRepository(sql: postgres.Sql) {
-  /** The integration columns plus what its token set says about it (never a ciphertext). */
-  const select = (db: postgres.Sql | postgres.TransactionSql, where: postgres.PendingQuery<postgres.Row[]>) => db<IntegrationRow[]>`
+/** The integration columns plus what its token set says about it (never a ciphertext). */
+export function selectIntegrations(db: postgres.Sql | postgres.TransactionSql, where: postgres.PendingQuery<postgres.Row[]>) {
+  return db<IntegrationRow[]>`
     select i.id, i.user_id, i.provider, i.external_account_id, i.external_account_name,
            i.external_account_attributes, i.granted_scopes, i.status, i.status_reason,
            i.refresh_failure_count, i.created_at, i.updated_at, i.last_refreshed_at, i.last_used_at,
@@ -103,7 +109,9 @@ export function createIntegrationRepository(sql: postgres.Sql) {
            coalesce(t.refresh_token_ciphertext is not null, false) as has_refresh_token
     from integrations i left join token_sets t on t.integration_id = i.id
     where ${where}`;
+}
 
+export function createIntegrationRepository(sql: postgres.Sql) {
   const live = (userId: string, provider: string) =>
     sql`i.user_id = ${userId} and i.provider = ${provider} and i.status <> 'deleted'`;
 
@@ -111,14 +119,14 @@ export function createIntegrationRepository(sql: postgres.Sql) {
     /** Any integration, tombstones included; undefined when there is none with this id. */
     get: (id: string) =>
       guarded("read the integration", async () => {
-        const [row] = await select(sql, sql`i.id = ${id}`);
+        const [row] = await selectIntegrations(sql, sql`i.id = ${id}`);
         return row ? toIntegration(row) : undefined;
       }),
 
     /** The live integration of this user × provider × external account (the unique one). */
     findLive: (userId: string, provider: string, externalAccountId: string) =>
       guarded("find the integration", async () => {
-        const [row] = await select(sql, sql`${live(userId, provider)} and i.external_account_id = ${externalAccountId}`);
+        const [row] = await selectIntegrations(sql, sql`${live(userId, provider)} and i.external_account_id = ${externalAccountId}`);
         return row ? toIntegration(row) : undefined;
       }),
 
@@ -127,7 +135,7 @@ export function createIntegrationRepository(sql: postgres.Sql) {
       guarded("find the user's integrations", async () => {
         const account = externalAccountId === undefined ? sql`true` : sql`i.external_account_id = ${externalAccountId}`;
         const rows = await sql<IntegrationRow[]>`
-          select * from (${select(sql, sql`${live(userId, provider)} and ${account}`)}) s
+          select * from (${selectIntegrations(sql, sql`${live(userId, provider)} and ${account}`)}) s
           order by created_at desc, id desc`;
         return rows.map(toIntegration);
       }),
@@ -172,6 +180,8 @@ export function createIntegrationRepository(sql: postgres.Sql) {
                 metadata: existing ? { integration_id: existing.id } : {},
               });
             }
+            // The row diff alone would call an unchanged reconnect a refresh (change feed, 0002).
+            await tx`select set_config('oauth_broker.change', 'reauthorized', true)`;
             await tx`
               update integrations set external_account_name = ${account.name}, external_account_attributes = ${attributes},
                 granted_scopes = ${scopes}, status = 'active', status_reason = '', refresh_failure_count = 0,
@@ -188,7 +198,7 @@ export function createIntegrationRepository(sql: postgres.Sql) {
               refresh_token_ciphertext = coalesce(excluded.refresh_token_ciphertext, token_sets.refresh_token_ciphertext),
               token_type = excluded.token_type, scopes = excluded.scopes, expires_at = excluded.expires_at,
               version = token_sets.version + 1, updated_at = now()`;
-          const [row] = await select(tx, tx`i.id = ${input.id}`);
+          const [row] = await selectIntegrations(tx, tx`i.id = ${input.id}`);
           if (!row) throw new BrokerError("internal", "the stored integration could not be read back");
           return { integration: toIntegration(row), created };
         }),
@@ -212,7 +222,7 @@ export function createIntegrationRepository(sql: postgres.Sql) {
         const where = conditions.reduce((acc, condition) => sql`${acc} and ${condition}`);
         const pageSize = Math.max(1, Math.floor(query.pageSize));
         const rows = await sql<IntegrationRow[]>`
-          select * from (${select(sql, where)}) s order by created_at desc, id desc limit ${pageSize + 1}`;
+          select * from (${selectIntegrations(sql, where)}) s order by created_at desc, id desc limit ${pageSize + 1}`;
         const items = rows.slice(0, pageSize).map(toIntegration);
         const last = items.at(-1);
         return { items, next: rows.length > pageSize && last ? { createdAt: last.createdAt, id: last.id } : undefined };
@@ -265,25 +275,67 @@ export function createIntegrationRepository(sql: postgres.Sql) {
       }),
 
     /**
-     * Erases the token set (the ciphertexts) and leaves a tombstone, in one transaction.
+     * Erases the token set (the ciphertexts) and leaves a tombstone, in one transaction. When
+     * `revocation` is given, its token ciphertext is kept in `pending_revocations` in the same
+     * transaction, so a crash between deleting and revoking never forgets the revocation.
      * Idempotent: a second call reports `alreadyDeleted`. Undefined when there is no such id.
      */
-    markDeleted: (id: string, reason: string) =>
+    markDeleted: (id: string, reason: string, revocation?: PendingRevocationInput) =>
       guarded("delete the integration", () =>
         sql.begin(async (tx) => {
-          const [current] = await tx<{ status: IntegrationStatus }[]>`select status from integrations where id = ${id} for update`;
+          const [current] = await tx<{ status: IntegrationStatus; provider: string }[]>`
+            select status, provider from integrations where id = ${id} for update`;
           if (!current) return undefined;
           const alreadyDeleted = current.status === "deleted";
           if (!alreadyDeleted) {
+            if (revocation) {
+              await tx`
+                insert into pending_revocations (integration_id, provider, token_ciphertext, token_type_hint)
+                values (${id}, ${current.provider}, ${revocation.tokenCiphertext}, ${revocation.hint})
+                on conflict (integration_id) do nothing`;
+            }
             await tx`delete from token_sets where integration_id = ${id}`;
             await tx`update integrations set status = 'deleted', status_reason = ${reason}, deleted_at = now(),
                        next_refresh_attempt_at = null, updated_at = now()
                      where id = ${id}`;
           }
-          const [row] = await select(tx, tx`i.id = ${id}`);
+          const [row] = await selectIntegrations(tx, tx`i.id = ${id}`);
           return row ? { integration: toIntegration(row), alreadyDeleted } : undefined;
         }),
       ),
+
+    /**
+     * Claims a live integration for one sync pass: false when another replica (or an earlier
+     * pass) holds the claim. The claim lapses by itself, so a replica that dies frees it.
+     */
+    claimForSync: (id: string, ttlMs: number) =>
+      guarded("claim the integration for sync", async () => {
+        const rows = await sql`
+          update integrations set sync_claimed_until = now() + ${ttlMs} * interval '1 millisecond'
+          where id = ${id} and status <> 'deleted' and (sync_claimed_until is null or sync_claimed_until < now())`;
+        return rows.count === 1;
+      }),
+
+    /** Ends a sync pass: records when the integration was last reconciled and frees the claim. */
+    finishSync: (id: string) =>
+      guarded("record the sync", async () => {
+        await sql`update integrations set synced_at = now(), sync_claimed_until = null where id = ${id}`;
+      }),
+
+    /**
+     * Erases the refresh tokens of integrations that have needed re-authorization since before
+     * `before`: a grant the provider refused is not kept around for ever. Returns how many.
+     */
+    eraseDeadRefreshTokens: (before: Date, limit: number) =>
+      guarded("erase dead refresh tokens", async () => {
+        const rows = await sql`
+          update token_sets set refresh_token_ciphertext = null, updated_at = now()
+          where integration_id in (
+            select t.integration_id from token_sets t join integrations i on i.id = t.integration_id
+            where i.status = 'needs_reauth' and i.updated_at < ${before} and t.refresh_token_ciphertext is not null
+            limit ${limit} for update of t skip locked)`;
+        return rows.count;
+      }),
 
     /** Removes up to `limit` tombstones deleted before `olderThan`; returns how many. */
     purgeTombstones: (olderThan: Date, limit: number) =>

@@ -69,28 +69,34 @@ export function createTokenSetRepository(sql: postgres.Sql) {
     /**
      * Writes a refreshed token set if the stored version is still `expectedVersion`; returns the
      * new version, or undefined when someone else wrote first. The integration's bookkeeping
-     * (last refresh, granted scopes, failure count) moves in the same transaction.
+     * (last refresh, granted scopes, failure count) moves in the same statement.
+     *
+     * One statement rather than `sql.begin`: when the connection dies inside a postgres.js 3.4.9
+     * transaction, its ROLLBACK is written to the dead connection from a timer and throws outside
+     * any caller (porsager/postgres#1208), taking the process, and a rotated refresh token held
+     * only in memory, down with it. A single statement is atomic on its own.
      */
     writeIfVersion: (integrationId: string, expectedVersion: number, tokens: TokenWrite) =>
-      guarded("store the refreshed token set", () =>
-        sql.begin(async (tx) => {
-          const [row] = await tx<{ version: string }[]>`
+      guarded("store the refreshed token set", async () => {
+        const scopes = [...tokens.scopes];
+        const [row] = await sql<{ version: string }[]>`
+          with written as (
             update token_sets set
               access_token_ciphertext = ${tokens.accessTokenCiphertext},
               refresh_token_ciphertext = coalesce(${tokens.refreshTokenCiphertext}::text, refresh_token_ciphertext),
-              token_type = ${tokens.tokenType}, scopes = ${[...tokens.scopes]}, expires_at = ${tokens.expiresAt},
+              token_type = ${tokens.tokenType}, scopes = ${scopes}, expires_at = ${tokens.expiresAt},
               version = version + 1, updated_at = now()
             where integration_id = ${integrationId} and version = ${expectedVersion}
-            returning version::text`;
-          if (!row) return undefined;
-          await tx`
-            update integrations set last_refreshed_at = now(), granted_scopes = ${[...tokens.scopes]},
+            returning integration_id, version),
+          bookkeeping as (
+            update integrations i set last_refreshed_at = now(), granted_scopes = ${scopes},
               refresh_failure_count = 0, next_refresh_attempt_at = null,
-              status_reason = case when status = 'active' then '' else status_reason end, updated_at = now()
-            where id = ${integrationId}`;
-          return Number(row.version);
-        }),
-      ),
+              status_reason = case when i.status = 'active' then '' else i.status_reason end, updated_at = now()
+            from written w
+            where i.id = w.integration_id)
+          select version::text from written`;
+        return row ? Number(row.version) : undefined;
+      }),
 
     /**
      * Takes (or renews) the refresh lease: one compare-and-set statement, no transaction held.

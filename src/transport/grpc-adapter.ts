@@ -9,7 +9,7 @@ import type { PeerCertificate } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, toBinary, type DescMessage, type DescMethod } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
-import { ConnectError, createContextValues, createHandlerContext, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues, type HandlerContext } from "@connectrpc/connect";
 import { StatusSchema } from "../gen/google/rpc/status_pb.js";
 import { BrokerError } from "../domain/errors.js";
 import { toConnectError } from "./error-mapping.js";
@@ -87,6 +87,7 @@ export function toGrpcStatus(error: unknown, trailers?: Headers): Partial<grpc.S
 
 interface AnyServerCall {
   metadata: grpc.Metadata;
+  readonly cancelled: boolean;
   getAuthContext(): { sslPeerCertificate?: PeerCertificate | undefined };
   getPeer(): string;
   getDeadline(): grpc.Deadline;
@@ -95,23 +96,68 @@ interface AnyServerCall {
   on(event: "cancelled", listener: () => void): unknown;
 }
 
-function contextFor(binding: ServiceBinding, method: DescMethod, call: AnyServerCall) {
-  const requestAbort = new AbortController();
-  call.on("cancelled", () => requestAbort.abort(new ConnectError("the caller cancelled the call", 1)));
-  const ctx = createHandlerContext({
+/** What a signal taken from a call reports once the call has been answered or has failed. */
+const CALL_ENDED = new ConnectError("the call has ended", Code.Canceled);
+
+/** A `HandlerContext` whose call can be ended: its signal (if anyone took it) aborts then. */
+interface GrpcHandlerContext extends HandlerContext {
+  end(): void;
+}
+
+/**
+ * The handler context of one grpc-js call. Unlike connect's `createHandlerContext`, the abort
+ * signal is made only when someone asks for it: a warm GetAccessToken never does, and an
+ * AbortController per call, aborted at its end, was a measurable part of that path
+ * (bench/warm-path.ts). It aborts when the caller cancels, when the deadline passes (grpc-js
+ * cancels the call then too) and when the call ends.
+ */
+function createGrpcHandlerContext(binding: ServiceBinding, method: DescMethod, call: AnyServerCall): GrpcHandlerContext {
+  const timeoutMs = timeoutOf(call.getDeadline());
+  const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+  let controller: AbortController | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let ended = false;
+  const abort = (reason: ConnectError) => {
+    clearTimeout(timer);
+    if (controller !== undefined && !controller.signal.aborted) controller.abort(reason);
+  };
+  const cancelled = () => new ConnectError("the caller cancelled the call", Code.Canceled);
+  const expired = () => new ConnectError("the operation timed out", Code.DeadlineExceeded);
+  call.on("cancelled", () => abort(cancelled()));
+  return {
     service: binding.service,
     method,
     protocolName: "grpc",
     requestMethod: "POST",
     url: call.getPath(),
-    timeoutMs: timeoutOf(call.getDeadline()),
-    requestSignal: requestAbort.signal,
+    timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()),
     requestHeader: headersFromMetadata(call.metadata),
-    contextValues: createContextValues()
+    responseHeader: new Headers(),
+    responseTrailer: new Headers(),
+    values: createContextValues()
       .set(peerKey, call.getPeer())
       // grpc-js only reports a certificate the TLS layer verified against the client CA.
       .set(certificatePrincipalKey, principalFromCertificate(call.getAuthContext().sslPeerCertificate)),
-  });
+    get signal() {
+      if (controller === undefined) {
+        controller = new AbortController();
+        const left = deadline === undefined ? undefined : deadline - Date.now();
+        if (ended) controller.abort(CALL_ENDED);
+        else if (call.cancelled) controller.abort(cancelled());
+        else if (left !== undefined && left <= 0) controller.abort(expired());
+        else if (left !== undefined) timer = setTimeout(() => abort(expired()), left);
+      }
+      return controller.signal;
+    },
+    end() {
+      ended = true;
+      abort(CALL_ENDED);
+    },
+  };
+}
+
+function contextFor(binding: ServiceBinding, method: DescMethod, call: AnyServerCall) {
+  const ctx = createGrpcHandlerContext(binding, method, call);
   let headersSent = false;
   const sendHeaders = () => {
     if (headersSent) return;
@@ -174,7 +220,7 @@ export function toGrpcService(binding: ServiceBinding): {
               callback(toGrpcStatus(error, ctx.responseTrailer));
             },
           )
-          .finally(() => (ctx as HandlerContext & { abort?: () => void }).abort?.());
+          .finally(() => ctx.end());
       }) as grpc.handleUnaryCall<Message, Message>;
     } else if (method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming") {
       implementation[method.localName] = ((call: grpc.ServerDuplexStream<Message, Message>) => {
@@ -194,7 +240,7 @@ export function toGrpcService(binding: ServiceBinding): {
             sendHeaders();
             if (!call.cancelled) call.emit("error", toGrpcStatus(error, ctx.responseTrailer));
           } finally {
-            (ctx as HandlerContext & { abort?: () => void }).abort?.();
+            ctx.end();
           }
         })();
       }) as grpc.handleBidiStreamingCall<Message, Message>;
@@ -212,7 +258,8 @@ export function toGrpcService(binding: ServiceBinding): {
               callback(null, response, metadataFromHeaders(ctx.responseTrailer));
             },
             (error: unknown) => callback(toGrpcStatus(error, ctx.responseTrailer)),
-          );
+          )
+          .finally(() => ctx.end());
       }) as grpc.handleClientStreamingCall<Message, Message>;
     }
   }

@@ -15,6 +15,7 @@ import {
   type CallbackOutcome,
 } from "../domain/authorization-service.js";
 import type { Logger } from "../observability/logger.js";
+import { runWithRequestContext } from "../observability/request-context.js";
 import type { HttpRequest, HttpResponse, HttpRoute } from "./http-listener.js";
 
 export interface OAuthCallbackRouteDeps {
@@ -90,13 +91,16 @@ export function createOAuthCallbackRoute(deps: OAuthCallbackRouteDeps): HttpRout
     res.setHeader("x-request-id", requestId);
     let outcome: CallbackOutcome;
     try {
-      outcome = await deps.service.handleCallback({
-        provider,
-        query: url.searchParams,
-        binding: readCookie(headerValue(req.headers["cookie"]), flowCookieName(provider)),
-        requestId,
-        peer: peerOf(req),
-      });
+      // The code exchange at the provider and the Vault calls carry this id, as an RPC's do.
+      outcome = await runWithRequestContext({ requestId }, () =>
+        deps.service.handleCallback({
+          provider,
+          query: url.searchParams,
+          binding: readCookie(headerValue(req.headers["cookie"]), flowCookieName(provider)),
+          requestId,
+          peer: peerOf(req),
+        }),
+      );
     } catch (error) {
       logger.error({ requestId, provider, err: error }, "authorization callback failed");
       sendErrorPage(res, 500, "server_error");

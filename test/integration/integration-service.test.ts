@@ -130,7 +130,10 @@ describe("over Connect (HTTP listener)", () => {
     expect(JSON.stringify(list.integrations, (_k, v) => (typeof v === "bigint" ? String(v) : v))).not.toMatch(/"(accessToken|refreshToken)"/);
     const foreign = await client.getIntegration({ id: aliceIntegration }, bob).catch((e: unknown) => ConnectError.from(e));
     expect((foreign as ConnectError).code).toBe(Code.NotFound);
-    const unavailable = await client.deleteIntegration({ id: aliceIntegration }, bob).catch((e: unknown) => ConnectError.from(e));
-    expect((unavailable as ConnectError).code).toBe(Code.Unimplemented);
+    const foreignDelete = await client.deleteIntegration({ id: aliceIntegration }, bob).catch((e: unknown) => ConnectError.from(e));
+    expect((foreignDelete as ConnectError).code).toBe(Code.NotFound);
+    expect((await client.getIntegration({ id: aliceIntegration }, { headers: { authorization: `Bearer ${tokens.alice}` } })).integration?.status).toBe(
+      IntegrationStatus.ACTIVE,
+    );
   });
 });

@@ -41,7 +41,10 @@ describe("runMigrations", () => {
       expect(again).toEqual({ applied: [], current: latestMigrationVersion() });
       expect(await migrationStatus(db.sql)).toEqual({ applied: latestMigrationVersion(), latest: latestMigrationVersion() });
       const rows = await db.sql<{ version: number; name: string }[]>`select version, name from schema_migrations order by version`;
-      expect(rows.map((r) => ({ ...r }))).toEqual([{ version: 1, name: "0001_initial.sql" }]);
+      expect(rows.map((r) => ({ ...r }))).toEqual([
+        { version: 1, name: "0001_initial.sql" },
+        { version: 2, name: "0002_change_feed_revocations_sync.sql" },
+      ]);
     } finally {
       await db.drop();
     }
@@ -91,7 +94,7 @@ describe("runMigrations", () => {
     await writeFile(join(dir, "0001_initial.sql"), crlf);
     const db = await createTestDatabase();
     try {
-      expect(await runMigrations(db.sql, { directory: dir })).toEqual({ applied: [], current: 1 });
+      expect(await runMigrations(db.sql, { directory: dir })).toEqual({ applied: [], current: latestMigrationVersion() });
     } finally {
       await db.drop();
     }

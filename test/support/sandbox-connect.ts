@@ -4,12 +4,17 @@
  */
 import { createBrowser, driveConsent } from "./peers/browser.js";
 
-export async function connectSandboxAccount(httpUrl: string, userToken: string, username: string, scopes: string[] = []): Promise<string> {
+export function connectSandboxAccount(httpUrl: string, userToken: string, username: string, scopes: string[] = []): Promise<string> {
+  return connectAccount(httpUrl, userToken, "sandbox", username, scopes);
+}
+
+/** The same for any provider played by oidc-provider (the sandbox, the Google/Microsoft peers). */
+export async function connectAccount(httpUrl: string, userToken: string, provider: string, username: string, scopes: string[] = []): Promise<string> {
   const browser = createBrowser();
   const started = await fetch(`${httpUrl}/oauthbroker.v1.AuthorizationService/StartAuthorization`, {
     method: "POST",
     headers: { "content-type": "application/json", authorization: `Bearer ${userToken}` },
-    body: JSON.stringify({ provider: "sandbox", scopes }),
+    body: JSON.stringify({ provider, scopes }),
   });
   if (started.status !== 200) throw new Error(`StartAuthorization answered ${started.status}: ${await started.text()}`);
   const [cookie = ""] = started.headers.getSetCookie();

@@ -19,6 +19,7 @@ import { createErrorInterceptor } from "../../src/transport/interceptors/errors.
 import { createDrainingInterceptor } from "../../src/transport/interceptors/draining.js";
 import { Health } from "../../src/gen/grpc/health/v1/health_pb.js";
 import { OPEN_SERVICES } from "../../src/transport/open-services.js";
+import type { ErrorReporter } from "../../src/observability/error-reporter.js";
 
 export interface CapturedLog {
   readonly lines: Array<Record<string, unknown>>;
@@ -55,6 +56,8 @@ export interface TransportFixture {
   readonly metrics: Metrics;
   readonly health: HealthState;
   readonly log: CapturedLog;
+  /** The logger the interceptors write to, for handlers whose lines the test inspects too. */
+  readonly logger: Logger;
   setDraining(value: boolean): void;
   close(): Promise<void>;
 }
@@ -64,6 +67,7 @@ export async function startTransportFixture(options: {
   extraInterceptors?: Interceptor[];
   routes?: HttpRoute[];
   grpcTls?: GrpcTlsConfig;
+  errorReporter?: ErrorReporter;
 }): Promise<TransportFixture> {
   const { logger, log } = captureLogger();
   const metrics = createMetrics();
@@ -72,7 +76,7 @@ export async function startTransportFixture(options: {
   const interceptors = [
     createRequestIdInterceptor(),
     observe.interceptor,
-    createErrorInterceptor(),
+    createErrorInterceptor({ reporter: options.errorReporter }),
     createDrainingInterceptor({ isDraining: () => draining, openServices: OPEN_SERVICES }),
     ...(options.extraInterceptors ?? []),
   ];
@@ -95,6 +99,7 @@ export async function startTransportFixture(options: {
     metrics,
     health,
     log,
+    logger,
     setDraining: (value) => {
       draining = value;
     },

@@ -53,6 +53,8 @@ export interface EmulatorRequest {
   readonly status: number;
   readonly namespace: string | undefined;
   readonly tokenPresent: boolean;
+  /** The `X-Request-Id` header the client sent, if any. */
+  readonly requestId: string | undefined;
 }
 
 export interface KeySnapshot {
@@ -767,7 +769,9 @@ export async function startVaultEmulator(options: VaultEmulatorOptions = {}): Pr
           send(response, 500, { errors: [`1 error occurred:\n\t* ${(error as Error).message}\n\n`] });
         }
       } finally {
-        log.push({ method, path, status, namespace, tokenPresent: tokenId !== undefined && tokenId !== "" });
+        const requestIdHeader = request.headers["x-request-id"];
+        const requestId = Array.isArray(requestIdHeader) ? requestIdHeader[0] : requestIdHeader;
+        log.push({ method, path, status, namespace, tokenPresent: tokenId !== undefined && tokenId !== "", requestId });
       }
     })();
   });

@@ -66,7 +66,7 @@ describe("loadConfig defaults", () => {
         proactiveRefreshIntervalSeconds: 15,
         leaseSeconds: 30,
       },
-      retention: { tombstoneDays: 30, auditDays: 365, needsReauthEraseDays: 90 },
+      retention: { tombstoneDays: 30, auditDays: 365, needsReauthEraseDays: 90, changeFeedDays: 7 },
       shutdownGraceMs: 10_000,
       sentryDsn: undefined,
     });
@@ -130,7 +130,7 @@ describe("loadConfig defaults", () => {
     expect(config.limits.startAuthorizationPerUser).toEqual({ ratePerSecond: 1, burst: 3 });
     expect(config.authorization).toEqual({ returnToAllowList: ["https://app.example.com/settings/"], sessionTtlSeconds: 300 });
     expect(config.tokens).toMatchObject({ defaultMinValidForSeconds: 0, leaseSeconds: 10, cacheMaxEntries: 10_000 });
-    expect(config.retention).toEqual({ tombstoneDays: 30, auditDays: 30, needsReauthEraseDays: 90 });
+    expect(config.retention).toEqual({ tombstoneDays: 30, auditDays: 30, needsReauthEraseDays: 90, changeFeedDays: 7 });
     expect(config.databasePoolSize).toBe(4);
     expect(config.shutdownGraceMs).toBe(0);
     expect(config.vault).toBeUndefined();

@@ -11,6 +11,11 @@ import type { TokenService } from "../../domain/token-service.js";
 import type { Integration, IntegrationStatus } from "../../domain/types.js";
 import type { IntegrationService } from "../../gen/oauthbroker/v1/integration_service_pb.js";
 import { requestContextOf } from "../service-binding.js";
+import { watchChanges, type ChangeFeedStore, type IntegrationChangeType } from "../../domain/change-feed.js";
+import type { DeletionRevocation, IntegrationDeletion } from "../../domain/integration-deletion.js";
+import type { IntegrationSync } from "../../domain/integration-sync.js";
+import { IntegrationEventType, RevocationOutcome } from "../../gen/oauthbroker/v1/integration_service_pb.js";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { fromProtoStatus, toProtoIntegration } from "./integration-mapping.js";
 
 export interface IntegrationReader {
@@ -26,7 +31,43 @@ export interface IntegrationReader {
 }
 
 const DEFAULT_PAGE_SIZE = 50;
+const DEFAULT_SYNC_PAGE_SIZE = 100;
 const MAX_PAGE_SIZE = 500;
+
+const EVENT_TYPES: Record<IntegrationChangeType, IntegrationEventType> = {
+  created: IntegrationEventType.CREATED,
+  refreshed: IntegrationEventType.REFRESHED,
+  refresh_failed: IntegrationEventType.REFRESH_FAILED,
+  needs_reauth: IntegrationEventType.NEEDS_REAUTH,
+  scopes_changed: IntegrationEventType.SCOPES_CHANGED,
+  deleted: IntegrationEventType.DELETED,
+  reauthorized: IntegrationEventType.REAUTHORIZED,
+};
+
+const REVOCATION_OUTCOMES: Record<DeletionRevocation, RevocationOutcome> = {
+  revoked: RevocationOutcome.REVOKED,
+  not_supported: RevocationOutcome.NOT_SUPPORTED,
+  pending: RevocationOutcome.PENDING,
+  already_deleted: RevocationOutcome.ALREADY_DELETED,
+};
+
+/** Watch cursors are opaque to callers; inside, a position in the change feed. */
+export function encodeWatchCursor(position: number): string {
+  return Buffer.from(`feed:${position}`).toString("base64url");
+}
+
+export function decodeWatchCursor(cursor: string): number {
+  const match = /^feed:(\d{1,18})$/.exec(Buffer.from(cursor, "base64url").toString("utf8"));
+  if (!match?.[1]) throw invalidArgument("cursor", "is not a cursor from a previous WatchIntegrations response");
+  return Number(match[1]);
+}
+
+function pageSizeOf(requested: number, defaultSize: number): number {
+  if (requested < 0 || requested > MAX_PAGE_SIZE) {
+    throw invalidArgument("page_size", `must be between 0 and ${MAX_PAGE_SIZE} (0 means ${defaultSize})`);
+  }
+  return requested || defaultSize;
+}
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function filterHash(filter: object): string {
@@ -61,11 +102,10 @@ export function createIntegrationServiceHandlers(deps: {
   integrations: IntegrationReader;
   tokenService: Pick<TokenService, "refreshNow">;
   policy: PolicyHolder;
+  deletion: IntegrationDeletion;
+  sync: IntegrationSync;
+  changes: ChangeFeedStore;
 }): ServiceImpl<typeof IntegrationService> {
-  const notAvailable = (method: string, why: string) => () => {
-    throw new BrokerError("unimplemented", `oauthbroker.v1.IntegrationService/${method} is not available: ${why}`);
-  };
-
   async function accessible(ctx: Parameters<typeof requestContextOf>[0], id: string): Promise<Integration> {
     const context = requestContextOf(ctx);
     const integration = await deps.integrations.get(requireId(id));
@@ -80,9 +120,7 @@ export function createIntegrationServiceHandlers(deps: {
       const context = requestContextOf(ctx);
       const policy = deps.policy.current();
       const userId = policy.resolveUser(context.principal, request.userId, "list_integrations");
-      if (request.pageSize < 0 || request.pageSize > MAX_PAGE_SIZE) {
-        throw invalidArgument("page_size", `must be between 0 and ${MAX_PAGE_SIZE} (0 means ${DEFAULT_PAGE_SIZE})`);
-      }
+      const pageSize = pageSizeOf(request.pageSize, DEFAULT_PAGE_SIZE);
       const status = fromProtoStatus(request.status);
       const filter = { u: request.userId, p: request.provider, s: request.status };
       const after = request.pageToken === "" ? undefined : decodePageToken(request.pageToken, filter);
@@ -91,7 +129,7 @@ export function createIntegrationServiceHandlers(deps: {
         provider: request.provider || undefined,
         providers: policy.visibleProviders(context.principal),
         status,
-        pageSize: request.pageSize || DEFAULT_PAGE_SIZE,
+        pageSize,
         after,
       });
       return {
@@ -110,9 +148,63 @@ export function createIntegrationServiceHandlers(deps: {
       return { integration: toProtoIntegration(result.integration), refreshed: result.refreshed };
     },
 
-    syncIntegrations: notAvailable("SyncIntegrations", "reconciling with the providers is not enabled in this build"),
-    deleteIntegration: notAvailable("DeleteIntegration", "deleting (with revocation at the provider) is not enabled in this build"),
-    watchIntegrations: notAvailable("WatchIntegrations", "the change stream is not enabled in this build"),
+    async syncIntegrations(request, ctx) {
+      const context = requestContextOf(ctx);
+      const policy = deps.policy.current();
+      const userId = policy.resolveUser(context.principal, request.userId, "sync_integrations");
+      // Everyone's integrations at once is an operator's action, not a service's.
+      if (userId === undefined && context.principal.kind !== "admin") {
+        throw invalidArgument("user_id", `required when a ${context.principal.kind} calls SyncIntegrations (only admins sync every user)`);
+      }
+      const pageSize = pageSizeOf(request.pageSize, DEFAULT_SYNC_PAGE_SIZE);
+      const filter = { sync: true, u: request.userId, p: request.provider };
+      const after = request.pageToken === "" ? undefined : decodePageToken(request.pageToken, filter);
+      const result = await deps.sync.sync(context, {
+        userId,
+        provider: request.provider || undefined,
+        providers: policy.visibleProviders(context.principal),
+        pageSize,
+        after,
+      });
+      return {
+        checked: result.checked,
+        updated: result.updated,
+        needsReauth: result.needsReauth,
+        failed: result.failed,
+        skipped: result.skipped,
+        nextPageToken: result.next ? encodePageToken(result.next, filter) : "",
+      };
+    },
+
+    async deleteIntegration(request, ctx) {
+      const integration = await accessible(ctx, request.id);
+      const result = await deps.deletion.delete(requestContextOf(ctx), integration);
+      return { integration: toProtoIntegration(result.integration), revocation: REVOCATION_OUTCOMES[result.revocation] };
+    },
+
+    async *watchIntegrations(request, ctx) {
+      const context = requestContextOf(ctx);
+      const policy = deps.policy.current();
+      const userId = policy.resolveUser(context.principal, request.userId, "watch_integrations");
+      const from = request.cursor === "" ? undefined : decodeWatchCursor(request.cursor);
+      const filter = { userId, provider: request.provider || undefined, providers: policy.visibleProviders(context.principal) };
+      for await (const item of watchChanges(deps.changes, filter, from, ctx.signal)) {
+        const cursor = encodeWatchCursor(item.cursor);
+        if (!item.change) {
+          yield { cursor };
+          continue;
+        }
+        yield {
+          cursor,
+          event: {
+            cursor,
+            type: EVENT_TYPES[item.change.type],
+            time: timestampFromDate(item.change.time),
+            integration: toProtoIntegration(item.change.integration),
+          },
+        };
+      }
+    },
   };
 }
 

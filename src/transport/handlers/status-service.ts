@@ -7,7 +7,9 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Clock } from "../../domain/ports.js";
 import type { IntegrationStatus as DomainStatus } from "../../domain/types.js";
+import type { CircuitState as DomainCircuitState } from "../../domain/circuit-breaker.js";
 import {
+  CircuitState,
   ComponentState,
   ComponentStatusSchema,
   type StatusService,
@@ -34,7 +36,21 @@ export interface StatusDeps {
   readonly isDraining: () => boolean;
   /** Whether the audit hash chain verifies. */
   readonly auditChainIntact: () => Promise<boolean>;
+  /** Refresh outcomes at the providers since a time, every replica's. */
+  readonly refreshOutcomesSince: (since: Date) => Promise<readonly { provider: string; successes: number; failures: number }[]>;
+  /** When the proactive refresher next has work, per provider. */
+  readonly nextProactiveRefresh: () => Promise<ReadonlyMap<string, Date>>;
+  /** This replica's circuit breakers (providers it has not called are closed). */
+  readonly circuitStates: () => ReadonlyMap<string, DomainCircuitState>;
 }
+
+const CIRCUIT_STATES: Record<DomainCircuitState, CircuitState> = {
+  closed: CircuitState.CLOSED,
+  open: CircuitState.OPEN,
+  half_open: CircuitState.HALF_OPEN,
+};
+
+const HOUR_MS = 3_600_000;
 
 const PROBE_TIMEOUT_MS = 2_000;
 
@@ -68,7 +84,14 @@ export function createStatusServiceHandlers(deps: StatusDeps): ServiceImpl<typeo
       ]);
       const databaseUp = database.state === ComponentState.OK;
       const migrations = databaseUp ? await deps.migrationStatus() : undefined;
-      const counts = databaseUp ? await deps.countIntegrations() : [];
+      const [counts, outcomes, nextRefresh] = databaseUp
+        ? await Promise.all([
+            deps.countIntegrations(),
+            deps.refreshOutcomesSince(new Date(now.getTime() - HOUR_MS)),
+            deps.nextProactiveRefresh(),
+          ])
+        : [[], [], new Map<string, Date>()];
+      const circuits = deps.circuitStates();
       const totals = new Map<DomainStatus, number>();
       for (const row of counts) totals.set(row.status, (totals.get(row.status) ?? 0) + row.count);
       return {
@@ -84,6 +107,10 @@ export function createStatusServiceHandlers(deps: StatusDeps): ServiceImpl<typeo
           integrations: counts
             .filter((row) => row.provider === provider)
             .map((row) => ({ status: toProtoStatus(row.status), count: BigInt(row.count) })),
+          refreshSuccessesLastHour: BigInt(outcomes.find((row) => row.provider === provider)?.successes ?? 0),
+          refreshFailuresLastHour: BigInt(outcomes.find((row) => row.provider === provider)?.failures ?? 0),
+          nextProactiveRefreshTime: nextRefresh.has(provider) ? timestampFromDate(nextRefresh.get(provider) ?? now) : undefined,
+          circuitState: CIRCUIT_STATES[circuits.get(provider) ?? "closed"],
         })),
         auditChainIntact: databaseUp ? await deps.auditChainIntact() : false,
         draining: deps.isDraining(),

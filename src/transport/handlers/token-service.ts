@@ -2,7 +2,7 @@
 import { timestampFromDate, type Duration } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { invalidArgument } from "../../domain/errors.js";
-import type { PolicyHolder } from "../../domain/policy.js";
+import { HiddenDenial, integrationNotFound, type PolicyHolder } from "../../domain/policy.js";
 import type { TokenService as DomainTokenService } from "../../domain/token-service.js";
 import type { TokenService } from "../../gen/oauthbroker/v1/token_service_pb.js";
 import { requestContextOf } from "../service-binding.js";
@@ -40,8 +40,17 @@ export function createTokenServiceHandlers(deps: {
       const policy = deps.policy.current();
       let integration;
       if (byId) {
-        integration = await deps.tokenService.resolve({ integrationId: request.integrationId });
-        policy.resolveUser(context.principal, integration.userId, "get_access_token");
+        // An integration the caller may not use answers exactly like a missing id: the policy
+        // decides before its status is checked, and before any refresh, audit or last-use write.
+        policy.assertMayActForUsers(context.principal);
+        integration = await deps.tokenService.resolve({ integrationId: request.integrationId }, (found) => {
+          if (!policy.canSeeIntegration(context.principal, found.userId, found.provider)) {
+            throw integrationNotFound(
+              request.integrationId,
+              new HiddenDenial("INTEGRATION_NOT_ACCESSIBLE", "GetAccessToken asked for an integration outside the caller's policy", request.integrationId),
+            );
+          }
+        });
       } else {
         const userId = policy.resolveUser(context.principal, request.userId, "get_access_token");
         policy.assertProviderAllowed(context.principal, request.provider);

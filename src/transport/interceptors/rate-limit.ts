@@ -3,6 +3,7 @@
  * identity, not a claim). Limits hold per replica. Unauthenticated open methods are not limited.
  */
 import type { Config, RateLimit } from "../../config/types.js";
+import { BrokerError } from "../../domain/errors.js";
 import { rateLimitedError, rpcClass, type RateLimiter } from "../../domain/rate-limiter.js";
 import { fullMethodName, type Interceptor } from "../call.js";
 
@@ -21,7 +22,7 @@ export function createRateLimitInterceptor(options: RateLimitInterceptorOptions)
     if (principal === undefined) return invoke();
     const cls = rpcClass(fullMethodName(call));
     const result = options.limiter.take(`${principal.kind}:${principal.subject}:${cls}`, limits().perPrincipal[cls]);
-    if (!result.allowed) throw rateLimitedError(`${cls} calls`, result.retryAfterMs);
+    if (!result.allowed) throw naming(rateLimitedError(`${cls} calls`, result.retryAfterMs), cls);
     return invoke();
   };
 }
@@ -33,7 +34,19 @@ export function createRateLimitInterceptor(options: RateLimitInterceptorOptions)
  */
 export function enforceStartAuthorizationLimit(limiter: RateLimiter, limit: RateLimit, userId: string): void {
   const result = limiter.take(`start_authorization:user:${userId}`, limit);
-  if (!result.allowed) throw rateLimitedError("StartAuthorization calls for this user", result.retryAfterMs);
+  if (!result.allowed) throw naming(rateLimitedError("StartAuthorization calls for this user", result.retryAfterMs), "start_authorization_per_user");
+}
+
+/**
+ * The same error with `ErrorInfo.metadata.limit` naming the limit that refused, so a client
+ * knows which budget it exhausted and the audit event (`rate_limit.exceeded`) records it.
+ */
+function naming(error: BrokerError, limit: string): BrokerError {
+  return new BrokerError(error.code, error.message, {
+    reason: error.reason,
+    retryAfterMs: error.retryAfterMs,
+    metadata: { ...error.metadata, limit },
+  });
 }
 
 function constant(limits: RateLimits): () => RateLimits {

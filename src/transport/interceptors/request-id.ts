@@ -1,18 +1,27 @@
 /**
  * Gives every call a request id: the caller's `x-request-id` when it is a sane token (so ids
- * propagate across services), otherwise a new one. It is echoed back and appears on every log
- * line and audit event of the call.
+ * propagate across services), otherwise a new one. It is echoed back, and the call runs inside a
+ * request context (observability/request-context.ts) so that every log line, audit event,
+ * provider request and Vault request made for the call carries it without being passed along.
  */
 import { randomUUID } from "node:crypto";
-import type { Interceptor } from "../call.js";
-
-const ACCEPTABLE_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+import {
+  ACCEPTABLE_REQUEST_ID,
+  bindStreamToContext,
+  REQUEST_ID_HEADER,
+  runWithRequestContext,
+  type RequestContextStore,
+} from "../../observability/request-context.js";
+import { fullMethodName, type CallContext, type Interceptor } from "../call.js";
 
 export function createRequestIdInterceptor(): Interceptor {
-  return (call, invoke) => {
-    const offered = call.requestHeader.get("x-request-id");
-    call.requestId = offered !== null && ACCEPTABLE_ID.test(offered) ? offered : randomUUID();
-    call.responseHeader.set("x-request-id", call.requestId);
-    return invoke();
+  return async <R>(call: CallContext, invoke: () => Promise<R>): Promise<R> => {
+    const offered = call.requestHeader.get(REQUEST_ID_HEADER);
+    call.requestId = offered !== null && ACCEPTABLE_REQUEST_ID.test(offered) ? offered : randomUUID();
+    call.responseHeader.set(REQUEST_ID_HEADER, call.requestId);
+    const store: RequestContextStore = { requestId: call.requestId, method: fullMethodName(call) };
+    const result = await runWithRequestContext(store, invoke);
+    if (call.methodKind === "unary" || call.methodKind === "client_streaming") return result;
+    return bindStreamToContext(result as AsyncIterable<unknown>, store) as R;
   };
 }

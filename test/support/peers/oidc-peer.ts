@@ -7,7 +7,8 @@
  *   rotated one revokes the grant), no revocation endpoint, AADSTS codes in `invalid_grant`,
  *   `oid` / `tid` claims.
  * Also: a consent page that can grant fewer scopes than asked, fault injection on the token
- * and revocation endpoints, request counters, and YouTube channels / Graph /me stubs.
+ * and revocation endpoints (including holding requests until released, to catch a client in
+ * the middle of a call), request counters, and YouTube channels / Graph /me stubs.
  */
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
@@ -34,7 +35,11 @@ export interface OidcPeerOptions {
   readonly scopes?: readonly string[];
 }
 
-export type EndpointFault = "none" | "503" | "429" | "slow";
+/**
+ * `hold`: the request waits, unanswered, until `releaseHeldRequests()` (then it is served
+ * normally) or until its client goes away (then the provider never sees it: nothing rotates).
+ */
+export type EndpointFault = "none" | "503" | "429" | "slow" | "hold";
 
 export interface OidcPeer {
   readonly issuer: string;
@@ -46,6 +51,10 @@ export interface OidcPeer {
   revocationRequests(): number;
   setTokenEndpointFault(fault: EndpointFault): void;
   setRevocationEndpointFault(fault: EndpointFault): void;
+  /** Requests currently held by the `hold` fault. */
+  heldRequests(): number;
+  /** Lets every held request through to the provider. */
+  releaseHeldRequests(): void;
   setYouTubeQuotaExceeded(exceeded: boolean): void;
   /** The user removes the app's access at the provider: every grant of theirs dies. */
   revokeGrantsFor(username: string): Promise<void>;
@@ -79,6 +88,7 @@ export async function startOidcPeer(options: OidcPeerOptions): Promise<OidcPeer>
   const grantsByUser = new Map<string, string[]>();
   const usersBySub = new Map<string, string>();
   const pending = new Set<NodeJS.Timeout>();
+  const held = new Set<(outcome: "released" | "gone") => void>();
 
   const digest = (value: string): Buffer => createHash("sha256").update(`${flavor}:${value}`).digest();
   const accountIds = (username: string) => {
@@ -238,6 +248,20 @@ export async function startOidcPeer(options: OidcPeerOptions): Promise<OidcPeer>
           pending.add(timer);
         });
         return false;
+      case "hold": {
+        const outcome = await new Promise<"released" | "gone">((resolve) => {
+          const settle = (value: "released" | "gone") => {
+            held.delete(settle);
+            res.off("close", onClose);
+            resolve(value);
+          };
+          const onClose = () => settle("gone");
+          held.add(settle);
+          res.once("close", onClose);
+        });
+        if (outcome === "gone") res.destroy();
+        return outcome === "gone";
+      }
     }
   }
 
@@ -314,6 +338,10 @@ export async function startOidcPeer(options: OidcPeerOptions): Promise<OidcPeer>
     setRevocationEndpointFault: (fault) => {
       revocationFault = fault;
     },
+    heldRequests: () => held.size,
+    releaseHeldRequests: () => {
+      for (const settle of [...held]) settle("released");
+    },
     setYouTubeQuotaExceeded: (exceeded) => {
       quotaExceeded = exceeded;
     },
@@ -329,6 +357,7 @@ export async function startOidcPeer(options: OidcPeerOptions): Promise<OidcPeer>
     async close() {
       for (const timer of pending) clearTimeout(timer);
       pending.clear();
+      for (const settle of [...held]) settle("gone");
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

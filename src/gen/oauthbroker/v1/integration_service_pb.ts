@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file oauthbroker/v1/integration_service.proto.
  */
 export const file_oauthbroker_v1_integration_service: GenFile = /*@__PURE__*/
-  fileDesc("CihvYXV0aGJyb2tlci92MS9pbnRlZ3JhdGlvbl9zZXJ2aWNlLnByb3RvEg5vYXV0aGJyb2tlci52MSKWAQoXTGlzdEludGVncmF0aW9uc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghwcm92aWRlchgCIAEoCRIxCgZzdGF0dXMYAyABKA4yIS5vYXV0aGJyb2tlci52MS5JbnRlZ3JhdGlvblN0YXR1cxIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJmChhMaXN0SW50ZWdyYXRpb25zUmVzcG9uc2USMQoMaW50ZWdyYXRpb25zGAEgAygLMhsub2F1dGhicm9rZXIudjEuSW50ZWdyYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiMKFUdldEludGVncmF0aW9uUmVxdWVzdBIKCgJpZBgBIAEoCSJKChZHZXRJbnRlZ3JhdGlvblJlc3BvbnNlEjAKC2ludGVncmF0aW9uGAEgASgLMhsub2F1dGhicm9rZXIudjEuSW50ZWdyYXRpb24iJwoZUmVmcmVzaEludGVncmF0aW9uUmVxdWVzdBIKCgJpZBgBIAEoCSJhChpSZWZyZXNoSW50ZWdyYXRpb25SZXNwb25zZRIwCgtpbnRlZ3JhdGlvbhgBIAEoCzIbLm9hdXRoYnJva2VyLnYxLkludGVncmF0aW9uEhEKCXJlZnJlc2hlZBgCIAEoCCI8ChdTeW5jSW50ZWdyYXRpb25zUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhAKCHByb3ZpZGVyGAIgASgJInMKGFN5bmNJbnRlZ3JhdGlvbnNSZXNwb25zZRIPCgdjaGVja2VkGAEgASgFEg8KB3VwZGF0ZWQYAiABKAUSFAoMbmVlZHNfcmVhdXRoGAMgASgFEg4KBmZhaWxlZBgEIAEoBRIPCgdza2lwcGVkGAUgASgFIiYKGERlbGV0ZUludGVncmF0aW9uUmVxdWVzdBIKCgJpZBgBIAEoCSKEAQoZRGVsZXRlSW50ZWdyYXRpb25SZXNwb25zZRIwCgtpbnRlZ3JhdGlvbhgBIAEoCzIbLm9hdXRoYnJva2VyLnYxLkludGVncmF0aW9uEjUKCnJldm9jYXRpb24YAiABKA4yIS5vYXV0aGJyb2tlci52MS5SZXZvY2F0aW9uT3V0Y29tZSJNChhXYXRjaEludGVncmF0aW9uc1JlcXVlc3QSDgoGY3Vyc29yGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSEAoIcHJvdmlkZXIYAyABKAkisgEKEEludGVncmF0aW9uRXZlbnQSDgoGY3Vyc29yGAEgASgJEjIKBHR5cGUYAiABKA4yJC5vYXV0aGJyb2tlci52MS5JbnRlZ3JhdGlvbkV2ZW50VHlwZRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgtpbnRlZ3JhdGlvbhgEIAEoCzIbLm9hdXRoYnJva2VyLnYxLkludGVncmF0aW9uIkwKGVdhdGNoSW50ZWdyYXRpb25zUmVzcG9uc2USLwoFZXZlbnQYASABKAsyIC5vYXV0aGJyb2tlci52MS5JbnRlZ3JhdGlvbkV2ZW50KsUBChFSZXZvY2F0aW9uT3V0Y29tZRIiCh5SRVZPQ0FUSU9OX09VVENPTUVfVU5TUEVDSUZJRUQQABIeChpSRVZPQ0FUSU9OX09VVENPTUVfUkVWT0tFRBABEiQKIFJFVk9DQVRJT05fT1VUQ09NRV9OT1RfU1VQUE9SVEVEEAISHgoaUkVWT0NBVElPTl9PVVRDT01FX1BFTkRJTkcQAxImCiJSRVZPQ0FUSU9OX09VVENPTUVfQUxSRUFEWV9ERUxFVEVEEAQq1AIKFEludGVncmF0aW9uRXZlbnRUeXBlEiYKIklOVEVHUkFUSU9OX0VWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIiCh5JTlRFR1JBVElPTl9FVkVOVF9UWVBFX0NSRUFURUQQARIkCiBJTlRFR1JBVElPTl9FVkVOVF9UWVBFX1JFRlJFU0hFRBACEikKJUlOVEVHUkFUSU9OX0VWRU5UX1RZUEVfUkVGUkVTSF9GQUlMRUQQAxInCiNJTlRFR1JBVElPTl9FVkVOVF9UWVBFX05FRURTX1JFQVVUSBAEEikKJUlOVEVHUkFUSU9OX0VWRU5UX1RZUEVfU0NPUEVTX0NIQU5HRUQQBRIiCh5JTlRFR1JBVElPTl9FVkVOVF9UWVBFX0RFTEVURUQQBhInCiNJTlRFR1JBVElPTl9FVkVOVF9UWVBFX1JFQVVUSE9SSVpFRBAHMoYFChJJbnRlZ3JhdGlvblNlcnZpY2USZQoQTGlzdEludGVncmF0aW9ucxInLm9hdXRoYnJva2VyLnYxLkxpc3RJbnRlZ3JhdGlvbnNSZXF1ZXN0Gigub2F1dGhicm9rZXIudjEuTGlzdEludGVncmF0aW9uc1Jlc3BvbnNlEl8KDkdldEludGVncmF0aW9uEiUub2F1dGhicm9rZXIudjEuR2V0SW50ZWdyYXRpb25SZXF1ZXN0GiYub2F1dGhicm9rZXIudjEuR2V0SW50ZWdyYXRpb25SZXNwb25zZRJrChJSZWZyZXNoSW50ZWdyYXRpb24SKS5vYXV0aGJyb2tlci52MS5SZWZyZXNoSW50ZWdyYXRpb25SZXF1ZXN0Gioub2F1dGhicm9rZXIudjEuUmVmcmVzaEludGVncmF0aW9uUmVzcG9uc2USZQoQU3luY0ludGVncmF0aW9ucxInLm9hdXRoYnJva2VyLnYxLlN5bmNJbnRlZ3JhdGlvbnNSZXF1ZXN0Gigub2F1dGhicm9rZXIudjEuU3luY0ludGVncmF0aW9uc1Jlc3BvbnNlEmgKEURlbGV0ZUludGVncmF0aW9uEigub2F1dGhicm9rZXIudjEuRGVsZXRlSW50ZWdyYXRpb25SZXF1ZXN0Gikub2F1dGhicm9rZXIudjEuRGVsZXRlSW50ZWdyYXRpb25SZXNwb25zZRJqChFXYXRjaEludGVncmF0aW9ucxIoLm9hdXRoYnJva2VyLnYxLldhdGNoSW50ZWdyYXRpb25zUmVxdWVzdBopLm9hdXRoYnJva2VyLnYxLldhdGNoSW50ZWdyYXRpb25zUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_timestamp, file_oauthbroker_v1_integration]);
+  fileDesc("CihvYXV0aGJyb2tlci92MS9pbnRlZ3JhdGlvbl9zZXJ2aWNlLnByb3RvEg5vYXV0aGJyb2tlci52MSKWAQoXTGlzdEludGVncmF0aW9uc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghwcm92aWRlchgCIAEoCRIxCgZzdGF0dXMYAyABKA4yIS5vYXV0aGJyb2tlci52MS5JbnRlZ3JhdGlvblN0YXR1cxIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJmChhMaXN0SW50ZWdyYXRpb25zUmVzcG9uc2USMQoMaW50ZWdyYXRpb25zGAEgAygLMhsub2F1dGhicm9rZXIudjEuSW50ZWdyYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiMKFUdldEludGVncmF0aW9uUmVxdWVzdBIKCgJpZBgBIAEoCSJKChZHZXRJbnRlZ3JhdGlvblJlc3BvbnNlEjAKC2ludGVncmF0aW9uGAEgASgLMhsub2F1dGhicm9rZXIudjEuSW50ZWdyYXRpb24iJwoZUmVmcmVzaEludGVncmF0aW9uUmVxdWVzdBIKCgJpZBgBIAEoCSJhChpSZWZyZXNoSW50ZWdyYXRpb25SZXNwb25zZRIwCgtpbnRlZ3JhdGlvbhgBIAEoCzIbLm9hdXRoYnJva2VyLnYxLkludGVncmF0aW9uEhEKCXJlZnJlc2hlZBgCIAEoCCJjChdTeW5jSW50ZWdyYXRpb25zUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhAKCHByb3ZpZGVyGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJIowBChhTeW5jSW50ZWdyYXRpb25zUmVzcG9uc2USDwoHY2hlY2tlZBgBIAEoBRIPCgd1cGRhdGVkGAIgASgFEhQKDG5lZWRzX3JlYXV0aBgDIAEoBRIOCgZmYWlsZWQYBCABKAUSDwoHc2tpcHBlZBgFIAEoBRIXCg9uZXh0X3BhZ2VfdG9rZW4YBiABKAkiJgoYRGVsZXRlSW50ZWdyYXRpb25SZXF1ZXN0EgoKAmlkGAEgASgJIoQBChlEZWxldGVJbnRlZ3JhdGlvblJlc3BvbnNlEjAKC2ludGVncmF0aW9uGAEgASgLMhsub2F1dGhicm9rZXIudjEuSW50ZWdyYXRpb24SNQoKcmV2b2NhdGlvbhgCIAEoDjIhLm9hdXRoYnJva2VyLnYxLlJldm9jYXRpb25PdXRjb21lIk0KGFdhdGNoSW50ZWdyYXRpb25zUmVxdWVzdBIOCgZjdXJzb3IYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIQCghwcm92aWRlchgDIAEoCSKyAQoQSW50ZWdyYXRpb25FdmVudBIOCgZjdXJzb3IYASABKAkSMgoEdHlwZRgCIAEoDjIkLm9hdXRoYnJva2VyLnYxLkludGVncmF0aW9uRXZlbnRUeXBlEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKC2ludGVncmF0aW9uGAQgASgLMhsub2F1dGhicm9rZXIudjEuSW50ZWdyYXRpb24iXAoZV2F0Y2hJbnRlZ3JhdGlvbnNSZXNwb25zZRIvCgVldmVudBgBIAEoCzIgLm9hdXRoYnJva2VyLnYxLkludGVncmF0aW9uRXZlbnQSDgoGY3Vyc29yGAIgASgJKsUBChFSZXZvY2F0aW9uT3V0Y29tZRIiCh5SRVZPQ0FUSU9OX09VVENPTUVfVU5TUEVDSUZJRUQQABIeChpSRVZPQ0FUSU9OX09VVENPTUVfUkVWT0tFRBABEiQKIFJFVk9DQVRJT05fT1VUQ09NRV9OT1RfU1VQUE9SVEVEEAISHgoaUkVWT0NBVElPTl9PVVRDT01FX1BFTkRJTkcQAxImCiJSRVZPQ0FUSU9OX09VVENPTUVfQUxSRUFEWV9ERUxFVEVEEAQq1AIKFEludGVncmF0aW9uRXZlbnRUeXBlEiYKIklOVEVHUkFUSU9OX0VWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIiCh5JTlRFR1JBVElPTl9FVkVOVF9UWVBFX0NSRUFURUQQARIkCiBJTlRFR1JBVElPTl9FVkVOVF9UWVBFX1JFRlJFU0hFRBACEikKJUlOVEVHUkFUSU9OX0VWRU5UX1RZUEVfUkVGUkVTSF9GQUlMRUQQAxInCiNJTlRFR1JBVElPTl9FVkVOVF9UWVBFX05FRURTX1JFQVVUSBAEEikKJUlOVEVHUkFUSU9OX0VWRU5UX1RZUEVfU0NPUEVTX0NIQU5HRUQQBRIiCh5JTlRFR1JBVElPTl9FVkVOVF9UWVBFX0RFTEVURUQQBhInCiNJTlRFR1JBVElPTl9FVkVOVF9UWVBFX1JFQVVUSE9SSVpFRBAHMoYFChJJbnRlZ3JhdGlvblNlcnZpY2USZQoQTGlzdEludGVncmF0aW9ucxInLm9hdXRoYnJva2VyLnYxLkxpc3RJbnRlZ3JhdGlvbnNSZXF1ZXN0Gigub2F1dGhicm9rZXIudjEuTGlzdEludGVncmF0aW9uc1Jlc3BvbnNlEl8KDkdldEludGVncmF0aW9uEiUub2F1dGhicm9rZXIudjEuR2V0SW50ZWdyYXRpb25SZXF1ZXN0GiYub2F1dGhicm9rZXIudjEuR2V0SW50ZWdyYXRpb25SZXNwb25zZRJrChJSZWZyZXNoSW50ZWdyYXRpb24SKS5vYXV0aGJyb2tlci52MS5SZWZyZXNoSW50ZWdyYXRpb25SZXF1ZXN0Gioub2F1dGhicm9rZXIudjEuUmVmcmVzaEludGVncmF0aW9uUmVzcG9uc2USZQoQU3luY0ludGVncmF0aW9ucxInLm9hdXRoYnJva2VyLnYxLlN5bmNJbnRlZ3JhdGlvbnNSZXF1ZXN0Gigub2F1dGhicm9rZXIudjEuU3luY0ludGVncmF0aW9uc1Jlc3BvbnNlEmgKEURlbGV0ZUludGVncmF0aW9uEigub2F1dGhicm9rZXIudjEuRGVsZXRlSW50ZWdyYXRpb25SZXF1ZXN0Gikub2F1dGhicm9rZXIudjEuRGVsZXRlSW50ZWdyYXRpb25SZXNwb25zZRJqChFXYXRjaEludGVncmF0aW9ucxIoLm9hdXRoYnJva2VyLnYxLldhdGNoSW50ZWdyYXRpb25zUmVxdWVzdBopLm9hdXRoYnJva2VyLnYxLldhdGNoSW50ZWdyYXRpb25zUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_timestamp, file_oauthbroker_v1_integration]);
 
 /**
  * @generated from message oauthbroker.v1.ListIntegrationsRequest
@@ -179,6 +179,21 @@ export type SyncIntegrationsRequest = Message<"oauthbroker.v1.SyncIntegrationsRe
    * @generated from field: string provider = 2;
    */
   provider: string;
+
+  /**
+   * Integrations examined by this call, newest first: 1..500, 0 means 100. A sync of many
+   * integrations is a series of calls, each bounded, passing next_page_token back.
+   *
+   * @generated from field: int32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * next_page_token of the previous call, with the same user_id and provider.
+   *
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
 };
 
 /**
@@ -214,18 +229,26 @@ export type SyncIntegrationsResponse = Message<"oauthbroker.v1.SyncIntegrationsR
   needsReauth: number;
 
   /**
-   * Integrations that could not be checked now (provider unavailable); tried again later.
+   * Integrations that could not be checked now (provider unavailable); sync them again later.
    *
    * @generated from field: int32 failed = 4;
    */
   failed: number;
 
   /**
-   * Integrations left alone because another replica was working on them.
+   * Integrations left alone: another replica was syncing them, their provider is no longer
+   * configured, or nothing can validate them (no refresh token and no account endpoint).
    *
    * @generated from field: int32 skipped = 5;
    */
   skipped: number;
+
+  /**
+   * Set when more integrations remain: call again with it as page_token.
+   *
+   * @generated from field: string next_page_token = 6;
+   */
+  nextPageToken: string;
 };
 
 /**
@@ -279,7 +302,9 @@ export const DeleteIntegrationResponseSchema: GenMessage<DeleteIntegrationRespon
  */
 export type WatchIntegrationsRequest = Message<"oauthbroker.v1.WatchIntegrationsRequest"> & {
   /**
-   * Resume after this cursor (from a previous IntegrationEvent). Empty starts with new changes.
+   * Resume after this cursor (from a previous response). Empty starts at the newest position,
+   * which the first message carries. A cursor older than the feed's retention is refused with
+   * FAILED_PRECONDITION, reason CURSOR_EXPIRED: list the integrations again, then watch anew.
    *
    * @generated from field: string cursor = 1;
    */
@@ -329,7 +354,7 @@ export type IntegrationEvent = Message<"oauthbroker.v1.IntegrationEvent"> & {
   time?: Timestamp | undefined;
 
   /**
-   * The integration as it was after the change.
+   * The integration as it is when the event is sent (never a token).
    *
    * @generated from field: oauthbroker.v1.Integration integration = 4;
    */
@@ -348,9 +373,20 @@ export const IntegrationEventSchema: GenMessage<IntegrationEvent> = /*@__PURE__*
  */
 export type WatchIntegrationsResponse = Message<"oauthbroker.v1.WatchIntegrationsResponse"> & {
   /**
+   * Absent on position-only messages: the first message of a watch without a cursor, and
+   * heartbeats while nothing the caller may see changes.
+   *
    * @generated from field: oauthbroker.v1.IntegrationEvent event = 1;
    */
   event?: IntegrationEvent | undefined;
+
+  /**
+   * Resume after this message: the event's cursor, or the feed position of a position-only
+   * message. Store it; a reconnect that passes it misses no change and repeats none.
+   *
+   * @generated from field: string cursor = 2;
+   */
+  cursor: string;
 };
 
 /**

@@ -135,7 +135,8 @@ export type ProviderStatus = Message<"oauthbroker.v1.ProviderStatus"> & {
   refreshFailuresLastHour: bigint;
 
   /**
-   * Earliest access-token expiry the proactive refresher will act on; unset when none.
+   * When the proactive refresher next has work for this provider: the earliest expiry minus the
+   * refresh window (or the end of a failure backoff). Unset when nothing is refreshable.
    *
    * @generated from field: google.protobuf.Timestamp next_proactive_refresh_time = 5;
    */

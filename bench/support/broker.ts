@@ -1,0 +1,79 @@
+/**
+ * A broker started in this process for a benchmark, configured as in production except for the
+ * per-principal rate limit (which would measure the limiter, not the path) and whatever the
+ * benchmark adds. It logs at LOG_LEVEL (default info, like production) to /dev/null through a
+ * synchronous destination, as pino writes to stdout: the cost of every log line stays in the
+ * measurement without flooding the terminal.
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import { destination } from "pino";
+import { loadConfig } from "../../src/config/load-config.js";
+import { loadOrCreateLocalSigningKey, signLocalToken, type LocalSigningKey } from "../../src/auth/local-signing-key.js";
+import { createLogger } from "../../src/observability/logger.js";
+import { startBroker, type RunningBroker } from "../../src/server.js";
+
+export const UNLIMITED_TOKEN_CALLS = "limits:\n  perPrincipal:\n    token: { ratePerSecond: 1000000, burst: 1000000 }\n";
+
+export interface BenchBroker {
+  readonly broker: RunningBroker;
+  readonly grpcAddress: string;
+  readonly httpUrl: string;
+  readonly dataDir: string;
+  readonly signingKey: LocalSigningKey;
+  /** `authorization: Bearer <admin token>`: may fetch any integration's token. */
+  readonly adminMetadata: grpc.Metadata;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+export function logLevel(): string {
+  return process.env["LOG_LEVEL"] ?? "info";
+}
+
+export async function startBenchBroker(options: { databaseUrl?: string | undefined; extraYaml?: string } = {}): Promise<BenchBroker> {
+  const dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-bench-"));
+  const port = await freePort();
+  const httpUrl = `http://127.0.0.1:${port}`;
+  const configPath = join(dataDir, "bench.yaml");
+  await writeFile(configPath, `${UNLIMITED_TOKEN_CALLS}sandbox:\n  enabled: true\n${options.extraYaml ?? ""}`);
+  const env: Record<string, string> = {
+    BROKER_DATA_DIR: dataDir,
+    BROKER_CONFIG: configPath,
+    BROKER_GRPC_ADDR: "127.0.0.1:0",
+    BROKER_HTTP_ADDR: `127.0.0.1:${port}`,
+    BROKER_PUBLIC_URL: httpUrl,
+    LOG_LEVEL: logLevel(),
+  };
+  if (options.databaseUrl !== undefined) env["DATABASE_URL"] = options.databaseUrl;
+  const broker = await startBroker({
+    config: loadConfig({ env }),
+    logger: createLogger({ level: logLevel(), destination: destination({ dest: "/dev/null", sync: true }) }),
+  });
+  const signingKey = await loadOrCreateLocalSigningKey(dataDir);
+  const admin = await signLocalToken(signingKey, { subject: "bench", kind: "service", roles: ["admin"] });
+  const adminMetadata = new grpc.Metadata();
+  adminMetadata.set("authorization", `Bearer ${admin}`);
+  return {
+    broker,
+    grpcAddress: `127.0.0.1:${broker.grpcPort}`,
+    httpUrl,
+    dataDir,
+    signingKey,
+    adminMetadata,
+    async stop() {
+      await broker.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,324 @@
+/**
+ * Refused calls in the audit trail, on the real listeners and a real PostgreSQL: every
+ * authentication failure, policy denial (including the one a caller sees as NOT_FOUND) and
+ * rate-limit rejection leaves exactly one event with the request id, the caller when known and
+ * the peer — never the token — and a flood of identical failures is coalesced into a count.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type ServiceImpl } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { SignJWT, generateKeyPair } from "jose";
+import { createAuthenticator } from "../../src/auth/authenticator.js";
+import { LOCAL_AUDIENCE, LOCAL_ISSUER, loadOrCreateLocalSigningKey, signLocalToken, type LocalSigningKey } from "../../src/auth/local-signing-key.js";
+import type { Config } from "../../src/config/types.js";
+import { integrationNotFound, createPolicy, createPolicyHolder } from "../../src/domain/policy.js";
+import { systemClock } from "../../src/domain/ports.js";
+import { createRateLimiter } from "../../src/domain/rate-limiter.js";
+import { IntegrationService } from "../../src/gen/oauthbroker/v1/integration_service_pb.js";
+import { ProviderService } from "../../src/gen/oauthbroker/v1/provider_service_pb.js";
+import { StatusService } from "../../src/gen/oauthbroker/v1/status_service_pb.js";
+import { createSecurityAuditRecorder, type SecurityAuditRecorder } from "../../src/observability/security-audit.js";
+import { createPostgresAuditLog, type PostgresAuditLog } from "../../src/storage/audit-log.js";
+import type { AuditEventRow } from "../../src/storage/audit-hash.js";
+import { createAuthenticationInterceptor } from "../../src/transport/interceptors/authentication.js";
+import { createRateLimitInterceptor } from "../../src/transport/interceptors/rate-limit.js";
+import { createSecurityAuditInterceptor } from "../../src/transport/interceptors/security-audit.js";
+import { OPEN_SERVICES } from "../../src/transport/open-services.js";
+import { bindService, callOf } from "../../src/transport/service-binding.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { grpcClient, unary, type GrpcFailure } from "../support/grpc-client.js";
+import { captureLogger, startTransportFixture, type TransportFixture } from "../support/transport-fixture.js";
+
+const BOBS_INTEGRATION = "7b0c2a4e-1f3d-4c5b-9a8e-0d1c2b3a4f5e";
+const MISSING_INTEGRATION = "00000000-0000-4000-8000-000000000000";
+
+const generous = { ratePerSecond: 10_000, burst: 10_000 };
+const GENEROUS: Config["limits"] = {
+  perPrincipal: { token: generous, read: generous, write: generous, admin: generous },
+  startAuthorizationPerUser: generous,
+};
+
+function emptyImpl(service: DescService): Record<string, unknown> {
+  const impl: Record<string, unknown> = {};
+  for (const method of service.methods) impl[method.localName] = method.methodKind === "unary" ? () => ({}) : async function* () {};
+  return impl;
+}
+
+let db: TestDatabase;
+let dataDir: string;
+let key: LocalSigningKey;
+const tokens = { alice: "", billing: "", expired: "", wrongKey: "", foreignIssuer: "" };
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-security-audit-"));
+  key = await loadOrCreateLocalSigningKey(dataDir);
+  tokens.alice = await signLocalToken(key, { subject: "alice", kind: "user" });
+  tokens.billing = await signLocalToken(key, { subject: "billing", kind: "service" });
+  tokens.expired = await signLocalToken(key, { subject: "alice", kind: "user", ttlSeconds: 1, now: new Date(Date.now() - 3_600_000) });
+  const { privateKey } = await generateKeyPair("EdDSA", { crv: "Ed25519" });
+  const forged = (issuer: string) =>
+    new SignJWT({ kind: "user" })
+      .setProtectedHeader({ alg: "EdDSA", kid: key.kid })
+      .setIssuer(issuer)
+      .setAudience(LOCAL_AUDIENCE)
+      .setSubject("mallory")
+      .setExpirationTime("10m")
+      .sign(privateKey);
+  tokens.wrongKey = await forged(LOCAL_ISSUER);
+  tokens.foreignIssuer = await forged("https://issuer.attacker.example");
+});
+
+afterAll(async () => {
+  await db?.drop();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+let fixture: TransportFixture | undefined;
+let recorder: SecurityAuditRecorder;
+let audit: PostgresAuditLog;
+
+async function start(limits: Config["limits"] = GENEROUS): Promise<TransportFixture> {
+  const { logger } = captureLogger();
+  audit = createPostgresAuditLog({ sql: db.sql, logger });
+  // No timer: the tests end windows themselves with `flush` (as shutdown does). Whatever a window
+  // still counted is written then, so the rows read after it are final.
+  recorder = createSecurityAuditRecorder({ audit, logger, sweep: false });
+  const policyHolder = createPolicyHolder(createPolicy({ providers: [], policies: [] }));
+  const integrations = {
+    ...emptyImpl(IntegrationService),
+    // What the IntegrationService handler does: look the integration up, then ask the policy.
+    getIntegration(request: { id: string }, ctx: Parameters<typeof callOf>[0]) {
+      if (request.id !== BOBS_INTEGRATION) throw integrationNotFound(request.id);
+      const principal = callOf(ctx).principal;
+      if (principal !== undefined) policyHolder.current().assertCanAccess(principal, "bob", { integrationId: request.id });
+      return {};
+    },
+  } as unknown as ServiceImpl<typeof IntegrationService>;
+  fixture = await startTransportFixture({
+    bindings: [
+      bindService(ProviderService, emptyImpl(ProviderService) as ServiceImpl<typeof ProviderService>),
+      bindService(StatusService, emptyImpl(StatusService) as ServiceImpl<typeof StatusService>),
+      bindService(IntegrationService, integrations),
+    ],
+    extraInterceptors: [
+      createSecurityAuditInterceptor({ recorder }),
+      createAuthenticationInterceptor({
+        authenticator: createAuthenticator({ issuers: [], localKey: key, logger }),
+        policyHolder,
+        openServices: OPEN_SERVICES,
+      }),
+      createRateLimitInterceptor({ limiter: createRateLimiter({ clock: systemClock }), limits }),
+    ],
+  });
+  return fixture;
+}
+
+beforeEach(async () => {
+  await db.sql`truncate audit_events, audit_anchor`;
+});
+
+afterEach(async () => {
+  await recorder?.close();
+  await audit?.close();
+  await fixture?.close();
+  fixture = undefined;
+});
+
+async function rows(): Promise<AuditEventRow[]> {
+  return db.sql<AuditEventRow[]>`
+    select sequence::text as sequence, time, action, outcome, reason, caller, caller_kind, user_id, integration_id,
+           provider, request_id, peer, scopes, details, previous_hash, hash
+      from audit_events order by audit_events.sequence`;
+}
+
+function connectCall(
+  running: TransportFixture,
+  service: "providers" | "status" | "integrations",
+  requestId: string,
+  token: string | undefined,
+  id = "",
+): Promise<Code> {
+  const transport = createConnectTransport({ baseUrl: running.httpUrl, httpVersion: "1.1" });
+  const headers: Record<string, string> = { "x-request-id": requestId };
+  if (token !== undefined) headers["authorization"] = `Bearer ${token}`;
+  const call =
+    service === "providers"
+      ? createClient(ProviderService, transport).listProviders({}, { headers })
+      : service === "status"
+        ? createClient(StatusService, transport).getStatus({}, { headers })
+        : createClient(IntegrationService, transport).getIntegration({ id }, { headers });
+  return (call as Promise<unknown>).then(
+    () => Code.Unknown - Code.Unknown,
+    (error: unknown) => ConnectError.from(error).code,
+  );
+}
+
+describe("audit events for refused calls", () => {
+  it("records each authentication failure once, with its reason, request id and peer, never the token", async () => {
+    const running = await start();
+    const attempts: Array<[string, string | undefined, string]> = [
+      ["req-auth-missing", undefined, "missing_credentials"],
+      ["req-auth-expired", tokens.expired, "expired"],
+      ["req-auth-signature", tokens.wrongKey, "bad_signature"],
+      ["req-auth-issuer", tokens.foreignIssuer, "unknown_issuer"],
+      ["req-auth-malformed", "not-a-jwt", "malformed"],
+    ];
+    for (const [requestId, token] of attempts) {
+      expect(await connectCall(running, "providers", requestId, token)).toBe(Code.Unauthenticated);
+    }
+    await recorder.flush();
+
+    const stored = await rows();
+    expect(stored).toHaveLength(attempts.length);
+    attempts.forEach(([requestId, , reason], index) => {
+      expect(stored[index]).toMatchObject({
+        action: "auth.failed",
+        outcome: "failure",
+        reason,
+        caller: "",
+        caller_kind: "",
+        request_id: requestId,
+        details: { rpc: "oauthbroker.v1.ProviderService/ListProviders", protocol: "connect", count: "1" },
+      });
+      expect(stored[index]?.peer).toMatch(/^(::ffff:)?127\.0\.0\.1:\d+$/);
+    });
+    const everything = JSON.stringify(stored);
+    for (const token of [tokens.expired, tokens.wrongKey, tokens.foreignIssuer]) {
+      expect(everything).not.toContain(token);
+      // Not even the signature part alone.
+      expect(everything).not.toContain(token.split(".")[2]);
+    }
+  });
+
+  it("records a policy denial once, with caller, rpc and reason, on both listeners", async () => {
+    const running = await start();
+    expect(await connectCall(running, "status", "req-deny-connect", tokens.alice)).toBe(Code.PermissionDenied);
+    const grpc = grpcClient(running.grpcAddress);
+    try {
+      const failure = await unary(grpc, StatusService.method.getStatus, {}, {
+        metadata: { authorization: `Bearer ${tokens.billing}`, "x-request-id": "req-deny-grpc" },
+      }).then(
+        () => undefined,
+        (error: unknown) => error as GrpcFailure,
+      );
+      expect(failure?.code).toBe(Code.PermissionDenied);
+    } finally {
+      grpc.close();
+    }
+    // Allowed calls leave nothing.
+    expect(await connectCall(running, "providers", "req-allowed", tokens.alice)).toBe(0);
+    await recorder.flush();
+
+    const stored = await rows();
+    expect(stored).toHaveLength(2);
+    for (const [row, requestId, protocol, caller, callerKind] of [
+      [stored[0], "req-deny-connect", "connect", "alice", "user"],
+      [stored[1], "req-deny-grpc", "grpc", "billing", "service"],
+    ] as const) {
+      expect(row).toMatchObject({
+        action: "policy.denied",
+        outcome: "denied",
+        reason: "RPC_NOT_ALLOWED",
+        caller,
+        caller_kind: callerKind,
+        request_id: requestId,
+        details: { rpc: "oauthbroker.v1.StatusService/GetStatus", protocol, count: "1" },
+      });
+      expect(row?.peer).toMatch(/127\.0\.0\.1:\d+$/);
+    }
+    expect(JSON.stringify(stored)).not.toContain(tokens.alice);
+    expect(JSON.stringify(stored)).not.toContain(tokens.billing);
+  });
+
+  it("records another user's integration as a denial while the caller sees NOT_FOUND, and a missing one not at all", async () => {
+    const running = await start();
+    const transport = createConnectTransport({ baseUrl: running.httpUrl, httpVersion: "1.1" });
+    const client = createClient(IntegrationService, transport);
+    const headers = (requestId: string) => ({ authorization: `Bearer ${tokens.alice}`, "x-request-id": requestId });
+    const hidden = await client.getIntegration({ id: BOBS_INTEGRATION }, { headers: headers("req-hidden") }).then(
+      () => undefined,
+      (error: unknown) => ConnectError.from(error),
+    );
+    const missing = await client.getIntegration({ id: MISSING_INTEGRATION }, { headers: headers("req-missing") }).then(
+      () => undefined,
+      (error: unknown) => ConnectError.from(error),
+    );
+    // Indistinguishable answers: same code, same message shape, same details.
+    expect(hidden?.code).toBe(Code.NotFound);
+    expect(missing?.code).toBe(Code.NotFound);
+    expect(hidden?.rawMessage).toBe(`integration ${BOBS_INTEGRATION} not found`);
+    expect(hidden?.details.length).toBe(missing?.details.length);
+    await recorder.flush();
+
+    const stored = await rows();
+    expect(stored).toHaveLength(1);
+    expect(stored[0]).toMatchObject({
+      action: "policy.denied",
+      outcome: "denied",
+      reason: "OTHER_USERS_INTEGRATION",
+      caller: "alice",
+      caller_kind: "user",
+      integration_id: BOBS_INTEGRATION,
+      request_id: "req-hidden",
+      details: { rpc: "oauthbroker.v1.IntegrationService/GetIntegration", visible_as: "NOT_FOUND", count: "1" },
+    });
+  });
+
+  it("records a rate-limit rejection once, naming the limit", async () => {
+    const tight = { ratePerSecond: 0.001, burst: 1 };
+    const running = await start({ ...GENEROUS, perPrincipal: { ...GENEROUS.perPrincipal, read: tight } });
+    expect(await connectCall(running, "providers", "req-limit-1", tokens.billing)).toBe(0);
+    expect(await connectCall(running, "providers", "req-limit-2", tokens.billing)).toBe(Code.ResourceExhausted);
+    await recorder.flush();
+    const stored = await rows();
+    expect(stored).toHaveLength(1);
+    expect(stored[0]).toMatchObject({
+      action: "rate_limit.exceeded",
+      outcome: "denied",
+      reason: "read",
+      caller: "billing",
+      caller_kind: "service",
+      request_id: "req-limit-2",
+      details: { rpc: "oauthbroker.v1.ProviderService/ListProviders", count: "1" },
+    });
+  });
+
+  it("coalesces a flood of identical failures from one peer into a first event and one counted event", async () => {
+    const running = await start();
+    const flood = 25;
+    for (let i = 0; i < flood; i++) {
+      expect(await connectCall(running, "providers", `req-flood-${i}`, tokens.expired)).toBe(Code.Unauthenticated);
+    }
+    // A different failure from the same peer is a different kind: recorded on its own.
+    expect(await connectCall(running, "providers", "req-other", tokens.wrongKey)).toBe(Code.Unauthenticated);
+    await recorder.settle();
+    expect((await rows()).map((row) => [row.reason, row.details["count"]])).toEqual([
+      ["expired", "1"],
+      ["bad_signature", "1"],
+    ]);
+
+    // The window ends (here: flushed, as at shutdown): the repeats become one counted event.
+    await recorder.flush();
+    const stored = await rows();
+    expect(stored).toHaveLength(3);
+    expect(stored[2]).toMatchObject({
+      action: "auth.failed",
+      outcome: "failure",
+      reason: "expired",
+      request_id: `req-flood-${flood - 1}`,
+      details: {
+        rpc: "oauthbroker.v1.ProviderService/ListProviders",
+        count: String(flood - 1),
+        coalesced: "true",
+        first_request_id: "req-flood-1",
+        last_request_id: `req-flood-${flood - 1}`,
+      },
+    });
+    expect(JSON.stringify(stored)).not.toContain(tokens.expired);
+  });
+});
