@@ -97,21 +97,32 @@ export function describePaths(results: Record<"warmSerial" | "coldSerial" | "war
 
 export async function benchColdPath(server: BenchServer): Promise<BenchReport> {
   const settings = pathSettings();
-  const rounds = Math.max(1, envInt("BENCH_ROUNDS", 3) - 1);
+  const rounds = Math.max(1, envInt("BENCH_ROUNDS", 3));
   const databaseUrl = await server.createDatabase("cold");
   const bench = await startDataPathBroker(databaseUrl);
   try {
     const seeded = await seedIntegrations({ databaseUrl, cipher: bench.broker.cipher, count: COLD_SET + 1, label: "cold" });
     const [warmId = "", ...coldIds] = seeded.ids;
     const loads = pathLoads(bench, warmId, coldIds, settings);
-    // The cold loads alone, to count their misses.
-    const before = await cacheCounts(bench.broker.metrics);
-    const cold = await interleave(rounds, { coldSerial: loads.coldSerial, coldConcurrent: loads.coldConcurrent });
-    const after = await cacheCounts(bench.broker.metrics);
-    const warm = await interleave(rounds, { warmSerial: loads.warmSerial, warmConcurrent: loads.warmConcurrent });
-    const paths = describePaths({ ...cold, ...warm }, settings.concurrency);
-    const lookups = after.hit + after.miss - before.hit - before.miss;
-    const missRate = lookups === 0 ? 0 : (after.miss - before.miss) / lookups;
+    // The cache lookups of the cold loads alone, to show they all missed.
+    let lookups = 0;
+    let misses = 0;
+    const counted = (load: () => Promise<LoadResult>) => async () => {
+      const before = await cacheCounts(bench.broker.metrics);
+      const result = await load();
+      const after = await cacheCounts(bench.broker.metrics);
+      lookups += after.hit + after.miss - before.hit - before.miss;
+      misses += after.miss - before.miss;
+      return result;
+    };
+    const results = await interleave(rounds, {
+      warmSerial: loads.warmSerial,
+      coldSerial: counted(loads.coldSerial),
+      warmConcurrent: loads.warmConcurrent,
+      coldConcurrent: counted(loads.coldConcurrent),
+    });
+    const paths = describePaths(results, settings.concurrency);
+    const missRate = lookups === 0 ? 0 : misses / lookups;
     const latencyRatio = paths.coldSerial.p50 / paths.warmSerial.p50;
     const throughputRatio = paths.coldConcurrent.perSecond / paths.warmConcurrent.perSecond;
     return {

@@ -1,10 +1,11 @@
 /**
  * Benchmark (d): 100,000 integrations in the database leave the warm and the cold path
  * unchanged, and the broker's memory bounded. Two brokers in this process, one on a database of
- * 2,001 integrations and one on 100,000, measured in alternating rounds; the spread between the
- * small broker's own rounds is the noise the comparison is judged against. Then the large
- * broker walks 10,000 distinct integrations (ten times its cache bound) while the heap after a
- * full collection is sampled: a per-integration leak would show as growth.
+ * 2,001 integrations and one on 100,000, measured in alternating rounds; each figure's noise band
+ * is the spread between the rounds of either broker (at least ±10 %), and large/small must stay
+ * inside it. Then the large broker walks 10,000 distinct integrations (ten times its cache
+ * bound) while the heap after a full collection is sampled: a per-integration leak would show as
+ * growth.
  */
 import { runInNewContext } from "node:vm";
 import { setFlagsFromString } from "node:v8";
@@ -54,9 +55,9 @@ export async function benchLargeTable(server: BenchServer): Promise<BenchReport>
     const largeSeed = await seedIntegrations({ databaseUrl: largeUrl, cipher: large.broker.cipher, count: rows, label: "large" });
     const [smallWarm = "", ...smallCold] = smallSeed.ids;
     // The large broker's cold walk is spread over the whole table; the memory walk uses others.
-    const stride = Math.max(1, Math.floor(rows / (COLD_SET + 1)));
-    const largeCold = largeSeed.ids.filter((_, i) => i % stride === 1).slice(0, COLD_SET);
-    const largeWarm = largeSeed.ids[0] ?? "";
+    const [largeWarm = "", ...largeRest] = largeSeed.ids;
+    const stride = Math.max(1, Math.floor(largeRest.length / COLD_SET));
+    const largeCold = largeRest.filter((_, i) => i % stride === 0).slice(0, COLD_SET);
     const s = pathLoads(small, smallWarm, smallCold, settings);
     const l = pathLoads(large, largeWarm, largeCold, settings);
     const results = await interleave(rounds, {

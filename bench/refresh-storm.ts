@@ -203,7 +203,7 @@ export async function benchRefreshStorm(server: BenchServer): Promise<BenchRepor
       title: `(c) refresh storm: ${REPLICAS} broker processes on one PostgreSQL (${server.origin}), ${callers.toLocaleString("en-US")} concurrent GetAccessToken calls on one expired token`,
       lines: [
         `callers: ${ok.length} answered, ${failed.length} failed${firstError && !firstError.ok ? ` (first: ${firstError.error})` : ""}; ${tokens.size} distinct access token(s) handed out`,
-        `refreshed by replica ${refresher + 1}; lease waits per replica: ${metrics.map((m) => m.leaseWaits).join(", ")}`,
+        `${refresher < 0 ? "no replica reports a refresh" : `refreshed by replica ${refresher + 1}`}; lease waits per replica: ${metrics.map((m) => m.leaseWaits).join(", ")}`,
         `one provider round trip: ${ms(stormRoundTrip)} during the storm (the refreshing replica's measurement), ${ms(idleRoundTrip)} idle (median of 5 direct refreshes)`,
         `callers' latency: p50 ${ms(quantile(latencies, 0.5))}, p99 ${ms(quantile(latencies, 0.99))}, max ${ms(latencies[latencies.length - 1] ?? 0)}`,
         `added over one provider round trip: p50 ${ms(quantile(added, 0.5))}, p99 ${ms(quantile(added, 0.99))}`,

@@ -6,7 +6,6 @@
  * measurement without flooding the terminal.
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
@@ -15,6 +14,9 @@ import { loadConfig } from "../../src/config/load-config.js";
 import { loadOrCreateLocalSigningKey, signLocalToken, type LocalSigningKey } from "../../src/auth/local-signing-key.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { startBroker, type RunningBroker } from "../../src/server.js";
+import { freePort } from "../../test/support/free-port.js";
+
+export { freePort };
 
 export const UNLIMITED_TOKEN_CALLS = "limits:\n  perPrincipal:\n    token: { ratePerSecond: 1000000, burst: 1000000 }\n";
 
@@ -27,14 +29,6 @@ export interface BenchBroker {
   /** `authorization: Bearer <admin token>`: may fetch any integration's token. */
   readonly adminMetadata: grpc.Metadata;
   stop(): Promise<void>;
-}
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 export function logLevel(): string {

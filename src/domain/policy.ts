@@ -246,7 +246,14 @@ export function createPolicy(config: PolicyConfig): Policy {
     }
     if (principal.kind === "service") {
       assertActsForUsers(principal);
-      if (options.provider !== undefined) assertProviderAllowed(principal, options.provider);
+      // An integration of a provider outside the policy answers like a missing id: the
+      // difference would tell the service which ids exist.
+      if (options.provider !== undefined && !providerAllowed(principal, options.provider)) {
+        throw integrationNotFound(
+          options.integrationId,
+          new HiddenDenial("INTEGRATION_NOT_ACCESSIBLE", `${who(principal)} asked for an integration of provider ${options.provider}`, options.integrationId),
+        );
+      }
     }
   }
 

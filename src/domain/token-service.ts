@@ -586,7 +586,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     cache.set(integration.id, { tokens: visible, version });
     await deps.changes?.publish({ integrationId: integration.id, version }).catch((e: unknown) => logger.warn({ err: e }, "could not announce the stored token set"));
     // The refresh happened long before; its event waited for its outcome. Nobody waits on it now.
-    await auditRefresh(integration, pending.by, undefined, { stored_after_retry: "true" }).catch((e: unknown) =>
+    await auditRefresh(integration, pending.by, undefined, { rotated: "true", stored_after_retry: "true" }).catch((e: unknown) =>
       logger.error({ err: e, integrationId: integration.id }, "the audit event of a refresh could not be written"),
     );
     return { tokens: visible, version, refreshToken: pending.tokens.refreshToken };
@@ -661,7 +661,11 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     let result: RefreshResult;
     try {
       let stored = await store.tokenSets.get(integration.id);
-      if (!stored) throw new BrokerError("not_found", `integration ${integration.id} has no tokens (deleted?)`);
+      if (!stored) {
+        // Deleted meanwhile: a kept rotated token has nothing left to belong to.
+        if (unstored.delete(integration.id)) logger.warn({ integrationId: integration.id }, "the integration is gone; its kept rotated refresh token is dropped");
+        throw new BrokerError("not_found", `integration ${integration.id} has no tokens (deleted?)`);
+      }
       const kept = unstored.get(integration.id);
       let current = kept ? await storeUnstored(kept, stored) : undefined;
       if (kept && !current) stored = (await store.tokenSets.get(integration.id)) ?? stored;
@@ -711,7 +715,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
         // refresh token was simply stale, and the grant is alive.
         const latest = await store.tokenSets.get(integration.id);
         if (latest && latest.version !== usedVersion) {
-          if (by) await auditRefreshFailure(integration, by, error, { superseded: "true" });
+          if (by) await auditRefreshFailure(integration, by, "REFRESH_SUPERSEDED", { cause: "stale_refresh_token" });
           const newer = await decrypt(integration.id, latest);
           cache.set(integration.id, { tokens: newer.tokens, version: newer.version });
           return { tokens: newer.tokens, version: newer.version, refreshed: false };
@@ -848,7 +852,10 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
           tokens = (await awaitWithin(refreshes.run(integration.id, () => refreshCoordinated(ctx, integration, minValidForMs, false, "expiring")), ctx)).tokens;
         }
       }
-      if (validFor(tokens) < minValidForMs) throw lifetimeTooShort(integration, knownLifetime(integration.id) ?? validFor(tokens), minValidForMs);
+      if (validFor(tokens) < minValidForMs) {
+        const lifetime = knownLifetime(integration.id);
+        throw lifetimeTooShort(integration, lifetime !== undefined && lifetime < minValidForMs ? lifetime : validFor(tokens), minValidForMs);
+      }
       await deps.audit?.record({
         action: "token.issued",
         outcome: "success",

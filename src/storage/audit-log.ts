@@ -11,7 +11,9 @@
  * enqueues the event and resolves once the transaction holding its batch has committed. A batch is
  * written when `maxBatchSize` events wait or `maxDelayMs` after its first event, one transaction
  * and one lock acquisition per batch; while a batch is being written the next one fills up and is
- * written as soon as it ends. If a batch fails, every `record()` in it rejects: the operation that
+ * written as soon as it ends. That wait is what groups events under load, so by default a batch
+ * waits for no company (only for the events raised in the same turn of the event loop): a fixed
+ * delay added its full length to every call of a lightly loaded broker (bench/cold-path.ts). If a batch fails, every `record()` in it rejects: the operation that
  * wanted the record fails rather than going unrecorded.
  */
 import type postgres from "postgres";
@@ -34,7 +36,7 @@ export interface PostgresAuditLogOptions {
   readonly onWriteFailure?: ((failedEvents: number) => void) | undefined;
   /** Events per transaction; default 256. */
   readonly maxBatchSize?: number | undefined;
-  /** How long the first event of a batch waits for company; default 2 ms. */
+  /** How long the first event of a batch waits for company; default 0 (the next turn of the event loop). */
   readonly maxDelayMs?: number | undefined;
   /** Bound on waiting for the append lock, so a stuck writer fails operations instead of hanging them; default 5 s. */
   readonly lockTimeoutMs?: number | undefined;
@@ -59,12 +61,21 @@ interface ChainTip {
   readonly hash: string;
 }
 
-/** The last event's (sequence, hash); the anchor when retention emptied the table; genesis otherwise. */
-async function readTip(tx: postgres.TransactionSql): Promise<ChainTip> {
-  const [last] = await tx<ChainTip[]>`
-    select sequence::text as sequence, hash from audit_events order by audit_events.sequence desc limit 1`;
+/**
+ * Opens the batch's transaction, takes the append lock and returns the chain's tip: the last
+ * event's (sequence, hash); the anchor when retention emptied the table; genesis otherwise. The
+ * statements go out together (postgres.js pipelines the queries of a reserved connection issued
+ * without waiting) and PostgreSQL runs them in order, so the tip is read after the lock is held.
+ */
+async function beginAndReadTip(connection: postgres.ReservedSql, lockTimeout: string): Promise<ChainTip> {
+  const [, , , [last]] = await Promise.all([
+    connection`begin`,
+    connection`select set_config('lock_timeout', ${lockTimeout}, true)`,
+    connection`select pg_advisory_xact_lock(${AUDIT_APPEND_LOCK_KEY}::bigint)`,
+    connection<ChainTip[]>`select sequence::text as sequence, hash from audit_events order by audit_events.sequence desc limit 1`,
+  ]);
   if (last) return last;
-  const [anchor] = await tx<ChainTip[]>`select sequence::text as sequence, hash from audit_anchor`;
+  const [anchor] = await connection<ChainTip[]>`select sequence::text as sequence, hash from audit_anchor`;
   return anchor ?? { sequence: "0", hash: GENESIS_HASH };
 }
 
@@ -78,19 +89,25 @@ export function createPostgresAuditLog(options: PostgresAuditLogOptions): Postgr
   const { sql, logger } = options;
   const clock = options.clock ?? systemClock;
   const maxBatchSize = Math.max(1, options.maxBatchSize ?? 256);
-  const maxDelayMs = Math.max(0, options.maxDelayMs ?? 2);
+  const maxDelayMs = Math.max(0, options.maxDelayMs ?? 0);
   const lockTimeout = `${Math.max(1, Math.round(options.lockTimeoutMs ?? 5_000))}ms`;
 
   let queue: Pending[] = [];
-  let timer: NodeJS.Timeout | undefined;
+  /** Cancels the scheduled start of the next batch, while one is scheduled. */
+  let cancelScheduled: (() => void) | undefined;
   let writing: Promise<void> | undefined;
   let closed = false;
 
+  /**
+   * One batch, one transaction, two round trips: BEGIN with the lock and the tip read, then the
+   * insert with COMMIT. Every caller of a batch waits for its commit, so each round trip saved
+   * is latency off every GetAccessToken (bench/warm-path.ts). If the insert fails, PostgreSQL
+   * turns the COMMIT queued behind it into a ROLLBACK; the batch rejects either way.
+   */
   async function append(batch: readonly Pending[]): Promise<void> {
-    await sql.begin(async (tx) => {
-      await tx`select set_config('lock_timeout', ${lockTimeout}, true)`;
-      await tx`select pg_advisory_xact_lock(${AUDIT_APPEND_LOCK_KEY}::bigint)`;
-      const tip = await readTip(tx);
+    const connection = await sql.reserve();
+    try {
+      const tip = await beginAndReadTip(connection, lockTimeout);
       let sequence = BigInt(tip.sequence);
       let previousHash = tip.hash;
       const rows = batch.map(({ event, time }) => {
@@ -102,7 +119,7 @@ export function createPostgresAuditLog(options: PostgresAuditLogOptions): Postgr
         return row;
       });
       // One statement for the whole batch: a JSON array expanded server-side.
-      await tx`
+      const insert = connection`
         insert into audit_events (sequence, time, action, outcome, reason, caller, caller_kind, user_id,
                                   integration_id, provider, request_id, peer, scopes, details, previous_hash, hash)
         select sequence, time, action, outcome, reason, caller, caller_kind, user_id,
@@ -112,7 +129,15 @@ export function createPostgresAuditLog(options: PostgresAuditLogOptions): Postgr
             caller_kind text, user_id text, integration_id text, provider text, request_id text,
             peer text, scopes text[], details jsonb, previous_hash text, hash text)
 `;
-    });
+      const [, commit] = await Promise.all([insert, connection`commit`]);
+      if (commit.command !== "COMMIT") throw new Error(`the audit batch's transaction ended with ${commit.command}`);
+    } catch (error) {
+      // Whatever failed, the connection goes back to the pool outside any transaction.
+      await connection`rollback`.catch(() => undefined);
+      throw error;
+    } finally {
+      connection.release();
+    }
   }
 
   async function writeBatch(batch: readonly Pending[]): Promise<void> {
@@ -134,10 +159,8 @@ export function createPostgresAuditLog(options: PostgresAuditLogOptions): Postgr
   }
 
   function startWriting(): void {
-    if (timer !== undefined) {
-      clearTimeout(timer);
-      timer = undefined;
-    }
+    cancelScheduled?.();
+    cancelScheduled = undefined;
     if (writing !== undefined || queue.length === 0) return;
     writing = (async () => {
       while (queue.length > 0) {
@@ -156,7 +179,15 @@ export function createPostgresAuditLog(options: PostgresAuditLogOptions): Postgr
     // A batch in flight picks the queue up when it ends: that wait is the grouping.
     if (writing !== undefined) return;
     if (queue.length >= maxBatchSize) startWriting();
-    else timer ??= setTimeout(startWriting, maxDelayMs);
+    else if (cancelScheduled === undefined) {
+      if (maxDelayMs === 0) {
+        const immediate = setImmediate(startWriting);
+        cancelScheduled = () => clearImmediate(immediate);
+      } else {
+        const timeout = setTimeout(startWriting, maxDelayMs);
+        cancelScheduled = () => clearTimeout(timeout);
+      }
+    }
   }
 
   async function flush(): Promise<void> {

@@ -117,13 +117,15 @@ function createGrpcHandlerContext(binding: ServiceBinding, method: DescMethod, c
   let controller: AbortController | undefined;
   let timer: NodeJS.Timeout | undefined;
   let ended = false;
-  const abort = (reason: ConnectError) => {
+  // The reasons are made only when a signal is there to abort: grpc-js emits "cancelled" as
+  // every call's stream closes, and an error (with its stack) per call is not free.
+  const abort = (reason: () => ConnectError) => {
     clearTimeout(timer);
-    if (controller !== undefined && !controller.signal.aborted) controller.abort(reason);
+    if (controller !== undefined && !controller.signal.aborted) controller.abort(reason());
   };
   const cancelled = () => new ConnectError("the caller cancelled the call", Code.Canceled);
   const expired = () => new ConnectError("the operation timed out", Code.DeadlineExceeded);
-  call.on("cancelled", () => abort(cancelled()));
+  call.on("cancelled", () => abort(cancelled));
   return {
     service: binding.service,
     method,
@@ -145,13 +147,13 @@ function createGrpcHandlerContext(binding: ServiceBinding, method: DescMethod, c
         if (ended) controller.abort(CALL_ENDED);
         else if (call.cancelled) controller.abort(cancelled());
         else if (left !== undefined && left <= 0) controller.abort(expired());
-        else if (left !== undefined) timer = setTimeout(() => abort(expired()), left);
+        else if (left !== undefined) timer = setTimeout(() => abort(expired), left);
       }
       return controller.signal;
     },
     end() {
       ended = true;
-      abort(CALL_ENDED);
+      abort(() => CALL_ENDED);
     },
   };
 }

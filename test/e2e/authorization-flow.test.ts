@@ -5,21 +5,13 @@
  * encrypted integration; the state cannot be replayed; nothing secret reaches the output.
  */
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
 import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
 import { createBrowser, driveConsent } from "../support/peers/browser.js";
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+import { freePort } from "../support/free-port.js";
 
 describe("authorization flow against the broker process (embedded default, sandbox)", () => {
   let broker: BrokerProcess;

@@ -19,22 +19,13 @@ import { ComponentState } from "../../src/gen/oauthbroker/v1/status_service_pb.j
 import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
 import { bidiExchange, grpcClient, unary, type GrpcFailure } from "../support/grpc-client.js";
 import { runToExit, spawnBroker, startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
+import { freePort } from "../support/free-port.js";
 
 const run = promisify(execFile);
 let dataDir: string;
 let broker: BrokerProcess;
 let userToken: string;
 let adminToken: string;
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import("node:net");
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
 
 async function start(): Promise<BrokerProcess> {
   const httpPort = await freePort();

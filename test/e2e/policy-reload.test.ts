@@ -3,12 +3,12 @@
  * calls in flight are not dropped, and an invalid file leaves the previous policy in force.
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
 import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
+import { freePort } from "../support/free-port.js";
 
 let dataDir: string;
 let configPath: string;
@@ -17,14 +17,6 @@ let billing: string;
 
 const policy = (rpcs: string) =>
   `policies:\n  - service: billing\n    providers: [sandbox]\n    scopes: ["*"]\n    actForUsers: true\n    rpcs: [${rpcs}]\n`;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 beforeAll(async () => {
   dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-reload-"));

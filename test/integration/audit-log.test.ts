@@ -8,7 +8,7 @@ import { BrokerError } from "../../src/domain/errors.js";
 import type { AuditEventInput } from "../../src/domain/ports.js";
 import { verifyAuditChain } from "../../src/storage/audit-chain.js";
 import { auditEventHash, GENESIS_HASH, type AuditEventRow } from "../../src/storage/audit-hash.js";
-import { AUDIT_WRITE_FAILED_MESSAGE, createPostgresAuditLog } from "../../src/storage/audit-log.js";
+import { AUDIT_APPEND_LOCK_KEY, AUDIT_WRITE_FAILED_MESSAGE, createPostgresAuditLog } from "../../src/storage/audit-log.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { captureLogger } from "../support/transport-fixture.js";
 
@@ -118,11 +118,12 @@ describe("createPostgresAuditLog", () => {
   it("groups concurrent records: one transaction per batch", async () => {
     const { logger } = captureLogger();
     const pool = postgres(db.url, { max: 2, onnotice: () => {} });
+    // The writer reserves one connection per batch and runs the batch's transaction on it.
     let transactions = 0;
-    const begin = pool.begin.bind(pool) as (...args: unknown[]) => Promise<unknown>;
-    (pool as unknown as { begin: (...args: unknown[]) => Promise<unknown> }).begin = (...args) => {
+    const reserve = pool.reserve.bind(pool) as (...args: unknown[]) => Promise<unknown>;
+    (pool as unknown as { reserve: (...args: unknown[]) => Promise<unknown> }).reserve = (...args) => {
       transactions += 1;
-      return begin(...args);
+      return reserve(...args);
     };
     const log = createPostgresAuditLog({ sql: pool, logger, maxBatchSize: 256, maxDelayMs: 50 });
     try {
@@ -189,6 +190,29 @@ describe("createPostgresAuditLog", () => {
       await pool.end({ timeout: 5 });
       await db.sql.unsafe(`drop owned by ${role}`);
       await db.sql.unsafe(`drop role ${role}`);
+    }
+  });
+
+  it("fails a batch that cannot take the append lock in time and leaves its connection outside any transaction", async () => {
+    const pool = postgres(db.url, { max: 1, onnotice: () => {} });
+    const holder = await db.sql.reserve();
+    const { logger } = captureLogger();
+    const log = createPostgresAuditLog({ sql: pool, logger, lockTimeoutMs: 100 });
+    try {
+      await holder`begin`;
+      await holder`select pg_advisory_xact_lock(${AUDIT_APPEND_LOCK_KEY}::bigint)`;
+      await expect(log.record(event(1, "a"))).rejects.toMatchObject({ code: "internal", message: AUDIT_WRITE_FAILED_MESSAGE });
+      // The pool's only connection: in the failed transaction this would be refused, and the
+      // batch's transaction-local lock_timeout would still be set.
+      const [setting] = await pool<{ timeout: string }[]>`select current_setting('lock_timeout') as timeout`;
+      expect(setting?.timeout).toBe("0");
+      await holder`rollback`;
+      await log.record(event(2, "a"));
+      expect((await rows()).map((row) => [row.sequence, row.request_id])).toEqual([["1", "a-2"]]);
+    } finally {
+      holder.release();
+      await log.close();
+      await pool.end({ timeout: 5 });
     }
   });
 

@@ -5,7 +5,6 @@
  * every ciphertext has its key service's prefix, and swapping two rows' ciphertexts fails closed.
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -21,16 +20,9 @@ import { createBrowser, driveConsent } from "../support/peers/browser.js";
 import { captureLogger } from "../support/transport-fixture.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { grpcClient, unary, type GrpcFailure } from "../support/grpc-client.js";
+import { freePort } from "../support/free-port.js";
 
 const TTL_SECONDS = 62;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 describe.each([
   { mode: "local keyring", prefix: /^local:v\d+:/ },

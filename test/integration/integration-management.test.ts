@@ -5,7 +5,6 @@
  * refresh in flight, idempotent), sync, GetStatus and the scheduled cleanup.
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -29,16 +28,9 @@ import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { grpcClient, serverStream, unary, type GrpcFailure } from "../support/grpc-client.js";
 import { startOidcPeer, type OidcPeer } from "../support/peers/oidc-peer.js";
 import { connectAccount } from "../support/sandbox-connect.js";
+import { freePort } from "../support/free-port.js";
 
 const GOOGLE_SECRET = "google-client-secret-for-tests";
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 let db: TestDatabase;
 let dataDir: string;

@@ -7,7 +7,6 @@
  */
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -25,14 +24,7 @@ import { grpcClient, unary, type GrpcFailure } from "../support/grpc-client.js";
 import { captureLogger } from "../support/transport-fixture.js";
 import { connectSandboxAccount } from "../support/sandbox-connect.js";
 import { declaredFamilies, parseExposition, series, type Sample } from "../support/prometheus-text.js";
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+import { freePort } from "../support/free-port.js";
 
 const TOKENS = "oauthbroker.v1.TokenService";
 const INTEGRATIONS = "oauthbroker.v1.IntegrationService";

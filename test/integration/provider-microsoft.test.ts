@@ -8,9 +8,10 @@ import { randomNonce, randomPKCECodeVerifier, randomState } from "openid-client"
 import type { BrokerError } from "../../src/domain/errors.js";
 import type { ProviderClient } from "../../src/domain/ports.js";
 import { createProviderClient } from "../../src/providers/create-provider-client.js";
-import { startOidcPeer, type OidcPeer } from "../support/peers/oidc-peer.js";
+import { type OidcPeer } from "../support/peers/oidc-peer.js";
 import { capturingLogger, testProviderConfig } from "../support/peers/provider-config.js";
 import { caught } from "../support/caught.js";
+import { startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
 
 const REDIRECT_URI = "http://127.0.0.1:18080/oauth/callback/microsoft";
 const SECRET = "ms~secret.value_1";
@@ -35,22 +36,7 @@ describe("microsoft template against a Microsoft-like peer", () => {
   }
 
   beforeAll(async () => {
-    peer = await startOidcPeer({
-      flavor: "microsoft",
-      accessTokenTtlSeconds: 4000,
-      clients: [{ client_id: "broker-client", client_secret: SECRET, redirect_uris: [REDIRECT_URI], token_endpoint_auth_method: "client_secret_post" }],
-    });
-    client = await createProviderClient(
-      testProviderConfig({
-        id: "microsoft",
-        kind: "microsoft",
-        clientSecret: SECRET,
-        clientAuthMethod: "client_secret_post",
-        tenant: "organizations",
-        endpoints: { issuer: peer.issuer, api: peer.apiBase },
-      }),
-      { logger },
-    );
+    ({ peer, client } = await startMicrosoftPeer({ secret: SECRET, redirectUri: REDIRECT_URI, logger, accessTokenTtlSeconds: 4000 }));
   });
 
   afterAll(async () => {

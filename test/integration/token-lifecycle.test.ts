@@ -16,7 +16,6 @@ import { isBrokerError } from "../../src/domain/errors.js";
 import type { Cipher, ProviderClient } from "../../src/domain/ports.js";
 import type { RequestContext } from "../../src/domain/types.js";
 import { createTokenService, type TokenService } from "../../src/domain/token-service.js";
-import { createProviderClient } from "../../src/providers/create-provider-client.js";
 import { createDatabase, type Database } from "../../src/storage/database.js";
 import { createIntegrationRepository } from "../../src/storage/integration-repository.js";
 import { createTokenNotifications, type TokenNotifications } from "../../src/storage/token-notifications.js";
@@ -24,8 +23,9 @@ import { createTokenSetRepository } from "../../src/storage/token-set-repository
 import { systemClock } from "../../src/domain/ports.js";
 import { startProactiveRefresher } from "../../src/jobs/proactive-refresh.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { startOidcPeer, type OidcPeer } from "../support/peers/oidc-peer.js";
-import { capturingLogger, testProviderConfig } from "../support/peers/provider-config.js";
+import { type OidcPeer } from "../support/peers/oidc-peer.js";
+import { capturingLogger } from "../support/peers/provider-config.js";
+import { startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
 
 const REDIRECT_URI = "http://127.0.0.1:18080/oauth/callback/microsoft";
 const SECRET = "ms~secret.value_1";
@@ -106,24 +106,7 @@ describe("token lifecycle", () => {
     db = await createTestDatabase();
     dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-tokens-"));
     cipher = await createLocalKeyringCipher({ dataDir, logger });
-    peer = await startOidcPeer({
-      flavor: "microsoft",
-      accessTokenTtlSeconds: 3600,
-      rotateRefreshTokens: true,
-      clients: [{ client_id: "broker-client", client_secret: SECRET, redirect_uris: [REDIRECT_URI], token_endpoint_auth_method: "client_secret_post" }],
-    });
-    client = await createProviderClient(
-      testProviderConfig({
-        id: "microsoft",
-        kind: "microsoft",
-        clientSecret: SECRET,
-        clientAuthMethod: "client_secret_post",
-        tenant: "organizations",
-        timeoutMs: 2_000,
-        endpoints: { issuer: peer.issuer, api: peer.apiBase },
-      }),
-      { logger },
-    );
+    ({ peer, client } = await startMicrosoftPeer({ secret: SECRET, redirectUri: REDIRECT_URI, logger }));
     await replica("replica-a");
     await replica("replica-b");
     await replica("replica-c");

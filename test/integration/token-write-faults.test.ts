@@ -9,14 +9,13 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { createLocalKeyringCipher } from "../../src/crypto/local-keyring-cipher.js";
 import { isBrokerError, type BrokerError } from "../../src/domain/errors.js";
 import { systemClock, type Cipher, type ProviderClient } from "../../src/domain/ports.js";
 import { createTokenService, type TokenService, type TokenServiceDeps } from "../../src/domain/token-service.js";
 import type { RequestContext } from "../../src/domain/types.js";
-import { createProviderClient } from "../../src/providers/create-provider-client.js";
 import { createPostgresAuditLog, type PostgresAuditLog } from "../../src/storage/audit-log.js";
 import { createDatabase, type Database } from "../../src/storage/database.js";
 import { createIntegrationRepository } from "../../src/storage/integration-repository.js";
@@ -24,10 +23,10 @@ import { createTokenSetRepository } from "../../src/storage/token-set-repository
 import { GRPC_CODE_BY_ERROR } from "../../src/transport/error-mapping.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { connectAtPeer, waitUntil } from "../support/peer-connect.js";
-import { startOidcPeer, type OidcPeer } from "../support/peers/oidc-peer.js";
-import { testProviderConfig } from "../support/peers/provider-config.js";
+import { type OidcPeer } from "../support/peers/oidc-peer.js";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
 import { captureLogger } from "../support/transport-fixture.js";
+import { startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
 
 const REDIRECT_URI = "http://127.0.0.1:18081/oauth/callback/microsoft";
 const SECRET = "ms~secret.value_2";
@@ -112,23 +111,7 @@ describe("token writes when the database goes away after the provider answered",
     proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 5432) });
     dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-write-faults-"));
     cipher = await createLocalKeyringCipher({ dataDir, logger });
-    peer = await startOidcPeer({
-      flavor: "microsoft",
-      accessTokenTtlSeconds: 3600,
-      rotateRefreshTokens: true,
-      clients: [{ client_id: "broker-client", client_secret: SECRET, redirect_uris: [REDIRECT_URI], token_endpoint_auth_method: "client_secret_post" }],
-    });
-    client = await createProviderClient(
-      testProviderConfig({
-        id: "microsoft",
-        kind: "microsoft",
-        clientSecret: SECRET,
-        clientAuthMethod: "client_secret_post",
-        tenant: "organizations",
-        endpoints: { issuer: peer.issuer, api: peer.apiBase },
-      }),
-      { logger },
-    );
+    ({ peer, client } = await startMicrosoftPeer({ secret: SECRET, redirectUri: REDIRECT_URI, logger }));
     // The audit trail keeps its own connection: what it records must not depend on the cut pool.
     audit = createPostgresAuditLog({ sql: db.sql, logger });
     patient = await tokenService("replica-patient");
@@ -146,6 +129,12 @@ describe("token writes when the database goes away after the provider answered",
     await rm(dataDir, { recursive: true, force: true });
   });
 
+  afterEach(() => {
+    // A failed test must not leave the next one without a database.
+    proxy.restore();
+    cutAfterNextRefresh = false;
+  });
+
   it("retries a write whose connection dropped half done, and stores the rotated token", async () => {
     const { integrationId, refreshToken: original } = await connect("mid-write");
     await expire(integrationId);
@@ -159,7 +148,7 @@ describe("token writes when the database goes away after the provider answered",
     await waitUntil(
       async () =>
         (
-          await db.sql`select 1 from pg_stat_activity where application_name = 'oauth-broker'
+          await db.sql`select 1 from pg_stat_activity where datname = current_database() and application_name = 'oauth-broker'
                          and wait_event_type = 'Lock' and query like '%update token_sets set%'`
         ).length > 0,
       "the token write waits half done",

@@ -118,7 +118,7 @@ describe("canSeeIntegration and assertCanAccess", () => {
     { principal: admin, owner: "bob", provider: "notion", visible: true },
     { principal: billing, owner: "bob", visible: true },
     { principal: billing, owner: "bob", provider: "google", visible: true },
-    { principal: billing, owner: "bob", provider: "notion", visible: false, error: denied("PROVIDER_NOT_ALLOWED") },
+    { principal: billing, owner: "bob", provider: "notion", visible: false, error: { code: "not_found", reason: "INTEGRATION_NOT_FOUND" } },
     { principal: anyScope, owner: "bob", provider: "notion", visible: true },
     { principal: reader, owner: "bob", provider: "google", visible: false, error: denied("CANNOT_ACT_FOR_USERS") },
     { principal: stranger, owner: "bob", visible: false, error: denied("CANNOT_ACT_FOR_USERS") },

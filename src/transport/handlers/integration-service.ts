@@ -108,6 +108,8 @@ export function createIntegrationServiceHandlers(deps: {
 }): ServiceImpl<typeof IntegrationService> {
   async function accessible(ctx: Parameters<typeof requestContextOf>[0], id: string): Promise<Integration> {
     const context = requestContextOf(ctx);
+    // Refusals that do not depend on the id come first, so they say nothing about it.
+    deps.policy.current().assertMayActForUsers(context.principal);
     const integration = await deps.integrations.get(requireId(id));
     // The same answer as for another user's integration: existence is not revealed.
     if (!integration) throw integrationNotFound(id);

@@ -26,7 +26,37 @@ export function grpcCodeName(code: Code): string {
   return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
 }
 
+interface MethodMetrics {
+  readonly started: ReturnType<Metrics["rpcStarted"]["labels"]>;
+  readonly seconds: ReturnType<Metrics["rpcHandlingSeconds"]["labels"]>;
+  readonly handled: Map<string, ReturnType<Metrics["rpcHandled"]["labels"]>>;
+}
+
 export function createObserveInterceptor(deps: { logger: Logger; metrics: Metrics }): ObserveInterceptor {
+  /**
+   * The lines written here carry only the fields built below (plus the logger's mixin), none of
+   * them a secret-bearing name (observability/redaction.ts), so key redaction can never censor
+   * anything in them; yet pino ran each of its paths over each field of each line, the largest
+   * cost of a warm GetAccessToken after the signature check (bench/warm-path.ts). The line of a
+   * server fault carries the error, and goes through the redacting logger.
+   */
+  const callLog = deps.logger.child({}, { redact: { paths: [] } });
+  // prom-client hashes the label set on every update; one labelled child per method skips that.
+  const perMethod = new Map<string, MethodMetrics>();
+  const metricsFor = (call: CallContext): MethodMetrics => {
+    const name = fullMethodName(call);
+    let entry = perMethod.get(name);
+    if (entry === undefined) {
+      const labels = { grpc_service: call.service, grpc_method: call.method };
+      entry = {
+        started: deps.metrics.rpcStarted.labels(labels),
+        seconds: deps.metrics.rpcHandlingSeconds.labels(labels),
+        handled: new Map(),
+      };
+      perMethod.set(name, entry);
+    }
+    return entry;
+  };
   let inFlight = 0;
   let idleWaiters: Array<() => void> = [];
   const settle = () => {
@@ -42,9 +72,14 @@ export function createObserveInterceptor(deps: { logger: Logger; metrics: Metric
     const failure = error === undefined ? undefined : toConnectError(error);
     const code = failure?.code ?? 0;
     const codeName = code === 0 ? "OK" : grpcCodeName(code);
-    const labels = { grpc_service: call.service, grpc_method: call.method };
-    deps.metrics.rpcHandled.inc({ ...labels, grpc_code: codeName });
-    deps.metrics.rpcHandlingSeconds.observe(labels, seconds);
+    const metrics = metricsFor(call);
+    let handled = metrics.handled.get(codeName);
+    if (handled === undefined) {
+      handled = deps.metrics.rpcHandled.labels({ grpc_service: call.service, grpc_method: call.method, grpc_code: codeName });
+      metrics.handled.set(codeName, handled);
+    }
+    handled.inc();
+    metrics.seconds.observe(seconds);
     const line = {
       requestId: call.requestId,
       method: fullMethodName(call),
@@ -57,9 +92,9 @@ export function createObserveInterceptor(deps: { logger: Logger; metrics: Metric
     if (failure && isServerFault(failure)) {
       deps.logger.error({ ...line, err: error }, "rpc failed");
     } else if (failure) {
-      deps.logger.info({ ...line, error: failure.rawMessage }, "rpc");
+      callLog.info({ ...line, error: failure.rawMessage }, "rpc");
     } else {
-      deps.logger.info(line, "rpc");
+      callLog.info(line, "rpc");
     }
     settle();
   };
@@ -67,7 +102,7 @@ export function createObserveInterceptor(deps: { logger: Logger; metrics: Metric
   const interceptor: Interceptor = async <R>(call: CallContext, invoke: () => Promise<R>): Promise<R> => {
     inFlight += 1;
     const started = process.hrtime.bigint();
-    deps.metrics.rpcStarted.inc({ grpc_service: call.service, grpc_method: call.method });
+    metricsFor(call).started.inc();
     let result: R;
     try {
       result = await invoke();

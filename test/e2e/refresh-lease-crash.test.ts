@@ -1,0 +1,159 @@
+/**
+ * Three broker processes on one PostgreSQL and a Microsoft-like peer that rotates refresh tokens.
+ * The peer holds the token endpoint, so the replica that took the refresh lease is caught inside
+ * its provider call; that process is SIGKILLed. The lease it held must lapse at its expiry and no
+ * earlier, another replica must then refresh (once), callers waiting on the surviving replicas
+ * must get that valid token, and the grant must stay alive: the killed call never reached the
+ * provider, so the stored refresh token is still the good one, and the survivor stores its
+ * rotation.
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
+import { createLocalKeyringCipher } from "../../src/crypto/local-keyring-cipher.js";
+import type { Cipher, ProviderClient } from "../../src/domain/ports.js";
+import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
+import { TOKEN_CHANNEL } from "../../src/storage/token-notifications.js";
+import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { grpcClient, unary } from "../support/grpc-client.js";
+import { connectAtPeer, waitUntil } from "../support/peer-connect.js";
+import { type OidcPeer } from "../support/peers/oidc-peer.js";
+import { captureLogger } from "../support/transport-fixture.js";
+import { startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
+
+const SECRET = "ms~secret.value_5";
+const REDIRECT_URI = "http://127.0.0.1:18084/oauth/callback/microsoft";
+const LEASE_SECONDS = 4;
+
+describe("a replica killed while it holds the refresh lease", () => {
+  let db: TestDatabase;
+  let dataDir: string;
+  let peer: OidcPeer;
+  let client: ProviderClient;
+  let cipher: Cipher;
+  let brokers: BrokerProcess[] = [];
+  let adminToken: string;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-lease-crash-"));
+    const { logger } = captureLogger();
+    // Created before the brokers start, so all three share one keyring and one signing key.
+    cipher = await createLocalKeyringCipher({ dataDir, logger });
+    adminToken = await signLocalToken(await loadOrCreateLocalSigningKey(dataDir), { subject: "ops", kind: "service", roles: ["admin"] });
+    ({ peer, client } = await startMicrosoftPeer({ secret: SECRET, redirectUri: REDIRECT_URI, logger }));
+    const configPath = join(dataDir, "broker.yaml");
+    await writeFile(
+      configPath,
+      [
+        "providers:",
+        "  microsoft:",
+        "    kind: microsoft",
+        "    clientId: broker-client",
+        "    clientSecret: ${MS_SECRET}",
+        "    clientAuthMethod: client_secret_post",
+        "    tenant: organizations",
+        "    timeoutMs: 10000",
+        `    endpoints: { issuer: '${peer.issuer}', api: '${peer.apiBase}' }`,
+        "tokens:",
+        `  leaseSeconds: ${LEASE_SECONDS}`,
+        // The proactive refresher stays out of the way: only callers refresh here.
+        "  proactiveRefreshIntervalSeconds: 3600",
+      ].join("\n"),
+    );
+    brokers = await Promise.all(
+      ["a", "b", "c"].map(() =>
+        startBrokerProcess({ DATABASE_URL: db.url, BROKER_DATA_DIR: dataDir, BROKER_CONFIG: configPath, MS_SECRET: SECRET }, 60_000),
+      ),
+    );
+  }, 90_000);
+
+  afterAll(async () => {
+    for (const broker of brokers) await broker.stop("SIGTERM").catch(() => undefined);
+    await peer?.close();
+    await db?.drop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  function getToken(broker: BrokerProcess, integrationId: string) {
+    const grpc = grpcClient(broker.grpcAddress);
+    return unary(grpc, TokenService.method.getAccessToken, { integrationId }, { metadata: { authorization: `Bearer ${adminToken}` }, deadlineMs: 20_000 }).finally(
+      () => grpc.close(),
+    );
+  }
+
+  async function leaseWaits(broker: BrokerProcess): Promise<number> {
+    const metrics = await (await fetch(`${broker.httpUrl}/metrics`)).text();
+    return Number(/^oauth_broker_refresh_lease_waits_total (\d+)/m.exec(metrics)?.[1] ?? 0);
+  }
+
+  const leaseOf = async (id: string) =>
+    (await db.sql<{ lease_owner: string | null; lease_expires_at: Date | null; version: number }[]>`
+      select lease_owner, lease_expires_at, version::int as version from token_sets where integration_id = ${id}`)[0];
+
+  it("frees the lease at its expiry, lets one survivor refresh once, and serves its token on every surviving replica", async () => {
+    const { integrationId } = await connectAtPeer({ peer, client, cipher, sql: db.sql, username: "grace", provider: "microsoft", redirectUri: REDIRECT_URI });
+    await db.sql`update token_sets set expires_at = now() - interval '1 second' where integration_id = ${integrationId}`;
+    const [first, ...survivors] = brokers as [BrokerProcess, BrokerProcess, BrokerProcess];
+    const requestsBefore = peer.tokenRequests();
+
+    peer.setTokenEndpointFault("hold");
+    const doomed = getToken(first, integrationId).then(
+      () => "answered",
+      () => "failed",
+    );
+    await waitUntil(() => peer.heldRequests() === 1, "the first replica is inside its provider call");
+    const held = await leaseOf(integrationId);
+    expect(held?.lease_owner?.split("/")[1]).toBe(String(first.child.pid));
+    const leaseExpiresAt = held?.lease_expires_at?.getTime() ?? 0;
+
+    const waitsBefore = await Promise.all(survivors.map(leaseWaits));
+    const waiting = survivors.flatMap((broker) => [getToken(broker, integrationId), getToken(broker, integrationId)]);
+    await waitUntil(
+      async () => (await Promise.all(survivors.map(leaseWaits))).every((n, i) => n > (waitsBefore[i] ?? 0)),
+      "callers on both surviving replicas wait for the lease",
+    );
+
+    await first.stop("SIGKILL");
+    peer.setTokenEndpointFault("none");
+    // The killed replica's request dies with its connection; the provider never processes it.
+    await waitUntil(() => peer.heldRequests() === 0, "the held request is gone");
+    expect(await doomed).toBe("failed");
+
+    const answers = await Promise.all(waiting);
+    const answeredAt = Date.now();
+    const accessTokens = new Set(answers.map(({ response }) => response.accessToken));
+    expect(accessTokens.size).toBe(1);
+    const [accessToken = ""] = accessTokens;
+    expect((await fetch(`${peer.apiBase}/v1.0/me`, { headers: { authorization: `Bearer ${accessToken}` } })).status).toBe(200);
+    for (const { response } of answers) expect(Number(response.expireTime?.seconds) * 1000).toBeGreaterThan(Date.now() + 3_000_000);
+
+    // The dead holder's lease was respected until it expired, then taken over promptly.
+    expect(answeredAt).toBeGreaterThanOrEqual(leaseExpiresAt - 100);
+    expect(answeredAt - leaseExpiresAt).toBeLessThan(LEASE_SECONDS * 1000);
+    // The held call (never processed) and one refresh by a survivor.
+    expect(peer.tokenRequests() - requestsBefore).toBe(2);
+    const after = await leaseOf(integrationId);
+    expect(after).toMatchObject({ lease_owner: null, version: 2 });
+    const events = await db.sql<{ action: string; caller: string }[]>`
+      select action, caller from audit_events where integration_id = ${integrationId} and action like 'token.refresh%'`;
+    expect(events).toEqual([{ action: "token.refreshed", caller: "ops" }]);
+
+    // The survivor stored the rotated token: the next refresh works (a replayed one would revoke the grant).
+    await db.sql`update token_sets set expires_at = now() - interval '1 second' where integration_id = ${integrationId}`;
+    // As if time had passed: the replicas drop their cached copy on this change notification.
+    await db.sql`select pg_notify(${TOKEN_CHANNEL}, ${`${integrationId}:${Number.MAX_SAFE_INTEGER}`})`;
+    let next = "";
+    await waitUntil(async () => {
+      next = (await getToken(survivors[1], integrationId)).response.accessToken;
+      return next !== accessToken;
+    }, "a replica refreshes the expired token");
+    expect((await fetch(`${peer.apiBase}/v1.0/me`, { headers: { authorization: `Bearer ${next}` } })).status).toBe(200);
+    expect(peer.tokenRequests() - requestsBefore).toBe(3);
+    const [status] = await db.sql<{ status: string }[]>`select status from integrations where id = ${integrationId}`;
+    expect(status?.status).toBe("active");
+  }, 60_000);
+});
