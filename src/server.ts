@@ -297,10 +297,8 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       clock,
       logger,
       replicaId,
-      onDeleted: (id) => {
-        tokenService.evict(id);
-        void notifications.publish({ integrationId: id, version: 0 });
-      },
+      // Other replicas learn of it from the delete's own transaction (NOTIFY on commit).
+      onDeleted: (id) => tokenService.evict(id),
       settings: { leaseMs: config.tokens.leaseSeconds * 1000, maxAttempts: REVOCATION_MAX_ATTEMPTS, giveUpAfterMs: REVOCATION_GIVE_UP_MS },
     });
     const revocationRetry = startPeriodicJob({

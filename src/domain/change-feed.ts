@@ -31,8 +31,16 @@ export interface ChangeFilter {
   readonly providers?: readonly string[] | undefined;
 }
 
+export interface ChangePage {
+  readonly changes: IntegrationChange[];
+  /** The reader may move its position here: every event up to it was seen or filtered out. */
+  readonly scannedThrough: number;
+  /** Positions up to here were purged, as of the same snapshot. */
+  readonly horizon: number;
+}
+
 export interface ChangeFeedStore {
-  after(query: ChangeFilter & { after: number; limit: number }): Promise<{ changes: IntegrationChange[]; scannedThrough: number }>;
+  after(query: ChangeFilter & { after: number; limit: number }): Promise<ChangePage>;
   /** The newest position (never less than the horizon). */
   latest(): Promise<number>;
   /** Positions up to here were purged by retention. */
@@ -57,9 +65,18 @@ export interface WatchSettings {
 
 export const DEFAULT_WATCH_SETTINGS: WatchSettings = { pollMs: 5_000, heartbeatMs: 30_000, batchSize: 200 };
 
+function cursorExpired(horizon: number): BrokerError {
+  return new BrokerError(
+    "failed_precondition",
+    "the cursor is older than the change feed's retention; list the integrations again, then watch without a cursor",
+    { reason: "CURSOR_EXPIRED", metadata: { oldest_resumable_cursor: String(horizon) } },
+  );
+}
+
 export async function* watchChanges(
   store: ChangeFeedStore,
-  filter: ChangeFilter,
+  /** Re-evaluated for every read, so a policy reload reaches open streams (and may end them). */
+  filter: () => ChangeFilter,
   from: number | undefined,
   signal: AbortSignal,
   settings: WatchSettings = DEFAULT_WATCH_SETTINGS,
@@ -77,13 +94,7 @@ export async function* watchChanges(
       yield { cursor };
     } else {
       const [horizon, latest] = await Promise.all([store.horizon(), store.latest()]);
-      if (from < horizon) {
-        throw new BrokerError(
-          "failed_precondition",
-          "the cursor is older than the change feed's retention; list the integrations again, then watch without a cursor",
-          { reason: "CURSOR_EXPIRED", metadata: { oldest_resumable_cursor: String(horizon) } },
-        );
-      }
+      if (from < horizon) throw cursorExpired(horizon);
       if (from > latest) {
         throw new BrokerError("invalid_argument", "cursor: is ahead of this broker's change feed (from another deployment?)", {
           fieldViolations: [{ field: "cursor", description: "not a position this change feed has reached" }],
@@ -94,7 +105,9 @@ export async function* watchChanges(
     let lastSent = Date.now();
     while (!signal.aborted) {
       pending = false;
-      const page = await store.after({ ...filter, after: cursor, limit: settings.batchSize });
+      const page = await store.after({ ...filter(), after: cursor, limit: settings.batchSize });
+      // Retention overtook this reader: what it purged can no longer be delivered.
+      if (cursor < page.horizon) throw cursorExpired(page.horizon);
       for (const change of page.changes) {
         cursor = change.cursor;
         lastSent = Date.now();

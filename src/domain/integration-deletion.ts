@@ -10,7 +10,7 @@
  */
 import { BrokerError, isBrokerError } from "./errors.js";
 import type { AuditLog, Cipher, Clock, ProviderClient } from "./ports.js";
-import type { EncryptedTokenSet, Integration, RequestContext } from "./types.js";
+import type { Integration, RequestContext } from "./types.js";
 
 export type DeletionRevocation = "revoked" | "not_supported" | "pending" | "already_deleted";
 
@@ -32,7 +32,6 @@ export interface RevocationQueue {
 
 export interface DeletionStore {
   readonly tokenSets: {
-    get(integrationId: string): Promise<EncryptedTokenSet | undefined>;
     acquireLease(
       integrationId: string,
       owner: string,
@@ -44,8 +43,8 @@ export interface DeletionStore {
     markDeleted(
       id: string,
       reason: string,
-      revocation?: { tokenCiphertext: string; hint: "access_token" | "refresh_token" },
-    ): Promise<{ integration: Integration; alreadyDeleted: boolean } | undefined>;
+      options: { queueRevocation: boolean; claimMs: number },
+    ): Promise<{ integration: Integration; alreadyDeleted: boolean; revocation?: { tokenCiphertext: string; hint: "access_token" | "refresh_token" } | undefined } | undefined>;
   };
   readonly revocations: RevocationQueue;
 }
@@ -84,6 +83,8 @@ export interface IntegrationDeletion {
 type AttemptResult = { readonly outcome: "revoked" | "not_supported" } | { readonly outcome: "retry"; readonly retryAfterMs: number; readonly error: string };
 
 const FIRST_RETRY_MS = 30_000;
+/** How long one attempt may hold a pending revocation before the retry job may take it. */
+const REVOCATION_CLAIM_MS = 120_000;
 const MAX_RETRY_MS = 6 * 3_600_000;
 
 function sleep(ms: number): Promise<void> {
@@ -184,17 +185,12 @@ export function createIntegrationDeletion(deps: IntegrationDeletionDeps): Integr
   return {
     async delete(ctx, integration) {
       const leased = await takeLease(integration.id);
-      let deleted: { integration: Integration; alreadyDeleted: boolean } | undefined;
-      let revocation: { tokenCiphertext: string; hint: "access_token" | "refresh_token" } | undefined;
+      let deleted: Awaited<ReturnType<DeletionStore["integrations"]["markDeleted"]>>;
       try {
-        const stored = await store.tokenSets.get(integration.id);
-        // RFC 7009 §2.1: revoking the refresh token ends the grant (and, per §2, its access tokens).
-        revocation = stored
-          ? stored.refreshTokenCiphertext !== null
-            ? { tokenCiphertext: stored.refreshTokenCiphertext, hint: "refresh_token" }
-            : { tokenCiphertext: stored.accessTokenCiphertext, hint: "access_token" }
-          : undefined;
-        deleted = await store.integrations.markDeleted(integration.id, `deleted by ${ctx.principal.subject}`, revocation);
+        deleted = await store.integrations.markDeleted(integration.id, `deleted by ${ctx.principal.subject}`, {
+          queueRevocation: true,
+          claimMs: REVOCATION_CLAIM_MS,
+        });
       } finally {
         // The lease lived in the erased token set; release only when the delete did not happen.
         if (leased && !deleted) await store.tokenSets.releaseLease(integration.id, owner).catch(() => undefined);
@@ -202,6 +198,7 @@ export function createIntegrationDeletion(deps: IntegrationDeletionDeps): Integr
       if (!deleted) throw new BrokerError("not_found", `integration ${integration.id} does not exist`, { reason: "INTEGRATION_NOT_FOUND" });
       deps.onDeleted(integration.id);
 
+      const revocation = deleted.revocation;
       let outcome: DeletionRevocation = deleted.alreadyDeleted ? "already_deleted" : "not_supported";
       if (revocation && !deleted.alreadyDeleted) {
         const pending = { ...revocation, integrationId: integration.id, userId: integration.userId, provider: integration.provider, attempts: 0 };
@@ -224,7 +221,7 @@ export function createIntegrationDeletion(deps: IntegrationDeletionDeps): Integr
     },
 
     async retryDue(limit = 20) {
-      const due = await store.revocations.claimDue(limit, 120_000);
+      const due = await store.revocations.claimDue(limit, REVOCATION_CLAIM_MS);
       for (const revocation of due) {
         const age = deps.clock.now().getTime() - revocation.createdAt.getTime();
         await settle(revocation, await attempt(revocation), age, undefined).catch((error: unknown) =>

@@ -82,7 +82,7 @@ export function createIntegrationSync(deps: IntegrationSyncDeps) {
     if (integration.hasRefreshToken) current = (await deps.tokenService.refreshNow(ctx, integration.id)).integration;
     let changed = !sameScopes(current.grantedScopes, integration.grantedScopes);
     if (client.fetchAccount) {
-      const issued = await deps.tokenService.tokenFor(ctx, current, 0, []);
+      const issued = await deps.tokenService.tokenFor(ctx, current, 0, [], { internal: true });
       let account: ExternalAccount;
       try {
         account = await client.fetchAccount(issued.tokens.accessToken);

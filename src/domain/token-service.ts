@@ -122,7 +122,17 @@ export interface TokenService {
    */
   resolve(selector: TokenSelector, authorize?: (integration: Integration) => void): Promise<Integration>;
   /** A token for `integration` valid at least `minValidForMs`, refreshing when needed. */
-  tokenFor(ctx: RequestContext, integration: Integration, minValidForMs: number, requiredScopes: readonly string[]): Promise<IssuedToken>;
+  tokenFor(
+    ctx: RequestContext,
+    integration: Integration,
+    minValidForMs: number,
+    requiredScopes: readonly string[],
+    /**
+     * `internal`: the broker itself uses the token (sync reads the account with it): nobody is
+     * handed a token, so no `token.issued` event and no "last used" update.
+     */
+    options?: { readonly internal?: boolean },
+  ): Promise<IssuedToken>;
   /** Forces a refresh now through the same single-flight path (RefreshIntegration, sync). */
   refreshNow(ctx: RequestContext, integrationId: string): Promise<{ integration: Integration; refreshed: boolean }>;
   /**
@@ -834,7 +844,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       return integration;
     },
 
-    async tokenFor(ctx, integration, minValidForMs, requiredScopes) {
+    async tokenFor(ctx, integration, minValidForMs, requiredScopes, options) {
       checkScopes(integration, requiredScopes);
       const now = clock.now().getTime();
       let tokens = cache.get(integration.id, now)?.tokens;
@@ -856,6 +866,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
         const lifetime = knownLifetime(integration.id);
         throw lifetimeTooShort(integration, lifetime !== undefined && lifetime < minValidForMs ? lifetime : validFor(tokens), minValidForMs);
       }
+      if (options?.internal) return { tokens: { ...tokens, refreshToken: undefined }, integration };
       await deps.audit?.record({
         action: "token.issued",
         outcome: "success",

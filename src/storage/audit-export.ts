@@ -8,24 +8,11 @@ import type { AuditEventRow } from "./audit-hash.js";
 import { streamAuditEvents } from "./audit-query.js";
 
 /** One exported event. Field names follow the `audit_events` columns. */
-export interface AuditEventJson {
+export type AuditEventJson = Omit<AuditEventRow, "sequence" | "time"> & {
   readonly sequence: number;
+  /** ISO 8601. */
   readonly time: string;
-  readonly action: string;
-  readonly outcome: string;
-  readonly reason: string;
-  readonly caller: string;
-  readonly caller_kind: string;
-  readonly user_id: string;
-  readonly integration_id: string;
-  readonly provider: string;
-  readonly request_id: string;
-  readonly peer: string;
-  readonly scopes: readonly string[];
-  readonly details: Readonly<Record<string, string>>;
-  readonly previous_hash: string;
-  readonly hash: string;
-}
+};
 
 export function auditEventJson(row: AuditEventRow): AuditEventJson {
   return {

@@ -6,7 +6,7 @@
  * of silently missing changes.
  */
 import type postgres from "postgres";
-import type { ChangeFilter, ChangeFeedStore, IntegrationChange, IntegrationChangeType } from "../domain/change-feed.js";
+import type { ChangeFeedStore, ChangeFilter, ChangePage, IntegrationChangeType } from "../domain/change-feed.js";
 import type { Logger } from "../observability/logger.js";
 import { toBrokerError } from "./database.js";
 import { toIntegration, type IntegrationRow } from "./integration-repository.js";
@@ -44,7 +44,7 @@ export function createIntegrationEventStore(sql: postgres.Sql, logger: Logger): 
      * tombstone comes back as a bare deleted integration).
      */
     after: (query: ChangeQuery & { after: number; limit: number }) =>
-      guarded("read integration changes", async (): Promise<{ changes: IntegrationChange[]; scannedThrough: number }> => {
+      guarded("read integration changes", async (): Promise<ChangePage> => {
         const conditions = [
           sql`e.id > ${query.after}`,
           query.userId === undefined ? sql`true` : sql`e.user_id = ${query.userId}`,
@@ -53,34 +53,44 @@ export function createIntegrationEventStore(sql: postgres.Sql, logger: Logger): 
         ];
         const where = conditions.reduce((acc, condition) => sql`${acc} and ${condition}`);
         // One statement, one snapshot: ids commit in order, so every event up to the newest id
-        // this snapshot sees is visible to it, and the reader may move past all of them.
-        const rows = await sql<(EventRow & { newest: string })[]>`
-          with newest as (select coalesce(max(id), 0) as id from integration_events)
-          select newest.id::text as newest, e.id::text as event_id, e.type, e.time,
-                 e.integration_id as id, e.user_id, e.provider,
-                 coalesce(i.external_account_id, '') as external_account_id,
-                 coalesce(i.external_account_name, '') as external_account_name,
-                 i.external_account_attributes,
-                 coalesce(i.granted_scopes, '{}') as granted_scopes,
-                 coalesce(i.status, 'deleted') as status,
-                 coalesce(i.status_reason, '') as status_reason,
-                 coalesce(i.refresh_failure_count, 0) as refresh_failure_count,
-                 coalesce(i.created_at, e.time) as created_at,
-                 coalesce(i.updated_at, e.time) as updated_at,
-                 i.last_refreshed_at, i.last_used_at,
-                 t.expires_at as access_token_expires_at,
-                 coalesce(t.refresh_token_ciphertext is not null, false) as has_refresh_token
-          from newest, integration_events e
-            left join integrations i on i.id = e.integration_id
-            left join token_sets t on t.integration_id = e.integration_id
-          where ${where} and e.id <= newest.id
-          order by e.id
-          limit ${Math.max(1, query.limit)}`;
-        const changes = rows.map((row) => ({ cursor: Number(row.event_id), type: row.type, time: row.time, integration: toIntegration(row) }));
-        const full = rows.length >= Math.max(1, query.limit);
-        if (full || rows.length > 0) return { changes, scannedThrough: full ? (changes.at(-1)?.cursor ?? query.after) : Number(rows[0]?.newest ?? 0) };
-        const [top] = await sql<{ id: string }[]>`select coalesce(max(id), 0)::text as id from integration_events`;
-        return { changes, scannedThrough: Number(top?.id ?? 0) };
+        // this snapshot sees is visible to it, and the reader may move past all of them — even
+        // when none matches its filter (the lateral join still yields the positions row).
+        const rows = await sql<(Partial<EventRow> & { newest: string; horizon: string })[]>`
+          with positions as (
+            select (select coalesce(max(id), 0) from integration_events) as newest,
+                   (select coalesce(max(purged_through), 0) from integration_events_horizon) as horizon)
+          select positions.newest::text as newest, positions.horizon::text as horizon, page.*
+          from positions left join lateral (
+            select e.id::text as event_id, e.type, e.time,
+                   e.integration_id as id, e.user_id, e.provider,
+                   coalesce(i.external_account_id, '') as external_account_id,
+                   coalesce(i.external_account_name, '') as external_account_name,
+                   i.external_account_attributes,
+                   coalesce(i.granted_scopes, '{}') as granted_scopes,
+                   coalesce(i.status, 'deleted') as status,
+                   coalesce(i.status_reason, '') as status_reason,
+                   coalesce(i.refresh_failure_count, 0) as refresh_failure_count,
+                   coalesce(i.created_at, e.time) as created_at,
+                   coalesce(i.updated_at, e.time) as updated_at,
+                   i.last_refreshed_at, i.last_used_at,
+                   t.expires_at as access_token_expires_at,
+                   coalesce(t.refresh_token_ciphertext is not null, false) as has_refresh_token
+            from integration_events e
+              left join integrations i on i.id = e.integration_id
+              left join token_sets t on t.integration_id = e.integration_id
+            where ${where} and e.id <= positions.newest
+            order by e.id
+            limit ${Math.max(1, query.limit)}) page on true
+          order by page.event_id::bigint nulls first`;
+        const found = rows.filter((row): row is EventRow & { newest: string; horizon: string } => row.event_id !== null && row.event_id !== undefined);
+        const changes = found.map((row) => ({ cursor: Number(row.event_id), type: row.type, time: row.time, integration: toIntegration(row) }));
+        const full = found.length >= Math.max(1, query.limit);
+        const newest = Number(rows[0]?.newest ?? 0);
+        return {
+          changes,
+          scannedThrough: full ? (changes.at(-1)?.cursor ?? query.after) : newest,
+          horizon: Number(rows[0]?.horizon ?? 0),
+        };
       }),
 
     /** The newest event id (0 when there is none): where a watch without a cursor starts. */

@@ -8,6 +8,7 @@ import type { IntegrationUpsert } from "../domain/authorization-ports.js";
 import { BrokerError } from "../domain/errors.js";
 import type { ExternalAccount, Integration, IntegrationStatus } from "../domain/types.js";
 import { toBrokerError } from "./database.js";
+import { TOKEN_CHANNEL } from "./token-notifications.js";
 
 export interface IntegrationRow {
   id: string;
@@ -275,32 +276,48 @@ export function createIntegrationRepository(sql: postgres.Sql) {
       }),
 
     /**
-     * Erases the token set (the ciphertexts) and leaves a tombstone, in one transaction. When
-     * `revocation` is given, its token ciphertext is kept in `pending_revocations` in the same
-     * transaction, so a crash between deleting and revoking never forgets the revocation.
-     * Idempotent: a second call reports `alreadyDeleted`. Undefined when there is no such id.
+     * Erases the token set (the ciphertexts) and leaves a tombstone, in one transaction. With
+     * `queueRevocation`, the token to revoke (the refresh token, else the access token; RFC 7009
+     * §2.1) is read under the row lock and kept in `pending_revocations` in the same transaction,
+     * so a crash between deleting and revoking never forgets the revocation, and a refresh that
+     * lands meanwhile cannot leave a newer token unrevoked. The row is born claimed by the caller,
+     * who attempts the revocation at once; the retry job takes it only if that attempt fails.
+     * Other replicas drop their cached copies on commit. Idempotent: a second call reports
+     * `alreadyDeleted`. Undefined when there is no such id.
      */
-    markDeleted: (id: string, reason: string, revocation?: PendingRevocationInput) =>
+    markDeleted: (id: string, reason: string, options: { queueRevocation?: boolean; claimMs?: number } = {}) =>
       guarded("delete the integration", () =>
         sql.begin(async (tx) => {
           const [current] = await tx<{ status: IntegrationStatus; provider: string }[]>`
             select status, provider from integrations where id = ${id} for update`;
           if (!current) return undefined;
           const alreadyDeleted = current.status === "deleted";
+          let revocation: PendingRevocationInput | undefined;
           if (!alreadyDeleted) {
+            if (options.queueRevocation) {
+              const [tokens] = await tx<{ access_token_ciphertext: string; refresh_token_ciphertext: string | null }[]>`
+                select access_token_ciphertext, refresh_token_ciphertext from token_sets where integration_id = ${id} for update`;
+              revocation = tokens
+                ? tokens.refresh_token_ciphertext !== null
+                  ? { tokenCiphertext: tokens.refresh_token_ciphertext, hint: "refresh_token" }
+                  : { tokenCiphertext: tokens.access_token_ciphertext, hint: "access_token" }
+                : undefined;
+            }
             if (revocation) {
               await tx`
-                insert into pending_revocations (integration_id, provider, token_ciphertext, token_type_hint)
-                values (${id}, ${current.provider}, ${revocation.tokenCiphertext}, ${revocation.hint})
+                insert into pending_revocations (integration_id, provider, token_ciphertext, token_type_hint, next_attempt_at)
+                values (${id}, ${current.provider}, ${revocation.tokenCiphertext}, ${revocation.hint},
+                        now() + ${options.claimMs ?? 120_000} * interval '1 millisecond')
                 on conflict (integration_id) do nothing`;
             }
             await tx`delete from token_sets where integration_id = ${id}`;
             await tx`update integrations set status = 'deleted', status_reason = ${reason}, deleted_at = now(),
                        next_refresh_attempt_at = null, updated_at = now()
                      where id = ${id}`;
+            await tx`select pg_notify(${TOKEN_CHANNEL}, ${`${id}:0`})`;
           }
           const [row] = await selectIntegrations(tx, tx`i.id = ${id}`);
-          return row ? { integration: toIntegration(row), alreadyDeleted } : undefined;
+          return row ? { integration: toIntegration(row), alreadyDeleted, revocation } : undefined;
         }),
       ),
 
@@ -333,7 +350,7 @@ export function createIntegrationRepository(sql: postgres.Sql) {
           where integration_id in (
             select t.integration_id from token_sets t join integrations i on i.id = t.integration_id
             where i.status = 'needs_reauth' and i.updated_at < ${before} and t.refresh_token_ciphertext is not null
-            limit ${limit} for update of t skip locked)`;
+            limit ${limit} for update of t, i skip locked)`;
         return rows.count;
       }),
 

@@ -386,6 +386,11 @@ describe("SyncIntegrations", () => {
     expect(tampered.code).toBe(Code.InvalidArgument);
     const [audited] = await db.sql<{ n: number }[]>`select count(*)::int as n from audit_events where action = 'integrations.synced' and caller = 'bob'`;
     expect(audited?.n).toBe(1);
+    // Sync used the tokens itself: nobody was handed one, and nothing was "used".
+    const [issued] = await db.sql<{ n: number }[]>`select count(*)::int as n from audit_events where action = 'token.issued' and user_id = 'bob'`;
+    expect(issued?.n).toBe(0);
+    const [used] = await db.sql<{ n: number }[]>`select count(*)::int as n from integrations where user_id = 'bob' and last_used_at is not null`;
+    expect(used?.n).toBe(0);
   }, 60_000);
 });
 

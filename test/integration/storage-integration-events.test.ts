@@ -78,6 +78,13 @@ describe("the change-feed trigger", () => {
     ]);
   });
 
+  it("does not call a different order of the same scopes a change", async () => {
+    const input = upsert("order-user", randomUUID(), ["openid", "email"]);
+    await repo.upsertWithTokens(input);
+    await db.sql`update integrations set granted_scopes = '{email,openid}' where id = ${input.id}`;
+    expect(await typesFor(input.id)).toEqual(["created"]);
+  });
+
   it("hands out ids in commit order: a change committed late is not skipped by a reader already past a later one", async () => {
     const slow = upsert("slow-writer");
     const fast = upsert("fast-writer");

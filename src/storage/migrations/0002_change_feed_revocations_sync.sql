@@ -15,7 +15,9 @@ begin
     change := case new.status when 'deleted' then 'deleted' when 'needs_reauth' then 'needs_reauth' else 'reauthorized' end;
   elsif new.status = 'deleted' then
     return null;
-  elsif new.granted_scopes is distinct from old.granted_scopes then
+  -- Providers list scopes in any order: only a different set is a change.
+  elsif array(select distinct unnest(new.granted_scopes) order by 1)
+        is distinct from array(select distinct unnest(old.granted_scopes) order by 1) then
     change := 'scopes_changed';
   elsif change is not null then
     null;

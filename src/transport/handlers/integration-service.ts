@@ -186,10 +186,13 @@ export function createIntegrationServiceHandlers(deps: {
 
     async *watchIntegrations(request, ctx) {
       const context = requestContextOf(ctx);
-      const policy = deps.policy.current();
-      const userId = policy.resolveUser(context.principal, request.userId, "watch_integrations");
+      const filter = () => {
+        const policy = deps.policy.current();
+        const userId = policy.resolveUser(context.principal, request.userId, "watch_integrations");
+        return { userId, provider: request.provider || undefined, providers: policy.visibleProviders(context.principal) };
+      };
+      filter();
       const from = request.cursor === "" ? undefined : decodeWatchCursor(request.cursor);
-      const filter = { userId, provider: request.provider || undefined, providers: policy.visibleProviders(context.principal) };
       for await (const item of watchChanges(deps.changes, filter, from, ctx.signal)) {
         const cursor = encodeWatchCursor(item.cursor);
         if (!item.change) {
