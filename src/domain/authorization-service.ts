@@ -24,7 +24,7 @@ import type {
 } from "./authorization-ports.js";
 import { BrokerError, invalidArgument, isBrokerError } from "./errors.js";
 import { checkRequestedScopes, type Policy } from "./policy.js";
-import { systemClock, type AuditEventInput, type AuditLog, type Cipher, type Clock, type ProviderClient, type ProviderGrant } from "./ports.js";
+import { auditCaller, systemClock, type AuditEventInput, type AuditLog, type Cipher, type Clock, type ProviderClient, type ProviderGrant } from "./ports.js";
 import { parseReturnToAllowList, resolveReturnTo, withOutcome } from "./return-to.js";
 import type { AuthorizationSession, Integration, Principal, RequestContext } from "./types.js";
 
@@ -286,7 +286,7 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
     await record({
       action: "authorization.started",
       outcome: "success",
-      ...callerOf(ctx),
+      ...auditCaller(ctx),
       userId,
       provider: config.id,
       scopes,
@@ -477,7 +477,7 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
     if (input.code === "" && input.error === "") {
       throw invalidArgument("code", "required unless the provider's redirect carried an error");
     }
-    const caller = callerOf(ctx);
+    const caller = auditCaller(ctx);
     const session = await consumeSession(input.state, input.binding);
     try {
       if (session === undefined || !actsFor(ctx.principal, session.userId)) throw sessionInvalid("INVALID_STATE", input.provider);
@@ -510,9 +510,6 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
   return { start, handleCallback, complete };
 }
 
-function callerOf(ctx: RequestContext): Pick<AuditEventInput, "caller" | "callerKind" | "requestId" | "peer"> {
-  return { caller: ctx.principal.subject, callerKind: ctx.principal.kind, requestId: ctx.requestId, peer: ctx.peer };
-}
 
 function asBrokerError(error: unknown): BrokerError {
   if (error instanceof BrokerError) return error;

@@ -9,7 +9,7 @@
  * the retry job (RFC 7009 §2.2.1), bounded in attempts and age.
  */
 import { BrokerError, isBrokerError } from "./errors.js";
-import type { AuditLog, Cipher, Clock, ProviderClient } from "./ports.js";
+import { auditCaller, auditSubject, type AuditLog, type Cipher, type Clock, type ProviderClient } from "./ports.js";
 import type { Integration, RequestContext } from "./types.js";
 
 export type DeletionRevocation = "revoked" | "not_supported" | "pending" | "already_deleted";
@@ -139,13 +139,9 @@ export function createIntegrationDeletion(deps: IntegrationDeletionDeps): Integr
       action,
       outcome: outcome === "revoked" ? "success" : "failure",
       reason: details["error"] ?? "",
-      caller: ctx?.principal.subject ?? "broker",
-      callerKind: ctx?.principal.kind ?? "system",
-      userId: revocation.userId,
-      integrationId: revocation.integrationId,
-      provider: revocation.provider,
-      requestId: ctx?.requestId,
-      peer: ctx?.peer,
+      // The retry job acts for nobody: the broker itself.
+      ...(ctx ? auditCaller(ctx) : { caller: "broker", callerKind: "system" }),
+      ...auditSubject({ id: revocation.integrationId, userId: revocation.userId, provider: revocation.provider }),
       details,
     });
   }
@@ -207,13 +203,8 @@ export function createIntegrationDeletion(deps: IntegrationDeletionDeps): Integr
       await deps.audit.record({
         action: "integration.deleted",
         outcome: "success",
-        caller: ctx.principal.subject,
-        callerKind: ctx.principal.kind,
-        userId: integration.userId,
-        integrationId: integration.id,
-        provider: integration.provider,
-        requestId: ctx.requestId,
-        peer: ctx.peer,
+        ...auditCaller(ctx),
+        ...auditSubject(integration),
         details: { revocation: outcome },
       });
       logger.info({ integrationId: integration.id, provider: integration.provider, revocation: outcome }, "integration deleted");

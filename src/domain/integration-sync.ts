@@ -8,7 +8,7 @@
  * split the work instead of repeating it.
  */
 import { isBrokerError } from "./errors.js";
-import type { AuditLog, ProviderClient } from "./ports.js";
+import { auditCaller, type AuditLog, type ProviderClient } from "./ports.js";
 import type { TokenService } from "./token-service.js";
 import type { ExternalAccount, Integration, RequestContext } from "./types.js";
 
@@ -137,12 +137,9 @@ export function createIntegrationSync(deps: IntegrationSyncDeps) {
       await deps.audit.record({
         action: "integrations.synced",
         outcome: result.failed > 0 ? "failure" : "success",
-        caller: ctx.principal.subject,
-        callerKind: ctx.principal.kind,
+        ...auditCaller(ctx),
         userId: request.userId,
         provider: request.provider,
-        requestId: ctx.requestId,
-        peer: ctx.peer,
         details: {
           checked: String(result.checked),
           updated: String(result.updated),

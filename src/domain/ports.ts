@@ -2,7 +2,7 @@
  * Ports the domain depends on. `storage/`, `crypto/` and `providers/` implement them and
  * `main.ts` wires them, so the domain imports no database, Vault or HTTP client code.
  */
-import type { ExternalAccount, TokenSet } from "./types.js";
+import type { ExternalAccount, Integration, RequestContext, TokenSet } from "./types.js";
 
 export interface Clock {
   now(): Date;
@@ -113,6 +113,16 @@ export interface AuditEventInput {
   readonly peer?: string | undefined;
   readonly scopes?: readonly string[] | undefined;
   readonly details?: Readonly<Record<string, string>> | undefined;
+}
+
+/** Who asked, for an audit event: the call's principal, request id and peer. */
+export function auditCaller(ctx: RequestContext): { caller: string; callerKind: string; requestId: string; peer: string } {
+  return { caller: ctx.principal.subject, callerKind: ctx.principal.kind, requestId: ctx.requestId, peer: ctx.peer };
+}
+
+/** What an audit event is about: the integration, its user and provider. */
+export function auditSubject(integration: Pick<Integration, "id" | "userId" | "provider">): { integrationId: string; userId: string; provider: string } {
+  return { integrationId: integration.id, userId: integration.userId, provider: integration.provider };
 }
 
 /**

@@ -22,7 +22,7 @@ import { randomUUID } from "node:crypto";
 import { BrokerError, isBrokerError } from "./errors.js";
 import { integrationNotFound } from "./policy.js";
 import { createCircuitBreaker, type CircuitBreaker, type CircuitState } from "./circuit-breaker.js";
-import type { AuditLog, Cipher, Clock, ProviderClient } from "./ports.js";
+import { auditCaller, auditSubject, type AuditLog, type Cipher, type Clock, type ProviderClient } from "./ports.js";
 import { createSingleFlight } from "./single-flight.js";
 import { createTokenCache } from "./token-cache.js";
 import type { EncryptedTokenSet, Integration, RequestContext, TokenSet } from "./types.js";
@@ -252,7 +252,7 @@ function backoff(attempt: number, baseMs = 100, capMs = 5_000): number {
 }
 
 function refreshCallerOf(ctx: RequestContext | undefined, trigger: RefreshTrigger): RefreshCaller {
-  if (ctx) return { caller: ctx.principal.subject, callerKind: ctx.principal.kind, requestId: ctx.requestId, peer: ctx.peer, trigger };
+  if (ctx) return { ...auditCaller(ctx), trigger };
   // The refresher has no request: a fresh id still ties the event to this replica's log lines.
   return { caller: trigger === "proactive" ? "proactive-refresh" : "broker", callerKind: "system", requestId: randomUUID(), peer: undefined, trigger };
 }
@@ -474,9 +474,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
         action: failure === undefined ? "token.refreshed" : "token.refresh_failed",
         outcome: failure === undefined ? "success" : "failure",
         reason: failure,
-        integrationId: integration.id,
-        userId: integration.userId,
-        provider: integration.provider,
+        ...auditSubject(integration),
         caller: by.caller,
         callerKind: by.callerKind,
         requestId: by.requestId,
@@ -870,13 +868,8 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       await deps.audit?.record({
         action: "token.issued",
         outcome: "success",
-        caller: ctx.principal.subject,
-        callerKind: ctx.principal.kind,
-        userId: integration.userId,
-        integrationId: integration.id,
-        provider: integration.provider,
-        requestId: ctx.requestId,
-        peer: ctx.peer,
+        ...auditCaller(ctx),
+        ...auditSubject(integration),
         scopes: requiredScopes,
       });
       touch(integration);
