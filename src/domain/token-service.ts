@@ -432,6 +432,14 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     return loaded;
   }
 
+  /**
+   * Cached token sets never hold the refresh token, so the one handed out is the cached object
+   * itself: callers (the GetAccessToken handler) can recognise a token set they answered with
+   * before and reuse that answer.
+   */
+  const withoutRefreshToken = (tokens: TokenSet): TokenSet =>
+    tokens.refreshToken === undefined ? tokens : { ...tokens, refreshToken: undefined };
+
   const validFor = (tokens: TokenSet) => tokens.expiresAt.getTime() - clock.now().getTime();
 
   /** Calls the provider with retries (exponential backoff, full jitter) inside the deadline. */
@@ -864,7 +872,8 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
         const lifetime = knownLifetime(integration.id);
         throw lifetimeTooShort(integration, lifetime !== undefined && lifetime < minValidForMs ? lifetime : validFor(tokens), minValidForMs);
       }
-      if (options?.internal) return { tokens: { ...tokens, refreshToken: undefined }, integration };
+      const handedOut = withoutRefreshToken(tokens);
+      if (options?.internal) return { tokens: handedOut, integration };
       await deps.audit?.record({
         action: "token.issued",
         outcome: "success",
@@ -873,7 +882,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
         scopes: requiredScopes,
       });
       touch(integration);
-      return { tokens: { ...tokens, refreshToken: undefined }, integration };
+      return { tokens: handedOut, integration };
     },
 
     async refreshNow(ctx, integrationId) {

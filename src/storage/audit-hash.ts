@@ -5,7 +5,7 @@
  * else: the writer (audit-log.ts), the verifier (audit-chain.ts) and anyone re-checking an export
  * must produce the same bytes for the same event.
  */
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 
 /** `previous_hash` of the first event ever written (no anchor yet). */
 export const GENESIS_HASH = "0".repeat(64);
@@ -84,7 +84,12 @@ export function canonicalAuditEvent(event: AuditEventContent): string {
   return `${head.slice(0, -1)},${detailsJson(event.details)}]`;
 }
 
+/** Hex SHA-256 over `previousHash` followed by `canonical` (an event's canonical form). */
+export function chainHash(previousHash: string, canonical: string): string {
+  return hash("sha256", previousHash + canonical, "hex");
+}
+
 /** Hex SHA-256 over `previousHash` followed by the canonical form of `event`. */
 export function auditEventHash(previousHash: string, event: AuditEventContent): string {
-  return createHash("sha256").update(previousHash, "utf8").update(canonicalAuditEvent(event), "utf8").digest("hex");
+  return chainHash(previousHash, canonicalAuditEvent(event));
 }

@@ -7,6 +7,26 @@ import type { Principal } from "../domain/types.js";
 
 export type MethodKind = "unary" | "server_streaming" | "client_streaming" | "bidi_streaming";
 
+/**
+ * What the chain reads of the request's headers. A fetch `Headers` is one; the gRPC listener
+ * reads its metadata directly instead of copying every call's metadata into a `Headers`.
+ */
+export interface HeaderReader {
+  /** The value, several values joined by ", " (as `Headers.get` does), or null. */
+  get(name: string): string | null;
+}
+
+/** What the chain and the handlers write of the response's headers. */
+export interface HeaderWriter {
+  set(name: string, value: string): void;
+}
+
+/** Set by a listener that reads and writes headers without `Headers` (see grpc-adapter.ts). */
+export interface CallHeaders {
+  readonly request: HeaderReader;
+  readonly response: HeaderWriter;
+}
+
 export interface CallContext {
   /** Fully-qualified service name, e.g. `oauthbroker.v1.TokenService`. */
   readonly service: string;
@@ -16,9 +36,9 @@ export interface CallContext {
   /** "grpc" (grpc-js listener), or "connect" / "grpc-web" / "grpc" on the HTTP listener. */
   readonly protocol: string;
   /** Request metadata with lower-case keys (`authorization`, `x-request-id`, ...). */
-  readonly requestHeader: Headers;
+  readonly requestHeader: HeaderReader;
   /** Headers to send with the response (for example `cache-control`). */
-  readonly responseHeader: Headers;
+  readonly responseHeader: HeaderWriter;
   /** Remote address, "ip:port". */
   readonly peer: string;
   /** Echoed to the caller as `x-request-id` and present on every log line of the call. */
@@ -36,7 +56,8 @@ export type Invoke<R> = () => Promise<R>;
 
 /**
  * Wraps the invocation of a handler. Interceptors run outermost first; they may short-circuit by
- * throwing (a `BrokerError` becomes a proper status). For streaming methods `R` is an
+ * rejecting (a `BrokerError` becomes a proper status). They need not be `async`: one that only
+ * checks something returns `invoke()` itself, which spares every call a promise per interceptor. For streaming methods `R` is an
  * `AsyncIterable`, and an interceptor that needs the end of the stream wraps the iterable.
  */
 export type Interceptor = <R>(call: CallContext, invoke: Invoke<R>) => Promise<R>;

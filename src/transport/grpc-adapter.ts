@@ -13,8 +13,10 @@ import { Code, ConnectError, createContextValues, type HandlerContext } from "@c
 import { StatusSchema } from "../gen/google/rpc/status_pb.js";
 import { BrokerError } from "../domain/errors.js";
 import { toConnectError } from "./error-mapping.js";
+import { encodeMessage } from "./reusable-message.js";
 import { principalFromCertificate } from "../auth/certificate-principal.js";
-import { certificatePrincipalKey, methodImpl, peerKey, type ServiceBinding } from "./service-binding.js";
+import type { CallHeaders, HeaderReader } from "./call.js";
+import { callHeadersKey, certificatePrincipalKey, methodImpl, peerKey, type ServiceBinding } from "./service-binding.js";
 
 type Message = ReturnType<typeof create>;
 
@@ -22,7 +24,9 @@ function serializerFor(schema: DescMessage) {
   return (message: Message): Buffer => {
     const init = message as Parameters<typeof create>[1];
     const full = (message as { $typeName?: string }).$typeName === schema.typeName ? message : create(schema, init);
-    return Buffer.from(toBinary(schema, full));
+    const bytes = encodeMessage(full, () => toBinary(schema, full));
+    // A view, not a copy: grpc-js copies the bytes into its frame.
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   };
 }
 
@@ -52,6 +56,20 @@ function assertWellFormed(message: unknown): void {
   }
 }
 
+/** The request metadata as the chain reads it: string values, several joined as `Headers` joins them. */
+function metadataReader(metadata: grpc.Metadata): HeaderReader {
+  return {
+    get(name) {
+      const values = metadata.get(name);
+      if (values.length === 0) return null;
+      const first = values[0];
+      if (values.length === 1) return typeof first === "string" ? first : null;
+      const strings = values.filter((value): value is string => typeof value === "string");
+      return strings.length === 0 ? null : strings.join(", ");
+    },
+  };
+}
+
 function headersFromMetadata(metadata: grpc.Metadata): Headers {
   const headers = new Headers();
   for (const [key, value] of Object.entries(metadata.getMap())) {
@@ -72,9 +90,9 @@ function timeoutOf(deadline: grpc.Deadline): number | undefined {
 }
 
 /** The gRPC status for a failure, with rich details in `grpc-status-details-bin`. */
-export function toGrpcStatus(error: unknown, trailers?: Headers): Partial<grpc.StatusObject> {
+export function toGrpcStatus(error: unknown, trailers?: grpc.Metadata): Partial<grpc.StatusObject> {
   const failure = toConnectError(error);
-  const metadata = trailers ? metadataFromHeaders(trailers) : new grpc.Metadata();
+  const metadata = trailers ?? new grpc.Metadata();
   const details = failure.details.flatMap((detail) =>
     "desc" in detail ? [anyPack(detail.desc, create(detail.desc, detail.value))] : [],
   );
@@ -102,6 +120,10 @@ const CALL_ENDED = new ConnectError("the call has ended", Code.Canceled);
 /** A `HandlerContext` whose call can be ended: its signal (if anyone took it) aborts then. */
 interface GrpcHandlerContext extends HandlerContext {
   end(): void;
+  /** The response metadata: what the chain set, plus whatever a handler put in `responseHeader`. */
+  responseMetadata(): grpc.Metadata;
+  /** The trailers a handler put in `responseTrailer`, if it touched them. */
+  trailerMetadata(): grpc.Metadata;
 }
 
 /**
@@ -126,6 +148,16 @@ function createGrpcHandlerContext(binding: ServiceBinding, method: DescMethod, c
   const cancelled = () => new ConnectError("the caller cancelled the call", Code.Canceled);
   const expired = () => new ConnectError("the operation timed out", Code.DeadlineExceeded);
   call.on("cancelled", () => abort(cancelled));
+  // fetch `Headers` are slow to build and fill; they are made only for a handler that asks, and
+  // the chain reads and writes the metadata itself (call.ts, CallHeaders).
+  let requestHeader: Headers | undefined;
+  let responseHeader: Headers | undefined;
+  let responseTrailer: Headers | undefined;
+  const responseMetadata = new grpc.Metadata();
+  const headers: CallHeaders = {
+    request: metadataReader(call.metadata),
+    response: { set: (name, value) => responseMetadata.set(name, value) },
+  };
   return {
     service: binding.service,
     method,
@@ -133,11 +165,26 @@ function createGrpcHandlerContext(binding: ServiceBinding, method: DescMethod, c
     requestMethod: "POST",
     url: call.getPath(),
     timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()),
-    requestHeader: headersFromMetadata(call.metadata),
-    responseHeader: new Headers(),
-    responseTrailer: new Headers(),
+    get requestHeader() {
+      return (requestHeader ??= headersFromMetadata(call.metadata));
+    },
+    get responseHeader() {
+      return (responseHeader ??= new Headers());
+    },
+    get responseTrailer() {
+      return (responseTrailer ??= new Headers());
+    },
+    responseMetadata() {
+      responseHeader?.forEach((value, key) => responseMetadata.add(key, value));
+      responseHeader = undefined;
+      return responseMetadata;
+    },
+    trailerMetadata() {
+      return responseTrailer === undefined ? new grpc.Metadata() : metadataFromHeaders(responseTrailer);
+    },
     values: createContextValues()
       .set(peerKey, call.getPeer())
+      .set(callHeadersKey, headers)
       // grpc-js only reports a certificate the TLS layer verified against the client CA.
       .set(certificatePrincipalKey, principalFromCertificate(call.getAuthContext().sslPeerCertificate)),
     get signal() {
@@ -164,7 +211,7 @@ function contextFor(binding: ServiceBinding, method: DescMethod, call: AnyServer
   const sendHeaders = () => {
     if (headersSent) return;
     headersSent = true;
-    call.sendMetadata(metadataFromHeaders(ctx.responseHeader));
+    call.sendMetadata(ctx.responseMetadata());
   };
   return { ctx, sendHeaders };
 }
@@ -207,22 +254,25 @@ export function toGrpcService(binding: ServiceBinding): {
         callback: grpc.sendUnaryData<Message>,
       ) => {
         const { ctx, sendHeaders } = contextFor(binding, method, call);
-        Promise.resolve()
-          .then(() => {
-            assertWellFormed(call.request);
-            return impl(call.request, ctx) as Promise<Message>;
-          })
-          .then(
-            (response) => {
-              sendHeaders();
-              callback(null, response, metadataFromHeaders(ctx.responseTrailer));
-            },
-            (error: unknown) => {
-              sendHeaders();
-              callback(toGrpcStatus(error, ctx.responseTrailer));
-            },
-          )
-          .finally(() => ctx.end());
+        let response: Promise<Message>;
+        try {
+          assertWellFormed(call.request);
+          response = impl(call.request, ctx) as Promise<Message>;
+        } catch (error) {
+          response = Promise.reject(error);
+        }
+        response.then(
+          (message) => {
+            sendHeaders();
+            callback(null, message, ctx.trailerMetadata());
+            ctx.end();
+          },
+          (error: unknown) => {
+            sendHeaders();
+            callback(toGrpcStatus(error, ctx.trailerMetadata()));
+            ctx.end();
+          },
+        );
       }) as grpc.handleUnaryCall<Message, Message>;
     } else if (method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming") {
       implementation[method.localName] = ((call: grpc.ServerDuplexStream<Message, Message>) => {
@@ -237,10 +287,10 @@ export function toGrpcService(binding: ServiceBinding): {
               if (call.cancelled) return;
             }
             sendHeaders();
-            call.end(metadataFromHeaders(ctx.responseTrailer));
+            call.end(ctx.trailerMetadata());
           } catch (error) {
             sendHeaders();
-            if (!call.cancelled) call.emit("error", toGrpcStatus(error, ctx.responseTrailer));
+            if (!call.cancelled) call.emit("error", toGrpcStatus(error, ctx.trailerMetadata()));
           } finally {
             ctx.end();
           }
@@ -257,9 +307,9 @@ export function toGrpcService(binding: ServiceBinding): {
           .then(
             (response) => {
               sendHeaders();
-              callback(null, response, metadataFromHeaders(ctx.responseTrailer));
+              callback(null, response, ctx.trailerMetadata());
             },
-            (error: unknown) => callback(toGrpcStatus(error, ctx.responseTrailer)),
+            (error: unknown) => callback(toGrpcStatus(error, ctx.trailerMetadata())),
           )
           .finally(() => ctx.end());
       }) as grpc.handleClientStreamingCall<Message, Message>;

@@ -7,7 +7,7 @@ import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { createContextKey, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { BrokerError } from "../domain/errors.js";
 import type { Principal, RequestContext } from "../domain/types.js";
-import type { CallContext, Interceptor, MethodKind } from "./call.js";
+import type { CallContext, CallHeaders, Interceptor, MethodKind } from "./call.js";
 
 /** A service and its implementation, as handed to the listeners. */
 export interface ServiceBinding {
@@ -23,6 +23,8 @@ export function bindService<S extends DescService>(service: S, impl: ServiceImpl
 export const peerKey = createContextKey<string>("unknown");
 /** Set by the gRPC listener under mutual TLS: the service a verified client certificate names. */
 export const certificatePrincipalKey = createContextKey<Principal | undefined>(undefined);
+/** Set by a listener that has its own view of the call's headers (the gRPC listener). */
+export const callHeadersKey = createContextKey<CallHeaders | undefined>(undefined);
 const callKey = createContextKey<CallContext | undefined>(undefined);
 
 /** The call context of the current RPC, for handlers that need the principal or request id. */
@@ -102,13 +104,14 @@ function createCall(ctx: HandlerContext, shutdown: ShutdownLink): { call: CallCo
   const timeoutMs = ctx.timeoutMs();
   let controller: AbortController | undefined;
   let finished = false;
+  const headers = ctx.values.get(callHeadersKey);
   const call: CallContext = {
     service: ctx.service.typeName,
     method: ctx.method.name,
     methodKind: methodKindOf(ctx.method),
     protocol: ctx.protocolName,
-    requestHeader: ctx.requestHeader,
-    responseHeader: ctx.responseHeader,
+    requestHeader: headers?.request ?? ctx.requestHeader,
+    responseHeader: headers?.response ?? ctx.responseHeader,
     peer: ctx.values.get(peerKey),
     requestId: "",
     principal: ctx.values.get(certificatePrincipalKey),
@@ -163,7 +166,16 @@ export function interceptBinding(
     if (method.methodKind === "unary" || method.methodKind === "client_streaming") {
       wrapped[method.localName] = (input, ctx) => {
         const { call, done } = createCall(ctx, shutdown);
-        return runChain(interceptors, call, async () => original(input, ctx)).finally(done);
+        return invokeSafely(() => runChain(interceptors, call, () => Promise.resolve(original(input, ctx)))).then(
+          (result) => {
+            done();
+            return result;
+          },
+          (error: unknown) => {
+            done();
+            throw error;
+          },
+        );
       };
     } else {
       wrapped[method.localName] = (input, ctx) =>
@@ -198,4 +210,31 @@ export async function* observeStream<T>(
   } finally {
     hooks.onEnd?.(failure);
   }
+}
+
+/**
+ * `invoke()`, with a synchronous throw turned into a rejection. Interceptors are plain functions
+ * (an `async` wrapper per interceptor per call was a measurable part of a warm GetAccessToken,
+ * bench/warm-path.ts), so one that refuses a call may throw before returning a promise.
+ */
+export function invokeSafely<R>(invoke: () => Promise<R>): Promise<R> {
+  try {
+    return invoke();
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
+ * Runs `invoke` and passes every failure through `handle` (which returns what to throw instead),
+ * whether the call fails before answering or, for a response stream, in the middle of it.
+ */
+export function handleFailures<R>(call: CallContext, invoke: () => Promise<R>, handle: (error: unknown) => unknown): Promise<R> {
+  const streams = call.methodKind === "server_streaming" || call.methodKind === "bidi_streaming";
+  return invokeSafely(invoke).then(
+    streams ? (result) => observeStream(result as AsyncIterable<unknown>, { onError: handle }) as R : undefined,
+    (error: unknown) => {
+      throw handle(error);
+    },
+  );
 }

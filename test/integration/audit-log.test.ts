@@ -88,6 +88,42 @@ describe("createPostgresAuditLog", () => {
     await log.close();
   });
 
+  it("stores exactly the values it hashed, whatever characters they hold", async () => {
+    const { logger } = captureLogger();
+    const log = createPostgresAuditLog({ sql: db.sql, logger });
+    const awkward = 'quote " backslash \\ slash / tab \t newline \n émoji 🔑 bell \u0007';
+    await Promise.all([
+      log.record({
+        action: "token.issued",
+        outcome: "success",
+        caller: awkward,
+        callerKind: "service",
+        userId: "nul\u0000inside",
+        integrationId: "lone \uD800 surrogate",
+        provider: "google",
+        requestId: "",
+        peer: "[::1]:50051",
+        scopes: ["z", "a b", "\u00e9"],
+        details: { "10": "ten", "2": "two", b: awkward, a: "" },
+      }),
+      log.record({ action: "token.issued", outcome: "success" }),
+    ]);
+    const stored = await rows();
+    expect(stored).toHaveLength(2);
+    expect(stored[0]).toMatchObject({
+      caller: awkward,
+      user_id: "nul\uFFFDinside",
+      integration_id: "lone \uFFFD surrogate",
+      request_id: "",
+      scopes: ["a b", "z", "\u00e9"],
+      details: { "10": "ten", "2": "two", b: awkward, a: "" },
+    });
+    expect(stored[1]).toMatchObject({ caller: "", scopes: [], details: {}, previous_hash: stored[0]?.hash });
+    for (const row of stored) expect(row.hash).toBe(auditEventHash(row.previous_hash, row));
+    expect(await verifyAuditChain(db.sql)).toEqual({ intact: true, checked: 2, lastSequence: 2 });
+    await log.close();
+  });
+
   it("keeps the sequence gap-free and the chain intact with two replicas writing concurrently", async () => {
     const { logger } = captureLogger();
     const otherPool = postgres(db.url, { max: 4, onnotice: () => {} });

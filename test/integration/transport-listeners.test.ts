@@ -13,7 +13,8 @@ import { Health, HealthCheckResponse_ServingStatus } from "../../src/gen/grpc/he
 import * as reflectionV1 from "../../src/gen/grpc/reflection/v1/reflection_pb.js";
 import * as reflectionV1alpha from "../../src/gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { ProviderService } from "../../src/gen/oauthbroker/v1/provider_service_pb.js";
-import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
+import { GetAccessTokenResponseSchema, TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
+import { markReusable } from "../../src/transport/reusable-message.js";
 import { IntegrationService } from "../../src/gen/oauthbroker/v1/integration_service_pb.js";
 import { BrokerError } from "../../src/domain/errors.js";
 import { bindService } from "../../src/transport/service-binding.js";
@@ -42,6 +43,7 @@ const google: ProviderConfig = {
 };
 
 let fixture: TransportFixture;
+const reusableResponse = markReusable(create(GetAccessTokenResponseSchema, { accessToken: "the-same-answer", tokenType: "Bearer" }));
 
 beforeAll(async () => {
   fixture = await startTransportFixture({
@@ -51,7 +53,12 @@ beforeAll(async () => {
         createProviderServiceHandlers({ providers: () => [google], redirectUri: (id) => `http://127.0.0.1:8080/oauth/callback/${id}` }),
       ),
       bindService(TokenService, {
-        getAccessToken(request) {
+        getAccessToken(request, ctx) {
+          if (request.integrationId === "headers") {
+            ctx.responseHeader.set("x-handler-saw", ctx.requestHeader.get("x-probe") ?? "nothing");
+            ctx.responseTrailer.set("x-handler-trailer", "done");
+            return reusableResponse;
+          }
           if (request.integrationId === "") {
             throw new BrokerError("invalid_argument", "integration_id: required", {
               fieldViolations: [{ field: "integration_id", description: "required" }],
@@ -93,6 +100,22 @@ describe("gRPC listener (grpc-js)", () => {
     const client = grpcClient(fixture.grpcAddress);
     const { headers } = await unary(client, ProviderService.method.listProviders, {}, { metadata: { "x-request-id": "abc-123" } });
     expect(headers.get("x-request-id")[0]).toBe("abc-123");
+    client.close();
+  });
+
+  it("reads metadata as Headers would (repeated values joined) and sends the handler's headers and trailers with the chain's", async () => {
+    const client = grpcClient(fixture.grpcAddress);
+    const metadata = { "x-probe": ["one", "two"], "x-request-id": ["abc-123", "def-456"] };
+    const first = await unary(client, TokenService.method.getAccessToken, { integrationId: "headers" }, { metadata });
+    expect(first.headers.get("x-handler-saw")).toEqual(["one, two"]);
+    expect(first.trailers.get("x-handler-trailer")).toEqual(["done"]);
+    // Two ids joined are not a sane id: the call gets a fresh one, exactly as over Connect.
+    expect(first.headers.get("x-request-id")[0]).toMatch(/^[0-9a-f-]{36}$/);
+    expect(first.response.accessToken).toBe("the-same-answer");
+    // A reusable response is answered again from its kept encoding, intact.
+    const second = await unary(client, TokenService.method.getAccessToken, { integrationId: "headers" });
+    expect(second.response).toEqual(first.response);
+    expect(second.headers.get("x-handler-saw")).toEqual(["nothing"]);
     client.close();
   });
 

@@ -53,14 +53,17 @@ export function unary<I extends DescMessage, O extends DescMessage>(
   client: grpc.Client,
   method: DescMethod & { input: I; output: O },
   request: MessageInitShape<I>,
-  options: { metadata?: Record<string, string>; deadlineMs?: number } = {},
-): Promise<{ response: MessageShape<O>; headers: grpc.Metadata }> {
+  options: { metadata?: Record<string, string | readonly string[]>; deadlineMs?: number } = {},
+): Promise<{ response: MessageShape<O>; headers: grpc.Metadata; trailers: grpc.Metadata }> {
   const input = serializers(method.input);
   const output = serializers(method.output);
   const metadata = new grpc.Metadata();
-  for (const [k, v] of Object.entries(options.metadata ?? {})) metadata.set(k, v);
+  for (const [k, v] of Object.entries(options.metadata ?? {})) {
+    for (const value of typeof v === "string" ? [v] : v) metadata.add(k, value);
+  }
   return new Promise((resolve, reject) => {
     let headers = new grpc.Metadata();
+    let trailers = new grpc.Metadata();
     const call = client.makeUnaryRequest(
       `/${method.parent.typeName}/${method.name}`,
       input.serialize,
@@ -68,9 +71,20 @@ export function unary<I extends DescMessage, O extends DescMessage>(
       create(method.input, request),
       metadata,
       options.deadlineMs ? { deadline: Date.now() + options.deadlineMs } : {},
-      (error, response) => (error ? reject(decorate(error)) : resolve({ response: response as MessageShape<O>, headers })),
+      (error, response) =>
+        error
+          ? reject(decorate(error))
+          : resolve({
+              response: response as MessageShape<O>,
+              headers,
+              // grpc-js emits "status" (with the trailers) right after this callback.
+              get trailers() {
+                return trailers;
+              },
+            }),
     );
     call.on("metadata", (m) => (headers = m));
+    call.on("status", (status) => (trailers = status.metadata));
   });
 }
 

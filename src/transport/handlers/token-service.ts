@@ -1,11 +1,18 @@
 /** TokenService: edge validation and policy, then the token lifecycle in the domain. */
+import { create } from "@bufbuild/protobuf";
 import { timestampFromDate, type Duration } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { invalidArgument } from "../../domain/errors.js";
 import { HiddenDenial, integrationNotFound, type PolicyHolder } from "../../domain/policy.js";
-import type { TokenService as DomainTokenService } from "../../domain/token-service.js";
-import type { TokenService } from "../../gen/oauthbroker/v1/token_service_pb.js";
-import { requestContextOf } from "../service-binding.js";
+import type { IssuedToken, TokenService as DomainTokenService } from "../../domain/token-service.js";
+import type { Integration, TokenSet } from "../../domain/types.js";
+import {
+  GetAccessTokenResponseSchema,
+  type GetAccessTokenResponse,
+  type TokenService,
+} from "../../gen/oauthbroker/v1/token_service_pb.js";
+import { markReusable } from "../reusable-message.js";
+import { callOf, requestContextOf } from "../service-binding.js";
 import { toProtoIntegration } from "./integration-mapping.js";
 
 const MAX_MIN_VALID_FOR_MS = 3_600_000;
@@ -15,11 +22,36 @@ function durationMs(duration: Duration): number {
   return Number(duration.seconds) * 1000 + Math.floor(duration.nanos / 1e6);
 }
 
+/**
+ * One response per (token set, integration) handed out: a warm token is answered with the same
+ * message, whose encoding the gRPC listener then keeps (reusable-message.ts). Both keys are the
+ * token service's own cached objects, so a refresh or an integration change makes a new one.
+ */
+function createResponseMemo(): (issued: IssuedToken) => GetAccessTokenResponse {
+  const byTokens = new WeakMap<TokenSet, { readonly integration: Integration; readonly response: GetAccessTokenResponse }>();
+  return (issued) => {
+    const known = byTokens.get(issued.tokens);
+    if (known !== undefined && known.integration === issued.integration) return known.response;
+    const response = markReusable(
+      create(GetAccessTokenResponseSchema, {
+        accessToken: issued.tokens.accessToken,
+        tokenType: issued.tokens.tokenType,
+        expireTime: timestampFromDate(issued.tokens.expiresAt),
+        grantedScopes: [...issued.integration.grantedScopes],
+        integration: toProtoIntegration(issued.integration),
+      }),
+    );
+    byTokens.set(issued.tokens, { integration: issued.integration, response });
+    return response;
+  };
+}
+
 export function createTokenServiceHandlers(deps: {
   tokenService: DomainTokenService;
   policy: PolicyHolder;
   defaultMinValidForSeconds: number;
 }): ServiceImpl<typeof TokenService> {
+  const responseFor = createResponseMemo();
   return {
     async getAccessToken(request, ctx) {
       const byId = request.integrationId !== "";
@@ -62,14 +94,8 @@ export function createTokenServiceHandlers(deps: {
         grantedScopes: integration.grantedScopes,
       });
       const issued = await deps.tokenService.tokenFor(context, integration, minValidForMs, request.scopes);
-      ctx.responseHeader.set("cache-control", "no-store");
-      return {
-        accessToken: issued.tokens.accessToken,
-        tokenType: issued.tokens.tokenType,
-        expireTime: timestampFromDate(issued.tokens.expiresAt),
-        grantedScopes: [...issued.integration.grantedScopes],
-        integration: toProtoIntegration(issued.integration),
-      };
+      callOf(ctx).responseHeader.set("cache-control", "no-store");
+      return responseFor(issued);
     },
   };
 }

@@ -5,7 +5,8 @@
  */
 import type { Authenticator } from "../../auth/authenticator.js";
 import type { PolicyHolder } from "../../domain/policy.js";
-import { fullMethodName, type Interceptor } from "../call.js";
+import type { Principal } from "../../domain/types.js";
+import { fullMethodName, type CallContext, type Interceptor } from "../call.js";
 
 export interface AuthenticationInterceptorOptions {
   readonly authenticator: Pick<Authenticator, "authenticate">;
@@ -21,14 +22,18 @@ export interface AuthenticationInterceptorOptions {
  */
 export function createAuthenticationInterceptor(options: AuthenticationInterceptorOptions): Interceptor {
   const isOpen = openServiceMatcher(options.openServices);
-  return async (call, invoke) => {
+  const authorize = <R>(call: CallContext, principal: Principal, invoke: () => Promise<R>): Promise<R> => {
+    options.policyHolder.current().authorizeRpc(principal, fullMethodName(call));
+    return invoke();
+  };
+  return (call, invoke) => {
     if (isOpen(call.service)) return invoke();
     const authorization = call.requestHeader.get("authorization");
-    if (authorization !== null || call.principal === undefined) {
-      call.principal = await options.authenticator.authenticate(authorization);
-    }
-    options.policyHolder.current().authorizeRpc(call.principal, fullMethodName(call));
-    return invoke();
+    if (authorization === null && call.principal !== undefined) return authorize(call, call.principal, invoke);
+    return options.authenticator.authenticate(authorization).then((principal) => {
+      call.principal = principal;
+      return authorize(call, principal, invoke);
+    });
   };
 }
 

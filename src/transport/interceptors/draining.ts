@@ -8,9 +8,11 @@ import type { Interceptor } from "../call.js";
 export function createDrainingInterceptor(deps: { isDraining: () => boolean; openServices: readonly string[] }): Interceptor {
   return (call, invoke) => {
     if (deps.isDraining() && !deps.openServices.includes(call.service)) {
-      throw new BrokerError("draining", "this replica is shutting down; retry on another replica", {
-        retryAfterMs: 100,
-      });
+      return Promise.reject(
+        new BrokerError("draining", "this replica is shutting down; retry on another replica", {
+          retryAfterMs: 100,
+        }),
+      );
     }
     return invoke();
   };

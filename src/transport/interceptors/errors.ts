@@ -8,7 +8,7 @@ import type { ConnectError } from "@connectrpc/connect";
 import { disabledErrorReporter, type ErrorReporter } from "../../observability/error-reporter.js";
 import { fullMethodName, type CallContext, type Interceptor } from "../call.js";
 import { isServerFault, toConnectError } from "../error-mapping.js";
-import { observeStream } from "../service-binding.js";
+import { handleFailures } from "../service-binding.js";
 import { grpcCodeName } from "./observe.js";
 
 export interface ErrorInterceptorOptions {
@@ -32,14 +32,5 @@ export function createErrorInterceptor(options: ErrorInterceptorOptions = {}): I
     return mapped;
   };
 
-  return async <R>(call: CallContext, invoke: () => Promise<R>): Promise<R> => {
-    let result: R;
-    try {
-      result = await invoke();
-    } catch (error) {
-      throw mapAndReport(call, error);
-    }
-    if (call.methodKind === "unary" || call.methodKind === "client_streaming") return result;
-    return observeStream(result as AsyncIterable<unknown>, { onError: (error) => mapAndReport(call, error) }) as R;
-  };
+  return (call, invoke) => handleFailures(call, invoke, (error) => mapAndReport(call, error));
 }

@@ -8,7 +8,7 @@ import type { Logger } from "../../observability/logger.js";
 import type { Metrics } from "../../observability/metrics.js";
 import { fullMethodName, type CallContext, type Interceptor } from "../call.js";
 import { isServerFault, toConnectError } from "../error-mapping.js";
-import { observeStream } from "../service-binding.js";
+import { invokeSafely, observeStream } from "../service-binding.js";
 
 export interface InFlightTracker {
   readonly count: number;
@@ -99,24 +99,23 @@ export function createObserveInterceptor(deps: { logger: Logger; metrics: Metric
     settle();
   };
 
-  const interceptor: Interceptor = async <R>(call: CallContext, invoke: () => Promise<R>): Promise<R> => {
+  const interceptor: Interceptor = <R>(call: CallContext, invoke: () => Promise<R>): Promise<R> => {
     inFlight += 1;
     const started = process.hrtime.bigint();
     metricsFor(call).started.inc();
-    let result: R;
-    try {
-      result = await invoke();
-    } catch (error) {
-      finish(call, started, error);
-      throw error;
-    }
-    if (call.methodKind === "unary" || call.methodKind === "client_streaming") {
-      finish(call, started, undefined);
-      return result;
-    }
-    return observeStream(result as AsyncIterable<unknown>, {
-      onEnd: (error) => finish(call, started, error),
-    }) as R;
+    return invokeSafely(invoke).then(
+      (result) => {
+        if (call.methodKind === "unary" || call.methodKind === "client_streaming") {
+          finish(call, started, undefined);
+          return result;
+        }
+        return observeStream(result as AsyncIterable<unknown>, { onEnd: (error) => finish(call, started, error) }) as R;
+      },
+      (error: unknown) => {
+        finish(call, started, error);
+        throw error;
+      },
+    );
   };
 
   return {

@@ -17,12 +17,12 @@ export interface RateLimitInterceptorOptions {
 
 export function createRateLimitInterceptor(options: RateLimitInterceptorOptions): Interceptor {
   const limits = typeof options.limits === "function" ? options.limits : constant(options.limits);
-  return async (call, invoke) => {
+  return (call, invoke) => {
     const principal = call.principal;
     if (principal === undefined) return invoke();
     const cls = rpcClass(fullMethodName(call));
     const result = options.limiter.take(`${principal.kind}:${principal.subject}:${cls}`, limits().perPrincipal[cls]);
-    if (!result.allowed) throw naming(rateLimitedError(`${cls} calls`, result.retryAfterMs), cls);
+    if (!result.allowed) return Promise.reject(naming(rateLimitedError(`${cls} calls`, result.retryAfterMs), cls));
     return invoke();
   };
 }

@@ -15,13 +15,13 @@ import {
 import { fullMethodName, type CallContext, type Interceptor } from "../call.js";
 
 export function createRequestIdInterceptor(): Interceptor {
-  return async <R>(call: CallContext, invoke: () => Promise<R>): Promise<R> => {
+  return <R>(call: CallContext, invoke: () => Promise<R>): Promise<R> => {
     const offered = call.requestHeader.get(REQUEST_ID_HEADER);
     call.requestId = offered !== null && ACCEPTABLE_REQUEST_ID.test(offered) ? offered : randomUUID();
     call.responseHeader.set(REQUEST_ID_HEADER, call.requestId);
     const store: RequestContextStore = { requestId: call.requestId, method: fullMethodName(call) };
-    const result = await runWithRequestContext(store, invoke);
+    const result = runWithRequestContext(store, invoke);
     if (call.methodKind === "unary" || call.methodKind === "client_streaming") return result;
-    return bindStreamToContext(result as AsyncIterable<unknown>, store) as R;
+    return result.then((stream) => bindStreamToContext(stream as AsyncIterable<unknown>, store) as R);
   };
 }

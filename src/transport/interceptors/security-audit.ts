@@ -16,7 +16,7 @@ import { BrokerError } from "../../domain/errors.js";
 import { hiddenDenialOf } from "../../domain/policy.js";
 import type { SecurityAuditRecorder, SecurityEvent } from "../../observability/security-audit.js";
 import { fullMethodName, type CallContext, type Interceptor } from "../call.js";
-import { observeStream } from "../service-binding.js";
+import { handleFailures } from "../service-binding.js";
 
 export function createSecurityAuditInterceptor(deps: { recorder: Pick<SecurityAuditRecorder, "record"> }): Interceptor {
   const observe = (call: CallContext, error: unknown): unknown => {
@@ -24,16 +24,7 @@ export function createSecurityAuditInterceptor(deps: { recorder: Pick<SecurityAu
     if (event !== undefined) deps.recorder.record(event);
     return error;
   };
-  return async <R>(call: CallContext, invoke: () => Promise<R>): Promise<R> => {
-    let result: R;
-    try {
-      result = await invoke();
-    } catch (error) {
-      throw observe(call, error);
-    }
-    if (call.methodKind === "unary" || call.methodKind === "client_streaming") return result;
-    return observeStream(result as AsyncIterable<unknown>, { onError: (error) => observe(call, error) }) as R;
-  };
+  return (call, invoke) => handleFailures(call, invoke, (error) => observe(call, error));
 }
 
 /** The audit event a refusal leaves, or undefined for every other outcome. */
