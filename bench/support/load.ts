@@ -4,6 +4,7 @@
  * of callers each sending its next request as soon as the previous one answered.
  */
 import * as grpc from "@grpc/grpc-js";
+import { localPostgresCpuMicros, processCpuMicros } from "./cpu.js";
 
 export interface LoadOptions {
   readonly address: string;
@@ -24,6 +25,10 @@ export interface LoadResult {
   readonly perSecond: number;
   readonly p50: number;
   readonly p99: number;
+  /** CPU of this process (load generator and any in-process server) per call, µs. */
+  readonly cpuPerCallMicros: number;
+  /** CPU of local PostgreSQL processes per call, µs; undefined where it cannot be read. */
+  readonly databaseCpuPerCallMicros: number | undefined;
 }
 
 const identity = (bytes: Buffer): Buffer => bytes;
@@ -51,6 +56,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     for (let i = 0; i < (options.warmupCalls ?? 200); i++) await unaryCall(client, options.path, options.next(), options.metadata);
     const latencies: number[] = [];
     let errors = 0;
+    const cpuBefore = processCpuMicros();
+    const databaseCpuBefore = localPostgresCpuMicros();
     const started = performance.now();
     const deadline = started + options.durationMs;
     await Promise.all(
@@ -67,6 +74,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       }),
     );
     const elapsed = (performance.now() - started) / 1000;
+    const cpu = processCpuMicros() - cpuBefore;
+    const databaseCpuAfter = localPostgresCpuMicros();
+    const calls = Math.max(1, latencies.length + errors);
     latencies.sort((a, b) => a - b);
     return {
       requests: latencies.length,
@@ -74,6 +84,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       perSecond: latencies.length / elapsed,
       p50: quantile(latencies, 0.5),
       p99: quantile(latencies, 0.99),
+      cpuPerCallMicros: cpu / calls,
+      databaseCpuPerCallMicros:
+        databaseCpuBefore === undefined || databaseCpuAfter === undefined ? undefined : (databaseCpuAfter - databaseCpuBefore) / calls,
     };
   } finally {
     client.close();
@@ -106,10 +119,18 @@ export function combine(rounds: readonly LoadResult[]): LoadResult {
     perSecond: median(rounds.map((r) => r.perSecond)),
     p50: median(rounds.map((r) => r.p50)),
     p99: median(rounds.map((r) => r.p99)),
+    cpuPerCallMicros: median(rounds.map((r) => r.cpuPerCallMicros)),
+    databaseCpuPerCallMicros: rounds.some((r) => r.databaseCpuPerCallMicros === undefined)
+      ? undefined
+      : median(rounds.map((r) => r.databaseCpuPerCallMicros ?? 0)),
   };
 }
 
 export function formatLoad(result: LoadResult): string {
   const errors = result.errors > 0 ? `, ${result.errors} errors` : "";
-  return `${result.perSecond.toFixed(0)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms (${result.requests} calls${errors})`;
+  const database = result.databaseCpuPerCallMicros === undefined ? "" : ` + PostgreSQL ${result.databaseCpuPerCallMicros.toFixed(0)} µs`;
+  return (
+    `${result.perSecond.toFixed(0)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms (${result.requests} calls${errors}); ` +
+    `CPU per call: this process ${result.cpuPerCallMicros.toFixed(0)} µs${database}`
+  );
 }

@@ -11,6 +11,7 @@
 import { BrokerError, isBrokerError } from "./errors.js";
 import { auditCaller, auditSubject, type AuditLog, type Cipher, type Clock, type ProviderClient } from "./ports.js";
 import type { Integration, RequestContext } from "./types.js";
+import { sleep } from "./waiting.js";
 
 export type DeletionRevocation = "revoked" | "not_supported" | "pending" | "already_deleted";
 
@@ -87,9 +88,6 @@ const FIRST_RETRY_MS = 30_000;
 const REVOCATION_CLAIM_MS = 120_000;
 const MAX_RETRY_MS = 6 * 3_600_000;
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 export function createIntegrationDeletion(deps: IntegrationDeletionDeps): IntegrationDeletion {
   const { store, logger } = deps;

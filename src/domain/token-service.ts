@@ -25,6 +25,9 @@ import { createCircuitBreaker, type CircuitBreaker, type CircuitState } from "./
 import { auditCaller, auditSubject, type AuditLog, type Cipher, type Clock, type ProviderClient } from "./ports.js";
 import { createSingleFlight } from "./single-flight.js";
 import { createTokenCache } from "./token-cache.js";
+import { checkScopes, checkStatus, lifetimeTooShort } from "./integration-checks.js";
+import { createResolvedIntegrations, createTokenLifetimes } from "./integration-memory.js";
+import { awaitWithin, createWakeups, fullJitterBackoff, sleep } from "./waiting.js";
 import type { EncryptedTokenSet, Integration, RequestContext, TokenSet } from "./types.js";
 
 /** What the token service needs from storage (the postgres.js repositories satisfy it). */
@@ -204,101 +207,10 @@ interface UnstoredRefresh {
   readonly by: RefreshCaller;
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
-}
-
-/**
- * Waits for `work` on behalf of one caller: the caller's deadline or cancellation ends its own
- * wait, never the shared work (other callers, and a rotated refresh token, depend on it).
- */
-function awaitWithin<T>(work: Promise<T>, ctx: RequestContext | undefined): Promise<T> {
-  if (!ctx?.deadline && !ctx?.signal) return work;
-  return new Promise<T>((resolve, reject) => {
-    const fail = () => {
-      cleanup();
-      reject(new BrokerError("deadline_exceeded", "the deadline passed while the token was being refreshed; retry", { retryAfterMs: 200 }));
-    };
-    const timer = ctx.deadline ? setTimeout(fail, Math.max(0, ctx.deadline - Date.now())) : undefined;
-    const cleanup = () => {
-      clearTimeout(timer);
-      ctx.signal?.removeEventListener("abort", fail);
-    };
-    ctx.signal?.addEventListener("abort", fail, { once: true });
-    work.then(
-      (value) => {
-        cleanup();
-        resolve(value);
-      },
-      (error: unknown) => {
-        cleanup();
-        reject(error);
-      },
-    );
-  });
-}
-
-/** Full jitter (AWS architecture blog): a random wait up to the exponential bound. */
-function backoff(attempt: number, baseMs = 100, capMs = 5_000): number {
-  return Math.random() * Math.min(capMs, baseMs * 2 ** attempt);
-}
-
 function refreshCallerOf(ctx: RequestContext | undefined, trigger: RefreshTrigger): RefreshCaller {
   if (ctx) return { ...auditCaller(ctx), trigger };
   // The refresher has no request: a fresh id still ties the event to this replica's log lines.
   return { caller: trigger === "proactive" ? "proactive-refresh" : "broker", callerKind: "system", requestId: randomUUID(), peer: undefined, trigger };
-}
-
-export function checkStatus(integration: Integration): void {
-  if (integration.status === "deleted") {
-    throw new BrokerError("not_found", `integration ${integration.id} was deleted`, { metadata: { integration_id: integration.id } });
-  }
-  if (integration.status === "needs_reauth") {
-    throw new BrokerError(
-      "integration_needs_reauth",
-      `the user must connect their ${integration.provider} account again (the provider refused the stored grant)`,
-      {
-        reason: "INTEGRATION_NEEDS_REAUTH",
-        metadata: { integration_id: integration.id, provider: integration.provider, cause: integration.statusReason },
-      },
-    );
-  }
-}
-
-export function checkScopes(integration: Integration, required: readonly string[]): void {
-  const granted = new Set(integration.grantedScopes);
-  const missing = required.filter((scope) => !granted.has(scope));
-  if (missing.length > 0) {
-    throw new BrokerError(
-      "scope_not_granted",
-      `the integration lacks the scopes ${missing.join(", ")}; send the user through StartAuthorization with them (incremental consent)`,
-      {
-        reason: "SCOPE_NOT_GRANTED",
-        metadata: { integration_id: integration.id, provider: integration.provider, missing_scopes: missing.join(" ") },
-      },
-    );
-  }
-}
-
-function lifetimeTooShort(integration: Integration, lifetimeMs: number, minValidForMs: number): BrokerError {
-  const lifetime = Math.max(0, Math.floor(lifetimeMs / 1000));
-  return new BrokerError(
-    "failed_precondition",
-    `the provider ${integration.provider} issues tokens valid for ${lifetime} s, less than the ${Math.ceil(minValidForMs / 1000)} s asked for; ask for less`,
-    {
-      reason: "TOKEN_LIFETIME_TOO_SHORT",
-      metadata: { integration_id: integration.id, provider: integration.provider, token_lifetime_seconds: String(lifetime) },
-      fieldViolations: [{ field: "min_valid_for", description: `longer than the provider's token lifetime (${lifetime} s)` }],
-    },
-  );
 }
 
 export function createTokenService(deps: TokenServiceDeps): TokenService {
@@ -316,60 +228,18 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
   const writeCapMs = deps.settings.writeRetry?.capMs ?? 2_000;
   // Each background write renews the kept lease: several chances per lease period.
   const backgroundCapMs = Math.max(10, Math.min(BACKGROUND_WRITE_CAP_MS, leaseMs / 3));
-  const waiters = new Map<string, Set<() => void>>();
+  const wakeups = createWakeups();
   const lastTouched = new Map<string, number>();
-  const resolved = new Map<string, { integration: Integration; until: number }>();
-  const resolvedKeys = new Map<string, Set<string>>();
-  const lifetimes = new Map<string, { ms: number; learnedAt: number }>();
+  const resolved = createResolvedIntegrations({ maxEntries: deps.settings.cacheMaxEntries, ttlMs: RESOLVE_TTL_MS, clock });
+  const lifetimes = createTokenLifetimes({ maxEntries: deps.settings.cacheMaxEntries, trustMs: LIFETIME_MEMORY_MS, clock });
   const unstored = new Map<string, UnstoredRefresh>();
   const retrying = new Set<string>();
   const stopping = new AbortController();
 
-  function forgetResolved(integrationId: string): void {
-    for (const key of resolvedKeys.get(integrationId) ?? []) resolved.delete(key);
-    resolvedKeys.delete(integrationId);
-  }
-
-  function remember(key: string, integration: Integration): void {
-    if (resolved.size >= deps.settings.cacheMaxEntries) {
-      const oldest = resolved.keys().next().value;
-      const evicted = oldest === undefined ? undefined : resolved.get(oldest);
-      if (oldest !== undefined && evicted !== undefined) {
-        resolved.delete(oldest);
-        // The reverse index shrinks with the cache; otherwise it keeps an entry for every
-        // integration ever resolved (bench/large-table.ts shows the growth).
-        const keys = resolvedKeys.get(evicted.integration.id);
-        keys?.delete(oldest);
-        if (keys?.size === 0) resolvedKeys.delete(evicted.integration.id);
-      }
-    }
-    resolved.set(key, { integration, until: clock.now().getTime() + RESOLVE_TTL_MS });
-    let keys = resolvedKeys.get(integration.id);
-    if (!keys) resolvedKeys.set(integration.id, (keys = new Set()));
-    keys.add(key);
-  }
-
-  function learnLifetime(integrationId: string, expiresAt: Date): void {
-    const now = clock.now().getTime();
-    lifetimes.delete(integrationId);
-    if (lifetimes.size >= deps.settings.cacheMaxEntries) lifetimes.delete(lifetimes.keys().next().value ?? "");
-    lifetimes.set(integrationId, { ms: expiresAt.getTime() - now, learnedAt: now });
-  }
-
-  function knownLifetime(integrationId: string): number | undefined {
-    const known = lifetimes.get(integrationId);
-    if (!known) return undefined;
-    if (known.learnedAt + LIFETIME_MEMORY_MS <= clock.now().getTime()) {
-      lifetimes.delete(integrationId);
-      return undefined;
-    }
-    return known.ms;
-  }
-
   const unsubscribe = deps.changes?.subscribe((change) => {
     cache.evict(change.integrationId, change.version || Number.MAX_SAFE_INTEGER);
-    forgetResolved(change.integrationId);
-    for (const wake of waiters.get(change.integrationId) ?? []) wake();
+    resolved.forget(change.integrationId);
+    wakeups.wake(change.integrationId);
   });
 
   function breakerFor(provider: string): CircuitBreaker {
@@ -388,24 +258,6 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       breakers.set(provider, breaker);
     }
     return breaker;
-  }
-
-  /** Waits for a change notification on `integrationId`, at most `ms`. */
-  function waitForChange(integrationId: string, ms: number, signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      let set = waiters.get(integrationId);
-      if (!set) waiters.set(integrationId, (set = new Set()));
-      const done = () => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", done);
-        set?.delete(done);
-        if (set?.size === 0) waiters.delete(integrationId);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal?.addEventListener("abort", done, { once: true });
-      set.add(done);
-    });
   }
 
   async function decrypt(integrationId: string, stored: EncryptedTokenSet): Promise<CurrentTokens> {
@@ -468,7 +320,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
           throw error;
         }
         breaker.failure();
-        const wait = backoff(attempt);
+        const wait = fullJitterBackoff(attempt);
         if (code !== "provider_unavailable" || Date.now() + wait >= deadline || signal?.aborted) throw error;
         await sleep(wait, signal);
       }
@@ -544,7 +396,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
         logger.warn({ err: error, integrationId: integration.id, attempt, rotatedRefreshToken: rotated }, "storing the refreshed token set failed; retrying from memory");
       }
       if (attempt < writeAttempts) {
-        await sleep(backoff(attempt, writeBaseMs, writeCapMs));
+        await sleep(fullJitterBackoff(attempt, writeBaseMs, writeCapMs));
         // Keep the lease meanwhile: another replica refreshing with the stored, now invalidated,
         // refresh token would make a rotating provider revoke the whole grant.
         await store.tokenSets.acquireLease(integration.id, deps.replicaId, leaseMs).catch(() => undefined);
@@ -614,7 +466,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     retrying.add(integrationId);
     void (async () => {
       for (let attempt = 1; !stopping.signal.aborted && unstored.has(integrationId); attempt++) {
-        await sleep(backoff(attempt, writeBaseMs, backgroundCapMs), stopping.signal);
+        await sleep(fullJitterBackoff(attempt, writeBaseMs, backgroundCapMs), stopping.signal);
         const pending = unstored.get(integrationId);
         if (!pending || stopping.signal.aborted) break;
         try {
@@ -641,7 +493,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       const reason = isBrokerError(error) ? (error.metadata["error"] ?? error.reason).toLowerCase() : "invalid_grant";
       await store.integrations.markNeedsReauth(integration.id, reason);
       cache.evict(integration.id);
-      forgetResolved(integration.id);
+      resolved.forget(integration.id);
       await deps.changes?.publish({ integrationId: integration.id, version: 0 });
       logger.warn({ integrationId: integration.id, provider: integration.provider, reason }, "the provider refused the grant: integration needs re-authorization");
       checkStatus({ ...integration, status: "needs_reauth", statusReason: reason });
@@ -655,6 +507,12 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
         .catch((e: unknown) => logger.warn({ err: e }, "could not record the refresh failure"));
     }
     throw error;
+  }
+
+  function releaseLease(integrationId: string): Promise<void> {
+    return store.tokenSets.releaseLease(integrationId, deps.replicaId).catch((e: unknown) =>
+      logger.warn({ err: e, integrationId }, "could not release the refresh lease; it expires by itself"),
+    );
   }
 
   /**
@@ -706,7 +564,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
         // RFC 6749 §6: a refresh response without `scope` keeps the granted scopes.
         scopes: grant.tokens.scopes.length > 0 ? grant.tokens.scopes : current.tokens.scopes,
       };
-      learnLifetime(integration.id, tokens.expiresAt);
+      lifetimes.learn(integration.id, tokens.expiresAt);
       rotated = tokens.refreshToken !== undefined;
       auditDeferred = rotated;
       const version = await writeRefreshed(integration, current.version, tokens, by);
@@ -751,11 +609,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       return await failRefresh(integration, error);
     } finally {
       // A kept rotated token keeps the lease too: the stored refresh token is invalidated.
-      if (!unstored.has(integration.id)) {
-        await store.tokenSets.releaseLease(integration.id, deps.replicaId).catch((e: unknown) =>
-          logger.warn({ err: e, integrationId: integration.id }, "could not release the refresh lease; it expires by itself"),
-        );
-      }
+      if (!unstored.has(integration.id)) await releaseLease(integration.id);
     }
     // Recorded before the token is handed out: a refresh that cannot be audited fails the call.
     if (by && result.refreshed) await auditRefresh(integration, by, undefined, { rotated: String(rotated) });
@@ -791,7 +645,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
         });
       }
       const leaseLeft = lease.expiresAt ? lease.expiresAt.getTime() - clock.now().getTime() : 0;
-      await waitForChange(integration.id, Math.max(10, Math.min(remaining, leaseLeft > 0 ? leaseLeft : 50, 50 * 2 ** Math.min(attempt, 5))));
+      await wakeups.wait(integration.id, Math.max(10, Math.min(remaining, leaseLeft > 0 ? leaseLeft : 50, 50 * 2 ** Math.min(attempt, 5))));
       const fresh = await loadStored(integration.id);
       if (fresh && fresh.version !== seenVersion && validFor(fresh.tokens) >= minValidForMs) {
         return { tokens: fresh.tokens, version: fresh.version, refreshed: false };
@@ -815,10 +669,17 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
         ? `id:${selector.integrationId}`
         : `user:${selector.userId ?? ""}\u0000${selector.provider ?? ""}\u0000${selector.externalAccountId ?? ""}`;
       const hit = resolved.get(key);
-      if (hit && hit.until > clock.now().getTime()) {
-        authorize?.(hit.integration);
-        checkStatus(hit.integration);
-        return hit.integration;
+      if (hit) {
+        try {
+          authorize?.(hit);
+        } catch (refusal) {
+          // Refused no sooner than an unknown id, which costs a database read: the answer's timing
+          // must not tell a caller that an integration it may not use exists and is in use here.
+          await store.integrations.get(hit.id).catch(() => undefined);
+          throw refusal;
+        }
+        checkStatus(hit);
+        return hit;
       }
       let integration: Integration | undefined;
       if (selector.integrationId) {
@@ -846,7 +707,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       if (!integration) throw new BrokerError("internal", "integration lookup returned nothing");
       authorize?.(integration);
       checkStatus(integration);
-      remember(key, integration);
+      resolved.remember(key, integration);
       return integration;
     },
 
@@ -863,13 +724,13 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
         // the result against this caller's own need and refresh again once if it falls short.
         for (let round = 0; round < 2 && validFor(tokens) < minValidForMs; round++) {
           // No refresh can help when the provider's tokens live shorter than asked for.
-          const lifetime = knownLifetime(integration.id);
+          const lifetime = lifetimes.known(integration.id);
           if (lifetime !== undefined && lifetime < minValidForMs) throw lifetimeTooShort(integration, lifetime, minValidForMs);
           tokens = (await awaitWithin(refreshes.run(integration.id, () => refreshCoordinated(ctx, integration, minValidForMs, false, "expiring")), ctx)).tokens;
         }
       }
       if (validFor(tokens) < minValidForMs) {
-        const lifetime = knownLifetime(integration.id);
+        const lifetime = lifetimes.known(integration.id);
         throw lifetimeTooShort(integration, lifetime !== undefined && lifetime < minValidForMs ? lifetime : validFor(tokens), minValidForMs);
       }
       const handedOut = withoutRefreshToken(tokens);
@@ -893,8 +754,15 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     },
 
     async refreshAhead(integrationId, withinMs) {
-      const integration = await store.integrations.get(integrationId);
-      if (!integration || integration.status !== "active") return false;
+      let integration: Integration | undefined;
+      try {
+        integration = await store.integrations.get(integrationId);
+      } finally {
+        // The claim leased it to this replica, and no refresh will run to give the lease back:
+        // gone, or no longer active since the claim (deleted, revoked, re-authorizing).
+        if (integration?.status !== "active") await releaseLease(integrationId);
+      }
+      if (integration?.status !== "active") return false;
       // Same rule as the claim: a token living shorter than the window is refreshed at half-life.
       const lifetime =
         integration.accessTokenExpiresAt && integration.lastRefreshedAt
@@ -907,8 +775,8 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
 
     evict(integrationId) {
       cache.evict(integrationId);
-      forgetResolved(integrationId);
-      lifetimes.delete(integrationId);
+      resolved.forget(integrationId);
+      lifetimes.forget(integrationId);
     },
 
     circuitStates() {

