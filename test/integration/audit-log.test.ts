@@ -278,6 +278,33 @@ describe("createPostgresAuditLog", () => {
     }
   });
 
+  it("fails a one-round-trip batch that cannot take the append lock, and the next batch still chains right", async () => {
+    const pool = postgres(db.url, { max: 1, onnotice: () => {} });
+    const holder = await db.sql.reserve();
+    const { logger } = captureLogger();
+    const log = createPostgresAuditLog({ sql: pool, logger, lockTimeoutMs: 100 });
+    try {
+      // The writer now knows the tip, so its next batch goes out as one transaction at once.
+      await log.record(event(1, "a"));
+      await holder`begin`;
+      await holder`select pg_advisory_xact_lock(${AUDIT_APPEND_LOCK_KEY}::bigint)`;
+      await expect(log.record(event(2, "a"))).rejects.toMatchObject({ code: "internal", message: AUDIT_WRITE_FAILED_MESSAGE });
+      const [setting] = await pool<{ timeout: string }[]>`select current_setting('lock_timeout') as timeout`;
+      expect(setting?.timeout).toBe("0");
+      await holder`rollback`;
+      await log.record(event(3, "a"));
+      expect((await rows()).map((row) => [row.sequence, row.request_id])).toEqual([
+        ["1", "a-1"],
+        ["2", "a-3"],
+      ]);
+      expect((await verifyAuditChain(db.sql)).intact).toBe(true);
+    } finally {
+      holder.release();
+      await log.close();
+      await pool.end({ timeout: 5 });
+    }
+  });
+
   it("refuses an event with fields beyond AuditEventInput without touching its batch", async () => {
     const { logger } = captureLogger();
     const log = createPostgresAuditLog({ sql: db.sql, logger });
