@@ -6,7 +6,8 @@
 // connects again ("write CONNECT_TIMEOUT"); and the dead backend's last error answers the next
 // query. The fix follows upstream #1168 and the fixes discussed in #1208 and #1215: drop the
 // pending chunk and timer, and the in-flight state, with the socket;
-// test/integration/storage-transaction-reset.test.ts pins it.
+// test/integration/storage-transaction-reset.test.ts pins it. The same holds for a reserved
+// connection (below); test/integration/audit-log.test.ts pins that.
 // Idempotent; refuses other versions so an upgrade is checked by hand rather than silently unpatched.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -41,11 +42,27 @@ const replacements = [
   ],
 ];
 
-for (const file of ["src/connection.js", "cjs/src/connection.js"]) {
+/**
+ * A reserved connection (`sql.reserve()`) whose backend dies: the pool marks it closed, but the
+ * reserved handle kept sending to it (the query waited forever for a socket that no longer
+ * exists) and `release()` put it back among the open connections, where every later query
+ * waited the same way. A closed reserved connection now refuses queries at once
+ * (CONNECTION_CLOSED) and stays closed when released, so the pool connects it again on demand.
+ */
+const RESERVE_MARK = "/* oauth-broker: a reserved connection that died stays closed */";
+const reserveReplacements = [
+  ["      c.reserved = null\n      onopen(c)\n    }", `      c.reserved = null\n      c.queue === closed || onopen(c) ${RESERVE_MARK}\n    }`],
+  [
+    "    function handler(q) {\n      c.queue === full\n        ? queue.push(q)",
+    "    function handler(q) {\n      c.queue === closed\n        ? q.reject(Errors.connection('CONNECTION_CLOSED', options))\n        : c.queue === full\n        ? queue.push(q)",
+  ],
+];
+
+function patch(file, mark, edits) {
   const path = join(root, file);
   let text = readFileSync(path, "utf8");
-  if (text.includes(MARK)) continue;
-  for (const [from, to] of replacements) {
+  if (text.includes(mark)) return;
+  for (const [from, to] of edits) {
     if (!text.includes(from)) {
       process.stderr.write(`scripts/patch-postgres.mjs: ${file} does not contain the expected code; the patch cannot be applied` + "\n");
       process.exit(1);
@@ -53,4 +70,9 @@ for (const file of ["src/connection.js", "cjs/src/connection.js"]) {
     text = text.replace(from, to);
   }
   writeFileSync(path, text);
+}
+
+for (const dir of ["src", "cjs/src"]) {
+  patch(`${dir}/connection.js`, MARK, replacements);
+  patch(`${dir}/index.js`, RESERVE_MARK, reserveReplacements);
 }

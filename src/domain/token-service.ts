@@ -675,7 +675,8 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
         } catch (refusal) {
           // Refused no sooner than an unknown id, which costs a database read: the answer's timing
           // must not tell a caller that an integration it may not use exists and is in use here.
-          await store.integrations.get(hit.id).catch(() => undefined);
+          // Nor may its outcome: while that read fails, both get the database's error.
+          await store.integrations.get(hit.id);
           throw refusal;
         }
         checkStatus(hit);
@@ -754,15 +755,22 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     },
 
     async refreshAhead(integrationId, withinMs) {
-      let integration: Integration | undefined;
-      try {
-        integration = await store.integrations.get(integrationId);
-      } finally {
-        // The claim leased it to this replica, and no refresh will run to give the lease back:
-        // gone, or no longer active since the claim (deleted, revoked, re-authorizing).
-        if (integration?.status !== "active") await releaseLease(integrationId);
+      // A failed read leaves the claim's lease to lapse by itself: a refresh of this integration
+      // on this replica may be running under it (the owner is the replica).
+      const integration = await store.integrations.get(integrationId);
+      if (integration?.status !== "active") {
+        // Gone, or no longer active since the claim: nothing will refresh it, so the claim's lease
+        // goes back now. Inside the single flight, so no refresh of it here runs under the lease
+        // meanwhile; never while a rotated refresh token kept here waits for its write.
+        await refreshes
+          .run(integrationId, async () => {
+            if (!unstored.has(integrationId)) await releaseLease(integrationId);
+            if (integration) checkStatus(integration);
+            throw integrationNotFound(integrationId);
+          })
+          .catch(() => undefined);
+        return false;
       }
-      if (integration?.status !== "active") return false;
       // Same rule as the claim: a token living shorter than the window is refreshed at half-life.
       const lifetime =
         integration.accessTokenExpiresAt && integration.lastRefreshedAt

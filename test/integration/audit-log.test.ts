@@ -305,6 +305,34 @@ describe("createPostgresAuditLog", () => {
     }
   });
 
+  it("fails the batch whose backend dies mid-transaction, then writes the next one", async () => {
+    const pool = postgres(db.url, { max: 2, onnotice: () => {} });
+    const holder = await db.sql.reserve();
+    const { logger } = captureLogger();
+    const log = createPostgresAuditLog({ sql: pool, logger, lockTimeoutMs: 30_000 });
+    try {
+      await log.record(event(1, "a"));
+      await holder`begin`;
+      await holder`select pg_advisory_xact_lock(${AUDIT_APPEND_LOCK_KEY}::bigint)`;
+      const pending = log.record(event(2, "a"));
+      const waiting = async () =>
+        (await db.sql<{ pid: number }[]>`select pid from pg_locks where locktype = 'advisory' and not granted`)[0]?.pid;
+      await expect.poll(waiting, { timeout: 5_000 }).toBeDefined();
+      await db.sql`select pg_terminate_backend(${(await waiting())!})`;
+      await expect(pending).rejects.toMatchObject({ code: "internal", message: AUDIT_WRITE_FAILED_MESSAGE });
+      await holder`rollback`;
+      await log.record(event(3, "a"));
+      expect((await rows()).map((row) => [row.sequence, row.request_id])).toEqual([
+        ["1", "a-1"],
+        ["2", "a-3"],
+      ]);
+    } finally {
+      holder.release();
+      await log.close();
+      await pool.end({ timeout: 5 });
+    }
+  });
+
   it("refuses an event with fields beyond AuditEventInput without touching its batch", async () => {
     const { logger } = captureLogger();
     const log = createPostgresAuditLog({ sql: db.sql, logger });

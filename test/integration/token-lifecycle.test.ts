@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomNonce, randomPKCECodeVerifier, randomState } from "openid-client";
 import { createLocalKeyringCipher } from "../../src/crypto/local-keyring-cipher.js";
-import { isBrokerError } from "../../src/domain/errors.js";
+import { BrokerError, isBrokerError } from "../../src/domain/errors.js";
 import type { Cipher, ProviderClient } from "../../src/domain/ports.js";
 import type { RequestContext } from "../../src/domain/types.js";
 import { createTokenService, type TokenService } from "../../src/domain/token-service.js";
@@ -252,13 +252,49 @@ describe("token lifecycle", () => {
     expect(row?.lease_owner).toBeNull();
   });
 
+  it("keeps the lease while a refresh on the same replica runs under it, even if the integration stopped being active", async () => {
+    const id = await connect("ahead-racing");
+    await expire(id);
+    const replica = replicas[0]!;
+    replica.tokens.evict(id);
+    const integration = await replica.tokens.resolve({ integrationId: id });
+    peer.setTokenEndpointFault("hold");
+    try {
+      const refreshing = replica.tokens.tokenFor(ctx, integration, 60_000, []).catch((error: unknown) => error);
+      await expect.poll(() => peer.heldRequests(), { timeout: 5_000 }).toBe(1);
+      // The refresher on the same replica (same lease owner) now finds the integration revoked.
+      await db.sql`update integrations set status = 'needs_reauth' where id = ${id}`;
+      const ahead = replica.tokens.refreshAhead(id, 300_000);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const [held] = await db.sql<{ lease_owner: string | null }[]>`select lease_owner from token_sets where integration_id = ${id}`;
+      // Released now, another replica could refresh with the refresh token the provider is rotating.
+      expect(held?.lease_owner).toBe("replica-a");
+      peer.releaseHeldRequests();
+      expect(await ahead).toBe(false);
+      await refreshing;
+      const [after] = await db.sql<{ lease_owner: string | null }[]>`select lease_owner from token_sets where integration_id = ${id}`;
+      expect(after?.lease_owner).toBeNull();
+    } finally {
+      peer.setTokenEndpointFault("none");
+      peer.releaseHeldRequests();
+    }
+  });
+
   it("refuses a cached integration no sooner than an unknown one: both cost a database read", async () => {
     const id = await connect("timing-owner");
     const integrations = createIntegrationRepository(db.sql);
     let reads = 0;
+    let databaseDown = false;
     const tokens = createTokenService({
       store: {
-        integrations: { ...integrations, get: (integrationId) => ((reads += 1), integrations.get(integrationId)) },
+        integrations: {
+          ...integrations,
+          get: (integrationId) => {
+            reads += 1;
+            if (databaseDown) return Promise.reject(new BrokerError("database_unavailable", "the database is unreachable"));
+            return integrations.get(integrationId);
+          },
+        },
         tokenSets: createTokenSetRepository(db.sql),
       },
       cipher,
@@ -280,6 +316,10 @@ describe("token lifecycle", () => {
       expect(reads).toBe(2);
       await expect(tokens.resolve({ integrationId: randomUUID() }, refuse)).rejects.toMatchObject({ code: "not_found" });
       expect(reads).toBe(3);
+      // Nor does the outcome differ while that read fails: both get the database's error.
+      databaseDown = true;
+      await expect(tokens.resolve({ integrationId: id }, refuse)).rejects.toMatchObject({ code: "database_unavailable" });
+      await expect(tokens.resolve({ integrationId: randomUUID() }, refuse)).rejects.toMatchObject({ code: "database_unavailable" });
     } finally {
       await tokens.close();
     }
