@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import { link, mkdir, open, readFile, rename, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { BrokerError } from "../domain/errors.js";
+import { sleep } from "../domain/waiting.js";
 
 export const KEYRING_FILE = "keyring.json";
 const FORMAT = "oauth-broker-keyring/1";
@@ -143,7 +144,7 @@ async function withLock<T>(path: string, action: () => Promise<T>): Promise<T> {
           metadata: { path: lock },
         });
       }
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await sleep(50);
     }
   }
   try {

@@ -47,6 +47,47 @@ async function rows(): Promise<AuditEventRow[]> {
       from audit_events order by audit_events.sequence`;
 }
 
+/**
+ * A writer on its own pool, and another session that can hold the append lock against it (as a
+ * stuck replica would): everything is closed again afterwards, whatever the test did.
+ */
+async function withAppendLockHolder(
+  options: { poolSize: number; lockTimeoutMs: number },
+  body: (fixture: {
+    pool: postgres.Sql;
+    log: ReturnType<typeof createPostgresAuditLog>;
+    takeLock: () => Promise<void>;
+    releaseLock: () => Promise<void>;
+  }) => Promise<void>,
+): Promise<void> {
+  const pool = postgres(db.url, { max: options.poolSize, onnotice: () => {} });
+  const holder = await db.sql.reserve();
+  const { logger } = captureLogger();
+  const log = createPostgresAuditLog({ sql: pool, logger, lockTimeoutMs: options.lockTimeoutMs });
+  let holding = false;
+  const releaseLock = async () => {
+    if (holding) await holder`rollback`;
+    holding = false;
+  };
+  try {
+    await body({
+      pool,
+      log,
+      takeLock: async () => {
+        await holder`begin`;
+        holding = true;
+        await holder`select pg_advisory_xact_lock(${AUDIT_APPEND_LOCK_KEY}::bigint)`;
+      },
+      releaseLock,
+    });
+  } finally {
+    await releaseLock().catch(() => undefined);
+    holder.release();
+    await log.close();
+    await pool.end({ timeout: 5 });
+  }
+}
+
 describe("createPostgresAuditLog", () => {
   it("writes a row whose hash chains from genesis, with every field and the clock's time", async () => {
     const time = new Date("2024-03-01T10:00:00.123Z");
@@ -256,81 +297,54 @@ describe("createPostgresAuditLog", () => {
   });
 
   it("fails a batch that cannot take the append lock in time and leaves its connection outside any transaction", async () => {
-    const pool = postgres(db.url, { max: 1, onnotice: () => {} });
-    const holder = await db.sql.reserve();
-    const { logger } = captureLogger();
-    const log = createPostgresAuditLog({ sql: pool, logger, lockTimeoutMs: 100 });
-    try {
-      await holder`begin`;
-      await holder`select pg_advisory_xact_lock(${AUDIT_APPEND_LOCK_KEY}::bigint)`;
+    await withAppendLockHolder({ poolSize: 1, lockTimeoutMs: 100 }, async ({ pool, log, takeLock, releaseLock }) => {
+      await takeLock();
       await expect(log.record(event(1, "a"))).rejects.toMatchObject({ code: "internal", message: AUDIT_WRITE_FAILED_MESSAGE });
       // The pool's only connection: in the failed transaction this would be refused, and the
       // batch's transaction-local lock_timeout would still be set.
       const [setting] = await pool<{ timeout: string }[]>`select current_setting('lock_timeout') as timeout`;
       expect(setting?.timeout).toBe("0");
-      await holder`rollback`;
+      await releaseLock();
       await log.record(event(2, "a"));
       expect((await rows()).map((row) => [row.sequence, row.request_id])).toEqual([["1", "a-2"]]);
-    } finally {
-      holder.release();
-      await log.close();
-      await pool.end({ timeout: 5 });
-    }
+    });
   });
 
   it("fails a one-round-trip batch that cannot take the append lock, and the next batch still chains right", async () => {
-    const pool = postgres(db.url, { max: 1, onnotice: () => {} });
-    const holder = await db.sql.reserve();
-    const { logger } = captureLogger();
-    const log = createPostgresAuditLog({ sql: pool, logger, lockTimeoutMs: 100 });
-    try {
+    await withAppendLockHolder({ poolSize: 1, lockTimeoutMs: 100 }, async ({ pool, log, takeLock, releaseLock }) => {
       // The writer now knows the tip, so its next batch goes out as one transaction at once.
       await log.record(event(1, "a"));
-      await holder`begin`;
-      await holder`select pg_advisory_xact_lock(${AUDIT_APPEND_LOCK_KEY}::bigint)`;
+      await takeLock();
       await expect(log.record(event(2, "a"))).rejects.toMatchObject({ code: "internal", message: AUDIT_WRITE_FAILED_MESSAGE });
       const [setting] = await pool<{ timeout: string }[]>`select current_setting('lock_timeout') as timeout`;
       expect(setting?.timeout).toBe("0");
-      await holder`rollback`;
+      await releaseLock();
       await log.record(event(3, "a"));
       expect((await rows()).map((row) => [row.sequence, row.request_id])).toEqual([
         ["1", "a-1"],
         ["2", "a-3"],
       ]);
       expect((await verifyAuditChain(db.sql)).intact).toBe(true);
-    } finally {
-      holder.release();
-      await log.close();
-      await pool.end({ timeout: 5 });
-    }
+    });
   });
 
   it("fails the batch whose backend dies mid-transaction, then writes the next one", async () => {
-    const pool = postgres(db.url, { max: 2, onnotice: () => {} });
-    const holder = await db.sql.reserve();
-    const { logger } = captureLogger();
-    const log = createPostgresAuditLog({ sql: pool, logger, lockTimeoutMs: 30_000 });
-    try {
+    await withAppendLockHolder({ poolSize: 2, lockTimeoutMs: 30_000 }, async ({ log, takeLock, releaseLock }) => {
       await log.record(event(1, "a"));
-      await holder`begin`;
-      await holder`select pg_advisory_xact_lock(${AUDIT_APPEND_LOCK_KEY}::bigint)`;
+      await takeLock();
       const pending = log.record(event(2, "a"));
       const waiting = async () =>
         (await db.sql<{ pid: number }[]>`select pid from pg_locks where locktype = 'advisory' and not granted`)[0]?.pid;
       await expect.poll(waiting, { timeout: 5_000 }).toBeDefined();
       await db.sql`select pg_terminate_backend(${(await waiting())!})`;
       await expect(pending).rejects.toMatchObject({ code: "internal", message: AUDIT_WRITE_FAILED_MESSAGE });
-      await holder`rollback`;
+      await releaseLock();
       await log.record(event(3, "a"));
       expect((await rows()).map((row) => [row.sequence, row.request_id])).toEqual([
         ["1", "a-1"],
         ["2", "a-3"],
       ]);
-    } finally {
-      holder.release();
-      await log.close();
-      await pool.end({ timeout: 5 });
-    }
+    });
   });
 
   it("refuses an event with fields beyond AuditEventInput without touching its batch", async () => {
