@@ -2,17 +2,16 @@
  * A broker started in this process for a benchmark, configured as in production except for the
  * per-principal rate limit (which would measure the limiter, not the path) and whatever the
  * benchmark adds. It logs at LOG_LEVEL (default info, like production) to /dev/null through the
- * destination pino gives `npm start` for stdout (sonic-boom, asynchronous, no minimum length):
- * the cost of every log line stays in the measurement without flooding the terminal.
+ * destination `npm start` writes stdout with (logger.ts, `logDestination`): the cost of every log
+ * line stays in the measurement without flooding the terminal.
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { destination } from "pino";
 import { loadConfig } from "../../src/config/load-config.js";
 import { loadOrCreateLocalSigningKey, signLocalToken, type LocalSigningKey } from "../../src/auth/local-signing-key.js";
-import { createLogger } from "../../src/observability/logger.js";
+import { createLogger, logDestination, type Logger } from "../../src/observability/logger.js";
 import { startBroker, type RunningBroker } from "../../src/server.js";
 import { freePort } from "../../test/support/free-port.js";
 
@@ -35,6 +34,11 @@ export function logLevel(): string {
   return process.env["LOG_LEVEL"] ?? "info";
 }
 
+/** A logger at LOG_LEVEL writing to /dev/null the way `npm start` writes to stdout. */
+export function benchLogger(): Logger {
+  return createLogger({ level: logLevel(), destination: logDestination("/dev/null") });
+}
+
 export async function startBenchBroker(options: { databaseUrl?: string | undefined; extraYaml?: string } = {}): Promise<BenchBroker> {
   const dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-bench-"));
   const port = await freePort();
@@ -52,7 +56,7 @@ export async function startBenchBroker(options: { databaseUrl?: string | undefin
   if (options.databaseUrl !== undefined) env["DATABASE_URL"] = options.databaseUrl;
   const broker = await startBroker({
     config: loadConfig({ env }),
-    logger: createLogger({ level: logLevel(), destination: destination({ dest: "/dev/null", sync: false, minLength: 0 }) }),
+    logger: benchLogger(),
   });
   const signingKey = await loadOrCreateLocalSigningKey(dataDir);
   const admin = await signLocalToken(signingKey, { subject: "bench", kind: "service", roles: ["admin"] });

@@ -5,7 +5,7 @@
  * reporter). Every line written while a call or a background job runs carries its `requestId`
  * (request-context.ts), so domain code never has to pass the id to the logger.
  */
-import { pino, stdSerializers, type DestinationStream, type Logger } from "pino";
+import { destination, pino, stdSerializers, type DestinationStream, type Logger } from "pino";
 import { redactText, SECRET_KEYS } from "./redaction.js";
 import { currentRequestContext } from "./request-context.js";
 
@@ -41,6 +41,29 @@ function requestFields(): Record<string, string> {
   return context.job === undefined ? { requestId: context.requestId } : { requestId: context.requestId, job: context.job };
 }
 
+/**
+ * Where `npm start` writes its lines (stdout), or any file descriptor or path: pino's
+ * asynchronous SonicBoom, as pino's default, but fed buffers. Fed strings, SonicBoom measures the
+ * UTF-8 length of its whole pending chunk (up to 16 KB) on every line, which flattens and copies
+ * that chunk each time: about 8 KB allocated per line once lines arrive faster than the disk
+ * takes them, the largest allocation of a warm GetAccessToken (a heap-sampling profile under the
+ * load of bench/warm-path.ts). In buffer mode it appends each line and copies the chunk once,
+ * when it writes it.
+ */
+export function logDestination(dest: number | string = process.stdout.fd): DestinationStream & { flush(done?: (error?: Error) => unknown): void } {
+  // SonicBoom's typings know only its string mode.
+  const stream = destination({ dest, sync: false, minLength: 0, contentMode: "buffer" }) as unknown as ReturnType<typeof destination> & {
+    write(line: Buffer): boolean;
+  };
+  return {
+    // Looked up at every line: on EPIPE pino replaces the stream's `write` with a no-op, and a
+    // `write` kept from before would go on piling lines up in memory for a reader that is gone.
+    write: (line: string) => stream.write(Buffer.from(line)),
+    // pino's `logger.flush(done)` calls this; on exit pino flushes the stream synchronously itself.
+    flush: (done) => stream.flush(done),
+  };
+}
+
 export function createLogger(options: { level?: string; destination?: DestinationStream } = {}): Logger {
   return pino(
     {
@@ -50,6 +73,6 @@ export function createLogger(options: { level?: string; destination?: Destinatio
       serializers: { err: serializeError },
       mixin: requestFields,
     },
-    options.destination,
+    options.destination ?? logDestination(),
   );
 }
