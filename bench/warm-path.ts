@@ -36,9 +36,10 @@ export async function benchWarmPath(server: BenchServer): Promise<BenchReport> {
   let audit: PostgresAuditLog | undefined;
   try {
     // Its own database: its records must not move the tip of the chain the broker appends to.
-    auditDatabase = createDatabase({ url: await server.createDatabase("warm_audit"), logger: benchLogger() });
+    const logger = benchLogger();
+    auditDatabase = createDatabase({ url: await server.createDatabase("warm_audit"), logger });
     await runMigrations(auditDatabase.sql);
-    const auditLog = createPostgresAuditLog({ sql: auditDatabase.sql, logger: benchLogger() });
+    const auditLog = createPostgresAuditLog({ sql: auditDatabase.sql, logger });
     audit = auditLog;
     const user = await signLocalToken(bench.signingKey, { subject: "bench-user", kind: "user" });
     await connectSandboxAccount(bench.httpUrl, user, "bench-account");
@@ -86,12 +87,12 @@ export async function benchWarmPath(server: BenchServer): Promise<BenchReport> {
     // the first echo round came out a quarter slower than the rest.
     await interleave(1, contenders);
     const results = await interleave(rounds, contenders);
-    const ratiosTo = (contender: readonly LoadResult[]) =>
-      contender.map((result, i) => result.perSecond / (results.echo[i]?.perSecond ?? Number.NaN));
+    const ratiosTo = (contender: readonly LoadResult[], base: readonly LoadResult[] = results.echo) =>
+      contender.map((result, i) => result.perSecond / (base[i]?.perSecond ?? Number.NaN));
     const ratios = ratiosTo(results.broker);
     const ratio = median(ratios);
     const ceilings = ratiosTo(results.auditedEcho);
-    const ofCeiling = results.broker.map((result, i) => result.perSecond / (results.auditedEcho[i]?.perSecond ?? Number.NaN));
+    const ofCeiling = ratiosTo(results.broker, results.auditedEcho);
     const echoLoad = combine(results.echo);
     const auditedEchoLoad = combine(results.auditedEcho);
     const brokerLoad = combine(results.broker);

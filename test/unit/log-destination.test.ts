@@ -11,6 +11,9 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createLogger, logDestination } from "../../src/observability/logger.js";
 
+/** The first line of a child's script: the broker's logger, with its default destination. */
+const IMPORT_LOGGER = `import { createLogger } from ${JSON.stringify(new URL("../../src/observability/logger.ts", import.meta.url).pathname)};`;
+
 let dir: string;
 
 beforeEach(async () => {
@@ -54,7 +57,7 @@ describe("logDestination", () => {
   it("writes what is still buffered when the process exits right after logging", async () => {
     // As main.ts does after a shutdown: log, then process.exit at once.
     const script = [
-      `import { createLogger } from ${JSON.stringify(new URL("../../src/observability/logger.ts", import.meta.url).pathname)};`,
+      IMPORT_LOGGER,
       `const logger = createLogger({ level: "info" });`,
       `for (let i = 0; i < 2000; i += 1) logger.info({ i }, "line");`,
       `logger.info("stopped");`,
@@ -74,7 +77,7 @@ describe("logDestination", () => {
     // Bursts of lines for a second and a half, then the memory still held in buffers, on stderr
     // (about 25 MB when the lines were kept).
     const script = [
-      `import { createLogger } from ${JSON.stringify(new URL("../../src/observability/logger.ts", import.meta.url).pathname)};`,
+      IMPORT_LOGGER,
       `const logger = createLogger({ level: "info" });`,
       `const until = Date.now() + 1500;`,
       `const burst = () => {`,
