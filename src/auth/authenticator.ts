@@ -30,7 +30,8 @@ import {
 } from "./local-signing-key.js";
 import { parseStaticKeys } from "./static-keys.js";
 import { createVerifiedTokenCache, VERIFIED_TOKEN_CACHE_MAX_ENTRIES } from "./verified-token-cache.js";
-import { ACCEPTED_JWT_ALGORITHMS } from "../config/read-issuers.js";
+import { ACCEPTED_JWT_ALGORITHMS, DEFAULT_MAX_TOKEN_LIFETIME_SECONDS } from "../config/read-issuers.js";
+import { excessiveLifetime } from "./token-lifetime.js";
 
 
 /** Longer than any sane JWT; bounds the work an unauthenticated caller can cause. */
@@ -71,6 +72,7 @@ interface TrustedIssuer {
   readonly audiences: readonly string[];
   readonly algorithms: readonly string[];
   readonly clockSkewSeconds: number;
+  readonly maxTokenLifetimeSeconds: number;
   /** `undefined`: the local issuer, whose tokens carry a `kind` claim. */
   readonly principalKind: "user" | "service" | undefined;
   readonly rolesClaim: string;
@@ -103,6 +105,7 @@ export type AuthFailureReason =
   | "wrong_audience"
   | "expired"
   | "not_yet_valid"
+  | "lifetime_too_long"
   | "bad_signature"
   | "unknown_key"
   | "invalid_claims"
@@ -220,6 +223,8 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       requiredClaims: ["exp"],
     };
     const { payload, key } = await verifySignature(token, issuer, verifyOptions, details);
+    const tooLong = excessiveLifetime(payload, issuer, clock.now().getTime());
+    if (tooLong !== undefined) throw new Rejection("lifetime_too_long", `issuer ${issuer.name}: ${tooLong}`, "warn", details);
     const principal = Object.freeze(toPrincipal(issuer, payload, details));
     const [protectedHeader = "", body = "", signature = ""] = token.split(".");
     if (typeof payload.exp === "number") {
@@ -306,6 +311,8 @@ function localIssuer(key: LocalVerificationKey): TrustedIssuer {
     audiences: [LOCAL_AUDIENCE],
     algorithms: [LOCAL_ALGORITHM],
     clockSkewSeconds: LOCAL_CLOCK_SKEW_SECONDS,
+    // `npm run token --ttl` mints at most this much.
+    maxTokenLifetimeSeconds: DEFAULT_MAX_TOKEN_LIFETIME_SECONDS,
     principalKind: undefined,
     rolesClaim: "roles",
     // The local key is the operator's own (`npm run token -- --role admin`).
@@ -348,6 +355,7 @@ function configuredIssuer(config: JwtIssuerConfig, jwks: JwksOptions): TrustedIs
     audiences: config.audiences,
     algorithms,
     clockSkewSeconds: config.clockSkewSeconds,
+    maxTokenLifetimeSeconds: config.maxTokenLifetimeSeconds,
     principalKind: config.principalKind,
     rolesClaim: config.rolesClaim,
     allowAdmin: config.allowAdmin,

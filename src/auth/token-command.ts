@@ -5,10 +5,12 @@
  * that every call would reject.
  */
 import { parseArgs } from "node:util";
+import { DEFAULT_MAX_TOKEN_LIFETIME_SECONDS } from "../config/read-issuers.js";
 import type { Config } from "../config/types.js";
 import { loadOrCreateLocalSigningKey, signLocalToken } from "./local-signing-key.js";
 
-const MAX_TTL_SECONDS = 24 * 3600;
+/** The broker trusts local tokens up to this lifetime, so it mints none longer. */
+const MAX_TTL_SECONDS = DEFAULT_MAX_TOKEN_LIFETIME_SECONDS;
 
 export const TOKEN_USAGE = `usage: npm run token -- (--user <id> | --service <name>) [--role admin] [--ttl <seconds>]
 

@@ -23,6 +23,14 @@ export const ACCEPTED_JWT_ALGORITHMS: readonly string[] = [
   "Ed25519",
 ];
 export const DEFAULT_JWT_ALGORITHMS: readonly string[] = ["RS256", "ES256", "EdDSA"];
+/**
+ * The longest `exp − iat` a caller token may have (also the local key's `npm run token --ttl`
+ * ceiling): a leaked long-lived token stays a credential for its whole life, and a JWT cannot be
+ * revoked short of rotating the issuer's key.
+ */
+export const DEFAULT_MAX_TOKEN_LIFETIME_SECONDS = 86_400;
+/** Ten years: a larger bound is no bound at all. */
+const MAX_TOKEN_LIFETIME_CEILING_SECONDS = 10 * 365 * 86_400;
 /** Principals vouched for by the broker's own key carry this issuer name in logs and audit. */
 const LOCAL_ISSUER_NAME = "local";
 
@@ -34,6 +42,7 @@ const ISSUER_KEYS = [
   "staticKeys",
   "algorithms",
   "clockSkewSeconds",
+  "maxTokenLifetimeSeconds",
   "principalKind",
   "rolesClaim",
   "subjectClaim",
@@ -87,6 +96,10 @@ function readIssuer(context: ReaderContext, reader: YamlReader): JwtIssuerConfig
     staticKeys,
     algorithms,
     clockSkewSeconds: reader.integer("clockSkewSeconds", 30, { min: 0, max: 300 }),
+    maxTokenLifetimeSeconds: reader.integer("maxTokenLifetimeSeconds", DEFAULT_MAX_TOKEN_LIFETIME_SECONDS, {
+      min: 60,
+      max: MAX_TOKEN_LIFETIME_CEILING_SECONDS,
+    }),
     principalKind: principalKind === "user" ? "user" : "service",
     rolesClaim: reader.string("rolesClaim", "roles"),
     allowAdmin: reader.boolean("allowAdmin", false),

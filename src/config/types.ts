@@ -71,6 +71,8 @@ export interface JwtIssuerConfig {
   readonly staticKeys: readonly string[];
   readonly algorithms: readonly string[];
   readonly clockSkewSeconds: number;
+  /** Tokens whose `exp − iat` (or `exp − now` without `iat`) exceeds this are refused. */
+  readonly maxTokenLifetimeSeconds: number;
   /** Which principal kind the issuer's tokens describe. */
   readonly principalKind: "user" | "service";
   /** Claim holding roles (`admin` grants the admin role, where `allowAdmin`). */

@@ -66,6 +66,7 @@ function make(jwks: JwksOptions) {
     staticKeys: [],
     algorithms: ["RS256", "ES256"],
     clockSkewSeconds: 30,
+    maxTokenLifetimeSeconds: 86_400,
     principalKind: "service",
     rolesClaim: "roles",
     allowAdmin: false,

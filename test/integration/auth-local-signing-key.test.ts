@@ -114,6 +114,7 @@ describe("npm run token", () => {
       staticKeys: [],
       algorithms: ["RS256"],
       clockSkewSeconds: 30,
+      maxTokenLifetimeSeconds: 86_400,
       principalKind: "service",
       rolesClaim: "roles",
     allowAdmin: false,

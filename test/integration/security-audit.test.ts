@@ -31,7 +31,7 @@ import { OPEN_SERVICES } from "../../src/transport/open-services.js";
 import { bindService, callOf } from "../../src/transport/service-binding.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { grpcClient, unary, type GrpcFailure } from "../support/grpc-client.js";
-import { captureLogger, startTransportFixture, type TransportFixture } from "../support/transport-fixture.js";
+import { captureLogger, startTransportFixture, type CapturedLog, type TransportFixture } from "../support/transport-fixture.js";
 
 const BOBS_INTEGRATION = "7b0c2a4e-1f3d-4c5b-9a8e-0d1c2b3a4f5e";
 const MISSING_INTEGRATION = "00000000-0000-4000-8000-000000000000";
@@ -51,7 +51,7 @@ function emptyImpl(service: DescService): Record<string, unknown> {
 let db: TestDatabase;
 let dataDir: string;
 let key: LocalSigningKey;
-const tokens = { alice: "", billing: "", expired: "", wrongKey: "", foreignIssuer: "" };
+const tokens = { alice: "", billing: "", expired: "", wrongKey: "", foreignIssuer: "", tenYears: "" };
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -70,6 +70,15 @@ beforeAll(async () => {
       .setExpirationTime("10m")
       .sign(privateKey);
   tokens.wrongKey = await forged(LOCAL_ISSUER);
+  // Correctly signed by the broker's own key, but valid for ten years.
+  tokens.tenYears = await new SignJWT({ kind: "service" })
+    .setProtectedHeader({ alg: "EdDSA", kid: key.kid })
+    .setIssuer(LOCAL_ISSUER)
+    .setAudience(LOCAL_AUDIENCE)
+    .setSubject("billing")
+    .setIssuedAt()
+    .setExpirationTime("3650d")
+    .sign(key.privateKey);
   tokens.foreignIssuer = await forged("https://issuer.attacker.example");
 });
 
@@ -81,9 +90,13 @@ afterAll(async () => {
 let fixture: TransportFixture | undefined;
 let recorder: SecurityAuditRecorder;
 let audit: PostgresAuditLog;
+/** What the authenticator and the recorder logged in the current test. */
+let log: CapturedLog;
 
 async function start(limits: Config["limits"] = GENEROUS): Promise<TransportFixture> {
-  const { logger } = captureLogger();
+  const captured = captureLogger();
+  const logger = captured.logger;
+  log = captured.log;
   audit = createPostgresAuditLog({ sql: db.sql, logger });
   // No timer: the tests end windows themselves with `flush` (as shutdown does). Whatever a window
   // still counted is written then, so the rows read after it are final.
@@ -193,6 +206,47 @@ describe("audit events for refused calls", () => {
       // Not even the signature part alone.
       expect(everything).not.toContain(token.split(".")[2]);
     }
+  });
+
+  it("refuses a validly signed token that lives ten years on both listeners, generically, with the reason in log and audit", async () => {
+    const running = await start();
+    const transport = createConnectTransport({ baseUrl: running.httpUrl, httpVersion: "1.1" });
+    const connectError = await createClient(ProviderService, transport)
+      .listProviders({}, { headers: { authorization: `Bearer ${tokens.tenYears}`, "x-request-id": "req-lifetime-connect" } })
+      .then(
+        () => undefined,
+        (error: unknown) => ConnectError.from(error),
+      );
+    expect(connectError?.code).toBe(Code.Unauthenticated);
+    expect(connectError?.rawMessage).toBe("missing or invalid credentials");
+    const grpc = grpcClient(running.grpcAddress);
+    try {
+      const failure = await unary(grpc, ProviderService.method.listProviders, {}, {
+        metadata: { authorization: `Bearer ${tokens.tenYears}`, "x-request-id": "req-lifetime-grpc" },
+      }).then(
+        () => undefined,
+        (error: unknown) => error as GrpcFailure,
+      );
+      expect(failure?.code).toBe(Code.Unauthenticated);
+      expect(failure?.details).toBe("missing or invalid credentials");
+    } finally {
+      grpc.close();
+    }
+    await recorder.flush();
+
+    const stored = await rows();
+    expect(stored.map((row) => [row.action, row.reason, row.request_id, row.details["protocol"]])).toEqual([
+      ["auth.failed", "lifetime_too_long", "req-lifetime-connect", "connect"],
+      ["auth.failed", "lifetime_too_long", "req-lifetime-grpc", "grpc"],
+    ]);
+    const refusals = log.lines.filter((line) => line["msg"] === "authentication failed");
+    expect(refusals).toHaveLength(2);
+    for (const line of refusals) {
+      expect(line).toMatchObject({ failure: "lifetime_too_long" });
+      expect(String(line["reason"])).toMatch(/exp - iat = 3153600\d\d s exceeds the issuer's 86400 s/);
+    }
+    expect(log.text()).not.toContain(tokens.tenYears.split(".")[2]);
+    expect(JSON.stringify(stored)).not.toContain(tokens.tenYears.split(".")[2]);
   });
 
   it("records a policy denial once, with caller, rpc and reason, on both listeners", async () => {

@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll } from "vitest";
 import { generateKeyPair, exportJWK, exportSPKI, SignJWT, UnsecuredJWT, type CryptoKey, type JWK } from "jose";
-import { createAuthenticator, type Authenticator } from "../../src/auth/authenticator.js";
+import { authFailureReason, createAuthenticator, type Authenticator } from "../../src/auth/authenticator.js";
 import { LOCAL_AUDIENCE, LOCAL_ISSUER, signLocalToken, type LocalSigningKey } from "../../src/auth/local-signing-key.js";
 import type { JwtIssuerConfig } from "../../src/config/types.js";
 import { BrokerError } from "../../src/domain/errors.js";
@@ -26,6 +26,7 @@ function issuerConfig(overrides: Partial<JwtIssuerConfig> = {}): JwtIssuerConfig
     staticKeys: [],
     algorithms: ["RS256", "ES256"],
     clockSkewSeconds: 30,
+    maxTokenLifetimeSeconds: 86_400,
     principalKind: "service",
     rolesClaim: "roles",
     allowAdmin: true,
@@ -48,13 +49,13 @@ async function rsaKeys(): Promise<Keys> {
 function sign(
   key: CryptoKey | Uint8Array,
   claims: Record<string, unknown> = {},
-  options: { alg?: string; kid?: string; iss?: string; aud?: string; sub?: string; exp?: number | null; nbf?: number } = {},
+  options: { alg?: string; kid?: string; iss?: string; aud?: string; sub?: string; exp?: number | null; nbf?: number; iat?: number | null } = {},
 ): Promise<string> {
   const jwt = new SignJWT(claims)
     .setProtectedHeader({ alg: options.alg ?? "RS256", ...(options.kid ? { kid: options.kid } : {}) })
     .setIssuer(options.iss ?? ISS)
-    .setAudience(options.aud ?? "oauth-broker")
-    .setIssuedAt(NOW_S - 10);
+    .setAudience(options.aud ?? "oauth-broker");
+  if (options.iat !== null) jwt.setIssuedAt(options.iat ?? NOW_S - 10);
   if (options.sub !== "") jwt.setSubject(options.sub ?? "billing");
   if (options.exp !== null) jwt.setExpirationTime(options.exp ?? NOW_S + 300);
   if (options.nbf !== undefined) jwt.setNotBefore(options.nbf);
@@ -238,6 +239,20 @@ describe("authenticator with static keys", () => {
       await expectRejected(authenticator, `Bearer ${await sign(keys.privateKey, {}, { sub: "" })}`);
     });
 
+    it("a lifetime beyond the issuer's bound: exp − iat, or exp − now without iat; the reason is logged", async () => {
+      const { authenticator, lines } = make();
+      const tenYears = 10 * 365 * 86_400;
+      const rejected = await expectRejected(authenticator, `Bearer ${await sign(keys.privateKey, {}, { exp: NOW_S + tenYears })}`);
+      expect(authFailureReason(rejected)).toBe("lifetime_too_long");
+      expect(lines.join("")).toMatch(/exp - iat = \d+ s exceeds the issuer's 86400 s/);
+      // Issued a day ago and valid for one more second: the lifetime, not what is left, counts.
+      const old = await sign(keys.privateKey, {}, { iat: NOW_S - 86_400, exp: NOW_S + 1 });
+      expect(authFailureReason(await expectRejected(authenticator, `Bearer ${old}`))).toBe("lifetime_too_long");
+      const noIat = await sign(keys.privateKey, {}, { iat: null, exp: NOW_S + 86_400 + 31 });
+      expect(authFailureReason(await expectRejected(authenticator, `Bearer ${noIat}`))).toBe("lifetime_too_long");
+      expect(lines.join("")).toMatch(/token without iat expires in \d+ s, beyond the issuer's 86400 s/);
+    });
+
     it("an algorithm the issuer does not allow", async () => {
       const ec = await generateKeyPair("ES256", { extractable: true });
       const { authenticator } = make({ staticKeys: [JSON.stringify(await exportJWK(ec.publicKey))], algorithms: ["RS256"] });
@@ -254,6 +269,14 @@ describe("authenticator with static keys", () => {
       expect(log).toContain("authentication failed");
       expect(log).toContain("signature verification failed");
     });
+  });
+
+  it("accepts a lifetime up to the bound, and up to a bound configured higher", async () => {
+    const { authenticator } = make();
+    await expect(authenticator.authenticate(`Bearer ${await sign(keys.privateKey, {}, { iat: NOW_S - 10, exp: NOW_S - 10 + 86_400 })}`)).resolves.toBeTruthy();
+    await expect(authenticator.authenticate(`Bearer ${await sign(keys.privateKey, {}, { iat: null, exp: NOW_S + 86_400 + 30 })}`)).resolves.toBeTruthy();
+    const { authenticator: lenient } = make({ maxTokenLifetimeSeconds: 7 * 86_400 });
+    await expect(lenient.authenticate(`Bearer ${await sign(keys.privateKey, {}, { exp: NOW_S + 6 * 86_400 })}`)).resolves.toBeTruthy();
   });
 
   it("refuses every call once closed", async () => {
@@ -322,6 +345,14 @@ describe("authenticator on the embedded default (local key)", () => {
     await expectRejected(authenticator, `Bearer ${expired}`);
     const forged = await signLocalToken(stranger, { subject: "alice", kind: "user", now: NOW });
     await expectRejected(authenticator, `Bearer ${forged}`);
+  });
+
+  it("accepts the longest local token `npm run token` mints, and refuses a longer one", async () => {
+    const authenticator = make();
+    const day = await signLocalToken(local, { subject: "alice", kind: "user", ttlSeconds: 86_400, now: NOW });
+    expect((await authenticator.authenticate(`Bearer ${day}`)).subject).toBe("alice");
+    const tenYears = await signLocalToken(local, { subject: "alice", kind: "user", ttlSeconds: 10 * 365 * 86_400, now: NOW });
+    expect(authFailureReason(await expectRejected(authenticator, `Bearer ${tenYears}`))).toBe("lifetime_too_long");
   });
 
   it("refuses a local token without a valid kind claim", async () => {

@@ -36,6 +36,7 @@ function issuer(): JwtIssuerConfig {
     staticKeys: [JSON.stringify(publicJwk)],
     algorithms: ["ES256"],
     clockSkewSeconds: SKEW,
+    maxTokenLifetimeSeconds: 86_400,
     principalKind: "service",
     rolesClaim: "roles",
     allowAdmin: false,

@@ -452,6 +452,7 @@ describe("loadConfig callers", () => {
         "      principalKind: user",
         "      rolesClaim: groups",
         "      clockSkewSeconds: 5",
+        "      maxTokenLifetimeSeconds: 3600",
       ),
     );
     expect(config.auth.issuers).toEqual([
@@ -463,12 +464,21 @@ describe("loadConfig callers", () => {
         staticKeys: [],
         algorithms: ["RS256", "ES256", "EdDSA"],
         clockSkewSeconds: 30,
+        maxTokenLifetimeSeconds: 86_400,
         principalKind: "service",
         rolesClaim: "roles",
         allowAdmin: false,
         subjectClaim: "sub",
       },
-      expect.objectContaining({ name: "product", jwksUrl: undefined, algorithms: ["EdDSA"], principalKind: "user", rolesClaim: "groups", clockSkewSeconds: 5 }),
+      expect.objectContaining({
+        name: "product",
+        jwksUrl: undefined,
+        algorithms: ["EdDSA"],
+        principalKind: "user",
+        rolesClaim: "groups",
+        clockSkewSeconds: 5,
+        maxTokenLifetimeSeconds: 3600,
+      }),
     ]);
   });
 
@@ -502,6 +512,13 @@ describe("loadConfig callers", () => {
     expect(problemsOf(() => load(DB, "auth: { issuers: [{ name: local, issuer: 'https://x', audiences: [a], jwksUrl: 'https://x/jwks' }] }"))).toEqual([
       `auth.issuers[0]: the name "local" belongs to the broker's own signing key; choose another`,
     ]);
+  });
+
+  it("refuses a token lifetime bound below a minute or above ten years", () => {
+    const issuer = (lifetime: string) => `auth: { issuers: [{ issuer: 'https://x', audiences: [a], jwksUrl: 'https://x/jwks', maxTokenLifetimeSeconds: ${lifetime} }] }`;
+    expect(problemsOf(() => load(DB, issuer("59")))).toEqual([expect.stringMatching(/^auth\.issuers\[0\]\.maxTokenLifetimeSeconds: /)]);
+    expect(problemsOf(() => load(DB, issuer("315360001")))).toEqual([expect.stringMatching(/^auth\.issuers\[0\]\.maxTokenLifetimeSeconds: /)]);
+    expect(load(DB, issuer("315360000")).auth.issuers[0]?.maxTokenLifetimeSeconds).toBe(315_360_000);
   });
 
   it("reads policies with their defaults", () => {
