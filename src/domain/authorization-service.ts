@@ -23,10 +23,11 @@ import type {
   ProviderDirectory,
 } from "./authorization-ports.js";
 import { BrokerError, invalidArgument, isBrokerError } from "./errors.js";
+import { revokeWidenedGrant, scopeWidened, widenedScopes } from "./granted-scopes.js";
 import { checkRequestedScopes, type Policy } from "./policy.js";
 import { auditCaller, systemClock, type AuditEventInput, type AuditLog, type Cipher, type Clock, type ProviderClient, type ProviderGrant } from "./ports.js";
 import { parseReturnToAllowList, resolveReturnTo, withOutcome } from "./return-to.js";
-import type { AuthorizationSession, Integration, Principal, RequestContext } from "./types.js";
+import type { AuthorizationSession, ExternalAccount, Integration, Principal, RequestContext, TokenSet } from "./types.js";
 
 /** RFC 9700 §4.7 and oauth-client-security.md §1: a state outlives its consent page by little. */
 export const MAX_SESSION_TTL_SECONDS = 600;
@@ -99,10 +100,15 @@ export interface CallbackInput {
   readonly peer: string;
 }
 
+/**
+ * `consumedBinding`: the session found was the one the browser's binding cookie belongs to, so
+ * the cookie has served its flow. A callback that found no session, or a service-started
+ * (unbound) one, must leave the cookie alone: it may belong to a flow still in progress.
+ */
 export type CallbackOutcome =
-  | { readonly kind: "connected"; readonly integration: Integration; readonly location: string }
+  | { readonly kind: "connected"; readonly integration: Integration; readonly location: string; readonly consumedBinding: boolean }
   /** The flow failed after its session was found: back to the app with `error=<code>`. */
-  | { readonly kind: "failed"; readonly error: BrokerError; readonly code: string; readonly location: string }
+  | { readonly kind: "failed"; readonly error: BrokerError; readonly code: string; readonly location: string; readonly consumedBinding: boolean }
   /** No session, so no trusted `return_to`: the caller renders an error page. */
   | { readonly kind: "rejected"; readonly error: BrokerError; readonly code: "invalid_state" | "server_error" };
 
@@ -120,6 +126,12 @@ export interface CompleteAuthorizationInput {
 export interface CompleteAuthorizationResult {
   readonly integration: Integration;
   readonly returnTo: string;
+}
+
+interface ConsumedSession {
+  readonly session: AuthorizationSession;
+  /** Found through the browser's binding cookie (not the unbound fallback). */
+  readonly consumedBinding: boolean;
 }
 
 export interface AuthorizationService {
@@ -149,7 +161,8 @@ export function sanitizeErrorCode(code: string): string {
 /**
  * The `error` a failed flow sends the app to: the provider's own authorization error, or one of
  * `invalid_state`, `expired_state`, `invalid_issuer`, `invalid_grant` (code or verifier
- * refused), `temporarily_unavailable`, `server_error`.
+ * refused), `invalid_scope` (the grant carried scopes the broker did not ask for),
+ * `temporarily_unavailable`, `server_error`.
  */
 export function callbackErrorCode(error: unknown, providerError?: string): string {
   if (isBrokerError(error, "authorization_session_invalid")) {
@@ -276,7 +289,7 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
       stateHash: stateHash(state, binding),
       userId,
       provider: config.id,
-      requestedScopes: scopes,
+      requestedScopes: requestedOnTheWire(scopes, authorizationUrl),
       returnTo,
       codeVerifierCiphertext,
       nonce: nonce ?? null,
@@ -310,13 +323,14 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
   }
 
   /** The bound session first (the cookie came with the request), then an unbound one. */
-  async function consumeSession(state: string, binding: string | undefined): Promise<AuthorizationSession | undefined> {
+  async function consumeSession(state: string, binding: string | undefined): Promise<ConsumedSession | undefined> {
     if (state === "" || state.length > MAX_STATE_LENGTH) return undefined;
     if (binding !== undefined && binding !== "") {
       const bound = await deps.sessions.consume(stateHash(state, binding));
-      if (bound !== undefined) return bound;
+      if (bound !== undefined) return { session: bound, consumedBinding: true };
     }
-    return deps.sessions.consume(stateHash(state));
+    const unbound = await deps.sessions.consume(stateHash(state));
+    return unbound === undefined ? undefined : { session: unbound, consumedBinding: false };
   }
 
   /** Session checks shared by the callback and CompleteAuthorization, after ownership. */
@@ -355,22 +369,40 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
     );
   }
 
+  function accountOf(session: AuthorizationSession, grant: ProviderGrant): ExternalAccount {
+    if (grant.account !== undefined) return grant.account;
+    throw new BrokerError("provider_error", `provider "${session.provider}" did not identify the connected account`, {
+      reason: "ACCOUNT_UNKNOWN",
+      metadata: { provider: session.provider },
+    });
+  }
+
+  /**
+   * No widened grants: what was granted lies within what the session asked the provider for
+   * plus what this integration already held (RFC 6749 §3.3, oauth-client-security.md §6).
+   * Otherwise the grant is revoked where the provider can, and the flow fails before anything
+   * is stored.
+   */
+  async function refuseWidenedGrant(session: AuthorizationSession, tokens: TokenSet, existing: Integration | undefined): Promise<void> {
+    const client = usableClient(providerConfig(session.provider));
+    const held = existing?.grantedScopes ?? [];
+    const widened = widenedScopes(tokens.scopes, [...session.requestedScopes, ...held], client.canonicalScope?.bind(client));
+    if (widened.length === 0) return;
+    throw scopeWidened(session.provider, widened, await revokeWidenedGrant(client, tokens));
+  }
+
   /**
    * Stores the grant: the integration id is known before encryption (ciphertexts are bound to
    * it), both tokens are encrypted in one batch, and the row and its token set are written in
    * one transaction, so a failure leaves nothing half-created.
    */
-  async function store(session: AuthorizationSession, grant: ProviderGrant): Promise<{ integration: Integration; created: boolean }> {
-    const account = grant.account;
-    if (account === undefined) {
-      throw new BrokerError("provider_error", `provider "${session.provider}" did not identify the connected account`, {
-        reason: "ACCOUNT_UNKNOWN",
-        metadata: { provider: session.provider },
-      });
-    }
-    const existing = await deps.integrations.findLive(session.userId, session.provider, account.id);
+  async function store(
+    session: AuthorizationSession,
+    tokens: TokenSet,
+    account: ExternalAccount,
+    existing: Integration | undefined,
+  ): Promise<{ integration: Integration; created: boolean }> {
     let id = existing?.id ?? randomUUID();
-    const { tokens } = grant;
     for (let attempt = 0; ; attempt += 1) {
       const plaintexts = [{ plaintext: tokens.accessToken, context: id }];
       if (tokens.refreshToken !== undefined) plaintexts.push({ plaintext: tokens.refreshToken, context: id });
@@ -404,7 +436,10 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
     deadline?: number,
   ): Promise<Integration> {
     const grant = await exchange(session, state, query, deadline);
-    const { integration, created } = await store(session, grant);
+    const account = accountOf(session, grant);
+    const existing = await deps.integrations.findLive(session.userId, session.provider, account.id);
+    await refuseWidenedGrant(session, grant.tokens, existing);
+    const { integration, created } = await store(session, grant.tokens, account, existing);
     if (!created) notifyChanged(integration.id);
     await record({
       action: "authorization.completed",
@@ -435,24 +470,29 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
       ...caller,
       userId: session?.userId,
       provider,
-      details: session === undefined ? { code: error.code } : { code: error.code, session_id: session.id },
+      details: {
+        code: error.code,
+        ...(session === undefined ? {} : { session_id: session.id }),
+        ...(error.reason === "SCOPE_WIDENED" ? pick(error.metadata, ["widened_scopes", "widened_count", "revocation"]) : {}),
+      },
     };
   }
 
   async function handleCallback(input: CallbackInput): Promise<CallbackOutcome> {
     const state = input.query.get("state") ?? "";
     const network = { requestId: input.requestId, peer: input.peer };
-    let session: AuthorizationSession | undefined;
+    let consumed: ConsumedSession | undefined;
     try {
-      session = await consumeSession(state, input.binding);
+      consumed = await consumeSession(state, input.binding);
     } catch (error) {
       return { kind: "rejected", error: asBrokerError(error), code: "server_error" };
     }
-    if (session === undefined) {
+    if (consumed === undefined) {
       const error = sessionInvalid("INVALID_STATE", input.provider);
       await recordFailure(failureEvent(error, input.provider, undefined, network));
       return { kind: "rejected", error, code: "invalid_state" };
     }
+    const { session, consumedBinding } = consumed;
     const caller = { ...network, caller: session.userId, callerKind: "user" };
     try {
       checkSession(session, input.provider);
@@ -461,12 +501,13 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
         kind: "connected",
         integration,
         location: withOutcome(session.returnTo, { integration_id: integration.id, status: "connected" }),
+        consumedBinding,
       };
     } catch (thrown) {
       const error = asBrokerError(thrown);
       await recordFailure(failureEvent(error, input.provider, session, caller));
       const code = callbackErrorCode(error, input.query.get("error") ?? undefined);
-      return { kind: "failed", error, code, location: withOutcome(session.returnTo, { error: code }) };
+      return { kind: "failed", error, code, location: withOutcome(session.returnTo, { error: code }), consumedBinding };
     }
   }
 
@@ -478,7 +519,7 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
       throw invalidArgument("code", "required unless the provider's redirect carried an error");
     }
     const caller = auditCaller(ctx);
-    const session = await consumeSession(input.state, input.binding);
+    const session = (await consumeSession(input.state, input.binding))?.session;
     try {
       if (session === undefined || !actsFor(ctx.principal, session.userId)) throw sessionInvalid("INVALID_STATE", input.provider);
       checkSession(session, input.provider);
@@ -510,6 +551,25 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
   return { start, handleCallback, complete };
 }
 
+
+/**
+ * The scopes the session asked the provider for: the caller's, plus those the provider client
+ * added to the authorization URL (`openid`, Microsoft's `offline_access`...), which the grant
+ * may carry without widening anything.
+ */
+function requestedOnTheWire(scopes: readonly string[], authorizationUrl: URL): string[] {
+  const onTheWire = (authorizationUrl.searchParams.get("scope") ?? "").split(" ").filter((scope) => scope !== "");
+  return [...new Set([...scopes, ...onTheWire])];
+}
+
+function pick(record: Readonly<Record<string, string>>, keys: readonly string[]): Record<string, string> {
+  const picked: Record<string, string> = {};
+  for (const key of keys) {
+    const value = record[key];
+    if (value !== undefined) picked[key] = value;
+  }
+  return picked;
+}
 
 function asBrokerError(error: unknown): BrokerError {
   if (error instanceof BrokerError) return error;

@@ -19,7 +19,10 @@ export type BrokerErrorCode =
   | "scope_not_granted"
   /** The authorization session (state) is unknown, expired, used, or bound to someone else. */
   | "authorization_session_invalid"
-  /** The provider or the user refused the authorization (`error=access_denied` and friends). */
+  /**
+   * The provider or the user refused the authorization (`error=access_denied` and friends), or
+   * the broker refused what was granted (`SCOPE_WIDENED`: scopes it did not ask for).
+   */
   | "authorization_denied"
   /** Operation not valid in the resource's current state. */
   | "failed_precondition"

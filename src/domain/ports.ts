@@ -90,6 +90,13 @@ export interface ProviderClient {
   exchangeCode(input: CodeExchangeInput): Promise<ProviderGrant>;
   refresh(refreshToken: string, options?: { signal?: AbortSignal | undefined }): Promise<ProviderGrant>;
   revoke(token: string, hint: "access_token" | "refresh_token"): Promise<RevocationResult>;
+  /**
+   * The spelling a scope is compared in when a granted scope is matched with the requested ones:
+   * providers answer in their own form (Google grants `email` as
+   * `https://www.googleapis.com/auth/userinfo.email`; Microsoft names Graph permissions
+   * case-insensitively, prefixed with `https://graph.microsoft.com/`). Absent: as written.
+   */
+  canonicalScope?(scope: string): string;
   /** Re-reads the account behind an access token (userinfo, Graph /me, channels?mine), for sync. */
   fetchAccount?(accessToken: string): Promise<ExternalAccount>;
 }

@@ -23,6 +23,19 @@ export function googleAuthorizationParams(input: { forceConsent?: boolean | unde
   return { access_type: "offline", include_granted_scopes: "true", ...consentPrompt(input) };
 }
 
+/**
+ * Google answers the OpenID shorthands with their full names in the token response's `scope`
+ * (`email` is granted as `https://www.googleapis.com/auth/userinfo.email`): one spelling for both.
+ */
+const GOOGLE_SCOPE_ALIASES: Readonly<Record<string, string>> = {
+  "https://www.googleapis.com/auth/userinfo.email": "email",
+  "https://www.googleapis.com/auth/userinfo.profile": "profile",
+};
+
+export function googleCanonicalScope(scope: string): string {
+  return GOOGLE_SCOPE_ALIASES[scope] ?? scope;
+}
+
 /** The account from ID token or userinfo claims: `sub` is stable, the e-mail is for display. */
 export function googleAccount(claims: JsonObject): ExternalAccount | undefined {
   const sub = claim(claims, "sub");
@@ -38,6 +51,7 @@ export function googleTemplate(_config: ProviderConfig): OpenIdTemplate {
     requiredScopes: ["openid"],
     revocation: true,
     authorizationParams: googleAuthorizationParams,
+    canonicalScope: googleCanonicalScope,
     accountFromClaims: googleAccount,
     lookupAccount: (accessToken, lookups) => userinfoAccount(accessToken, lookups, googleAccount),
   };

@@ -17,6 +17,18 @@ export function microsoftIssuer(tenant: string | undefined): string {
   return `https://login.microsoftonline.com/${encodeURIComponent(tenant ?? "common")}/v2.0`;
 }
 
+const GRAPH_SCOPE_PREFIX = `${MICROSOFT_GRAPH_API}/`.toLowerCase();
+
+/**
+ * Microsoft's token response names the permissions of the token's resource, Graph's with their
+ * resource prefix and in any case (`User.Read` asked, `https://graph.microsoft.com/user.read`
+ * granted); scope names are case-insensitive there, and a bare name means Graph.
+ */
+export function microsoftCanonicalScope(scope: string): string {
+  const lower = scope.toLowerCase();
+  return lower.startsWith(GRAPH_SCOPE_PREFIX) ? lower.slice(GRAPH_SCOPE_PREFIX.length) : lower;
+}
+
 export function microsoftAccount(claims: JsonObject): ExternalAccount | undefined {
   const oid = claim(claims, "oid");
   if (oid === undefined) return undefined;
@@ -36,6 +48,7 @@ export function microsoftTemplate(config: ProviderConfig): OpenIdTemplate {
     requiredScopes: ["openid", "profile", "offline_access"],
     revocation: false,
     authorizationParams: consentPrompt,
+    canonicalScope: microsoftCanonicalScope,
     accountFromClaims: microsoftAccount,
     // Graph `/v1.0/me` (needs `User.Read`): `id` is the same object id as the ID token's `oid`.
     lookupAccount: async (accessToken, lookups) => {

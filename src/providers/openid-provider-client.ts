@@ -255,11 +255,13 @@ export function createOpenIdProviderClient(
       }
     },
   };
+  const canonicalScope = template.canonicalScope;
+  const withScopes: ProviderClient = canonicalScope === undefined ? client : { ...client, canonicalScope };
   if (template.lookupAccount !== undefined) {
     const lookupAccount = template.lookupAccount;
-    return { ...client, fetchAccount: (accessToken) => lookupAccount(accessToken, lookups()) };
+    return { ...withScopes, fetchAccount: (accessToken) => lookupAccount(accessToken, lookups()) };
   }
-  return client;
+  return withScopes;
 }
 
 type EndpointMetadata = Pick<ServerMetadata, "authorization_endpoint" | "token_endpoint" | "revocation_endpoint" | "userinfo_endpoint">;

@@ -43,6 +43,8 @@ export interface OpenIdTemplate {
   /** False: revocation answers `not_supported` unless an endpoint is configured explicitly. */
   readonly revocation: boolean;
   authorizationParams(input: AuthorizationRequestInput): Record<string, string>;
+  /** `ProviderClient.canonicalScope`: the provider's own spelling of scopes in token responses. */
+  canonicalScope?(scope: string): string;
   /** The account from validated ID token claims, when the template identifies accounts that way. */
   accountFromClaims?(claims: JsonObject): ExternalAccount | undefined;
   /** The account behind an access token (channels, Graph /me, userinfo); also `fetchAccount`. */

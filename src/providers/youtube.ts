@@ -6,7 +6,7 @@
 import type { ProviderConfig } from "../config/types.js";
 import { BrokerError } from "../domain/errors.js";
 import type { ExternalAccount } from "../domain/types.js";
-import { GOOGLE_ENDPOINTS, GOOGLE_ISSUER, googleAuthorizationParams } from "./google.js";
+import { GOOGLE_ENDPOINTS, GOOGLE_ISSUER, googleAuthorizationParams, googleCanonicalScope } from "./google.js";
 import { objectField, stringField, type JsonObject } from "./json-request.js";
 import { apiUrl, attributes, type AccountLookups, type OpenIdTemplate } from "./provider-template.js";
 
@@ -28,6 +28,7 @@ export function youtubeTemplate(config: ProviderConfig): OpenIdTemplate {
     requiredScopes: [],
     revocation: true,
     authorizationParams: googleAuthorizationParams,
+    canonicalScope: googleCanonicalScope,
     lookupAccount: (accessToken, lookups) => channelAccount(config.id, channelsUrl, accessToken, lookups),
   };
 }

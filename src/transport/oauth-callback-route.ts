@@ -79,8 +79,6 @@ export function createOAuthCallbackRoute(deps: OAuthCallbackRouteDeps): HttpRout
       sendErrorPage(res, 404, "invalid_state");
       return true;
     }
-    // The path the cookie was set for (the redirect URI's), even behind a prefix-stripping proxy.
-    res.setHeader("set-cookie", clearFlowCookie(provider, `${basePath}${CALLBACK_PATH}${encodeURIComponent(provider)}`, secure));
     // Only GET: a HEAD from a link scanner must not use up the one-time state.
     if (req.method !== "GET") {
       res.setHeader("allow", "GET");
@@ -107,6 +105,13 @@ export function createOAuthCallbackRoute(deps: OAuthCallbackRouteDeps): HttpRout
       return true;
     }
     log(logger, outcome, { requestId, provider });
+    // Only the callback that used up the cookie's own session expires it: a replayed, forged or
+    // foreign callback (a third party can send the browser to any state) leaves a flow in
+    // progress alone. The path is the one the cookie was set for (the redirect URI's), even
+    // behind a prefix-stripping proxy.
+    if (outcome.kind !== "rejected" && outcome.consumedBinding) {
+      res.setHeader("set-cookie", clearFlowCookie(provider, `${basePath}${CALLBACK_PATH}${encodeURIComponent(provider)}`, secure));
+    }
     if (outcome.kind === "rejected") {
       sendErrorPage(res, outcome.code === "invalid_state" ? 400 : 500, outcome.code);
       return true;

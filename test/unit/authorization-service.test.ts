@@ -58,6 +58,8 @@ function fakeProvider(id: string): FakeProvider {
       const url = new URL(`${ISSUER}/authorize`);
       url.searchParams.set("state", input.state);
       url.searchParams.set("redirect_uri", input.redirectUri);
+      // As the OpenID adapters do: the protocol's own scope joins the caller's on the wire.
+      url.searchParams.set("scope", [...input.scopes, "openid"].join(" "));
       return url;
     },
     async exchangeCode(input) {
