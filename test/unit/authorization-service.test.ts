@@ -18,7 +18,15 @@ import {
   type CallbackOutcome,
 } from "../../src/domain/authorization-service.js";
 import { BrokerError, isBrokerError } from "../../src/domain/errors.js";
-import type { AuditEventInput, Cipher, CodeExchangeInput, AuthorizationRequestInput, ProviderClient, ProviderGrant } from "../../src/domain/ports.js";
+import type {
+  AuditEventInput,
+  AuthorizationRequestInput,
+  Cipher,
+  CodeExchangeInput,
+  ProviderClient,
+  ProviderGrant,
+  RevocationResult,
+} from "../../src/domain/ports.js";
 import { createPolicy } from "../../src/domain/policy.js";
 import type { AuthorizationSession, Integration, Principal, RequestContext } from "../../src/domain/types.js";
 import { readAuthorizationResponse } from "../../src/providers/authorization-response.js";
@@ -44,6 +52,8 @@ interface FakeProvider extends ProviderClient {
   grant: ProviderGrant;
   /** Replaces the exchange (after the callback checks) when set. */
   exchangeOverride: ((input: CodeExchangeInput) => Promise<ProviderGrant>) | undefined;
+  readonly revocations: Array<{ token: string; hint: string }>;
+  revocationResult: RevocationResult | Error;
 }
 
 function fakeProvider(id: string): FakeProvider {
@@ -53,6 +63,8 @@ function fakeProvider(id: string): FakeProvider {
     exchanges: [],
     grant: grantFor("acct-1", { refreshToken: "rt-secret-1" }),
     exchangeOverride: undefined,
+    revocations: [],
+    revocationResult: { outcome: "not_supported" },
     async authorizationUrl(input) {
       provider.urlInputs.push(input);
       const url = new URL(`${ISSUER}/authorize`);
@@ -71,8 +83,10 @@ function fakeProvider(id: string): FakeProvider {
     async refresh() {
       throw new Error("not used");
     },
-    async revoke() {
-      return { outcome: "not_supported" };
+    async revoke(token, hint) {
+      provider.revocations.push({ token, hint });
+      if (provider.revocationResult instanceof Error) throw provider.revocationResult;
+      return provider.revocationResult;
     },
   };
   return provider;
@@ -314,7 +328,8 @@ describe("StartAuthorization", () => {
     expect(stored?.stateHash).toBe(sha256(`${state}.${binding?.value ?? ""}`));
     expect(stored?.stateHash).toBe(stateHash(state, binding?.value));
     expect(h.sessions.rows.has(sha256(state))).toBe(false);
-    expect(stored).toMatchObject({ id: result.sessionId, userId: "alice", provider: "google", requestedScopes: ["calendar.read"], returnTo: RETURN_TO });
+    // The session keeps what was asked at the provider: the caller's scopes and the protocol's.
+    expect(stored).toMatchObject({ id: result.sessionId, userId: "alice", provider: "google", requestedScopes: ["calendar.read", "openid"], returnTo: RETURN_TO });
     expect(stored?.expiresAt).toEqual(new Date(NOW.getTime() + 300_000));
     expect(result.expiresAt).toEqual(stored?.expiresAt);
 
@@ -429,7 +444,7 @@ describe("the callback", () => {
     expect(exchange?.redirectUri).toBe("https://broker.example.com/oauth/callback/google");
     expect(exchange?.codeVerifier).toBe(provider(h, "google").urlInputs[0]?.codeVerifier);
     expect(exchange?.nonce).toBe(provider(h, "google").urlInputs[0]?.nonce);
-    expect(exchange?.requestedScopes).toEqual(["calendar.read"]);
+    expect(exchange?.requestedScopes).toEqual(["calendar.read", "openid"]);
     expect(exchange?.callbackUrl.searchParams.get("code")).toBe("code-secret-1");
 
     expect(h.cipher.batchCalls).toBe(1);
@@ -502,6 +517,17 @@ describe("the callback", () => {
   it("an unbound (service-started) flow completes even when the browser holds an unrelated flow cookie", async () => {
     const { query } = await startFlow(h, backend, { userId: "alice" });
     expect((await callback(h, "google", query(), "stale-cookie-of-an-abandoned-flow")).kind).toBe("connected");
+  });
+
+  it("says whether the session it used up was the one the binding cookie belongs to", async () => {
+    const bound = await startFlow(h, alice);
+    expect(await callback(h, "google", bound.query(), bound.result.browserBinding?.value)).toMatchObject({ kind: "connected", consumedBinding: true });
+    const denied = await startFlow(h, alice);
+    const failed = await callback(h, "google", denied.query({ error: "access_denied" }), denied.result.browserBinding?.value);
+    expect(failed).toMatchObject({ kind: "failed", consumedBinding: true });
+    // A service-started flow arriving in a browser that holds another flow's cookie.
+    const unbound = await startFlow(h, backend, { userId: "alice" });
+    expect(await callback(h, "google", unbound.query(), "cookie-of-a-flow-in-progress")).toMatchObject({ kind: "connected", consumedBinding: false });
   });
 
   it("an expired session sends the browser back with expired_state and is gone afterwards", async () => {
@@ -711,5 +737,76 @@ describe("error codes for the app's URL", () => {
     expect(stateHash(state)).toBe(sha256(state));
     expect(stateHash(state, "b")).toBe(sha256(`${state}.b`));
     expect(isBrokerError(new BrokerError("internal", "x"))).toBe(true);
+  });
+});
+
+describe("no widened grants", () => {
+  let h: Harness;
+  beforeEach(() => {
+    h = harness();
+  });
+
+  it("revokes a grant with scopes nobody asked for, stores nothing, and sends the app error=invalid_scope", async () => {
+    provider(h, "google").revocationResult = { outcome: "revoked" };
+    provider(h, "google").grant = grantFor("acct-1", { refreshToken: "rt-wide", scopes: ["openid", "calendar.read", "calendar.write"] });
+    const { result, query } = await startFlow(h, alice, { scopes: ["calendar.read"] });
+    const outcome = await callback(h, "google", query(), result.browserBinding?.value);
+    expect(outcome).toMatchObject({ kind: "failed", code: "invalid_scope", location: `${RETURN_TO}?error=invalid_scope`, consumedBinding: true });
+    expect(outcome.kind === "failed" && outcome.error).toMatchObject({ code: "authorization_denied", reason: "SCOPE_WIDENED" });
+    expect(h.integrations.writes).toHaveLength(0);
+    expect(h.cipher.batchCalls).toBe(0);
+    expect(provider(h, "google").revocations).toEqual([{ token: "rt-wide", hint: "refresh_token" }]);
+    expect(h.audit.at(-1)).toMatchObject({
+      action: "authorization.failed",
+      reason: "SCOPE_WIDENED",
+      userId: "alice",
+      provider: "google",
+      details: { code: "authorization_denied", widened_scopes: "calendar.write", widened_count: "1", revocation: "revoked" },
+    });
+  });
+
+  it("accepts scopes the integration already held (incremental consent returns earlier grants)", async () => {
+    provider(h, "google").grant = grantFor("acct-1", { scopes: ["openid", "calendar.write"] });
+    const first = await startFlow(h, alice, { scopes: ["calendar.write"] });
+    expect((await callback(h, "google", first.query(), first.result.browserBinding?.value)).kind).toBe("connected");
+    provider(h, "google").grant = grantFor("acct-1", { scopes: ["openid", "calendar.read", "calendar.write"] });
+    const second = await startFlow(h, alice, { scopes: ["calendar.read"] });
+    expect((await callback(h, "google", second.query(), second.result.browserBinding?.value)).kind).toBe("connected");
+    // Another account of the same user holds nothing yet: the same grant is wider for it.
+    provider(h, "google").grant = grantFor("acct-2", { scopes: ["openid", "calendar.read", "calendar.write"] });
+    const third = await startFlow(h, alice, { scopes: ["calendar.read"] });
+    expect(await callback(h, "google", third.query(), third.result.browserBinding?.value)).toMatchObject({ kind: "failed", code: "invalid_scope" });
+    expect(provider(h, "google").revocations).toHaveLength(1);
+  });
+
+  it("compares scopes in the provider's own spelling", async () => {
+    const google = provider(h, "google");
+    Object.assign(google, { canonicalScope: (scope: string) => (scope === "https://www.googleapis.com/auth/calendar.read" ? "calendar.read" : scope) });
+    google.grant = grantFor("acct-1", { scopes: ["openid", "https://www.googleapis.com/auth/calendar.read"] });
+    const { result, query } = await startFlow(h, alice, { scopes: ["calendar.read"] });
+    const outcome = await callback(h, "google", query(), result.browserBinding?.value);
+    expect(outcome.kind === "connected" && outcome.integration.grantedScopes).toEqual(["openid", "https://www.googleapis.com/auth/calendar.read"]);
+  });
+
+  it("revokes the access token when there is no refresh token, and refuses even when revocation fails", async () => {
+    const google = provider(h, "google");
+    google.revocationResult = new BrokerError("provider_unavailable", "down");
+    google.grant = grantFor("acct-1", { accessToken: "at-wide", scopes: Array.from({ length: 12 }, (_, i) => `extra.${i}`) });
+    const { result, query } = await startFlow(h, alice);
+    const outcome = await callback(h, "google", query(), result.browserBinding?.value);
+    expect(outcome).toMatchObject({ kind: "failed", code: "invalid_scope" });
+    expect(google.revocations).toEqual([{ token: "at-wide", hint: "access_token" }]);
+    expect(h.integrations.writes).toHaveLength(0);
+    expect(h.audit.at(-1)?.details).toMatchObject({ widened_count: "12", revocation: "failed" });
+    expect(outcome.kind === "failed" && outcome.error.message).toMatch(/\(extra\.0 .* extra\.9 and 2 more\)/);
+  });
+
+  it("fails CompleteAuthorization with authorization_denied SCOPE_WIDENED", async () => {
+    provider(h, "google").grant = grantFor("acct-1", { scopes: ["openid", "calendar.read", "drive"] });
+    const { state } = await startFlow(h, backend, { userId: "alice" });
+    const error = await caught(h.service.complete(ctx(alice), { provider: "google", state, code: "c", iss: "", error: "", errorDescription: "" }));
+    expect(error).toMatchObject({ code: "authorization_denied", reason: "SCOPE_WIDENED", metadata: { error: "invalid_scope", widened_scopes: "drive" } });
+    expect(h.integrations.writes).toHaveLength(0);
+    expect(h.audit.at(-1)).toMatchObject({ action: "authorization.failed", reason: "SCOPE_WIDENED", caller: "alice" });
   });
 });

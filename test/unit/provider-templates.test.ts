@@ -119,6 +119,30 @@ describe("provider templates", () => {
   });
 });
 
+describe("scope spelling of token responses", () => {
+  const client = (kind: ProviderConfig["kind"]) =>
+    createProviderClient(testProviderConfig({ id: kind, kind, clientSecret: "s", pkce: kind !== "notion" }), { logger, fetch: noFetch });
+
+  it("google and youtube: the OpenID shorthands under their full names", async () => {
+    for (const kind of ["google", "youtube"] as const) {
+      const canonical = (await client(kind)).canonicalScope;
+      expect(canonical?.("https://www.googleapis.com/auth/userinfo.email")).toBe(canonical?.("email"));
+      expect(canonical?.("https://www.googleapis.com/auth/userinfo.profile")).toBe(canonical?.("profile"));
+      expect(canonical?.("https://www.googleapis.com/auth/calendar")).not.toBe(canonical?.("calendar"));
+    }
+  });
+
+  it("microsoft: Graph permissions with or without their resource prefix, in any case", async () => {
+    const canonical = (await client("microsoft")).canonicalScope;
+    expect(canonical?.("https://graph.microsoft.com/mail.read")).toBe(canonical?.("Mail.Read"));
+    expect(canonical?.("https://outlook.office.com/Mail.Read")).not.toBe(canonical?.("Mail.Read"));
+  });
+
+  it("notion and generic providers compare scopes as written", async () => {
+    for (const kind of ["notion", "oidc", "oauth2"] as const) expect((await client(kind)).canonicalScope).toBeUndefined();
+  });
+});
+
 describe("provider registry", () => {
   it("gives each provider its own redirect URI under the public URL", () => {
     expect(providerRedirectUri(new URL("http://127.0.0.1:8080"), "google")).toBe("http://127.0.0.1:8080/oauth/callback/google");
