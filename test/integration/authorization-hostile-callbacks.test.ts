@@ -67,11 +67,11 @@ describe("hostile callbacks", () => {
     dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-hostile-"));
     cipher = await createLocalKeyringCipher({ dataDir, logger });
     audit = createPostgresAuditLog({ sql: db.sql, logger });
-    let flow: Flow | undefined;
-    let callbackRoute: HttpRoute | undefined;
+    // The listener comes first (its port is in the redirect URIs); the flow is built after it.
+    const late: { flow?: Flow; callbackRoute?: HttpRoute } = {};
     const lateFlow: Pick<Flow, "start" | "complete"> = {
-      start: (ctx, input) => (flow as Flow).start(ctx, input),
-      complete: (ctx, input) => (flow as Flow).complete(ctx, input),
+      start: (ctx, input) => (late.flow as Flow).start(ctx, input),
+      complete: (ctx, input) => (late.flow as Flow).complete(ctx, input),
     };
     listener = await startHttpListener({
       address: { host: "127.0.0.1", port: 0 },
@@ -82,7 +82,7 @@ describe("hostile callbacks", () => {
           new AbortController().signal,
         ),
       ],
-      routes: [(req, res, url) => (callbackRoute === undefined ? Promise.resolve(false) : callbackRoute(req, res, url))],
+      routes: [(req, res, url) => (late.callbackRoute === undefined ? Promise.resolve(false) : late.callbackRoute(req, res, url))],
       onRouteError: (error) => logger.error({ err: error }, "route failed"),
     });
     base = `http://127.0.0.1:${listener.port}`;
@@ -129,7 +129,7 @@ describe("hostile callbacks", () => {
       providers: configs,
       policies: [{ service: "backend", providers: ["*"], scopes: ["*"], actForUsers: true, rpcs: ["AuthorizationService/*"], strict: false }],
     });
-    flow = createAuthorizationService({
+    const flow = createAuthorizationService({
       providers: { list: () => registry.list(), client: (id) => registry.get(id), redirectUri: (id) => registry.redirectUri(id) },
       policy: () => policy,
       sessions: createSessionRepository(db.sql),
@@ -139,7 +139,8 @@ describe("hostile callbacks", () => {
       settings: () => ({ returnToAllowList: [RETURN_TO], sessionTtlSeconds: 300 }),
       publicUrl,
     });
-    callbackRoute = createOAuthCallbackRoute({ service: flow, publicUrl, logger });
+    late.flow = flow;
+    late.callbackRoute = createOAuthCallbackRoute({ service: flow, publicUrl, logger });
   });
 
   afterAll(async () => {
