@@ -41,7 +41,7 @@ const NOTION_SECRET = "notion-secret-hostile";
 const RETURN_TO = "https://app.example.com/settings/integrations";
 const GOOGLE_COOKIE = "oauth_broker_flow_google";
 
-type ProviderId = "google" | "microsoft" | "notion";
+type ProviderId = "google" | "microsoft" | "graph" | "notion";
 
 describe("hostile callbacks", () => {
   const { logger } = capturingLogger();
@@ -53,6 +53,8 @@ describe("hostile callbacks", () => {
   let base: string;
   let google: OidcPeer;
   let microsoft: OidcPeer;
+  /** Microsoft-like, naming Graph permissions in token responses the way Microsoft does. */
+  let graph: OidcPeer;
   let notion: NotionPeer;
 
   const testPrincipal: Interceptor = async (call, invoke) => {
@@ -96,6 +98,11 @@ describe("hostile callbacks", () => {
       flavor: "microsoft",
       clients: [{ client_id: "broker-client", client_secret: MICROSOFT_SECRET, redirect_uris: [redirect("microsoft")], token_endpoint_auth_method: "client_secret_post" }],
     });
+    graph = await startOidcPeer({
+      flavor: "microsoft",
+      graphScopeSpelling: true,
+      clients: [{ client_id: "broker-client", client_secret: MICROSOFT_SECRET, redirect_uris: [redirect("graph")], token_endpoint_auth_method: "client_secret_post" }],
+    });
     notion = await startNotionPeer({ clients: [{ client_id: "broker-client", client_secret: NOTION_SECRET, redirect_uris: [redirect("notion")] }] });
     const configs = [
       testProviderConfig({
@@ -112,6 +119,15 @@ describe("hostile callbacks", () => {
         clientSecret: MICROSOFT_SECRET,
         clientAuthMethod: "client_secret_post",
         endpoints: { issuer: microsoft.issuer, api: microsoft.apiBase },
+        defaultScopes: ["User.Read"],
+        allowedScopes: ["Mail.Read"],
+      }),
+      testProviderConfig({
+        id: "graph",
+        kind: "microsoft",
+        clientSecret: MICROSOFT_SECRET,
+        clientAuthMethod: "client_secret_post",
+        endpoints: { issuer: graph.issuer, api: graph.apiBase },
         defaultScopes: ["User.Read"],
         allowedScopes: ["Mail.Read"],
       }),
@@ -145,7 +161,7 @@ describe("hostile callbacks", () => {
 
   afterAll(async () => {
     await listener?.close(500);
-    await Promise.all([google?.close(), microsoft?.close(), notion?.close()]);
+    await Promise.all([google?.close(), microsoft?.close(), graph?.close(), notion?.close()]);
     await audit?.close();
     await cipher?.close();
     await db?.drop();
@@ -249,6 +265,20 @@ describe("hostile callbacks", () => {
         reason: "SCOPE_WIDENED",
         details: expect.objectContaining({ widened_scopes: "Mail.Read", revocation: "not_supported" }),
       });
+    });
+
+    it("microsoft: Graph permissions granted in Microsoft's spelling match the ones asked for; an added one does not", async () => {
+      const browser = createBrowser();
+      const asked = await arrive(browser, await consent("graph", await start("user:clara", { provider: "graph" }, browser), "clara-m", browser));
+      expect(asked.location?.searchParams.get("status")).toBe("connected");
+      const [row] = await db.sql<{ granted_scopes: string[] }[]>`select granted_scopes from integrations where user_id = 'clara'`;
+      expect(row?.granted_scopes).toContain("https://graph.microsoft.com/user.read");
+      const other = createBrowser();
+      const url = await start("user:dirk", { provider: "graph" }, other);
+      const arrival = await arrive(other, await consent("graph", widened(url, "Mail.Read"), "dirk-m", other));
+      expect(arrival.location?.href).toBe(`${RETURN_TO}?error=invalid_scope`);
+      expect(await integrations("dirk", "graph")).toBe(0);
+      expect((await failures("dirk"))[0]?.details).toMatchObject({ widened_scopes: "https://graph.microsoft.com/mail.read" });
     });
 
     it("notion: has no scopes, so an edited scope parameter changes nothing and the account connects", async () => {

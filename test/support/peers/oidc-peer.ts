@@ -33,7 +33,15 @@ export interface OidcPeerOptions {
   readonly rotateRefreshTokens?: boolean;
   /** Extra scopes the server knows (besides openid, offline_access, profile, email and the defaults). */
   readonly scopes?: readonly string[];
+  /**
+   * microsoft only: name Graph permissions in token responses as Microsoft does, lower-cased
+   * under their resource (`User.Read` granted as `https://graph.microsoft.com/user.read`).
+   * Default: as requested.
+   */
+  readonly graphScopeSpelling?: boolean;
 }
+
+const OPENID_SCOPES = new Set(["openid", "profile", "email", "offline_access"]);
 
 /**
  * `hold`: the request waits, unanswered, until `releaseHeldRequests()` (then it is served
@@ -206,6 +214,12 @@ export async function startOidcPeer(options: OidcPeerOptions): Promise<OidcPeer>
               error_codes: [70008],
               timestamp: new Date().toISOString(),
             };
+    }
+    if (ctx.status === 200 && flavor === "microsoft" && options.graphScopeSpelling === true && typeof body["scope"] === "string") {
+      body["scope"] = body["scope"]
+        .split(" ")
+        .map((scope) => (OPENID_SCOPES.has(scope) ? scope : `https://graph.microsoft.com/${scope.toLowerCase()}`))
+        .join(" ");
     }
     if (ctx.status === 200 && flavor === "google" && ctx.oidc?.params?.["grant_type"] === "refresh_token") {
       const { refresh_token: _dropped, ...rest } = body;
