@@ -23,7 +23,8 @@ import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
 import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { grpcClient, unary, type GrpcFailure } from "../support/grpc-client.js";
-import { selectedMetricNames, withGrafanaVariables } from "../support/metric-names.js";
+import { freePort } from "../support/free-port.js";
+import { selectedMetricNames } from "../support/metric-names.js";
 import { waitUntil } from "../support/peer-connect.js";
 import { declaredFamilies, parseExposition } from "../support/prometheus-text.js";
 import { startPrometheus, type MatrixSeries, type QueryResult, type RunningPrometheus } from "../support/prometheus-server.js";
@@ -56,7 +57,15 @@ const QUIET_PANELS: Readonly<Record<string, string>> = {
  * What Grafana substitutes with a 1 s step on a 1 s scrape interval: `$__rate_interval` is
  * max(step + scrape interval, 4 × scrape interval) = 4 s, `$instance` is the "All" value.
  */
-const VARIABLES = { job: JOB, instance: ".*", __rate_interval: "4s", __interval: "1s" };
+const VARIABLES: Readonly<Record<string, string>> = { job: JOB, instance: ".*", __rate_interval: "4s", __interval: "1s" };
+
+function withGrafanaVariables(expr: string): string {
+  return expr.replace(/\$\{(\w+)\}|\$(\w+)/g, (match, braced: string | undefined, bare: string | undefined) => {
+    const value = VARIABLES[braced ?? bare ?? ""];
+    if (value === undefined) throw new Error(`no value for the Grafana variable ${match} in ${expr}`);
+    return value;
+  });
+}
 
 let db: TestDatabase;
 let dataDir: string;
@@ -111,7 +120,7 @@ async function scriptedTraffic(round: number, userToken: string, adminToken: str
 /** The panel query's answer over the run, as Grafana asks for it (a range query, 1 s step). */
 async function panelRange(expr: string): Promise<{ httpStatus: number; error?: string; series: MatrixSeries[] }> {
   const answer = await prometheus.api<QueryResult<MatrixSeries[]>>("/api/v1/query_range", {
-    query: withGrafanaVariables(expr, VARIABLES),
+    query: withGrafanaVariables(expr),
     start: String(from),
     end: String(Date.now() / 1000),
     step: "1",
@@ -128,7 +137,6 @@ describe.skipIf(skipWithout("prometheus", "promtool"))("a real Prometheus scrapi
     const configPath = join(dataDir, "broker.yaml");
     await writeFile(configPath, "sandbox:\n  enabled: true\n");
     // The sandbox's issuer and the redirect URI name the public URL, so the port is fixed up front.
-    const { freePort } = await import("../support/free-port.js");
     const port = await freePort();
     broker = await startBrokerProcess(
       { DATABASE_URL: db.url, BROKER_DATA_DIR: dataDir, BROKER_CONFIG: configPath, BROKER_HTTP_ADDR: `127.0.0.1:${port}`, BROKER_PUBLIC_URL: `http://127.0.0.1:${port}` },

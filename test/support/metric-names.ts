@@ -27,18 +27,3 @@ export function exposedSeriesNames(registry: Registry): Set<string> {
   }
   return names;
 }
-
-/** Grafana's variables in a panel query, as the dashboard would fill them in. */
-export interface GrafanaVariables {
-  /** `$__rate_interval`, `$__interval`, `$__range` … by name without `$`. */
-  readonly [name: string]: string;
-}
-
-export function withGrafanaVariables(expr: string, variables: GrafanaVariables): string {
-  return expr.replace(/\$\{([A-Za-z_]\w*)\}|\$([A-Za-z_]\w*)/g, (match, braced: string | undefined, bare: string | undefined) => {
-    const name = braced ?? bare ?? "";
-    const value = variables[name];
-    if (value === undefined) throw new Error(`no value for the Grafana variable ${match} in ${expr}`);
-    return value;
-  });
-}
