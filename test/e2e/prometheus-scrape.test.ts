@@ -128,6 +128,15 @@ async function panelRange(expr: string): Promise<{ httpStatus: number; error?: s
   return { httpStatus: answer.httpStatus, ...(answer.error === undefined ? {} : { error: answer.error }), series: answer.data?.result ?? [] };
 }
 
+/** What each panel answered, for the README's figures: `panel — legend: peak … last …`. */
+const answered: string[] = [];
+
+function legend(format: string | undefined, metric: Readonly<Record<string, string>>): string {
+  return (format ?? "").replace(/\{\{\s*(\w+)\s*\}\}/g, (_, name: string) => metric[name] ?? "");
+}
+
+const figure = (value: number) => (Number.isInteger(value) ? String(value) : value.toPrecision(3));
+
 const numbers = (series: MatrixSeries) => series.values.map(([, value]) => Number(value)).filter((value) => !Number.isNaN(value));
 
 describe.skipIf(skipWithout("prometheus", "promtool"))("a real Prometheus scraping the broker", () => {
@@ -174,6 +183,7 @@ describe.skipIf(skipWithout("prometheus", "promtool"))("a real Prometheus scrapi
   }, 240_000);
 
   afterAll(async () => {
+    if (answered.length > 0) console.info(`What the dashboard's panels answered over the run:\n${answered.join("\n")}`);
     await prometheus?.stop();
     if (broker !== undefined) expect(await broker.stop()).toBe(0);
     await db?.drop();
@@ -212,6 +222,10 @@ describe.skipIf(skipWithout("prometheus", "promtool"))("a real Prometheus scrapi
       const answer = await panelRange(target.expr);
       expect(answer.httpStatus, `${title} (${target.refId}): ${answer.error ?? ""}`).toBe(200);
       const shown = answer.series.filter((series) => numbers(series).length > 0);
+      for (const series of shown) {
+        const values = numbers(series);
+        answered.push(`${title} — ${legend(target.legendFormat, series.metric)}: peak ${figure(Math.max(...values))}, last ${figure(values.at(-1) ?? Number.NaN)}`);
+      }
       if (title in QUIET_PANELS) continue;
       expect(shown.length, `panel "${title}" (${target.refId}) shows no data after traffic that feeds it: ${target.expr}`).toBeGreaterThan(0);
     }
