@@ -24,6 +24,8 @@ export const CIRCUIT_STATES = ["closed", "open", "half_open"] as const satisfies
 /** Every status, so `needs_reauth` starts at 0 and its first increase is visible to `delta()`. */
 export const INTEGRATION_STATUSES = ["active", "needs_reauth", "deleted"] as const satisfies readonly IntegrationStatus[];
 
+const GAUGES_NAMED_LIKE_COUNTERS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"] as const;
+
 /** Default life of one integration count: several Prometheus replicas scraping cost one query. */
 export const INTEGRATION_COUNTS_TTL_MS = 5_000;
 
@@ -85,6 +87,9 @@ export interface Metrics extends ReturnType<typeof defineMetrics> {
 export function createMetrics(options: MetricsOptions = {}): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // prom-client's totals of these are gauges named like counters, which `promtool check metrics`
+  // rejects; each is `sum()` of the gauge of the same name without `_total`.
+  for (const name of GAUGES_NAMED_LIKE_COUNTERS) registry.removeSingleMetric(name);
   const registers = [registry];
   const factory: MetricFactory = {
     counter: (name, help, labelNames) => new Counter({ name, help, labelNames, registers }),
