@@ -269,6 +269,9 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
       nonce,
       forceConsent: await needsConsentForRefreshToken(config, userId),
     });
+    // What the provider is really asked for: the client adds the protocol's scopes (`openid`,
+    // `offline_access` where advertised), and the grant is checked against those.
+    const askedScopes = authorizationUrl.searchParams.get("scope")?.split(" ").filter(Boolean) ?? scopes;
     const codeVerifierCiphertext =
       codeVerifier === undefined ? null : await deps.cipher.encrypt({ plaintext: codeVerifier, context: sessionId });
     await deps.sessions.create({
@@ -276,7 +279,7 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
       stateHash: stateHash(state, binding),
       userId,
       provider: config.id,
-      requestedScopes: scopes,
+      requestedScopes: askedScopes,
       returnTo,
       codeVerifierCiphertext,
       nonce: nonce ?? null,
@@ -289,7 +292,7 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
       ...auditCaller(ctx),
       userId,
       provider: config.id,
-      scopes,
+      scopes: askedScopes,
       details: { session_id: sessionId, browser_bound: String(binding !== undefined) },
     });
     return {

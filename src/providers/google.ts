@@ -37,6 +37,7 @@ export function googleTemplate(_config: ProviderConfig): OpenIdTemplate {
     defaultEndpoints: GOOGLE_ENDPOINTS,
     requiredScopes: ["openid"],
     revocation: true,
+    offlineAccess: "by_template",
     authorizationParams: googleAuthorizationParams,
     accountFromClaims: googleAccount,
     lookupAccount: (accessToken, lookups) => userinfoAccount(accessToken, lookups, googleAccount),

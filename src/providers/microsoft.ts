@@ -35,6 +35,7 @@ export function microsoftTemplate(config: ProviderConfig): OpenIdTemplate {
     defaultEndpoints: {},
     requiredScopes: ["openid", "profile", "offline_access"],
     revocation: false,
+    offlineAccess: "by_template",
     authorizationParams: consentPrompt,
     accountFromClaims: microsoftAccount,
     // Graph `/v1.0/me` (needs `User.Read`): `id` is the same object id as the ID token's `oid`.
