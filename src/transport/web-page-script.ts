@@ -63,7 +63,9 @@ async function rpc(method, body) {
   }
   if (response.ok) return json;
   if (json.code === "unauthenticated") {
-    throw new Error("The broker refused the user token (expired, or not signed by this broker). Sign out and paste a new one.");
+    sessionStorage.removeItem(TOKEN_KEY);
+    showSignedIn(false);
+    throw new Error("The broker refused the user token (expired, or not signed by this broker). Paste a new one.");
   }
   throw new Error(json.message ? "The broker answered: " + json.message : "The broker answered HTTP " + response.status + ".");
 }
@@ -96,7 +98,7 @@ function describe(integration) {
   if (integration.refreshFailureCount > 0) {
     return { badge: "Active", kind: "warn", text: "The last refresh failed" + (reason ? " (" + reason + ")" : "") + "; the broker tries again." };
   }
-  return { badge: "Active", kind: "ok", text: "Refreshed automatically." };
+  return { badge: "Active", kind: "ok", text: "The broker refreshes its token before it expires." };
 }
 
 function field(label, value) {
@@ -186,6 +188,7 @@ function showScopeHint() {
 }
 
 function showSignedIn(signedIn) {
+  if (!signedIn) $("integrations").replaceChildren();
   $("signed-out").hidden = signedIn;
   $("signed-in").hidden = !signedIn;
   $("connect-card").hidden = !signedIn;

@@ -17,7 +17,7 @@ h3 { margin: 0; font-size: 1rem; }
 label { display: block; font-weight: 600; margin: .75rem 0 .3rem; }
 input, select, textarea { width: 100%; font: inherit; padding: .45rem .6rem; border: 1px solid var(--line); border-radius: 6px; background: #fff; }
 textarea { font-family: ui-monospace, monospace; font-size: .85rem; resize: vertical; }
-.row { display: grid; grid-template-columns: 1fr 2fr; gap: 0 1rem; }
+.row { display: grid; grid-template-columns: 1fr 1fr; gap: 0 1rem; }
 .hint { margin: .4rem 0 0; color: var(--muted); font-size: .85rem; }
 .actions { display: flex; gap: .5rem; margin-top: 1rem; }
 button { font: inherit; padding: .4rem .9rem; border-radius: 6px; border: 1px solid var(--line); background: #fff; color: var(--ink); cursor: pointer; }
