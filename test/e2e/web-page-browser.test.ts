@@ -57,12 +57,9 @@ describe.skipIf(!available && !inCi)("the web page in Chromium", () => {
     });
     page.on("pageerror", (error) => problems.push(`page error on ${page.url()}: ${error.message}`));
     await page.exposeBinding("reportCspViolation", (_source, text: string) => void problems.push(`CSP violation: ${text}`));
-    await page.addInitScript(() => {
-      document.addEventListener("securitypolicyviolation", (event) => {
-        const report = (window as unknown as { reportCspViolation: (text: string) => void }).reportCspViolation;
-        report(`${event.violatedDirective} blocked ${event.blockedURI || "inline code"} on ${location.href}`);
-      });
-    });
+    // Runs in every page the browser loads, before the page's own script.
+    await page.addInitScript(`document.addEventListener("securitypolicyviolation", (event) =>
+      window.reportCspViolation(event.violatedDirective + " blocked " + (event.blockedURI || "inline code") + " on " + location.href));`);
   }, 120_000);
 
   afterAll(async () => {
