@@ -86,14 +86,17 @@ describe.skipIf(!available && !inCi)("the web page in Chromium", () => {
 
   const integrations = () => page.locator("#integrations > li");
 
-  /** At the sandbox's sign-in page: every scope asked is listed, then sign in and allow. */
-  async function consentAtSandbox(username: string): Promise<string[]> {
+  /** The scopes the sandbox's sign-in card lists, once the browser is there. */
+  async function scopesAtSandbox(): Promise<string[]> {
     await page.waitForURL(/\/sandbox\/interaction\//);
-    const scopes = await page.locator("main ul li code").allTextContents();
+    return page.locator("main ul li code").allTextContents();
+  }
+
+  /** Signs in at the sandbox and allows; resolves back on the broker's page. */
+  async function allowAtSandbox(username: string): Promise<void> {
     await page.fill("#username", username);
     await page.click("button[value=allow]");
     await page.waitForURL((url) => url.pathname === "/" && url.search === "");
-    return scopes;
   }
 
   it("signs in, connects the sandbox, reconnects, deletes, without console errors or CSP violations", async () => {
@@ -116,11 +119,16 @@ describe.skipIf(!available && !inCi)("the web page in Chromium", () => {
     });
 
     let integrationId = "";
-    await step("connect", async () => {
+    await step("consent", async () => {
       await page.selectOption("#provider", "sandbox");
       await page.fill("#scopes", "sandbox.read");
       await page.click("#connect");
-      expect(await consentAtSandbox("newcomer")).toEqual(["sandbox.read", "openid", "offline_access"]);
+      // Every scope asked is on the card, the ones the broker adds included.
+      expect(await scopesAtSandbox()).toEqual(["sandbox.read", "openid", "offline_access"]);
+    });
+
+    await step("connected", async () => {
+      await allowAtSandbox("newcomer");
       await page.getByText("Connected. The account is listed below.").waitFor();
       // The token survived the round trip through the provider.
       await page.getByText("Signed in as alice").waitFor();
@@ -138,7 +146,8 @@ describe.skipIf(!available && !inCi)("the web page in Chromium", () => {
 
     await step("reconnect", async () => {
       await integrations().first().getByRole("button", { name: "Reconnect" }).click();
-      expect(await consentAtSandbox("newcomer")).toEqual(expect.arrayContaining(["sandbox.read", "openid", "offline_access"]));
+      expect(await scopesAtSandbox()).toEqual(expect.arrayContaining(["sandbox.read", "openid", "offline_access"]));
+      await allowAtSandbox("newcomer");
       await page.getByText("Connected. The account is listed below.").waitFor();
       await integrations().first().waitFor();
       expect(await integrations().count()).toBe(1);
