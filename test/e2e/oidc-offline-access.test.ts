@@ -118,6 +118,8 @@ describe("oidc providers configured by discovery alone", () => {
       expect(failure.errorInfo?.reason).toBe("NO_REFRESH_TOKEN");
       expect(failure.details).toMatch(/^the plain provider granted no refresh token, so the broker cannot renew the access token \(it expires at .+\); the user must connect their account again$/);
       expect(failure.details).not.toContain("refused");
+      const forced = (await unary(client, IntegrationService.method.refreshIntegration, { id }, asAdmin()).catch((error: unknown) => error)) as GrpcFailure;
+      expect(forced.errorInfo?.reason).toBe("NO_REFRESH_TOKEN");
       expect(plain.tokenRequests()).toBe(before);
 
       // The integration stays usable for what its token can still do, and stays active.
