@@ -282,6 +282,9 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
       nonce,
       forceConsent: await needsConsentForRefreshToken(config, userId),
     });
+    // What the provider is really asked for: the client adds the protocol's scopes (`openid`,
+    // `offline_access` where advertised), and the grant is checked against those.
+    const askedScopes = requestedOnTheWire(scopes, authorizationUrl);
     const codeVerifierCiphertext =
       codeVerifier === undefined ? null : await deps.cipher.encrypt({ plaintext: codeVerifier, context: sessionId });
     await deps.sessions.create({
@@ -289,7 +292,7 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
       stateHash: stateHash(state, binding),
       userId,
       provider: config.id,
-      requestedScopes: requestedOnTheWire(scopes, authorizationUrl),
+      requestedScopes: askedScopes,
       returnTo,
       codeVerifierCiphertext,
       nonce: nonce ?? null,
@@ -302,7 +305,7 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
       ...auditCaller(ctx),
       userId,
       provider: config.id,
-      scopes,
+      scopes: askedScopes,
       details: { session_id: sessionId, browser_bound: String(binding !== undefined) },
     });
     return {

@@ -2,15 +2,35 @@
 import { BrokerError } from "./errors.js";
 import type { Integration } from "./types.js";
 
+const NO_REFRESH_TOKEN_CAUSE = "no_refresh_token";
+
+/**
+ * A token that must be renewed, held without a refresh token → FAILED_PRECONDITION
+ * `NO_REFRESH_TOKEN`. The grant itself is not refused: a caller asking for less time still gets
+ * the token until it expires, so the integration stays active.
+ */
+export function noRefreshToken(integration: Pick<Integration, "id" | "provider">, accessTokenExpiresAt: Date): BrokerError {
+  return new BrokerError(
+    "failed_precondition",
+    `the ${integration.provider} provider granted no refresh token, so the broker cannot renew the access token (it expires at ${accessTokenExpiresAt.toISOString()}); the user must connect their account again`,
+    {
+      reason: "NO_REFRESH_TOKEN",
+      metadata: { integration_id: integration.id, provider: integration.provider, access_token_expire_time: accessTokenExpiresAt.toISOString() },
+    },
+  );
+}
+
 /** Deleted → NOT_FOUND; NEEDS_REAUTH → FAILED_PRECONDITION `INTEGRATION_NEEDS_REAUTH`. */
 export function checkStatus(integration: Integration): void {
   if (integration.status === "deleted") {
     throw new BrokerError("not_found", `integration ${integration.id} was deleted`, { metadata: { integration_id: integration.id } });
   }
   if (integration.status === "needs_reauth") {
+    // Earlier versions marked a grant without refresh token this way at its first expiry.
+    const what = integration.statusReason === NO_REFRESH_TOKEN_CAUSE ? "the provider granted no refresh token" : "the provider refused the stored grant";
     throw new BrokerError(
       "integration_needs_reauth",
-      `the user must connect their ${integration.provider} account again (the provider refused the stored grant)`,
+      `the user must connect their ${integration.provider} account again (${what})`,
       {
         reason: "INTEGRATION_NEEDS_REAUTH",
         metadata: { integration_id: integration.id, provider: integration.provider, cause: integration.statusReason },

@@ -25,7 +25,7 @@ import { createCircuitBreaker, type CircuitBreaker, type CircuitState } from "./
 import { auditCaller, auditSubject, type AuditLog, type Cipher, type Clock, type ProviderClient } from "./ports.js";
 import { createSingleFlight } from "./single-flight.js";
 import { createTokenCache } from "./token-cache.js";
-import { checkScopes, checkStatus, lifetimeTooShort } from "./integration-checks.js";
+import { checkScopes, checkStatus, lifetimeTooShort, noRefreshToken } from "./integration-checks.js";
 import { createResolvedIntegrations, createTokenLifetimes } from "./integration-memory.js";
 import { awaitWithin, createWakeups, fullJitterBackoff, sleep } from "./waiting.js";
 import type { EncryptedTokenSet, Integration, RequestContext, TokenSet } from "./types.js";
@@ -551,12 +551,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
         return { tokens: current.tokens, version: current.version, refreshed: false };
       }
       by = refreshCallerOf(ctx, trigger);
-      if (!current.refreshToken) {
-        throw new BrokerError("integration_needs_reauth", `the ${integration.provider} grant has no refresh token; the user must connect again`, {
-          reason: "INTEGRATION_NEEDS_REAUTH",
-          metadata: { integration_id: integration.id, provider: integration.provider, error: "no_refresh_token" },
-        });
-      }
+      if (!current.refreshToken) throw noRefreshToken(integration, current.tokens.expiresAt);
       usedVersion = current.version;
       const grant = await callProvider(integration, current.refreshToken, deadline);
       const tokens: TokenSet = {

@@ -34,6 +34,8 @@ export interface IntegrationCountSample {
   readonly provider: string;
   readonly status: string;
   readonly count: number;
+  /** Of those, the ones holding no refresh token. */
+  readonly withoutRefreshToken?: number | undefined;
 }
 
 export interface MetricsOptions {
@@ -55,7 +57,7 @@ export interface MetricFactory {
 }
 
 /** Every broker metric, one per line. */
-function defineMetrics(m: MetricFactory, collectIntegrations: (gauge: Gauge<"provider" | "status">) => Promise<void>) {
+function defineMetrics(m: MetricFactory, collectors: IntegrationCollectors) {
   return {
     rpcStarted: m.counter("grpc_server_started_total", "RPCs started on the server.", RPC),
     rpcHandled: m.counter("grpc_server_handled_total", "RPCs completed on the server, by status code.", [...RPC, "grpc_code"]),
@@ -70,7 +72,8 @@ function defineMetrics(m: MetricFactory, collectIntegrations: (gauge: Gauge<"pro
     providerHttpRequestSeconds: m.histogram("oauth_broker_provider_http_request_duration_seconds", "Time from sending an HTTP request to a provider to its response headers (or its failure).", ["provider", "endpoint"]),
     keyServiceRequests: m.counter("oauth_broker_key_service_requests_total", "Key service calls (Vault transit or the local keyring), by operation and result (success or error code).", ["operation", "result"]),
     keyServiceRequestSeconds: m.histogram("oauth_broker_key_service_request_duration_seconds", "Duration of key service calls; a batch is one call.", ["operation"]),
-    integrations: m.gauge("oauth_broker_integrations", "Integrations stored, by provider and status (read from PostgreSQL at scrape time, cached for a few seconds).", ["provider", "status"], collectIntegrations),
+    integrations: m.gauge("oauth_broker_integrations", "Integrations stored, by provider and status (read from PostgreSQL at scrape time, cached for a few seconds).", ["provider", "status"], collectors.byStatus),
+    integrationsWithoutRefreshToken: m.gauge("oauth_broker_integrations_without_refresh_token", "Active integrations holding no refresh token, by provider: they stop working when their access token expires (the user must reconnect).", ["provider"], collectors.withoutRefreshToken),
     auditWriteFailures: m.counter("oauth_broker_audit_write_failures_total", "Audit events that could not be written (their operations failed).", []),
     auditChainIntact: m.gauge("oauth_broker_audit_chain_intact", "1 while the audit hash chain verifies, 0 once a break is found.", []),
   };
@@ -105,7 +108,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     histogram: (name, help, labelNames, buckets = LATENCY_BUCKETS) =>
       new Histogram({ name, help, labelNames, buckets: [...buckets], registers }),
   };
-  const metrics = defineMetrics(factory, integrationCollector(options));
+  const metrics = defineMetrics(factory, integrationCollectors(options));
   return {
     ...metrics,
     registry,
@@ -124,7 +127,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
  * within the TTL, and concurrent scrapes share the query in flight. A failed count empties the
  * gauge rather than repeating stale numbers: a missing series is something `absent()` can see.
  */
-function integrationCollector(options: MetricsOptions): (gauge: Gauge<"provider" | "status">) => Promise<void> {
+interface IntegrationCollectors {
+  readonly byStatus: (gauge: Gauge<"provider" | "status">) => Promise<void>;
+  readonly withoutRefreshToken: (gauge: Gauge<"provider">) => Promise<void>;
+}
+
+function integrationCollectors(options: MetricsOptions): IntegrationCollectors {
   const load = options.integrationCounts;
   const ttlMs = options.integrationCountsTtlMs ?? INTEGRATION_COUNTS_TTL_MS;
   const now = options.now ?? Date.now;
@@ -148,20 +156,33 @@ function integrationCollector(options: MetricsOptions): (gauge: Gauge<"provider"
     return inFlight;
   }
 
-  return async (gauge) => {
-    if (load === undefined) return;
-    let rows: readonly IntegrationCountSample[];
-    try {
-      rows = await counts();
-    } catch (error) {
+  /** Runs `fill` on fresh counts; a failed count empties the gauge (reported once, by the first). */
+  const collector =
+    <L extends string>(fill: (gauge: Gauge<L>, rows: readonly IntegrationCountSample[]) => void, report: boolean) =>
+    async (gauge: Gauge<L>): Promise<void> => {
+      if (load === undefined) return;
+      let rows: readonly IntegrationCountSample[];
+      try {
+        rows = await counts();
+      } catch (error) {
+        gauge.reset();
+        if (report) options.onCollectError?.(error);
+        return;
+      }
       gauge.reset();
-      options.onCollectError?.(error);
-      return;
-    }
-    gauge.reset();
-    for (const provider of new Set(rows.map((row) => row.provider))) {
-      for (const status of INTEGRATION_STATUSES) gauge.set({ provider, status }, 0);
-    }
-    for (const row of rows) gauge.set({ provider: row.provider, status: row.status }, row.count);
+      fill(gauge, rows);
+    };
+
+  return {
+    byStatus: collector<"provider" | "status">((gauge, rows) => {
+      for (const provider of new Set(rows.map((row) => row.provider))) {
+        for (const status of INTEGRATION_STATUSES) gauge.set({ provider, status }, 0);
+      }
+      for (const row of rows) gauge.set({ provider: row.provider, status: row.status }, row.count);
+    }, true),
+    withoutRefreshToken: collector<"provider">((gauge, rows) => {
+      for (const provider of new Set(rows.map((row) => row.provider))) gauge.set({ provider }, 0);
+      for (const row of rows) if (row.status === "active") gauge.set({ provider: row.provider }, row.withoutRefreshToken ?? 0);
+    }, false),
   };
 }

@@ -25,6 +25,7 @@ export function oauth2Template(config: ProviderConfig): OpenIdTemplate {
     defaultEndpoints: {},
     requiredScopes: [],
     revocation: true,
+    offlineAccess: "by_template",
     authorizationParams: () => ({}),
     lookupAccount: async (accessToken, lookups) => {
       if (config.endpoints.userinfo === undefined) {

@@ -22,6 +22,7 @@ export function oidcTemplate(_config: ProviderConfig): OpenIdTemplate {
     defaultEndpoints: {},
     requiredScopes: ["openid"],
     revocation: true,
+    offlineAccess: "when_advertised",
     authorizationParams: consentPrompt,
     accountFromClaims: oidcAccount,
     lookupAccount: (accessToken, lookups) => userinfoAccount(accessToken, lookups, oidcAccount),

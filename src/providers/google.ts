@@ -50,6 +50,7 @@ export function googleTemplate(_config: ProviderConfig): OpenIdTemplate {
     defaultEndpoints: GOOGLE_ENDPOINTS,
     requiredScopes: ["openid"],
     revocation: true,
+    offlineAccess: "by_template",
     authorizationParams: googleAuthorizationParams,
     canonicalScope: googleCanonicalScope,
     accountFromClaims: googleAccount,

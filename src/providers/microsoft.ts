@@ -47,6 +47,7 @@ export function microsoftTemplate(config: ProviderConfig): OpenIdTemplate {
     defaultEndpoints: {},
     requiredScopes: ["openid", "profile", "offline_access"],
     revocation: false,
+    offlineAccess: "by_template",
     authorizationParams: consentPrompt,
     canonicalScope: microsoftCanonicalScope,
     accountFromClaims: microsoftAccount,

@@ -34,7 +34,14 @@ import { clientCredentials, openIdClientAuth } from "./client-auth.js";
 import { requestJson, type JsonObject } from "./json-request.js";
 import { revocationOutcome, toProviderError, type ProviderOperation } from "./provider-errors.js";
 import { createProviderHttp } from "./provider-http.js";
-import { withRequiredScopes, type AccountLookups, type OpenIdTemplate, type ProviderClientDeps } from "./provider-template.js";
+import {
+  offlineAccessPrompt,
+  offlineAccessScopes,
+  withRequiredScopes,
+  type AccountLookups,
+  type OpenIdTemplate,
+  type ProviderClientDeps,
+} from "./provider-template.js";
 import { toTokenSet } from "./token-response.js";
 
 export interface OpenIdClientOptions {
@@ -157,11 +164,12 @@ export function createOpenIdProviderClient(
     id: config.id,
 
     async authorizationUrl(input: AuthorizationRequestInput): Promise<URL> {
-      const { configuration } = await resolve();
-      const scopes = withRequiredScopes(input.scopes, template.requiredScopes);
+      const { configuration, metadata } = await resolve();
+      const scopes = withRequiredScopes(input.scopes, [...template.requiredScopes, ...offlineAccessScopes(template, metadata.scopes_supported)]);
       // Template and configured extras first: the security parameters below always win.
       const params: Record<string, string> = {
         ...template.authorizationParams(input),
+        ...offlineAccessPrompt(template, scopes),
         ...config.authorizationParams,
         response_type: "code",
         redirect_uri: input.redirectUri,

@@ -42,6 +42,13 @@ export interface OpenIdTemplate {
   readonly requiredScopes: readonly string[];
   /** False: revocation answers `not_supported` unless an endpoint is configured explicitly. */
   readonly revocation: boolean;
+  /**
+   * How the template gets a refresh token. `"when_advertised"`: asks for `offline_access`, with
+   * `prompt=consent` (OIDC Core §11), whenever the provider lists it in `scopes_supported`.
+   * `"by_template"`: its own parameters or required scopes decide (Google's
+   * `access_type=offline`, Microsoft's `offline_access` that needs no consent prompt).
+   */
+  readonly offlineAccess: "when_advertised" | "by_template";
   authorizationParams(input: AuthorizationRequestInput): Record<string, string>;
   /** `ProviderClient.canonicalScope`: the provider's own spelling of scopes in token responses. */
   canonicalScope?(scope: string): string;
@@ -58,6 +65,25 @@ export function withRequiredScopes(scopes: readonly string[], required: readonly
   const result = [...new Set(scopes)];
   for (const scope of required) if (!result.includes(scope)) result.push(scope);
   return result;
+}
+
+export const OFFLINE_ACCESS = "offline_access";
+
+/**
+ * The scopes a `"when_advertised"` template always asks for, given the provider's metadata:
+ * without `offline_access` most OpenID providers issue no refresh token, and the integration
+ * silently stops working at the first expiry.
+ */
+export function offlineAccessScopes(template: Pick<OpenIdTemplate, "offlineAccess">, scopesSupported: readonly string[] | undefined): string[] {
+  return template.offlineAccess === "when_advertised" && scopesSupported?.includes(OFFLINE_ACCESS) === true ? [OFFLINE_ACCESS] : [];
+}
+
+/**
+ * `prompt=consent` when a `"when_advertised"` template asks for `offline_access` (OIDC Core
+ * §11: offline access needs consent; oidc-provider drops the scope without it).
+ */
+export function offlineAccessPrompt(template: Pick<OpenIdTemplate, "offlineAccess">, scopes: readonly string[]): Record<string, string> {
+  return template.offlineAccess === "when_advertised" && scopes.includes(OFFLINE_ACCESS) ? { prompt: "consent" } : {};
 }
 
 /** A string claim, or `undefined`. */

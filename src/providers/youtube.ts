@@ -27,6 +27,7 @@ export function youtubeTemplate(config: ProviderConfig): OpenIdTemplate {
     // The channel identifies the account, so `openid` is not needed.
     requiredScopes: [],
     revocation: true,
+    offlineAccess: "by_template",
     authorizationParams: googleAuthorizationParams,
     canonicalScope: googleCanonicalScope,
     lookupAccount: (accessToken, lookups) => channelAccount(config.id, channelsUrl, accessToken, lookups),

@@ -34,6 +34,8 @@ export interface IntegrationCount {
   readonly provider: string;
   readonly status: IntegrationStatus;
   readonly count: number;
+  /** Of those, the ones whose token set holds no refresh token: they stop working at expiry. */
+  readonly withoutRefreshToken: number;
 }
 
 export type IntegrationUpsertInput = IntegrationUpsert;
@@ -232,9 +234,19 @@ export function createIntegrationRepository(sql: postgres.Sql) {
     /** Every (provider, status) pair present, tombstones included, for GetStatus and metrics. */
     countByStatus: () =>
       guarded("count integrations", async () => {
-        const rows = await sql<{ provider: string; status: IntegrationStatus; count: string }[]>`
-          select provider, status, count(*)::text as count from integrations group by provider, status order by provider, status`;
-        return rows.map((row): IntegrationCount => ({ provider: row.provider, status: row.status, count: Number(row.count) }));
+        const rows = await sql<{ provider: string; status: IntegrationStatus; count: string; without_refresh_token: string }[]>`
+          select i.provider, i.status, count(*)::text as count,
+                 count(*) filter (where t.integration_id is not null and t.refresh_token_ciphertext is null)::text as without_refresh_token
+          from integrations i left join token_sets t on t.integration_id = i.id
+          group by i.provider, i.status order by i.provider, i.status`;
+        return rows.map(
+          (row): IntegrationCount => ({
+            provider: row.provider,
+            status: row.status,
+            count: Number(row.count),
+            withoutRefreshToken: Number(row.without_refresh_token),
+          }),
+        );
       }),
 
     /**

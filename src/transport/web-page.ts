@@ -1,85 +1,79 @@
 /**
- * The broker's own page at `/`: lets a person try the browser flow — paste a user token, pick a
- * provider, connect — and shows the outcome when the provider's redirect comes back. It calls
- * StartAuthorization from the broker's origin with fetch, so the flow-binding cookie lands in
- * this browser (see authorization-service.ts). No third-party resources, no inline handlers:
- * the Content-Security-Policy allows only this page's own script.
+ * The broker's own page at `/`: a person signs in with a user token and manages their
+ * integrations — connects an account, sees each one's provider, account, granted scopes, status
+ * and last refresh, reconnects one and deletes one (after a confirmation). It calls the Connect
+ * API from the broker's origin with fetch, so the flow-binding cookie of StartAuthorization
+ * lands in this browser (see authorization-service.ts). No third-party resources, no inline
+ * handlers: the Content-Security-Policy allows only this page's own script and stylesheet, by
+ * hash, and requests to its own origin.
  */
 import { createHash } from "node:crypto";
 import type { HttpRoute } from "./http-listener.js";
+import { PAGE_SCRIPT } from "./web-page-script.js";
+import { PAGE_STYLE } from "./web-page-style.js";
 
-const SCRIPT = `
-const $ = (id) => document.getElementById(id);
-const params = new URLSearchParams(location.search);
-if (params.get("status") === "connected") {
-  $("outcome").textContent = "Connected: integration " + params.get("integration_id");
-} else if (params.get("error")) {
-  $("outcome").textContent = "The connection failed: " + params.get("error");
-}
-history.replaceState(null, "", location.pathname);
-const rpc = async (method, body) => {
-  const response = await fetch("/oauthbroker.v1." + method, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: "Bearer " + $("token").value.trim() },
-    body: JSON.stringify(body),
-    credentials: "same-origin",
-  });
-  const json = await response.json();
-  if (!response.ok) throw new Error(json.message || response.statusText);
-  return json;
-};
-$("load").addEventListener("click", async () => {
-  try {
-    const { providers = [] } = await rpc("ProviderService/ListProviders", {});
-    $("provider").replaceChildren(...providers.filter((p) => p.credentialsConfigured).map((p) => new Option(p.displayName, p.id)));
-    $("connect").disabled = providers.length === 0;
-    $("outcome").textContent = "";
-  } catch (error) {
-    $("outcome").textContent = String(error.message);
-  }
-});
-$("connect").addEventListener("click", async () => {
-  try {
-    const scopes = $("scopes").value.split(/\\s+/).filter(Boolean);
-    const { authorizationUrl } = await rpc("AuthorizationService/StartAuthorization", { provider: $("provider").value, scopes });
-    location.assign(authorizationUrl);
-  } catch (error) {
-    $("outcome").textContent = String(error.message);
-  }
-});
-`;
+const sha256 = (text: string): string => createHash("sha256").update(text).digest("base64");
 
-const SCRIPT_HASH = createHash("sha256").update(SCRIPT).digest("base64");
+const CONTENT_SECURITY_POLICY = [
+  "default-src 'none'",
+  `script-src 'sha256-${sha256(PAGE_SCRIPT)}'`,
+  `style-src 'sha256-${sha256(PAGE_STYLE)}'`,
+  "connect-src 'self'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+  "base-uri 'none'",
+].join("; ");
 
 const PAGE = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>oauth-broker</title>
-<style>
-body { font: 16px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
-label { display: block; margin-top: 1rem; font-weight: 600; }
-input, select, textarea { width: 100%; font: inherit; padding: .4rem; box-sizing: border-box; }
-button { margin-top: 1rem; font: inherit; padding: .4rem 1rem; }
-#outcome { margin-top: 1.5rem; font-weight: 600; }
-code { background: #f3f3f3; padding: 0 .2rem; }
-</style>
+<title>oauth-broker: integrations</title>
+<style>${PAGE_STYLE}</style>
 </head>
 <body>
+<header>
 <h1>oauth-broker</h1>
-<p>Connect a third-party account to a broker user. Get a user token with
-<code>npm run token -- --user alice</code> and paste it here.</p>
+<p class="lead">Connect your accounts at third-party providers, and manage the connections.</p>
+</header>
+<main>
+<section class="card" aria-labelledby="sign-in-title">
+<h2 id="sign-in-title">Sign in</h2>
+<div id="signed-out">
+<p>Paste a broker user token. Make one with <code>npm run token -- --user alice</code>. It stays in this
+browser tab only, while you connect accounts.</p>
 <label for="token">User token</label>
 <textarea id="token" rows="3" autocomplete="off" spellcheck="false"></textarea>
-<button id="load" type="button">Load providers</button>
-<label for="provider">Provider</label>
-<select id="provider"></select>
-<label for="scopes">Scopes (space-separated; empty for the provider's defaults)</label>
-<input id="scopes" autocomplete="off">
-<button id="connect" type="button" disabled>Connect</button>
-<p id="outcome" role="status"></p>
-<script>${SCRIPT}</script>
+<div class="actions"><button id="sign-in" type="button" class="primary">Sign in</button></div>
+</div>
+<div id="signed-in" hidden>
+<p>Signed in as <strong id="subject"></strong></p>
+<button id="sign-out" type="button">Sign out</button>
+</div>
+</section>
+<p id="outcome" role="status" hidden></p>
+<section id="connect-card" class="card" aria-labelledby="connect-title" hidden>
+<h2 id="connect-title">Connect an account</h2>
+<div class="row">
+<div><label for="provider">Provider</label><select id="provider"></select></div>
+<div><label for="scopes">Scopes (space-separated)</label><input id="scopes" autocomplete="off" spellcheck="false" placeholder="the provider's defaults"></div>
+</div>
+<p id="scope-hint" class="hint"></p>
+<div class="actions"><button id="connect" type="button" class="primary" disabled>Connect</button></div>
+</section>
+<section id="integrations-card" class="card" aria-labelledby="integrations-title" hidden>
+<div class="card-head"><h2 id="integrations-title">Your integrations</h2><button id="reload" type="button">Reload</button></div>
+<p id="empty" hidden>No integrations yet: connect an account above.</p>
+<ul id="integrations" class="integrations"></ul>
+</section>
+</main>
+<dialog id="confirm" aria-labelledby="confirm-title">
+<h2 id="confirm-title">Delete this integration?</h2>
+<p id="confirm-text"></p>
+<div class="actions"><button id="confirm-cancel" type="button">Cancel</button><button id="confirm-delete" type="button" class="danger solid">Delete</button></div>
+</dialog>
+<script>${PAGE_SCRIPT}</script>
 </body>
 </html>
 `;
@@ -93,10 +87,7 @@ export function webPageRoute(): HttpRoute {
     res.setHeader("referrer-policy", "no-referrer");
     res.setHeader("x-content-type-options", "nosniff");
     res.setHeader("x-frame-options", "DENY");
-    res.setHeader(
-      "content-security-policy",
-      `default-src 'none'; script-src 'sha256-${SCRIPT_HASH}'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'`,
-    );
+    res.setHeader("content-security-policy", CONTENT_SECURITY_POLICY);
     if (req.method === "HEAD") res.end();
     else res.end(PAGE);
     return true;

@@ -351,7 +351,9 @@ describe("authorization flow", () => {
       const id = connectedId(location);
       const [row] = await integrationRows({ user: "alice", provider: "sandbox" });
       expect(row).toMatchObject({ id, external_account_id: "newcomer" });
-      expect([...(row?.granted_scopes ?? [])].sort()).toEqual(["openid", "sandbox.read"]);
+      // Asked for offline_access (the sandbox advertises it) besides the caller's scope: refreshable.
+      expect([...(row?.granted_scopes ?? [])].sort()).toEqual(["offline_access", "openid", "sandbox.read"]);
+      expect(row?.refresh_token_ciphertext).toMatch(/^local:v1:/);
     });
 
     it("reconnecting the same account keeps the integration id, replaces the tokens and notifies the cache", async () => {

@@ -199,6 +199,8 @@ describe("GET /metrics after scripted traffic", () => {
       "provider=sandbox,status=needs_reauth": 1,
       "provider=sandbox,status=deleted": 0,
     });
+    // The one integration is marked for re-authorization, so no active one lacks a refresh token.
+    expect(series(samples, "oauth_broker_integrations_without_refresh_token")).toEqual({ "provider=sandbox": 0 });
   });
 
   it("reports lease waits, audit health, and no circuit change", () => {
@@ -227,6 +229,7 @@ describe("GET /metrics after scripted traffic", () => {
       oauth_broker_key_service_requests_total: "counter",
       oauth_broker_key_service_request_duration_seconds: "histogram",
       oauth_broker_integrations: "gauge",
+      oauth_broker_integrations_without_refresh_token: "gauge",
       oauth_broker_audit_write_failures_total: "counter",
       oauth_broker_audit_chain_intact: "gauge",
     });

@@ -80,7 +80,9 @@ describe("sandbox provider", () => {
     expect(page.headers.get("cache-control")).toBe("no-store");
     const html = await page.text();
     expect(html).toContain('name="username"');
-    expect(html).toContain("sandbox.read");
+    // The consent card lists every scope asked, the ones the broker adds included.
+    const listed = [...html.matchAll(/<li><code>([^<]+)<\/code><\/li>/g)].map((m) => m[1]);
+    expect(listed).toEqual(["sandbox.read", "openid", "offline_access"]);
     expect(html).not.toMatch(/(src|href)="https?:/);
   });
 
@@ -91,7 +93,8 @@ describe("sandbox provider", () => {
       name: "newcomer@sandbox.invalid",
       attributes: { email: "newcomer@sandbox.invalid" },
     });
-    expect([...grant.tokens.scopes].sort()).toEqual(["email", "openid", "sandbox.read"]);
+    // The sandbox advertises offline_access, so the broker asks for it: the grant is refreshable.
+    expect([...grant.tokens.scopes].sort()).toEqual(["email", "offline_access", "openid", "sandbox.read"]);
     expect(grant.tokens.refreshToken).toBeDefined();
     const lifetime = grant.tokens.expiresAt.getTime() - Date.now();
     expect(lifetime).toBeGreaterThan(290_000);

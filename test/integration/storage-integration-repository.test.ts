@@ -241,17 +241,20 @@ describe("bookkeeping", () => {
     expect(await repo.findForUser("u-find", "google", "zzz")).toEqual([]);
   });
 
-  it("counts integrations by provider and status", async () => {
+  it("counts integrations by provider and status, and those holding no refresh token", async () => {
     const one = await repo.upsertWithTokens(upsert("u-count", { provider: "count-test", externalAccount: account("1") }));
     await repo.upsertWithTokens(upsert("u-count", { provider: "count-test", externalAccount: account("2") }));
     const three = await repo.upsertWithTokens(upsert("u-count", { provider: "count-test", externalAccount: account("3") }));
+    const withoutRefresh = upsert("u-count", { provider: "count-test", externalAccount: account("4") });
+    await repo.upsertWithTokens({ ...withoutRefresh, tokens: { ...withoutRefresh.tokens, refreshTokenCiphertext: null } });
     await repo.markNeedsReauth(one.integration.id, "invalid_grant");
     await repo.markDeleted(three.integration.id, "deleted_by_user");
     const counts = (await repo.countByStatus()).filter((c) => c.provider === "count-test");
+    // A tombstone has no token set: it is not counted as lacking a refresh token.
     expect(counts).toEqual([
-      { provider: "count-test", status: "active", count: 1 },
-      { provider: "count-test", status: "deleted", count: 1 },
-      { provider: "count-test", status: "needs_reauth", count: 1 },
+      { provider: "count-test", status: "active", count: 2, withoutRefreshToken: 1 },
+      { provider: "count-test", status: "deleted", count: 1, withoutRefreshToken: 0 },
+      { provider: "count-test", status: "needs_reauth", count: 1, withoutRefreshToken: 0 },
     ]);
   });
 

@@ -313,6 +313,23 @@ describe("StartAuthorization", () => {
     expect(h.sessions.rows.size).toBe(0);
   });
 
+  it("records the scopes the provider is really asked for (the client's additions included) in the session and the audit event", async () => {
+    const google = provider(h, "google");
+    const plain = google.authorizationUrl.bind(google);
+    // Like the OpenID client for a provider advertising offline_access.
+    google.authorizationUrl = async (input) => {
+      const url = await plain(input);
+      url.searchParams.set("scope", [...input.scopes, "openid", "offline_access"].join(" "));
+      return url;
+    };
+    const { result } = await startFlow(h, alice, { scopes: ["calendar.read"] });
+    expect(google.urlInputs.at(-1)?.scopes).toEqual(["calendar.read"]);
+    const stored = [...h.sessions.rows.values()].find((row) => row.id === result.sessionId);
+    expect(stored?.requestedScopes).toEqual(["calendar.read", "openid", "offline_access"]);
+    const started = h.audit.find((event) => event.action === "authorization.started" && event.details?.["session_id"] === result.sessionId);
+    expect(started?.scopes).toEqual(["calendar.read", "openid", "offline_access"]);
+  });
+
   it("binds a browser flow: cookie for the callback path, state hashed with the binding, verifier encrypted for the session", async () => {
     const { result, state } = await startFlow(h, alice);
     const binding = result.browserBinding;

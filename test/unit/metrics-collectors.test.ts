@@ -28,6 +28,17 @@ describe("oauth_broker_integrations", () => {
     });
   });
 
+  it("reports the active integrations without a refresh token per provider, zeros included", async () => {
+    const rows: IntegrationCountSample[] = [
+      { provider: "oidc", status: "active", count: 7, withoutRefreshToken: 3 },
+      { provider: "oidc", status: "needs_reauth", count: 2, withoutRefreshToken: 2 },
+      { provider: "notion", status: "active", count: 1, withoutRefreshToken: 0 },
+      { provider: "google", status: "deleted", count: 1 },
+    ];
+    const metrics = createMetrics({ integrationCounts: async () => rows });
+    expect(await scrape(metrics, "oauth_broker_integrations_without_refresh_token")).toEqual({ "provider=oidc": 3, "provider=notion": 0, "provider=google": 0 });
+  });
+
   it("queries at most once per TTL, once for concurrent scrapes, and drops providers that are gone", async () => {
     let now = 0;
     let queries = 0;

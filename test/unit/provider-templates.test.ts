@@ -13,7 +13,7 @@ const logger = capturingLogger().logger;
 const REDIRECT = "https://broker.example/oauth/callback/x";
 
 /** Answers discovery for any issuer with that issuer's own metadata; records the URLs asked for. */
-function discoveryFetch(seen: string[] = []): typeof fetch {
+function discoveryFetch(seen: string[] = [], scopesSupported?: string[]): typeof fetch {
   return (async (input: URL) => {
     seen.push(input.href);
     const issuer = input.href.replace(/\/\.well-known\/openid-configuration$/, "");
@@ -22,6 +22,7 @@ function discoveryFetch(seen: string[] = []): typeof fetch {
       authorization_endpoint: `${issuer}/oauth2/authorize`,
       token_endpoint: `${issuer}/oauth2/token`,
       response_types_supported: ["code"],
+      ...(scopesSupported === undefined ? {} : { scopes_supported: scopesSupported }),
     });
   }) as typeof fetch;
 }
@@ -76,6 +77,40 @@ describe("provider templates", () => {
     );
     expect(url.origin + url.pathname).toBe("https://login.idp.example/authorize");
     expect(Object.fromEntries(url.searchParams)).toMatchObject({ audience: "api", state: "st", redirect_uri: REDIRECT, nonce: "nn" });
+  });
+
+  describe("offline access (OIDC Core §11)", () => {
+    const oidc = testProviderConfig({ id: "o", kind: "oidc", clientSecret: "s", endpoints: { issuer: "https://idp.example" } });
+
+    it("oidc: asks for offline_access with prompt=consent besides the caller's scopes when discovery advertises it", async () => {
+      const url = await authorizationParams(oidc, discoveryFetch([], ["openid", "offline_access", "files.read"]), { scopes: ["files.read"] });
+      expect(url.searchParams.get("scope")).toBe("files.read openid offline_access");
+      expect(url.searchParams.get("prompt")).toBe("consent");
+    });
+
+    it("oidc: connects as it is when the provider does not advertise offline_access", async () => {
+      for (const supported of [undefined, ["openid", "files.read"]]) {
+        const url = await authorizationParams(oidc, discoveryFetch([], supported), { scopes: ["files.read"] });
+        expect(url.searchParams.get("scope")).toBe("files.read openid");
+        expect(url.searchParams.get("prompt")).toBeNull();
+      }
+    });
+
+    it("oidc: a configured prompt still wins over the consent prompt", async () => {
+      const url = await authorizationParams({ ...oidc, authorizationParams: { prompt: "select_account consent" } }, discoveryFetch([], ["offline_access"]));
+      expect(url.searchParams.get("prompt")).toBe("select_account consent");
+      expect(url.searchParams.get("scope")).toBe("openid offline_access");
+    });
+
+    it("google and microsoft keep their own way to a refresh token", async () => {
+      const google = await authorizationParams(testProviderConfig({ id: "g", kind: "google", clientSecret: "s" }), discoveryFetch([], ["openid", "offline_access"]));
+      expect(google.searchParams.get("scope")).toBe("openid");
+      expect(google.searchParams.get("access_type")).toBe("offline");
+      expect(google.searchParams.get("prompt")).toBeNull();
+      const microsoft = await authorizationParams(testProviderConfig({ id: "m", kind: "microsoft", clientSecret: "s" }), discoveryFetch([], ["openid", "offline_access"]));
+      expect(microsoft.searchParams.get("scope")).toBe("openid profile offline_access");
+      expect(microsoft.searchParams.get("prompt")).toBeNull();
+    });
   });
 
   it("oauth2: explicit endpoints without discovery, no openid, no nonce", async () => {

@@ -21,6 +21,8 @@ export interface IntegrationCountRow {
   readonly provider: string;
   readonly status: DomainStatus;
   readonly count: number;
+  /** Of those, the ones without a refresh token. */
+  readonly withoutRefreshToken: number;
 }
 
 export interface StatusDeps {
@@ -111,6 +113,9 @@ export function createStatusServiceHandlers(deps: StatusDeps): ServiceImpl<typeo
           refreshFailuresLastHour: BigInt(outcomes.find((row) => row.provider === provider)?.failures ?? 0),
           nextProactiveRefreshTime: nextRefresh.has(provider) ? timestampFromDate(nextRefresh.get(provider) ?? now) : undefined,
           circuitState: CIRCUIT_STATES[circuits.get(provider) ?? "closed"],
+          integrationsWithoutRefreshToken: BigInt(
+            counts.find((row) => row.provider === provider && row.status === "active")?.withoutRefreshToken ?? 0,
+          ),
         })),
         auditChainIntact: databaseUp ? await deps.auditChainIntact() : false,
         draining: deps.isDraining(),

@@ -39,6 +39,13 @@ export interface OidcPeerOptions {
    * Default: as requested.
    */
   readonly graphScopeSpelling?: boolean;
+  /** False: `offline_access` is neither known nor advertised, so no refresh token is ever issued. */
+  readonly offlineAccess?: boolean;
+  /**
+   * The microsoft flavor adds `prompt=consent` to requests asking for `offline_access`, as
+   * Microsoft needs none; false: like a plain OpenID provider, the client must send it.
+   */
+  readonly impliedConsentPrompt?: boolean;
 }
 
 const OPENID_SCOPES = new Set(["openid", "profile", "email", "offline_access"]);
@@ -159,7 +166,9 @@ export async function startOidcPeer(options: OidcPeerOptions): Promise<OidcPeer>
     expiresWithSession: () => false,
     conformIdTokenClaims: false,
     extraParams: ["access_type", "include_granted_scopes"],
-    scopes: [...new Set(["openid", "offline_access", "profile", "email", ...PEER_DEFAULT_SCOPES, ...(options.scopes ?? [])])],
+    scopes: [...new Set(["openid", "offline_access", "profile", "email", ...PEER_DEFAULT_SCOPES, ...(options.scopes ?? [])])].filter(
+      (scope) => scope !== "offline_access" || options.offlineAccess !== false,
+    ),
     claims: {
       openid: ["sub"],
       profile: flavor === "microsoft" ? ["name", "preferred_username", "oid", "tid"] : ["name"],
@@ -196,7 +205,7 @@ export async function startOidcPeer(options: OidcPeerOptions): Promise<OidcPeer>
   provider.use(async (ctx, next) => {
     // Microsoft issues a refresh token whenever `offline_access` is asked for; oidc-provider
     // keeps that scope only with prompt=consent (OIDC Core §11), so the peer adds it.
-    if (flavor === "microsoft" && ctx.path === "/auth" && ctx.query["prompt"] === undefined) {
+    if (flavor === "microsoft" && options.impliedConsentPrompt !== false && ctx.path === "/auth" && ctx.query["prompt"] === undefined) {
       const scope = ctx.query["scope"];
       if (typeof scope === "string" && scope.split(" ").includes("offline_access")) ctx.query = { ...ctx.query, prompt: "consent" };
     }

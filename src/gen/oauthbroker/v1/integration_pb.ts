@@ -113,7 +113,9 @@ export type Integration = Message<"oauthbroker.v1.Integration"> & {
   refreshFailureCount: number;
 
   /**
-   * Whether a refresh token is stored (without one the broker cannot refresh).
+   * Whether a refresh token is stored. Without one the broker cannot renew the access token:
+   * GetAccessToken answers FAILED_PRECONDITION / NO_REFRESH_TOKEN once the token has less than
+   * min_valid_for left, and the user must connect the account again.
    *
    * @generated from field: bool has_refresh_token = 15;
    */
