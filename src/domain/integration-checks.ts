@@ -1,8 +1,12 @@
 /** What makes an integration unable to answer a token request, as the errors callers act on. */
 import { BrokerError } from "./errors.js";
+import { ROTATED_TOKEN_LOST } from "./refresh-takeover.js";
 import type { Integration } from "./types.js";
 
-/** Deleted → NOT_FOUND; NEEDS_REAUTH → FAILED_PRECONDITION `INTEGRATION_NEEDS_REAUTH`. */
+/**
+ * Deleted → NOT_FOUND; NEEDS_REAUTH → FAILED_PRECONDITION `INTEGRATION_NEEDS_REAUTH`, or
+ * `ROTATED_TOKEN_LOST` when the grant was lost with a replica that died mid-refresh.
+ */
 export function checkStatus(integration: Integration): void {
   if (integration.status === "deleted") {
     throw new BrokerError("not_found", `integration ${integration.id} was deleted`, { metadata: { integration_id: integration.id } });
@@ -12,7 +16,7 @@ export function checkStatus(integration: Integration): void {
       "integration_needs_reauth",
       `the user must connect their ${integration.provider} account again (the provider refused the stored grant)`,
       {
-        reason: "INTEGRATION_NEEDS_REAUTH",
+        reason: integration.statusReason === ROTATED_TOKEN_LOST ? "ROTATED_TOKEN_LOST" : "INTEGRATION_NEEDS_REAUTH",
         metadata: { integration_id: integration.id, provider: integration.provider, cause: integration.statusReason },
       },
     );

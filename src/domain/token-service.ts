@@ -28,6 +28,9 @@ import { createTokenCache } from "./token-cache.js";
 import { checkScopes, checkStatus, lifetimeTooShort } from "./integration-checks.js";
 import { createResolvedIntegrations, createTokenLifetimes } from "./integration-memory.js";
 import { awaitWithin, createWakeups, fullJitterBackoff, sleep } from "./waiting.js";
+import { startLeaseHeartbeat } from "./lease-heartbeat.js";
+import { createProviderPauses } from "./provider-pause.js";
+import { possiblySpent, rotatedTokenLost, type RefreshSentMark } from "./refresh-takeover.js";
 import type { EncryptedTokenSet, Integration, RequestContext, TokenSet } from "./types.js";
 
 /** What the token service needs from storage (the postgres.js repositories satisfy it). */
@@ -56,8 +59,13 @@ export interface TokenStore {
       integrationId: string,
       owner: string,
       ttlMs: number,
-    ): Promise<{ acquired: true; version: number } | { acquired: false; expiresAt: Date | undefined }>;
-    releaseLease(integrationId: string, owner: string): Promise<void>;
+    ): Promise<{ acquired: true; version: number; sent?: RefreshSentMark | undefined } | { acquired: false; expiresAt: Date | undefined }>;
+    /** `keepSentMark`: the outcome of the refresh request sent under the lease is unknown. */
+    releaseLease(integrationId: string, owner: string, options?: { readonly keepSentMark?: boolean }): Promise<void>;
+    /** The heartbeat; false when the lease is no longer `owner`'s. */
+    renewLease(integrationId: string, owner: string, ttlMs: number): Promise<boolean>;
+    /** Records that `owner` sends the refresh token of `version` now; false when the lease is not `owner`'s. */
+    markRefreshSent(integrationId: string, owner: string, version: number): Promise<boolean>;
   };
 }
 
@@ -86,6 +94,10 @@ export interface TokenServiceDeps {
   readonly settings: {
     readonly cacheMaxEntries: number;
     readonly leaseSeconds: number;
+    /** How often a lease holder renews its lease (default: a third of the lease). */
+    readonly leaseHeartbeatMs?: number;
+    /** Rate-limited providers: the longest pause obeyed, and the cap of the backoff without Retry-After. */
+    readonly providerPause?: { readonly maxPauseMs: number; readonly backoffCapMs: number };
     /** When a caller sets no deadline, a refresh may take this long. */
     readonly defaultDeadlineMs?: number;
     readonly breakerFailureThreshold?: number;
@@ -102,6 +114,7 @@ export interface TokenServiceDeps {
     refresh?(provider: string, result: string, seconds: number): void;
     leaseWait?(): void;
     circuit?(provider: string, state: CircuitState): void;
+    providerPause?(provider: string, seconds: number): void;
   };
 }
 
@@ -219,7 +232,17 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
   const loads = createSingleFlight<CurrentTokens | undefined>();
   const refreshes = createSingleFlight<RefreshResult>();
   const breakers = new Map<string, CircuitBreaker>();
+  const pauses = createProviderPauses({
+    clock,
+    maxPauseMs: deps.settings.providerPause?.maxPauseMs ?? 300_000,
+    backoffCapMs: deps.settings.providerPause?.backoffCapMs ?? 60_000,
+    onPause: (provider, ms, told) => {
+      logger.warn({ provider, pauseMs: ms, retryAfterFromProvider: told }, "the provider is rate limiting the broker: its token endpoint is paused on this replica");
+      deps.events?.providerPause?.(provider, ms / 1000);
+    },
+  });
   const leaseMs = deps.settings.leaseSeconds * 1000;
+  const heartbeatMs = Math.max(10, deps.settings.leaseHeartbeatMs ?? leaseMs / 3);
   // A refresh runs on the broker's clock, not the first caller's, and its provider call ends
   // well inside the lease, so no other replica can take over while the provider is called.
   const refreshBudgetMs = Math.min(deps.settings.defaultDeadlineMs ?? 10_000, leaseMs * 0.8);
@@ -294,8 +317,11 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
 
   const validFor = (tokens: TokenSet) => tokens.expiresAt.getTime() - clock.now().getTime();
 
-  /** Calls the provider with retries (exponential backoff, full jitter) inside the deadline. */
-  async function callProvider(integration: Integration, refreshToken: string, deadline: number, signal?: AbortSignal) {
+  /**
+   * Calls the provider with retries (exponential backoff, full jitter) inside the deadline, at
+   * most `maxAttempts` times; never while the provider has paused the broker (provider-pause.ts).
+   */
+  async function callProvider(integration: Integration, refreshToken: string, deadline: number, signal?: AbortSignal, maxAttempts = Number.POSITIVE_INFINITY) {
     const provider = deps.providers.get(integration.provider);
     if (!provider) {
       throw new BrokerError("failed_precondition", `provider ${integration.provider} is not configured on this broker`, {
@@ -304,11 +330,13 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     }
     const breaker = breakerFor(integration.provider);
     for (let attempt = 0; ; attempt++) {
+      pauses.check(integration.provider);
       breaker.acquire();
       const started = performance.now();
       try {
         const grant = await provider.refresh(refreshToken, { signal: AbortSignal.any([AbortSignal.timeout(Math.max(1, deadline - Date.now())), ...(signal ? [signal] : [])]) });
         breaker.success();
+        pauses.succeeded(integration.provider);
         deps.events?.refresh?.(integration.provider, "success", (performance.now() - started) / 1000);
         return grant;
       } catch (error) {
@@ -317,11 +345,15 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
         // The provider answered (grant dead, misconfigured, rate limited): it is up.
         if (code === "integration_needs_reauth" || code === "provider_misconfigured" || code === "provider_rate_limited") {
           breaker.success();
+          if (isBrokerError(error, "provider_rate_limited")) {
+            const pausedMs = pauses.rateLimited(integration.provider, error);
+            throw new BrokerError(error.code, error.message, { cause: error.cause, reason: error.reason, metadata: error.metadata, retryAfterMs: pausedMs });
+          }
           throw error;
         }
         breaker.failure();
         const wait = fullJitterBackoff(attempt);
-        if (code !== "provider_unavailable" || Date.now() + wait >= deadline || signal?.aborted) throw error;
+        if (code !== "provider_unavailable" || attempt + 1 >= maxAttempts || Date.now() + wait >= deadline || signal?.aborted) throw error;
         await sleep(wait, signal);
       }
     }
@@ -509,10 +541,43 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     throw error;
   }
 
-  function releaseLease(integrationId: string): Promise<void> {
-    return store.tokenSets.releaseLease(integrationId, deps.replicaId).catch((e: unknown) =>
+  function releaseLease(integrationId: string, options?: { keepSentMark?: boolean }): Promise<void> {
+    return store.tokenSets.releaseLease(integrationId, deps.replicaId, options).catch((e: unknown) =>
       logger.warn({ err: e, integrationId }, "could not release the refresh lease; it expires by itself"),
     );
+  }
+
+  /**
+   * Marks the lease as "request sent" and calls the provider. A refresh token `spent` may already
+   * have been used by a holder that died (refresh-takeover.ts): it is tried once, and a refusal
+   * is `ROTATED_TOKEN_LOST` with an ALERT naming that holder.
+   */
+  async function sendRefresh(integration: Integration, current: CurrentTokens, deadline: number, spent: RefreshSentMark | undefined, onUnknownOutcome: () => void) {
+    const refreshToken = current.refreshToken ?? "";
+    if (!(await store.tokenSets.markRefreshSent(integration.id, deps.replicaId, current.version))) {
+      throw new BrokerError("provider_unavailable", "the refresh lease passed to another replica; retry", {
+        reason: "REFRESH_LEASE_LOST",
+        retryAfterMs: 500,
+        metadata: { integration_id: integration.id },
+      });
+    }
+    if (spent) {
+      logger.warn(
+        { integrationId: integration.id, provider: integration.provider, sentBy: spent.by, sentAt: spent.at },
+        "taking over a refresh whose request was sent by another lease holder without a recorded answer: the stored refresh token is tried once",
+      );
+    }
+    try {
+      return await callProvider(integration, refreshToken, deadline, undefined, spent ? 1 : undefined);
+    } catch (error) {
+      if (isBrokerError(error) && (error.reason === "PROVIDER_TIMEOUT" || error.reason === "PROVIDER_UNREACHABLE" || error.reason === "CANCELLED")) onUnknownOutcome();
+      if (!spent || !isBrokerError(error, "integration_needs_reauth")) throw error;
+      logger.error(
+        { integrationId: integration.id, provider: integration.provider, lostWith: spent.by, sentAt: spent.at, providerError: error.metadata["error"] },
+        `ALERT: the ${integration.provider} refresh token was rotated by replica ${spent.by}, which died before storing the answer; the provider refused the stored one, so the integration needs re-authorization`,
+      );
+      throw rotatedTokenLost(integration, error);
+    }
   }
 
   /**
@@ -526,8 +591,17 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     force: boolean,
     trigger: RefreshTrigger,
     seenVersion: number | undefined,
+    sentMark: RefreshSentMark | undefined,
   ): Promise<RefreshResult> {
     const deadline = Date.now() + refreshBudgetMs;
+    const heartbeat = startLeaseHeartbeat({
+      renew: () => store.tokenSets.renewLease(integration.id, deps.replicaId, leaseMs),
+      everyMs: heartbeatMs,
+      onLost: () => logger.warn({ integrationId: integration.id }, "the refresh lease passed to another replica while this one held it"),
+      onError: (e) => logger.warn({ err: e, integrationId: integration.id }, "could not renew the refresh lease; it lapses unless a later renewal lands"),
+    });
+    // Set once a refresh request may have reached the provider without an answer seen here.
+    let outcomeUnknown = false;
     let by: RefreshCaller | undefined;
     let auditDeferred = false;
     let rotated = false;
@@ -558,7 +632,8 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
         });
       }
       usedVersion = current.version;
-      const grant = await callProvider(integration, current.refreshToken, deadline);
+      const spent = possiblySpent(sentMark, current.version);
+      const grant = await sendRefresh(integration, current, deadline, spent, () => (outcomeUnknown = true));
       const tokens: TokenSet = {
         ...grant.tokens,
         // RFC 6749 §6: a refresh response without `scope` keeps the granted scopes.
@@ -608,8 +683,9 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       }
       return await failRefresh(integration, error);
     } finally {
+      heartbeat.stop();
       // A kept rotated token keeps the lease too: the stored refresh token is invalidated.
-      if (!unstored.has(integration.id)) await releaseLease(integration.id);
+      if (!unstored.has(integration.id)) await releaseLease(integration.id, { keepSentMark: outcomeUnknown });
     }
     // Recorded before the token is handed out: a refresh that cannot be audited fails the call.
     if (by && result.refreshed) await auditRefresh(integration, by, undefined, { rotated: String(rotated) });
@@ -633,7 +709,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     let seenVersion: number | undefined;
     for (let attempt = 0; ; attempt++) {
       const lease = await store.tokenSets.acquireLease(integration.id, deps.replicaId, leaseMs);
-      if (lease.acquired) return refreshUnderLease(ctx, integration, minValidForMs, force, trigger, seenVersion);
+      if (lease.acquired) return refreshUnderLease(ctx, integration, minValidForMs, force, trigger, seenVersion, lease.sent);
       // Another replica holds the lease: wait for its write (notification) or poll.
       deps.events?.leaseWait?.();
       if (seenVersion === undefined) seenVersion = (await store.tokenSets.get(integration.id))?.version;
