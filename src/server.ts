@@ -260,7 +260,11 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       replicaId,
       changes: notifications,
       audit,
-      settings: { cacheMaxEntries: config.tokens.cacheMaxEntries, leaseSeconds: config.tokens.leaseSeconds },
+      settings: {
+        cacheMaxEntries: config.tokens.cacheMaxEntries,
+        leaseSeconds: config.tokens.leaseSeconds,
+        providerPause: { maxPauseMs: config.tokens.providerPauseMaxSeconds * 1000, backoffCapMs: config.tokens.rateLimitBackoffMaxSeconds * 1000 },
+      },
       events: {
         cache: (hit) => metrics.tokenCacheRequests.inc({ result: hit ? "hit" : "miss" }),
         refresh: (provider, result, seconds) => {
@@ -269,6 +273,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
         },
         leaseWait: () => metrics.leaseWaits.inc(),
         circuit: (provider, state) => metrics.setCircuitState(provider, state),
+        providerPause: (provider) => metrics.providerPauses.inc({ provider }),
       },
     });
     closers.add("token service", async () => tokenService.close());
