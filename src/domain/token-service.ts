@@ -243,9 +243,10 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
   });
   const leaseMs = deps.settings.leaseSeconds * 1000;
   const heartbeatMs = Math.max(10, deps.settings.leaseHeartbeatMs ?? leaseMs / 3);
-  // A refresh runs on the broker's clock, not the first caller's, and its provider call ends
-  // well inside the lease, so no other replica can take over while the provider is called.
-  const refreshBudgetMs = Math.min(deps.settings.defaultDeadlineMs ?? 10_000, leaseMs * 0.8);
+  // A refresh runs on the broker's clock, not the first caller's. Its holder renews the lease
+  // meanwhile (heartbeat), so the budget need not fit in one lease; a takeover while the
+  // holder's renewals fail finds the lease's "sent" mark and does not blindly replay.
+  const refreshBudgetMs = deps.settings.defaultDeadlineMs ?? 10_000;
   const writeAttempts = Math.max(1, deps.settings.writeRetry?.attempts ?? WRITE_ATTEMPTS);
   const writeBaseMs = deps.settings.writeRetry?.baseMs ?? 200;
   const writeCapMs = deps.settings.writeRetry?.capMs ?? 2_000;
