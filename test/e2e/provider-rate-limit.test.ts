@@ -141,9 +141,13 @@ describe("a provider answering 429", () => {
     peer.setRetryAfter(undefined);
     peer.setTokenEndpointFault("429");
     const delays: number[] = [];
+    const sentAt: number[] = [];
+    let pausedRefusals = 0;
     while (delays.length < 2) {
       const sent = peer.tokenRequests();
       const { refusals } = await callUntilServedOrSent(sent);
+      sentAt.push(Date.now());
+      pausedRefusals += refusals.filter((refusal) => refusal.errorInfo?.metadata["paused"] === "true").length;
       const fresh = refusals.find((refusal) => refusal.errorInfo?.metadata["paused"] !== "true");
       if (fresh?.retryDelayMs !== undefined) delays.push(fresh.retryDelayMs);
     }
@@ -152,6 +156,9 @@ describe("a provider answering 429", () => {
     expect(delays[0]).toBeLessThanOrEqual(1_000);
     expect(delays[1]).toBeGreaterThan(1_500);
     expect(delays[1]).toBeLessThanOrEqual(2_000);
+    // The second request waited out the first pause; callers meanwhile were refused at once.
+    expect((sentAt[1] ?? 0) - (sentAt[0] ?? 0)).toBeGreaterThanOrEqual(900);
+    expect(pausedRefusals).toBeGreaterThan(0);
     expect(peer.tokenRequests() - before).toBe(2);
   }, 60_000);
 
