@@ -575,7 +575,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       if (!spent || !isBrokerError(error, "integration_needs_reauth")) throw error;
       logger.error(
         { integrationId: integration.id, provider: integration.provider, lostWith: spent.by, sentAt: spent.at, providerError: error.metadata["error"] },
-        `ALERT: the ${integration.provider} refresh token was rotated by replica ${spent.by}, which died before storing the answer; the provider refused the stored one, so the integration needs re-authorization`,
+        `ALERT: the ${integration.provider} refresh token was lost with replica ${spent.by}: its refresh request reached the provider, which rotated the token, and the replica died (or lost the answer) before storing it; the provider refused the stored one, so the integration needs re-authorization`,
       );
       throw rotatedTokenLost(integration, error);
     }
