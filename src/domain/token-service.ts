@@ -164,6 +164,10 @@ export interface TokenService {
 }
 
 const WRITE_ATTEMPTS = 5;
+/** Provider failures after which nobody knows whether the provider processed the request. */
+const UNKNOWN_OUTCOME_REASONS = new Set(["PROVIDER_TIMEOUT", "PROVIDER_UNREACHABLE", "CANCELLED"]);
+/** Failures raised before a request was sent. */
+const NOT_SENT_REASONS = new Set(["PROVIDER_CIRCUIT_OPEN"]);
 /**
  * How long a resolved integration (id or user + provider → integration) is reused without
  * asking PostgreSQL. Changes that matter to callers (refresh, re-authorization needed, delete,
@@ -551,9 +555,17 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
   /**
    * Marks the lease as "request sent" and calls the provider. A refresh token `spent` may already
    * have been used by a holder that died (refresh-takeover.ts): it is tried once, and a refusal
-   * is `ROTATED_TOKEN_LOST` with an ALERT naming that holder.
+   * is `ROTATED_TOKEN_LOST` with an ALERT naming that holder. `keepMark` learns whether the
+   * lease's mark must outlive this holder: yes while nobody knows what the provider did with a
+   * request sent with the stored refresh token.
    */
-  async function sendRefresh(integration: Integration, current: CurrentTokens, deadline: number, spent: RefreshSentMark | undefined, onUnknownOutcome: () => void) {
+  async function sendRefresh(
+    integration: Integration,
+    current: CurrentTokens,
+    deadline: number,
+    spent: RefreshSentMark | undefined,
+    keepMark: (keep: boolean) => void,
+  ) {
     const refreshToken = current.refreshToken ?? "";
     if (!(await store.tokenSets.markRefreshSent(integration.id, deps.replicaId, current.version))) {
       throw new BrokerError("provider_unavailable", "the refresh lease passed to another replica; retry", {
@@ -569,9 +581,14 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       );
     }
     try {
-      return await callProvider(integration, refreshToken, deadline, undefined, spent ? 1 : undefined);
+      const grant = await callProvider(integration, refreshToken, deadline, undefined, spent ? 1 : undefined);
+      keepMark(false);
+      return grant;
     } catch (error) {
-      if (isBrokerError(error) && (error.reason === "PROVIDER_TIMEOUT" || error.reason === "PROVIDER_UNREACHABLE" || error.reason === "CANCELLED")) onUnknownOutcome();
+      const reason = isBrokerError(error) ? error.reason : "";
+      if (UNKNOWN_OUTCOME_REASONS.has(reason)) keepMark(true);
+      // Refused before sending (paused, circuit open): what was known before still holds.
+      else if (!NOT_SENT_REASONS.has(reason) && !(isBrokerError(error, "provider_rate_limited") && error.metadata["paused"] === "true")) keepMark(false);
       if (!spent || !isBrokerError(error, "integration_needs_reauth")) throw error;
       logger.error(
         { integrationId: integration.id, provider: integration.provider, lostWith: spent.by, sentAt: spent.at, providerError: error.metadata["error"] },
@@ -601,8 +618,9 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       onLost: () => logger.warn({ integrationId: integration.id }, "the refresh lease passed to another replica while this one held it"),
       onError: (e) => logger.warn({ err: e, integrationId: integration.id }, "could not renew the refresh lease; it lapses unless a later renewal lands"),
     });
-    // Set once a refresh request may have reached the provider without an answer seen here.
-    let outcomeUnknown = false;
+    // Whether the lease's "sent" mark outlives this holder (refresh-takeover.ts): an inherited
+    // mark does until the provider answers; one of ours does when the answer never came.
+    let keepSentMark = sentMark !== undefined;
     let by: RefreshCaller | undefined;
     let auditDeferred = false;
     let rotated = false;
@@ -634,7 +652,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       }
       usedVersion = current.version;
       const spent = possiblySpent(sentMark, current.version);
-      const grant = await sendRefresh(integration, current, deadline, spent, () => (outcomeUnknown = true));
+      const grant = await sendRefresh(integration, current, deadline, spent, (keep) => (keepSentMark = keep));
       const tokens: TokenSet = {
         ...grant.tokens,
         // RFC 6749 §6: a refresh response without `scope` keeps the granted scopes.
@@ -686,7 +704,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     } finally {
       heartbeat.stop();
       // A kept rotated token keeps the lease too: the stored refresh token is invalidated.
-      if (!unstored.has(integration.id)) await releaseLease(integration.id, { keepSentMark: outcomeUnknown });
+      if (!unstored.has(integration.id)) await releaseLease(integration.id, { keepSentMark });
     }
     // Recorded before the token is handed out: a refresh that cannot be audited fails the call.
     if (by && result.refreshed) await auditRefresh(integration, by, undefined, { rotated: String(rotated) });
