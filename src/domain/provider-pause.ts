@@ -6,7 +6,7 @@
  * Either is capped at `maxPauseMs`, so an absurd Retry-After (a day) costs one probe per cap
  * instead of every token expiring unrefreshed. While paused, callers are answered at once with
  * the remaining pause as RetryInfo and nothing is sent; the first request after the pause is the
- * probe, and a success ends the backoff.
+ * probe, and a success ends the backoff. Other replicas hear of a pause (`adopt`) and obey it too.
  */
 import { BrokerError } from "./errors.js";
 import type { Clock } from "./ports.js";
@@ -17,8 +17,17 @@ export interface ProviderPauses {
   /** Pauses `provider` after a rate-limited answer; returns the pause it set, in ms. */
   rateLimited(provider: string, error: BrokerError): number;
   succeeded(provider: string): void;
+  /** Obeys a pause another replica was told (never shortening one, never counting a strike). */
+  adopt(notice: ProviderPauseNotice): void;
   /** Remaining pause per paused provider (GetStatus, metrics). */
   paused(): ReadonlyMap<string, number>;
+}
+
+/** A pause as replicas tell each other: how long from now, and the reason callers see. */
+export interface ProviderPauseNotice {
+  readonly provider: string;
+  readonly remainingMs: number;
+  readonly reason: string;
 }
 
 /** Metadata key the provider layer sets when the provider said how long to wait. */
@@ -36,7 +45,7 @@ export function createProviderPauses(options: {
   readonly clock: Clock;
   readonly maxPauseMs: number;
   readonly backoffCapMs: number;
-  readonly onPause?: (provider: string, ms: number, told: boolean) => void;
+  readonly onPause?: (notice: ProviderPauseNotice, told: boolean) => void;
 }): ProviderPauses {
   const pauses = new Map<string, Pause>();
   const now = () => options.clock.now().getTime();
@@ -62,8 +71,14 @@ export function createProviderPauses(options: {
       // A later answer never shortens a pause already set (concurrent requests answered in any order).
       const until = Math.max(previous?.until ?? 0, now() + ms);
       pauses.set(provider, { until, strikes, reason: error.reason });
-      options.onPause?.(provider, ms, Number.isFinite(toldMs));
+      options.onPause?.({ provider, remainingMs: until - now(), reason: error.reason }, Number.isFinite(toldMs));
       return until - now();
+    },
+    adopt(notice) {
+      const previous = pauses.get(notice.provider);
+      const until = now() + Math.max(0, Math.min(notice.remainingMs, options.maxPauseMs));
+      if (previous !== undefined && previous.until >= until) return;
+      pauses.set(notice.provider, { until, strikes: previous?.strikes ?? 0, reason: notice.reason });
     },
     succeeded(provider) {
       pauses.delete(provider);

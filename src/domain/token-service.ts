@@ -29,7 +29,7 @@ import { checkScopes, checkStatus, lifetimeTooShort } from "./integration-checks
 import { createResolvedIntegrations, createTokenLifetimes } from "./integration-memory.js";
 import { awaitWithin, createWakeups, fullJitterBackoff, sleep } from "./waiting.js";
 import { startLeaseHeartbeat } from "./lease-heartbeat.js";
-import { createProviderPauses } from "./provider-pause.js";
+import { createProviderPauses, type ProviderPauseNotice } from "./provider-pause.js";
 import { possiblySpent, rotatedTokenLost, type RefreshSentMark } from "./refresh-takeover.js";
 import type { EncryptedTokenSet, Integration, RequestContext, TokenSet } from "./types.js";
 
@@ -69,6 +69,12 @@ export interface TokenStore {
   };
 }
 
+/** Provider pauses shared across replicas (LISTEN/NOTIFY). */
+export interface ProviderPauseFeed {
+  publish(notice: ProviderPauseNotice): Promise<void>;
+  subscribe(listener: (notice: ProviderPauseNotice) => void): () => void;
+}
+
 /** Cross-replica change feed (LISTEN/NOTIFY). */
 export interface TokenChangeFeed {
   publish(change: { integrationId: string; version: number }): Promise<void>;
@@ -90,6 +96,7 @@ export interface TokenServiceDeps {
   /** Unique per replica: the lease owner. */
   readonly replicaId: string;
   readonly changes?: TokenChangeFeed | undefined;
+  readonly pauseFeed?: ProviderPauseFeed | undefined;
   readonly audit?: AuditLog | undefined;
   readonly settings: {
     readonly cacheMaxEntries: number;
@@ -159,6 +166,8 @@ export interface TokenService {
   /** Drops the cached copy (delete, re-authorization). */
   evict(integrationId: string): void;
   circuitStates(): ReadonlyMap<string, CircuitState>;
+  /** Remaining pause (ms) of each provider that rate-limited the broker (provider-pause.ts). */
+  providerPauses(): ReadonlyMap<string, number>;
   /** Stops background work; rotated refresh tokens still unstored get one last, bounded write attempt. */
   close(): Promise<void>;
 }
@@ -240,11 +249,16 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     clock,
     maxPauseMs: deps.settings.providerPause?.maxPauseMs ?? 300_000,
     backoffCapMs: deps.settings.providerPause?.backoffCapMs ?? 60_000,
-    onPause: (provider, ms, told) => {
-      logger.warn({ provider, pauseMs: ms, retryAfterFromProvider: told }, "the provider is rate limiting the broker: its token endpoint is paused on this replica");
-      deps.events?.providerPause?.(provider, ms / 1000);
+    onPause: (notice, told) => {
+      logger.warn(
+        { provider: notice.provider, pauseMs: notice.remainingMs, retryAfterFromProvider: told },
+        "the provider is rate limiting the broker: its token endpoint is paused on every replica",
+      );
+      deps.events?.providerPause?.(notice.provider, notice.remainingMs / 1000);
+      void deps.pauseFeed?.publish(notice);
     },
   });
+  const unsubscribePauses = deps.pauseFeed?.subscribe((notice) => pauses.adopt(notice));
   const leaseMs = deps.settings.leaseSeconds * 1000;
   const heartbeatMs = Math.max(10, deps.settings.leaseHeartbeatMs ?? leaseMs / 3);
   // A refresh runs on the broker's clock, not the first caller's. Its holder renews the lease
@@ -886,8 +900,13 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       return new Map([...breakers].map(([provider, breaker]) => [provider, breaker.state()]));
     },
 
+    providerPauses() {
+      return pauses.paused();
+    },
+
     async close() {
       unsubscribe?.();
+      unsubscribePauses?.();
       stopping.abort();
       const kept = [...unstored.values()];
       if (kept.length === 0) return;

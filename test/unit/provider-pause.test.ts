@@ -63,4 +63,18 @@ describe("provider pauses", () => {
     expect(pauses.rateLimited("p", limited(1))).toBe(20_000);
     expect(pauses.paused()).toEqual(new Map([["p", 20_000]]));
   });
+
+  it("adopts another replica's pause without shortening its own or counting a strike", () => {
+    const clock = manualClock();
+    const pauses = createProviderPauses({ clock, maxPauseMs: 300_000, backoffCapMs: 60_000 });
+    pauses.adopt({ provider: "p", remainingMs: 5_000, reason: "PROVIDER_QUOTA_EXCEEDED" });
+    expect(refusal(() => pauses.check("p"))).toMatchObject({ reason: "PROVIDER_QUOTA_EXCEEDED", retryAfterMs: 5_000 });
+    pauses.adopt({ provider: "p", remainingMs: 1_000, reason: "PROVIDER_RATE_LIMITED" });
+    expect(pauses.paused().get("p")).toBe(5_000);
+    pauses.adopt({ provider: "p", remainingMs: 86_400_000, reason: "PROVIDER_RATE_LIMITED" });
+    expect(pauses.paused().get("p")).toBe(300_000);
+    clock.advance(300_000);
+    // Adopted pauses count no strike: the first own rate-limited answer backs off 1 s.
+    expect(pauses.rateLimited("p", limited())).toBe(1_000);
+  });
 });
