@@ -28,6 +28,7 @@ import { createPostgresAuditLog } from "./storage/audit-log.js";
 import { createAuditChainMonitor } from "./storage/audit-chain-monitor.js";
 import { startAuditRetentionJob } from "./jobs/audit-retention.js";
 import { startProactiveRefresher } from "./jobs/proactive-refresh.js";
+import { createProviderPauseNotifications } from "./storage/provider-pause-notifications.js";
 import { startPeriodicJob, type PeriodicJob } from "./jobs/periodic.js";
 import { logCleanup, runCleanup } from "./jobs/cleanup.js";
 import { createIntegrationEventStore } from "./storage/integration-events.js";
@@ -249,6 +250,8 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
 
     const notifications = await createTokenNotifications(database.sql, logger);
     closers.add("token notifications", () => notifications.close());
+    const providerPauses = await createProviderPauseNotifications(database.sql, logger);
+    closers.add("provider pause notifications", () => providerPauses.close());
     const tokenSets = createTokenSetRepository(database.sql);
     const replicaId = `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`;
     const tokenService = createTokenService({
@@ -259,8 +262,13 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       logger,
       replicaId,
       changes: notifications,
+      pauseFeed: providerPauses,
       audit,
-      settings: { cacheMaxEntries: config.tokens.cacheMaxEntries, leaseSeconds: config.tokens.leaseSeconds },
+      settings: {
+        cacheMaxEntries: config.tokens.cacheMaxEntries,
+        leaseSeconds: config.tokens.leaseSeconds,
+        providerPause: { maxPauseMs: config.tokens.providerPauseMaxSeconds * 1000, backoffCapMs: config.tokens.rateLimitBackoffMaxSeconds * 1000 },
+      },
       events: {
         cache: (hit) => metrics.tokenCacheRequests.inc({ result: hit ? "hit" : "miss" }),
         refresh: (provider, result, seconds) => {
@@ -269,6 +277,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
         },
         leaseWait: () => metrics.leaseWaits.inc(),
         circuit: (provider, state) => metrics.setCircuitState(provider, state),
+        providerPause: (provider) => metrics.providerPauses.inc({ provider }),
       },
     });
     closers.add("token service", async () => tokenService.close());

@@ -124,7 +124,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
     limits: readLimits(root.section("limits", ["perPrincipal", "startAuthorizationPerUser"])),
     authorization: readAuthorization(context, root.section("authorization", ["returnToAllowList", "sessionTtlSeconds"]), publicUrl),
     tokens: readTokens(
-      root.section("tokens", ["defaultMinValidForSeconds", "cacheMaxEntries", "proactiveRefreshWindowSeconds", "proactiveRefreshIntervalSeconds", "leaseSeconds"]),
+      root.section("tokens", ["defaultMinValidForSeconds", "cacheMaxEntries", "proactiveRefreshWindowSeconds", "proactiveRefreshIntervalSeconds", "leaseSeconds", "providerPauseMaxSeconds", "rateLimitBackoffMaxSeconds"]),
     ),
     retention: readRetention(root.section("retention", ["tombstoneDays", "auditDays", "needsReauthEraseDays", "changeFeedDays"])),
     shutdownGraceMs: root.integer("shutdownGraceMs", 10_000, { min: 0, max: 600_000 }),
@@ -265,7 +265,10 @@ function readTokens(tokens: YamlReader): Config["tokens"] {
     cacheMaxEntries: tokens.integer("cacheMaxEntries", 10_000, { min: 1, max: 10_000_000 }),
     proactiveRefreshWindowSeconds: tokens.integer("proactiveRefreshWindowSeconds", 300, { min: 1, max: 86_400 }),
     proactiveRefreshIntervalSeconds: tokens.integer("proactiveRefreshIntervalSeconds", 15, { min: 1, max: 3_600 }),
-    leaseSeconds: tokens.integer("leaseSeconds", 30, { min: 1, max: 600 }),
+    // Short because its holder renews it: a dead holder is noticed within one lease.
+    leaseSeconds: tokens.integer("leaseSeconds", 10, { min: 1, max: 600 }),
+    providerPauseMaxSeconds: tokens.integer("providerPauseMaxSeconds", 300, { min: 1, max: 86_400 }),
+    rateLimitBackoffMaxSeconds: tokens.integer("rateLimitBackoffMaxSeconds", 60, { min: 1, max: 3_600 }),
   };
 }
 

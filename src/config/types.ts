@@ -170,7 +170,12 @@ export interface Config {
     /** The proactive refresher acts on tokens expiring within this window. */
     readonly proactiveRefreshWindowSeconds: number;
     readonly proactiveRefreshIntervalSeconds: number;
+    /** Refresh lease length; its holder renews it every third of it (heartbeat). */
     readonly leaseSeconds: number;
+    /** The longest pause a provider's Retry-After can impose on its token endpoint. */
+    readonly providerPauseMaxSeconds: number;
+    /** The cap of the backoff after rate-limited answers without Retry-After. */
+    readonly rateLimitBackoffMaxSeconds: number;
   };
   readonly retention: {
     readonly tombstoneDays: number;

@@ -1,5 +1,6 @@
 /** What makes an integration unable to answer a token request, as the errors callers act on. */
 import { BrokerError } from "./errors.js";
+import { ROTATED_TOKEN_LOST } from "./refresh-takeover.js";
 import type { Integration } from "./types.js";
 
 const NO_REFRESH_TOKEN_CAUSE = "no_refresh_token";
@@ -20,23 +21,32 @@ export function noRefreshToken(integration: Pick<Integration, "id" | "provider">
   );
 }
 
-/** Deleted → NOT_FOUND; NEEDS_REAUTH → FAILED_PRECONDITION `INTEGRATION_NEEDS_REAUTH`. */
+/**
+ * Deleted → NOT_FOUND; NEEDS_REAUTH → FAILED_PRECONDITION `INTEGRATION_NEEDS_REAUTH`, or
+ * `ROTATED_TOKEN_LOST` when the grant was lost with a replica that died mid-refresh.
+ */
 export function checkStatus(integration: Integration): void {
   if (integration.status === "deleted") {
     throw new BrokerError("not_found", `integration ${integration.id} was deleted`, { metadata: { integration_id: integration.id } });
   }
   if (integration.status === "needs_reauth") {
-    // Earlier versions marked a grant without refresh token this way at its first expiry.
-    const what = integration.statusReason === NO_REFRESH_TOKEN_CAUSE ? "the provider granted no refresh token" : "the provider refused the stored grant";
+    const what = needsReauthCause(integration.statusReason);
     throw new BrokerError(
       "integration_needs_reauth",
       `the user must connect their ${integration.provider} account again (${what})`,
       {
-        reason: "INTEGRATION_NEEDS_REAUTH",
+        reason: integration.statusReason === ROTATED_TOKEN_LOST ? "ROTATED_TOKEN_LOST" : "INTEGRATION_NEEDS_REAUTH",
         metadata: { integration_id: integration.id, provider: integration.provider, cause: integration.statusReason },
       },
     );
   }
+}
+
+function needsReauthCause(statusReason: string): string {
+  // Earlier versions marked a grant without refresh token this way at its first expiry.
+  if (statusReason === NO_REFRESH_TOKEN_CAUSE) return "the provider granted no refresh token";
+  if (statusReason === ROTATED_TOKEN_LOST) return "its rotated refresh token was lost with a broker replica that stopped mid-refresh";
+  return "the provider refused the stored grant";
 }
 
 /** Required scopes not granted → FAILED_PRECONDITION `SCOPE_NOT_GRANTED` naming the missing ones. */

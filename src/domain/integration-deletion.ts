@@ -87,15 +87,20 @@ const FIRST_RETRY_MS = 30_000;
 /** How long one attempt may hold a pending revocation before the retry job may take it. */
 const REVOCATION_CLAIM_MS = 120_000;
 const MAX_RETRY_MS = 6 * 3_600_000;
-
+/** The longest a lease holder's refresh runs (token-service's default refresh budget). */
+const REFRESH_BUDGET_MS = 10_000;
 
 export function createIntegrationDeletion(deps: IntegrationDeletionDeps): IntegrationDeletion {
   const { store, logger } = deps;
   const owner = `${deps.replicaId}/delete`;
 
-  /** Waits out a refresh in flight: bounded by the lease, which its holder cannot outlive. */
+  /**
+   * Waits out a refresh in flight. Its holder renews the lease while the refresh runs (at most
+   * the refresh budget, 10 s by default), so the wait is bounded by that plus one lease: a holder
+   * that died stops renewing and its lease lapses within one lease period.
+   */
   async function takeLease(integrationId: string): Promise<boolean> {
-    const giveUpAt = Date.now() + deps.settings.leaseMs + 1_000;
+    const giveUpAt = Date.now() + deps.settings.leaseMs + REFRESH_BUDGET_MS + 1_000;
     for (let attempt = 0; ; attempt++) {
       const lease = await store.tokenSets.acquireLease(integrationId, owner, deps.settings.leaseMs);
       if (lease.acquired) return true;

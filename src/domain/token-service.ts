@@ -28,6 +28,9 @@ import { createTokenCache } from "./token-cache.js";
 import { checkScopes, checkStatus, lifetimeTooShort, noRefreshToken } from "./integration-checks.js";
 import { createResolvedIntegrations, createTokenLifetimes } from "./integration-memory.js";
 import { awaitWithin, createWakeups, fullJitterBackoff, sleep } from "./waiting.js";
+import { startLeaseHeartbeat } from "./lease-heartbeat.js";
+import { createProviderPauses, type ProviderPauseNotice } from "./provider-pause.js";
+import { possiblySpent, rotatedTokenLost, type RefreshSentMark } from "./refresh-takeover.js";
 import type { EncryptedTokenSet, Integration, RequestContext, TokenSet } from "./types.js";
 
 /** What the token service needs from storage (the postgres.js repositories satisfy it). */
@@ -56,9 +59,20 @@ export interface TokenStore {
       integrationId: string,
       owner: string,
       ttlMs: number,
-    ): Promise<{ acquired: true; version: number } | { acquired: false; expiresAt: Date | undefined }>;
-    releaseLease(integrationId: string, owner: string): Promise<void>;
+    ): Promise<{ acquired: true; version: number; sent?: RefreshSentMark | undefined } | { acquired: false; expiresAt: Date | undefined }>;
+    /** `keepSentMark`: the outcome of the refresh request sent under the lease is unknown. */
+    releaseLease(integrationId: string, owner: string, options?: { readonly keepSentMark?: boolean }): Promise<void>;
+    /** The heartbeat; false when the lease is no longer `owner`'s. */
+    renewLease(integrationId: string, owner: string, ttlMs: number): Promise<boolean>;
+    /** Records that `owner` sends the refresh token of `version` now; false when the lease is not `owner`'s. */
+    markRefreshSent(integrationId: string, owner: string, version: number): Promise<boolean>;
   };
+}
+
+/** Provider pauses shared across replicas (LISTEN/NOTIFY). */
+export interface ProviderPauseFeed {
+  publish(notice: ProviderPauseNotice): Promise<void>;
+  subscribe(listener: (notice: ProviderPauseNotice) => void): () => void;
 }
 
 /** Cross-replica change feed (LISTEN/NOTIFY). */
@@ -82,10 +96,15 @@ export interface TokenServiceDeps {
   /** Unique per replica: the lease owner. */
   readonly replicaId: string;
   readonly changes?: TokenChangeFeed | undefined;
+  readonly pauseFeed?: ProviderPauseFeed | undefined;
   readonly audit?: AuditLog | undefined;
   readonly settings: {
     readonly cacheMaxEntries: number;
     readonly leaseSeconds: number;
+    /** How often a lease holder renews its lease (default: a third of the lease). */
+    readonly leaseHeartbeatMs?: number;
+    /** Rate-limited providers: the longest pause obeyed, and the cap of the backoff without Retry-After. */
+    readonly providerPause?: { readonly maxPauseMs: number; readonly backoffCapMs: number };
     /** When a caller sets no deadline, a refresh may take this long. */
     readonly defaultDeadlineMs?: number;
     readonly breakerFailureThreshold?: number;
@@ -102,6 +121,7 @@ export interface TokenServiceDeps {
     refresh?(provider: string, result: string, seconds: number): void;
     leaseWait?(): void;
     circuit?(provider: string, state: CircuitState): void;
+    providerPause?(provider: string, seconds: number): void;
   };
 }
 
@@ -146,11 +166,17 @@ export interface TokenService {
   /** Drops the cached copy (delete, re-authorization). */
   evict(integrationId: string): void;
   circuitStates(): ReadonlyMap<string, CircuitState>;
+  /** Remaining pause (ms) of each provider that rate-limited the broker (provider-pause.ts). */
+  providerPauses(): ReadonlyMap<string, number>;
   /** Stops background work; rotated refresh tokens still unstored get one last, bounded write attempt. */
   close(): Promise<void>;
 }
 
 const WRITE_ATTEMPTS = 5;
+/** Provider failures after which nobody knows whether the provider processed the request. */
+const UNKNOWN_OUTCOME_REASONS = new Set(["PROVIDER_TIMEOUT", "PROVIDER_UNREACHABLE", "CANCELLED"]);
+/** Failures raised before a request was sent. */
+const NOT_SENT_REASONS = new Set(["PROVIDER_CIRCUIT_OPEN"]);
 /**
  * How long a resolved integration (id or user + provider → integration) is reused without
  * asking PostgreSQL. Changes that matter to callers (refresh, re-authorization needed, delete,
@@ -219,10 +245,26 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
   const loads = createSingleFlight<CurrentTokens | undefined>();
   const refreshes = createSingleFlight<RefreshResult>();
   const breakers = new Map<string, CircuitBreaker>();
+  const pauses = createProviderPauses({
+    clock,
+    maxPauseMs: deps.settings.providerPause?.maxPauseMs ?? 300_000,
+    backoffCapMs: deps.settings.providerPause?.backoffCapMs ?? 60_000,
+    onPause: (notice, told) => {
+      logger.warn(
+        { provider: notice.provider, pauseMs: notice.remainingMs, retryAfterFromProvider: told },
+        "the provider is rate limiting the broker: its token endpoint is paused on every replica",
+      );
+      deps.events?.providerPause?.(notice.provider, notice.remainingMs / 1000);
+      void deps.pauseFeed?.publish(notice);
+    },
+  });
+  const unsubscribePauses = deps.pauseFeed?.subscribe((notice) => pauses.adopt(notice));
   const leaseMs = deps.settings.leaseSeconds * 1000;
-  // A refresh runs on the broker's clock, not the first caller's, and its provider call ends
-  // well inside the lease, so no other replica can take over while the provider is called.
-  const refreshBudgetMs = Math.min(deps.settings.defaultDeadlineMs ?? 10_000, leaseMs * 0.8);
+  const heartbeatMs = Math.max(10, deps.settings.leaseHeartbeatMs ?? leaseMs / 3);
+  // A refresh runs on the broker's clock, not the first caller's. Its holder renews the lease
+  // meanwhile (heartbeat), so the budget need not fit in one lease; a takeover while the
+  // holder's renewals fail finds the lease's "sent" mark and does not blindly replay.
+  const refreshBudgetMs = deps.settings.defaultDeadlineMs ?? 10_000;
   const writeAttempts = Math.max(1, deps.settings.writeRetry?.attempts ?? WRITE_ATTEMPTS);
   const writeBaseMs = deps.settings.writeRetry?.baseMs ?? 200;
   const writeCapMs = deps.settings.writeRetry?.capMs ?? 2_000;
@@ -294,8 +336,11 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
 
   const validFor = (tokens: TokenSet) => tokens.expiresAt.getTime() - clock.now().getTime();
 
-  /** Calls the provider with retries (exponential backoff, full jitter) inside the deadline. */
-  async function callProvider(integration: Integration, refreshToken: string, deadline: number, signal?: AbortSignal) {
+  /**
+   * Calls the provider with retries (exponential backoff, full jitter) inside the deadline, at
+   * most `maxAttempts` times; never while the provider has paused the broker (provider-pause.ts).
+   */
+  async function callProvider(integration: Integration, refreshToken: string, deadline: number, signal?: AbortSignal, maxAttempts = Number.POSITIVE_INFINITY) {
     const provider = deps.providers.get(integration.provider);
     if (!provider) {
       throw new BrokerError("failed_precondition", `provider ${integration.provider} is not configured on this broker`, {
@@ -304,11 +349,13 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     }
     const breaker = breakerFor(integration.provider);
     for (let attempt = 0; ; attempt++) {
+      pauses.check(integration.provider);
       breaker.acquire();
       const started = performance.now();
       try {
         const grant = await provider.refresh(refreshToken, { signal: AbortSignal.any([AbortSignal.timeout(Math.max(1, deadline - Date.now())), ...(signal ? [signal] : [])]) });
         breaker.success();
+        pauses.succeeded(integration.provider);
         deps.events?.refresh?.(integration.provider, "success", (performance.now() - started) / 1000);
         return grant;
       } catch (error) {
@@ -317,11 +364,15 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
         // The provider answered (grant dead, misconfigured, rate limited): it is up.
         if (code === "integration_needs_reauth" || code === "provider_misconfigured" || code === "provider_rate_limited") {
           breaker.success();
+          if (isBrokerError(error, "provider_rate_limited")) {
+            const pausedMs = pauses.rateLimited(integration.provider, error);
+            throw new BrokerError(error.code, error.message, { cause: error.cause, reason: error.reason, metadata: error.metadata, retryAfterMs: pausedMs });
+          }
           throw error;
         }
         breaker.failure();
         const wait = fullJitterBackoff(attempt);
-        if (code !== "provider_unavailable" || Date.now() + wait >= deadline || signal?.aborted) throw error;
+        if (code !== "provider_unavailable" || attempt + 1 >= maxAttempts || Date.now() + wait >= deadline || signal?.aborted) throw error;
         await sleep(wait, signal);
       }
     }
@@ -509,10 +560,56 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     throw error;
   }
 
-  function releaseLease(integrationId: string): Promise<void> {
-    return store.tokenSets.releaseLease(integrationId, deps.replicaId).catch((e: unknown) =>
+  function releaseLease(integrationId: string, options?: { keepSentMark?: boolean }): Promise<void> {
+    return store.tokenSets.releaseLease(integrationId, deps.replicaId, options).catch((e: unknown) =>
       logger.warn({ err: e, integrationId }, "could not release the refresh lease; it expires by itself"),
     );
+  }
+
+  /**
+   * Marks the lease as "request sent" and calls the provider. A refresh token `spent` may already
+   * have been used by a holder that died (refresh-takeover.ts): it is tried once, and a refusal
+   * is `ROTATED_TOKEN_LOST` with an ALERT naming that holder. `keepMark` learns whether the
+   * lease's mark must outlive this holder: yes while nobody knows what the provider did with a
+   * request sent with the stored refresh token.
+   */
+  async function sendRefresh(
+    integration: Integration,
+    current: CurrentTokens,
+    deadline: number,
+    spent: RefreshSentMark | undefined,
+    keepMark: (keep: boolean) => void,
+  ) {
+    const refreshToken = current.refreshToken ?? "";
+    if (!(await store.tokenSets.markRefreshSent(integration.id, deps.replicaId, current.version))) {
+      throw new BrokerError("provider_unavailable", "the refresh lease passed to another replica; retry", {
+        reason: "REFRESH_LEASE_LOST",
+        retryAfterMs: 500,
+        metadata: { integration_id: integration.id },
+      });
+    }
+    if (spent) {
+      logger.warn(
+        { integrationId: integration.id, provider: integration.provider, sentBy: spent.by, sentAt: spent.at },
+        "taking over a refresh whose request was sent by another lease holder without a recorded answer: the stored refresh token is tried once",
+      );
+    }
+    try {
+      const grant = await callProvider(integration, refreshToken, deadline, undefined, spent ? 1 : undefined);
+      keepMark(false);
+      return grant;
+    } catch (error) {
+      const reason = isBrokerError(error) ? error.reason : "";
+      if (UNKNOWN_OUTCOME_REASONS.has(reason)) keepMark(true);
+      // Refused before sending (paused, circuit open): what was known before still holds.
+      else if (!NOT_SENT_REASONS.has(reason) && !(isBrokerError(error, "provider_rate_limited") && error.metadata["paused"] === "true")) keepMark(false);
+      if (!spent || !isBrokerError(error, "integration_needs_reauth")) throw error;
+      logger.error(
+        { integrationId: integration.id, provider: integration.provider, lostWith: spent.by, sentAt: spent.at, providerError: error.metadata["error"] },
+        `ALERT: the ${integration.provider} refresh token was lost with replica ${spent.by}: its refresh request reached the provider, which rotated the token, and the replica died (or lost the answer) before storing it; the provider refused the stored one, so the integration needs re-authorization`,
+      );
+      throw rotatedTokenLost(integration, error);
+    }
   }
 
   /**
@@ -526,8 +623,18 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     force: boolean,
     trigger: RefreshTrigger,
     seenVersion: number | undefined,
+    sentMark: RefreshSentMark | undefined,
   ): Promise<RefreshResult> {
     const deadline = Date.now() + refreshBudgetMs;
+    const heartbeat = startLeaseHeartbeat({
+      renew: () => store.tokenSets.renewLease(integration.id, deps.replicaId, leaseMs),
+      everyMs: heartbeatMs,
+      onLost: () => logger.warn({ integrationId: integration.id }, "the refresh lease passed to another replica while this one held it"),
+      onError: (e) => logger.warn({ err: e, integrationId: integration.id }, "could not renew the refresh lease; it lapses unless a later renewal lands"),
+    });
+    // Whether the lease's "sent" mark outlives this holder (refresh-takeover.ts): an inherited
+    // mark does until the provider answers; one of ours does when the answer never came.
+    let keepSentMark = sentMark !== undefined;
     let by: RefreshCaller | undefined;
     let auditDeferred = false;
     let rotated = false;
@@ -553,7 +660,8 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       by = refreshCallerOf(ctx, trigger);
       if (!current.refreshToken) throw noRefreshToken(integration, current.tokens.expiresAt);
       usedVersion = current.version;
-      const grant = await callProvider(integration, current.refreshToken, deadline);
+      const spent = possiblySpent(sentMark, current.version);
+      const grant = await sendRefresh(integration, current, deadline, spent, (keep) => (keepSentMark = keep));
       const tokens: TokenSet = {
         ...grant.tokens,
         // RFC 6749 §6: a refresh response without `scope` keeps the granted scopes.
@@ -603,8 +711,9 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       }
       return await failRefresh(integration, error);
     } finally {
+      heartbeat.stop();
       // A kept rotated token keeps the lease too: the stored refresh token is invalidated.
-      if (!unstored.has(integration.id)) await releaseLease(integration.id);
+      if (!unstored.has(integration.id)) await releaseLease(integration.id, { keepSentMark });
     }
     // Recorded before the token is handed out: a refresh that cannot be audited fails the call.
     if (by && result.refreshed) await auditRefresh(integration, by, undefined, { rotated: String(rotated) });
@@ -628,7 +737,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     let seenVersion: number | undefined;
     for (let attempt = 0; ; attempt++) {
       const lease = await store.tokenSets.acquireLease(integration.id, deps.replicaId, leaseMs);
-      if (lease.acquired) return refreshUnderLease(ctx, integration, minValidForMs, force, trigger, seenVersion);
+      if (lease.acquired) return refreshUnderLease(ctx, integration, minValidForMs, force, trigger, seenVersion, lease.sent);
       // Another replica holds the lease: wait for its write (notification) or poll.
       deps.events?.leaseWait?.();
       if (seenVersion === undefined) seenVersion = (await store.tokenSets.get(integration.id))?.version;
@@ -786,8 +895,13 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       return new Map([...breakers].map(([provider, breaker]) => [provider, breaker.state()]));
     },
 
+    providerPauses() {
+      return pauses.paused();
+    },
+
     async close() {
       unsubscribe?.();
+      unsubscribePauses?.();
       stopping.abort();
       const kept = [...unstored.values()];
       if (kept.length === 0) return;

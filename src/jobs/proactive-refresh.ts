@@ -17,7 +17,7 @@ export interface ProactiveRefresher {
 }
 
 export function startProactiveRefresher(options: {
-  claim: (request: { withinMs: number; limit: number; owner: string; ttlMs: number }) => Promise<ClaimedRefresh[]>;
+  claim: (request: { withinMs: number; limit: number; owner: string; ttlMs: number; exclude: readonly string[] }) => Promise<ClaimedRefresh[]>;
   tokenService: Pick<TokenService, "refreshAhead">;
   logger: Logger;
   replicaId: string;
@@ -39,12 +39,21 @@ export function startProactiveRefresher(options: {
 
   async function pass(): Promise<number> {
     let refreshed = 0;
-    let claimedTotal = 0;
+    // One claim per integration per pass: one whose refresh failed without a backoff (a sealed
+    // key service) is otherwise free again at once and would be claimed over and over.
+    const claimedThisPass = new Set<string>();
     // Claim only what is worked on right away: a lease held by a queued item would make
     // GetAccessToken on other replicas wait for nothing.
-    while (!stopped && claimedTotal < batchSize) {
-      const claimed = await options.claim({ withinMs: options.windowMs, limit: concurrency, owner: options.replicaId, ttlMs: options.leaseMs });
-      claimedTotal += claimed.length;
+    while (!stopped && claimedThisPass.size < batchSize) {
+      const limit = Math.min(concurrency, batchSize - claimedThisPass.size);
+      const claimed = await options.claim({
+        withinMs: options.windowMs,
+        limit,
+        owner: options.replicaId,
+        ttlMs: options.leaseMs,
+        exclude: [...claimedThisPass],
+      });
+      for (const next of claimed) claimedThisPass.add(next.integrationId);
       const results = await Promise.all(
         claimed.map(async (next) => {
           try {
@@ -56,9 +65,9 @@ export function startProactiveRefresher(options: {
         }),
       );
       refreshed += results.filter(Boolean).length;
-      if (claimed.length < concurrency) break;
+      if (claimed.length < limit) break;
     }
-    if (claimedTotal > 0) options.logger.info({ claimed: claimedTotal, refreshed }, "proactive refresh pass");
+    if (claimedThisPass.size > 0) options.logger.info({ claimed: claimedThisPass.size, refreshed }, "proactive refresh pass");
     return refreshed;
   }
 

@@ -65,6 +65,7 @@ function defineMetrics(m: MetricFactory, collectors: IntegrationCollectors) {
     tokenCacheRequests: m.counter("oauth_broker_token_cache_requests_total", "Token lookups by cache result (hit, miss).", ["result"]),
     tokenRefreshes: m.counter("oauth_broker_token_refreshes_total", "Refresh calls at providers, by result (success or error code).", ["provider", "result"]),
     tokenRefreshSeconds: m.histogram("oauth_broker_token_refresh_seconds", "Duration of refresh calls at providers.", ["provider"]),
+    providerPauses: m.counter("oauth_broker_provider_pauses_total", "Rate-limited answers this replica got from a provider's token endpoint, each pausing it on every replica.", ["provider"]),
     leaseWaits: m.counter("oauth_broker_refresh_lease_waits_total", "Times a caller waited for another replica's refresh.", []),
     circuitOpen: m.gauge("oauth_broker_provider_circuit_open", "1 while a provider's circuit breaker is open (calls fail fast).", ["provider"]),
     circuitState: m.gauge("oauth_broker_provider_circuit_state", "1 for the state a provider's circuit breaker is in (closed, open, half_open), 0 for the others.", ["provider", "state"]),

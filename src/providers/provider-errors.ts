@@ -6,6 +6,7 @@
  */
 import { ClientError, ResponseBodyError, WWWAuthenticateChallengeError } from "openid-client";
 import { BrokerError } from "../domain/errors.js";
+import { PROVIDER_RETRY_AFTER_KEY } from "../domain/provider-pause.js";
 import type { RevocationResult } from "../domain/ports.js";
 import { ProviderTransportError } from "./provider-http.js";
 
@@ -139,6 +140,8 @@ export function classifyWireFailure(failure: WireFailure, context: ErrorContext)
   const error = failure.error;
 
   if (failure.status === 429 || (error !== undefined && RATE_LIMIT_ERRORS.has(error))) {
+    // The provider's own pace, for the broker's pause (provider-pause.ts); absent, it backs off.
+    if (retryAfterMs !== undefined) metadata[PROVIDER_RETRY_AFTER_KEY] = String(Math.ceil(retryAfterMs / 1000));
     return new BrokerError("provider_rate_limited", `provider "${provider}" is rate limiting the broker; retry later`, {
       cause,
       reason: "PROVIDER_RATE_LIMITED",
@@ -147,11 +150,14 @@ export function classifyWireFailure(failure: WireFailure, context: ErrorContext)
     });
   }
   if (failure.status === 403 && failure.apiReason !== undefined && RATE_LIMIT_REASONS.has(failure.apiReason)) {
+    // Google documents the daily quota's reset (midnight Pacific): as good as a Retry-After.
+    const quotaRetryMs = retryAfterMs ?? (failure.apiReason === "rateLimitExceeded" || failure.apiReason === "userRateLimitExceeded" ? undefined : msUntilPacificMidnight(context.now));
+    if (quotaRetryMs !== undefined) metadata[PROVIDER_RETRY_AFTER_KEY] = String(Math.ceil(quotaRetryMs / 1000));
     return new BrokerError("provider_rate_limited", `provider "${provider}" quota is exhausted (${failure.apiReason}); retry later`, {
       cause,
       reason: "PROVIDER_QUOTA_EXCEEDED",
       metadata,
-      retryAfterMs: retryAfterMs ?? msUntilPacificMidnight(context.now),
+      retryAfterMs: quotaRetryMs ?? DEFAULT_RATE_LIMIT_RETRY_MS,
     });
   }
   if (failure.status >= 500 || (error !== undefined && UNAVAILABLE_ERRORS.has(error))) {

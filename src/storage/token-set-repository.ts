@@ -5,6 +5,7 @@
  * held while a replica talks to the provider.
  */
 import type postgres from "postgres";
+import type { RefreshSentMark } from "../domain/refresh-takeover.js";
 import type { EncryptedTokenSet } from "../domain/types.js";
 import { toBrokerError } from "./database.js";
 
@@ -27,7 +28,7 @@ export interface TokenWrite {
 }
 
 export type LeaseResult =
-  | { readonly acquired: true; readonly version: number; readonly expiresAt: Date }
+  | { readonly acquired: true; readonly version: number; readonly expiresAt: Date; readonly sent: RefreshSentMark | undefined }
   | { readonly acquired: false; readonly holder: string; readonly expiresAt: Date }
   | { readonly acquired: false; readonly holder: undefined; readonly expiresAt: undefined };
 
@@ -35,6 +36,21 @@ export interface ClaimedRefresh {
   readonly integrationId: string;
   readonly provider: string;
   readonly version: number;
+}
+
+interface LeaseRow {
+  version: string;
+  lease_expires_at: Date;
+  refresh_sent_version: string | null;
+  refresh_sent_by: string | null;
+  refresh_sent_at: Date | null;
+}
+
+/** A mark for an older version is stale: a write since then stored the provider's answer. */
+function sentMarkOf(row: LeaseRow): RefreshSentMark | undefined {
+  if (row.refresh_sent_version === null || row.refresh_sent_by === null || row.refresh_sent_at === null) return undefined;
+  if (row.refresh_sent_version !== row.version) return undefined;
+  return { version: Number(row.refresh_sent_version), by: row.refresh_sent_by, at: row.refresh_sent_at };
 }
 
 export type TokenSetRepository = ReturnType<typeof createTokenSetRepository>;
@@ -85,7 +101,8 @@ export function createTokenSetRepository(sql: postgres.Sql) {
               access_token_ciphertext = ${tokens.accessTokenCiphertext},
               refresh_token_ciphertext = coalesce(${tokens.refreshTokenCiphertext}::text, refresh_token_ciphertext),
               token_type = ${tokens.tokenType}, scopes = ${scopes}, expires_at = ${tokens.expiresAt},
-              version = version + 1, updated_at = now()
+              version = version + 1, updated_at = now(),
+              refresh_sent_version = null, refresh_sent_by = null, refresh_sent_at = null
             where integration_id = ${integrationId} and version = ${expectedVersion}
             returning integration_id, version),
           bookkeeping as (
@@ -102,19 +119,21 @@ export function createTokenSetRepository(sql: postgres.Sql) {
      * Takes (or renews) the refresh lease: one compare-and-set statement, no transaction held.
      * A lease past its expiry (its holder died) is free for anyone. When refused, says who holds
      * it until when; `holder: undefined` means the token set is gone (deleted meanwhile).
+     * `sent` is the mark of a refresh request sent with the stored refresh token whose outcome
+     * nobody recorded (a holder that died after sending it): that refresh token may be spent.
      */
     acquireLease: (integrationId: string, owner: string, ttlMs: number) =>
       guarded("take the refresh lease", async (): Promise<LeaseResult> => {
         // Between a refused take and the read of the holder, the lease may have been released:
         // then take it again rather than report a free lease as held.
         for (let attempt = 0; ; attempt++) {
-          const [taken] = await sql<{ version: string; lease_expires_at: Date }[]>`
+          const [taken] = await sql<LeaseRow[]>`
             update token_sets set lease_owner = ${owner},
               lease_expires_at = now() + ${Math.max(1, Math.round(ttlMs))} * interval '1 millisecond'
             where integration_id = ${integrationId}
               and (lease_owner is null or lease_expires_at < now() or lease_owner = ${owner})
-            returning version::text, lease_expires_at`;
-          if (taken) return { acquired: true, version: Number(taken.version), expiresAt: taken.lease_expires_at };
+            returning version::text, lease_expires_at, refresh_sent_version::text, refresh_sent_by, refresh_sent_at`;
+          if (taken) return { acquired: true, version: Number(taken.version), expiresAt: taken.lease_expires_at, sent: sentMarkOf(taken) };
           const [holder] = await sql<{ lease_owner: string | null; lease_expires_at: Date | null; free: boolean }[]>`
             select lease_owner, lease_expires_at, (lease_owner is null or lease_expires_at < now()) as free
             from token_sets where integration_id = ${integrationId}`;
@@ -126,19 +145,53 @@ export function createTokenSetRepository(sql: postgres.Sql) {
         }
       }),
 
-    /** Gives the lease back early; only its owner can (another owner's call changes nothing). */
-    releaseLease: (integrationId: string, owner: string) =>
+    /**
+     * Gives the lease back early; only its owner can (another owner's call changes nothing).
+     * The sent mark goes with it, unless `keepSentMark`: the holder does not know whether the
+     * provider processed its request (timeout, lost connection).
+     */
+    releaseLease: (integrationId: string, owner: string, options?: { readonly keepSentMark?: boolean }) =>
       guarded("release the refresh lease", async () => {
-        await sql`update token_sets set lease_owner = null, lease_expires_at = null
+        const keep = options?.keepSentMark === true;
+        await sql`update token_sets set lease_owner = null, lease_expires_at = null,
+                    refresh_sent_version = case when ${keep} then refresh_sent_version end,
+                    refresh_sent_by = case when ${keep} then refresh_sent_by end,
+                    refresh_sent_at = case when ${keep} then refresh_sent_at end
                   where integration_id = ${integrationId} and lease_owner = ${owner}`;
+      }),
+
+    /**
+     * The heartbeat: extends the lease while `owner` still holds it (never takes it from another
+     * replica). Returns false when the lease is no longer this owner's.
+     */
+    renewLease: (integrationId: string, owner: string, ttlMs: number) =>
+      guarded("renew the refresh lease", async () => {
+        const renewed = await sql`update token_sets
+          set lease_expires_at = now() + ${Math.max(1, Math.round(ttlMs))} * interval '1 millisecond'
+          where integration_id = ${integrationId} and lease_owner = ${owner}`;
+        return renewed.count > 0;
+      }),
+
+    /**
+     * Records, before the request leaves, that `owner` is sending the refresh token of token-set
+     * `version` to the provider. Returns false when `owner` no longer holds the lease.
+     */
+    markRefreshSent: (integrationId: string, owner: string, version: number) =>
+      guarded("mark the refresh request as sent", async () => {
+        const marked = await sql`update token_sets
+          set refresh_sent_version = ${version}, refresh_sent_by = ${owner}, refresh_sent_at = now()
+          where integration_id = ${integrationId} and lease_owner = ${owner}`;
+        return marked.count > 0;
       }),
 
     /**
      * For the proactive refresher: live integrations whose access token expires within
      * `withinMs`, whose lease is free and whose backoff has passed — leased to `owner` in the same
      * statement. `skip locked` lets every replica claim concurrently without double work.
+     * `exclude` names the integrations a pass already claimed, so one that failed without backing
+     * off (the key service sealed) is not claimed again in the same pass.
      */
-    claimExpiring: (options: { withinMs: number; limit: number; owner: string; ttlMs: number }) =>
+    claimExpiring: (options: { withinMs: number; limit: number; owner: string; ttlMs: number; exclude?: readonly string[] }) =>
       guarded("claim expiring tokens", async (): Promise<ClaimedRefresh[]> => {
         const rows = await sql<{ integration_id: string; provider: string; version: string }[]>`
           with candidates as (
@@ -151,6 +204,7 @@ export function createTokenSetRepository(sql: postgres.Sql) {
                     (t.expires_at - coalesce(i.last_refreshed_at, t.updated_at)) / 2)
               and (t.lease_owner is null or t.lease_expires_at < now())
               and (i.next_refresh_attempt_at is null or i.next_refresh_attempt_at < now())
+              and t.integration_id <> all(${[...(options.exclude ?? [])]}::uuid[])
             order by t.expires_at
             limit ${options.limit}
             for update of t skip locked)

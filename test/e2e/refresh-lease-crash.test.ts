@@ -1,8 +1,9 @@
 /**
  * Three broker processes on one PostgreSQL and a Microsoft-like peer that rotates refresh tokens.
  * The peer holds the token endpoint, so the replica that took the refresh lease is caught inside
- * its provider call; that process is SIGKILLed. The lease it held must lapse at its expiry and no
- * earlier, another replica must then refresh (once), callers waiting on the surviving replicas
+ * its provider call; that process is SIGKILLed. The lease it held (renewed by its heartbeat while
+ * it lived) must lapse at the expiry its last renewal set and no earlier, another replica must then
+ * refresh (once: the lease says a request was sent, so the stored token is tried once), callers waiting on the surviving replicas
  * must get that valid token, and the grant must stay alive: the killed call never reached the
  * provider, so the stored refresh token is still the good one, and the survivor stores its
  * rotation.
@@ -108,7 +109,6 @@ describe("a replica killed while it holds the refresh lease", () => {
     await waitUntil(() => peer.heldRequests() === 1, "the first replica is inside its provider call");
     const held = await leaseOf(integrationId);
     expect(held?.lease_owner?.split("/")[1]).toBe(String(first.child.pid));
-    const leaseExpiresAt = held?.lease_expires_at?.getTime() ?? 0;
 
     const waitsBefore = await Promise.all(survivors.map(leaseWaits));
     const waiting = survivors.flatMap((broker) => [getToken(broker, integrationId), getToken(broker, integrationId)]);
@@ -118,6 +118,8 @@ describe("a replica killed while it holds the refresh lease", () => {
     );
 
     await first.stop("SIGKILL");
+    // The expiry the holder's last heartbeat set: read after the kill, so no renewal follows it.
+    const leaseExpiresAt = (await leaseOf(integrationId))?.lease_expires_at?.getTime() ?? 0;
     peer.setTokenEndpointFault("none");
     // The killed replica's request dies with its connection; the provider never processes it.
     await waitUntil(() => peer.heldRequests() === 0, "the held request is gone");

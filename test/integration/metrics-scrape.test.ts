@@ -222,6 +222,7 @@ describe("GET /metrics after scripted traffic", () => {
       oauth_broker_token_refreshes_total: "counter",
       oauth_broker_token_refresh_seconds: "histogram",
       oauth_broker_refresh_lease_waits_total: "counter",
+      oauth_broker_provider_pauses_total: "counter",
       oauth_broker_provider_circuit_open: "gauge",
       oauth_broker_provider_circuit_state: "gauge",
       oauth_broker_provider_http_requests_total: "counter",

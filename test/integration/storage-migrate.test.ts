@@ -44,6 +44,7 @@ describe("runMigrations", () => {
       expect(rows.map((r) => ({ ...r }))).toEqual([
         { version: 1, name: "0001_initial.sql" },
         { version: 2, name: "0002_change_feed_revocations_sync.sql" },
+        { version: 3, name: "0003_refresh_lease_sent.sql" },
       ]);
     } finally {
       await db.drop();

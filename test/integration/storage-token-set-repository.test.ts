@@ -134,6 +134,37 @@ describe("refresh lease", () => {
     expect(results.filter((r) => r.acquired)).toHaveLength(1);
   });
 
+  it("renews only its holder's lease: the heartbeat never takes a lease from another replica", async () => {
+    const id = await connect();
+    await tokens.acquireLease(id, "replica-a", 200);
+    expect(await tokens.renewLease(id, "replica-b", 30_000)).toBe(false);
+    expect(await tokens.renewLease(id, "replica-a", 30_000)).toBe(true);
+    const [row] = await db.sql<{ lease_owner: string; lease_expires_at: Date }[]>`select lease_owner, lease_expires_at from token_sets where integration_id = ${id}`;
+    expect(row?.lease_owner).toBe("replica-a");
+    expect(row?.lease_expires_at.getTime()).toBeGreaterThan(Date.now() + 20_000);
+  });
+
+  it("hands a sent refresh request's mark to the next holder until a write or an informed release clears it", async () => {
+    const id = await connect();
+    await tokens.acquireLease(id, "replica-a", 30_000);
+    expect(await tokens.markRefreshSent(id, "replica-b", 1)).toBe(false);
+    expect(await tokens.markRefreshSent(id, "replica-a", 1)).toBe(true);
+    // The holder died (its lease lapsed): the next holder learns what was sent, and by whom.
+    await db.sql`update token_sets set lease_expires_at = now() - interval '1 second' where integration_id = ${id}`;
+    const taken = await tokens.acquireLease(id, "replica-b", 30_000);
+    expect(taken).toMatchObject({ acquired: true, version: 1, sent: { version: 1, by: "replica-a" } });
+    // A holder that does not know the outcome (timeout) keeps the mark for the next one.
+    await tokens.releaseLease(id, "replica-b", { keepSentMark: true });
+    expect(await tokens.acquireLease(id, "replica-c", 30_000)).toMatchObject({ acquired: true, sent: { version: 1, by: "replica-a" } });
+    // One that got an answer clears it.
+    await tokens.releaseLease(id, "replica-c");
+    expect(await tokens.acquireLease(id, "replica-c", 30_000)).toMatchObject({ acquired: true, sent: undefined });
+    // The write of the refreshed set clears it too.
+    await tokens.markRefreshSent(id, "replica-c", 1);
+    expect(await tokens.writeIfVersion(id, 1, write(2))).toBe(2);
+    expect(await tokens.acquireLease(id, "replica-c", 30_000)).toMatchObject({ acquired: true, version: 2, sent: undefined });
+  });
+
   it("reports a missing token set as no holder", async () => {
     expect(await tokens.acquireLease(randomUUID(), "replica-a", 30_000)).toEqual({ acquired: false, holder: undefined, expiresAt: undefined });
   });
@@ -170,6 +201,17 @@ describe("claimExpiring", () => {
     for (const left of [later, noRefresh, reauth, deleted, backingOff, leased]) {
       expect(claimed.map((c) => c.integrationId)).not.toContain(left);
     }
+  });
+
+  it("leaves out the integrations named in exclude (already claimed in this pass)", async () => {
+    const provider = `exclude-${randomUUID().slice(0, 8)}`;
+    const first = await connect({ provider, expiresInMs: 60_000 });
+    const second = await connect({ provider, expiresInMs: 61_000 });
+    await db.sql`update token_sets set lease_owner = null, lease_expires_at = null where integration_id = any(${[first, second]}::uuid[])`;
+    const claimed = (await tokens.claimExpiring({ withinMs: 300_000, limit: 1_000, owner: "me", ttlMs: 30_000, exclude: [first] })).filter((c) => c.provider === provider);
+    expect(claimed.map((c) => c.integrationId)).toEqual([second]);
+    // Out of the way of the other claim tests, which take every free expiring token.
+    expect(await tokens.acquireLease(first, "other-replica", 30_000)).toMatchObject({ acquired: true });
   });
 
   it("never hands the same integration to two concurrent claimers", async () => {

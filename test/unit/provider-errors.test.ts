@@ -79,6 +79,11 @@ describe("classifyWireFailure", () => {
   it("honours Retry-After and falls back to a default wait", () => {
     expect(classifyWireFailure({ status: 429, retryAfter: "12" }, context()).retryAfterMs).toBe(12_000);
     expect(classifyWireFailure({ status: 429 }, context()).retryAfterMs).toBeGreaterThan(0);
+    // The pause (provider-pause.ts) obeys a pace the provider told, and backs off without one.
+    expect(classifyWireFailure({ status: 429, retryAfter: "12" }, context()).metadata["retry_after_seconds"]).toBe("12");
+    expect(classifyWireFailure({ status: 429 }, context()).metadata["retry_after_seconds"]).toBeUndefined();
+    expect(classifyWireFailure({ status: 403, apiReason: "rateLimitExceeded" }, context("account")).metadata["retry_after_seconds"]).toBeUndefined();
+    expect(Number(classifyWireFailure({ status: 403, apiReason: "quotaExceeded" }, context("account")).metadata["retry_after_seconds"])).toBeGreaterThan(0);
     expect(classifyWireFailure({ status: 503, retryAfter: "Sat, 01 Jun 2030 12:01:00 GMT" }, context()).retryAfterMs).toBe(60_000);
     expect(classifyWireFailure({ status: 400, error: "invalid_grant" }, context()).retryAfterMs).toBeUndefined();
   });

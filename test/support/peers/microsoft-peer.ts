@@ -14,11 +14,13 @@ export async function startMicrosoftPeer(options: {
   readonly logger: Logger;
   readonly accessTokenTtlSeconds?: number;
   readonly rotateRefreshTokens?: boolean;
+  readonly refreshReuseWindowMs?: number;
 }): Promise<{ peer: OidcPeer; client: ProviderClient }> {
   const peer = await startOidcPeer({
     flavor: "microsoft",
     accessTokenTtlSeconds: options.accessTokenTtlSeconds ?? 3600,
     rotateRefreshTokens: options.rotateRefreshTokens ?? true,
+    ...(options.refreshReuseWindowMs === undefined ? {} : { refreshReuseWindowMs: options.refreshReuseWindowMs }),
     clients: [
       { client_id: "broker-client", client_secret: options.secret, redirect_uris: [options.redirectUri], token_endpoint_auth_method: "client_secret_post" },
     ],

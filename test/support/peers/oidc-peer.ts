@@ -14,6 +14,7 @@ import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { exportJWK, generateKeyPair } from "jose";
+import { createRefreshAnswerTap } from "./refresh-answer-tap.js";
 import Provider from "oidc-provider";
 import { createMemoryAdapterFactory } from "../../../src/providers/memory-adapter.js";
 import { driveConsent, type ConsentChoices } from "./browser.js";
@@ -46,6 +47,8 @@ export interface OidcPeerOptions {
    * Microsoft needs none; false: like a plain OpenID provider, the client must send it.
    */
   readonly impliedConsentPrompt?: boolean;
+  /** A rotated-out refresh token presented again this soon gets the same answer (refresh-answer-tap.ts). */
+  readonly refreshReuseWindowMs?: number;
 }
 
 const OPENID_SCOPES = new Set(["openid", "profile", "email", "offline_access"]);
@@ -68,6 +71,13 @@ export interface OidcPeer {
   setRevocationEndpointFault(fault: EndpointFault): void;
   /** Requests currently held by the `hold` fault. */
   heldRequests(): number;
+  /** The `429` fault's Retry-After in seconds (default `RETRY_AFTER_SECONDS`); undefined sends none. */
+  setRetryAfter(seconds: number | undefined): void;
+  /** Refreshes are processed (rotation included) but their answers withheld until the client goes away. */
+  setWithholdAnswers(withhold: boolean): void;
+  withheldAnswers(): number;
+  /** Replays answered inside `refreshReuseWindowMs`. */
+  forgivenReuses(): number;
   /** Lets every held request through to the provider. */
   releaseHeldRequests(): void;
   setYouTubeQuotaExceeded(exceeded: boolean): void;
@@ -100,6 +110,8 @@ export async function startOidcPeer(options: OidcPeerOptions): Promise<OidcPeer>
   let tokenFault: EndpointFault = "none";
   let revocationFault: EndpointFault = "none";
   let quotaExceeded = false;
+  let retryAfter: number | undefined = RETRY_AFTER_SECONDS;
+  const tap = createRefreshAnswerTap({ reuseWindowMs: options.refreshReuseWindowMs });
   const grantsByUser = new Map<string, string[]>();
   const usersBySub = new Map<string, string>();
   const pending = new Set<NodeJS.Timeout>();
@@ -260,7 +272,7 @@ export async function startOidcPeer(options: OidcPeerOptions): Promise<OidcPeer>
         res.end("<html><body>Service Unavailable</body></html>");
         return true;
       case "429":
-        sendJson(res, 429, { error: "rate_limit_exceeded", error_description: "Rate limit exceeded" }, { "retry-after": String(RETRY_AFTER_SECONDS) });
+        sendJson(res, 429, { error: "rate_limit_exceeded", error_description: "Rate limit exceeded" }, retryAfter === undefined ? {} : { "retry-after": String(retryAfter) });
         return true;
       case "slow":
         await new Promise<void>((resolve) => {
@@ -321,6 +333,7 @@ export async function startOidcPeer(options: OidcPeerOptions): Promise<OidcPeer>
     if (url.pathname === "/token" && req.method === "POST") {
       tokenRequests += 1;
       if (await applyFault(tokenFault, res)) return;
+      if (await tap.intercept(req, res)) return;
     }
     if (url.pathname === "/token/revocation" && req.method === "POST") {
       revocationRequests += 1;
@@ -362,6 +375,12 @@ export async function startOidcPeer(options: OidcPeerOptions): Promise<OidcPeer>
       revocationFault = fault;
     },
     heldRequests: () => held.size,
+    setRetryAfter: (seconds) => {
+      retryAfter = seconds;
+    },
+    setWithholdAnswers: (withhold) => tap.setWithholdAnswers(withhold),
+    withheldAnswers: () => tap.withheldAnswers(),
+    forgivenReuses: () => tap.forgivenReuses(),
     releaseHeldRequests: () => {
       for (const settle of [...held]) settle("released");
     },

@@ -117,9 +117,10 @@ export const TokenService: GenService<{
    * first when needed (once per expiry, whatever the number of concurrent callers and replicas).
    *
    * Errors: NOT_FOUND (no such integration), FAILED_PRECONDITION with reason
-   * INTEGRATION_NEEDS_REAUTH (the user must connect again) or SCOPE_NOT_GRANTED (ask the user for
-   * incremental consent), PERMISSION_DENIED (policy), UNAVAILABLE (provider or key service down;
-   * retry after RetryInfo), RESOURCE_EXHAUSTED (provider or broker rate limit).
+   * INTEGRATION_NEEDS_REAUTH or ROTATED_TOKEN_LOST (the user must connect again) or
+   * SCOPE_NOT_GRANTED (ask the user for incremental consent), PERMISSION_DENIED (policy),
+   * UNAVAILABLE (provider or key service down; retry after RetryInfo), RESOURCE_EXHAUSTED
+   * (provider or broker rate limit; a rate-limiting provider is paused until RetryInfo).
    *
    * @generated from rpc oauthbroker.v1.TokenService.GetAccessToken
    */
