@@ -25,8 +25,14 @@ async function main(): Promise<void> {
   try {
     broker = await startBroker({ config, logger });
   } catch (error) {
+    if (isBrokerError(error)) {
+      // An explained failure: its sentence says what to fix; the cause's text helps, its stack does not.
+      const cause = error.cause instanceof Error ? error.cause.message : undefined;
+      logger.fatal({ reason: error.reason, cause }, error.message);
+    } else {
+      logger.fatal({ err: error }, "start-up failed");
+    }
     const message = isBrokerError(error) ? error.message : "start-up failed";
-    logger.fatal({ err: error }, message);
     process.stderr.write(`oauth-broker: ${message}\n`);
     process.exit(1);
   }
