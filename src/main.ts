@@ -3,6 +3,7 @@
  * gracefully on SIGTERM/SIGINT (a second signal forces the exit).
  */
 import { ConfigError, loadConfig } from "./config/load-config.js";
+import { publicUrlMismatch } from "./config/public-url.js";
 import type { Config } from "./config/types.js";
 import { isBrokerError } from "./domain/errors.js";
 import { createLogger } from "./observability/logger.js";
@@ -20,6 +21,8 @@ async function main(): Promise<void> {
     throw error;
   }
   const logger = createLogger({ level: config.logLevel });
+  const mismatch = publicUrlMismatch(config.publicUrl, config.httpAddress);
+  if (mismatch !== undefined) logger.warn(mismatch);
 
   let broker: RunningBroker;
   try {
