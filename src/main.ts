@@ -1,6 +1,6 @@
 /**
  * The broker process: load and validate the configuration, start the broker, and shut down
- * gracefully on SIGTERM/SIGINT (a second signal forces the exit).
+ * gracefully on SIGTERM/SIGINT (a second signal, a second or more after the first, forces the exit).
  */
 import { ConfigError, loadConfig } from "./config/load-config.js";
 import { publicUrlMismatch } from "./config/public-url.js";
@@ -8,6 +8,9 @@ import type { Config } from "./config/types.js";
 import { isBrokerError } from "./domain/errors.js";
 import { createLogger } from "./observability/logger.js";
 import { startBroker, type RunningBroker } from "./server.js";
+
+/** Signals closer together than this are one event (one Ctrl-C delivered along several paths). */
+const SAME_PRESS_MS = 1_000;
 
 async function main(): Promise<void> {
   let config: Config;
@@ -24,7 +27,37 @@ async function main(): Promise<void> {
   const mismatch = publicUrlMismatch(config.publicUrl, config.httpAddress);
   if (mismatch !== undefined) logger.warn(mismatch);
 
-  let broker: RunningBroker;
+  // Installed before the start: a signal during it stops what was started instead of killing
+  // the process with the embedded PostgreSQL still running.
+  let broker: RunningBroker | undefined;
+  let firstSignalAt: number | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (firstSignalAt !== undefined) {
+      // A terminal's Ctrl-C reaches npm and node at once, and npm forwards it again: one press.
+      if (performance.now() - firstSignalAt < SAME_PRESS_MS) return;
+      logger.warn({ signal }, "second signal: exiting now");
+      process.exit(1);
+    }
+    firstSignalAt = performance.now();
+    logger.info({ signal }, "shutting down");
+    if (broker) stopBroker(broker);
+  };
+  const stopBroker = (running: RunningBroker) => {
+    running.stop().then(
+      () => {
+        logger.info("stopped");
+        logger.flush();
+        process.exit(0);
+      },
+      (error: unknown) => {
+        logger.error({ err: error }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+
   try {
     broker = await startBroker({ config, logger });
   } catch (error) {
@@ -39,37 +72,17 @@ async function main(): Promise<void> {
     process.stderr.write(`oauth-broker: ${message}\n`);
     process.exit(1);
   }
+  if (firstSignalAt !== undefined) stopBroker(broker);
+  const started = broker;
 
-  let stopping = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      logger.warn({ signal }, "second signal: exiting now");
-      process.exit(1);
-    }
-    stopping = true;
-    logger.info({ signal }, "shutting down");
-    broker.stop().then(
-      () => {
-        logger.info("stopped");
-        logger.flush();
-        process.exit(0);
-      },
-      (error: unknown) => {
-        logger.error({ err: error }, "shutdown failed");
-        process.exit(1);
-      },
-    );
-  };
   process.on("SIGHUP", () => {
     try {
-      broker.reload(loadConfig({ env: process.env }));
+      started.reload(loadConfig({ env: process.env }));
     } catch (error) {
       const problems = error instanceof ConfigError ? error.problems : [String(error)];
       logger.error({ problems }, "configuration reload refused; the previous policies stay in force");
     }
   });
-  process.on("SIGTERM", onSignal);
-  process.on("SIGINT", onSignal);
 }
 
 void main();
