@@ -158,6 +158,32 @@ async function ensureDatabase(adminUrl: string): Promise<void> {
 }
 
 /**
+ * For the maintenance commands: the server a running broker started in `dataDir`, reached
+ * through what the cluster records (`postmaster.pid`: pid, port, status) and the password file;
+ * otherwise a server of their own, stopped again when they finish. Stopping an attached handle
+ * leaves the broker's server running.
+ */
+export async function openEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgresHandle> {
+  const dataDir = resolve(options.dataDir);
+  const { clusterDir } = await resolveLayout(dataDir, options.serverHome);
+  const port = await runningServerPort(clusterDir);
+  if (port === undefined) return startEmbeddedPostgres(options);
+  const password = await readPassword(dataDir);
+  const baseUrl = `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}`;
+  options.logger?.debug({ clusterDir, port }, "using the embedded PostgreSQL of the running broker");
+  return { url: `${baseUrl}/${DATABASE}`, port, stop: async () => {} };
+}
+
+/** The port of a live, ready server on `clusterDir`, from its postmaster.pid (lines 1, 4 and 8). */
+async function runningServerPort(clusterDir: string): Promise<number | undefined> {
+  const lines = (await readFile(join(clusterDir, "postmaster.pid"), "utf8").catch(() => "")).split("\n");
+  const pid = Number.parseInt(lines[0] ?? "", 10);
+  const port = Number.parseInt(lines[3] ?? "", 10);
+  if (!(pid > 0 && port > 0) || lines[7]?.trim() !== "ready") return undefined;
+  return (await processKind(pid)) === "postgres" ? port : undefined;
+}
+
+/**
  * Before starting on an existing cluster: a `postmaster.pid` naming a dead process (or one that
  * is not PostgreSQL, after pid reuse) is removed; a live server whose broker was killed (SIGKILL
  * leaves the child running) is stopped; a live server whose broker still runs is left alone and
