@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { rootServerHome } from "../../src/storage/embedded-postgres-layout.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
 
@@ -23,6 +24,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await broker?.stop();
+  // As root the embedded server's home is outside the data directory.
+  await rm(rootServerHome(join(dataDir, "postgres")), { recursive: true, force: true });
   await rm(dataDir, { recursive: true, force: true });
 });
 

@@ -8,6 +8,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { rootServerHome } from "../../src/storage/embedded-postgres-layout.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -17,6 +18,8 @@ beforeAll(async () => {
   dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-ctrlc-"));
 });
 afterAll(async () => {
+  // As root the embedded server's home is outside the data directory.
+  await rm(rootServerHome(join(dataDir, "postgres")), { recursive: true, force: true });
   await rm(dataDir, { recursive: true, force: true });
 });
 
