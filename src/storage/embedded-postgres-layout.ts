@@ -77,10 +77,14 @@ export async function resolveLayout(dataDir: string, serverHome: string | undefi
   await ensureReachable(home, user);
   const native = dirname(dirname(binaries.postgres));
   const bin = await linkBinaries(native, home);
+  // A cluster created in the data directory by an earlier release (which opened its parents to
+  // the server's user) stays where it is: moving on would orphan it and its password.
+  const legacyCluster = join(dataDir, "pg");
+  const legacy = await exists(join(legacyCluster, "PG_VERSION"));
   return {
     initdb: join(bin, "bin", "initdb"),
     postgres: join(bin, "bin", "postgres"),
-    clusterDir: join(home, "pg"),
+    clusterDir: legacy ? legacyCluster : join(home, "pg"),
     serverPrivateDir: home,
     serverUser: user,
   };

@@ -1,5 +1,5 @@
 /** The embedded default: a real PostgreSQL in a data directory, kept across restarts. */
-import { chmod, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
@@ -68,6 +68,36 @@ describe("startEmbeddedPostgres", () => {
         const home = await stat(serverHome);
         expect([home.uid === process.getuid?.(), home.mode & 0o077]).toEqual([false, 0]);
       }
+    } finally {
+      await rm(parent, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it.runIf(asRoot)("as root, keeps serving a cluster an earlier release created in the data directory", async () => {
+    const parent = await mkdtemp(join(tmpdir(), "oauth-broker-embedded-legacy-"));
+    const dataDir = join(parent, "postgres");
+    const serverHome = join(parent, "server-home");
+    try {
+      await chmod(parent, 0o755);
+      const first = await startEmbeddedPostgres({ dataDir, serverHome });
+      const sql = postgres(first.url, { max: 1, onnotice: () => {} });
+      await sql`create table kept (value text)`;
+      await sql`insert into kept values ('legacy')`;
+      await sql.end();
+      await first.stop();
+      // The earlier layout: the cluster in the data directory, opened to the server's user.
+      await rename(join(serverHome, "pg"), join(dataDir, "pg"));
+      await chmod(dataDir, 0o701);
+
+      const second = await startEmbeddedPostgres({ dataDir, serverHome });
+      try {
+        const again = postgres(second.url, { max: 1, onnotice: () => {} });
+        expect((await again<{ value: string }[]>`select value from kept`).map((r) => r.value)).toEqual(["legacy"]);
+        await again.end();
+      } finally {
+        await second.stop();
+      }
+      expect(await readdir(serverHome)).not.toContain("pg");
     } finally {
       await rm(parent, { recursive: true, force: true });
     }
