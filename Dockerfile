@@ -23,4 +23,6 @@ ENV BROKER_GRPC_ADDR=0.0.0.0:50051 BROKER_HTTP_ADDR=0.0.0.0:8080 BROKER_DATA_DIR
 EXPOSE 50051 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:8080/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+# Compiled entry points only (no src/ here): the commands are `node dist/cli/<command>.js`.
+# NODE_ENV=production needs VAULT_ADDR (or BROKER_ALLOW_LOCAL_KEYRING=true); see README.
 CMD ["node", "dist/main.js"]

@@ -1,12 +1,16 @@
 /**
  * The broker process: load and validate the configuration, start the broker, and shut down
- * gracefully on SIGTERM/SIGINT (a second signal forces the exit).
+ * gracefully on SIGTERM/SIGINT (a second signal, a second or more after the first, forces the exit).
  */
 import { ConfigError, loadConfig } from "./config/load-config.js";
+import { publicUrlMismatch } from "./config/public-url.js";
 import type { Config } from "./config/types.js";
 import { isBrokerError } from "./domain/errors.js";
 import { createLogger } from "./observability/logger.js";
 import { startBroker, type RunningBroker } from "./server.js";
+
+/** Signals closer together than this are one event (one Ctrl-C delivered along several paths). */
+const SAME_PRESS_MS = 1_000;
 
 async function main(): Promise<void> {
   let config: Config;
@@ -20,26 +24,26 @@ async function main(): Promise<void> {
     throw error;
   }
   const logger = createLogger({ level: config.logLevel });
+  const mismatch = publicUrlMismatch(config.publicUrl, config.httpAddress);
+  if (mismatch !== undefined) logger.warn(mismatch);
 
-  let broker: RunningBroker;
-  try {
-    broker = await startBroker({ config, logger });
-  } catch (error) {
-    const message = isBrokerError(error) ? error.message : "start-up failed";
-    logger.fatal({ err: error }, message);
-    process.stderr.write(`oauth-broker: ${message}\n`);
-    process.exit(1);
-  }
-
-  let stopping = false;
+  // Installed before the start: a signal during it stops what was started instead of killing
+  // the process with the embedded PostgreSQL still running.
+  let broker: RunningBroker | undefined;
+  let firstSignalAt: number | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) {
+    if (firstSignalAt !== undefined) {
+      // A terminal's Ctrl-C reaches npm and node at once, and npm forwards it again: one press.
+      if (performance.now() - firstSignalAt < SAME_PRESS_MS) return;
       logger.warn({ signal }, "second signal: exiting now");
       process.exit(1);
     }
-    stopping = true;
+    firstSignalAt = performance.now();
     logger.info({ signal }, "shutting down");
-    broker.stop().then(
+    if (broker) stopBroker(broker);
+  };
+  const stopBroker = (running: RunningBroker) => {
+    running.stop().then(
       () => {
         logger.info("stopped");
         logger.flush();
@@ -51,16 +55,34 @@ async function main(): Promise<void> {
       },
     );
   };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+
+  try {
+    broker = await startBroker({ config, logger });
+  } catch (error) {
+    if (isBrokerError(error)) {
+      // An explained failure: its sentence says what to fix; the cause's text helps, its stack does not.
+      const cause = error.cause instanceof Error ? error.cause.message : undefined;
+      logger.fatal({ reason: error.reason, cause }, error.message);
+    } else {
+      logger.fatal({ err: error }, "start-up failed");
+    }
+    const message = isBrokerError(error) ? error.message : "start-up failed";
+    process.stderr.write(`oauth-broker: ${message}\n`);
+    process.exit(1);
+  }
+  if (firstSignalAt !== undefined) stopBroker(broker);
+  const started = broker;
+
   process.on("SIGHUP", () => {
     try {
-      broker.reload(loadConfig({ env: process.env }));
+      started.reload(loadConfig({ env: process.env }));
     } catch (error) {
       const problems = error instanceof ConfigError ? error.problems : [String(error)];
       logger.error({ problems }, "configuration reload refused; the previous policies stay in force");
     }
   });
-  process.on("SIGTERM", onSignal);
-  process.on("SIGINT", onSignal);
 }
 
 void main();

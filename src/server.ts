@@ -66,6 +66,7 @@ import { OPEN_SERVICES } from "./transport/open-services.js";
 import { createHealth, ServingStatus } from "./transport/health.js";
 import { createReflectionBindings } from "./transport/reflection.js";
 import { bindService, interceptBinding, type ServiceBinding } from "./transport/service-binding.js";
+import { reserveListenAddresses } from "./transport/address-reservation.js";
 import { startGrpcListener, type GrpcListener } from "./transport/grpc-listener.js";
 import {
   startHttpListener,
@@ -167,6 +168,11 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       knownSecrets: configuredSecrets(config),
     });
     closers.add("error reporter", () => errorReporter.close());
+    const reservation = await reserveListenAddresses([
+      { variable: "BROKER_GRPC_ADDR", address: config.grpcAddress },
+      { variable: "BROKER_HTTP_ADDR", address: config.httpAddress },
+    ]);
+    closers.add("listen address reservation", () => reservation.release());
     const database = await openDatabase(config, logger, closers);
     const integrations = createIntegrationRepository(database.sql);
     const metrics = createMetrics({
@@ -404,6 +410,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       interceptBinding(b, interceptors, shutdown.signal),
     );
 
+    await reservation.release();
     const grpcListener: GrpcListener = await startGrpcListener({ address: config.grpcAddress, bindings, tls: config.grpcTls });
     closers.add("gRPC listener", () => grpcListener.close(config.shutdownGraceMs));
     const httpListener: HttpListener = await startHttpListener({

@@ -14,6 +14,7 @@ import { policyProblems } from "../domain/policy.js";
 import { ConfigError, createProblems, type Problems } from "./config-error.js";
 import { HTTP_URL_MESSAGE, parseHttpUrl } from "./http-url.js";
 import { parseListenAddress } from "./listen-address.js";
+import { publicUrlOfListener } from "./public-url.js";
 import { readGrpcTls } from "./read-grpc-tls.js";
 import { readIssuers } from "./read-issuers.js";
 import { readProviders } from "./read-providers.js";
@@ -73,7 +74,8 @@ export function loadConfig(options: LoadConfigOptions): Config {
   const logLevel = value("LOG_LEVEL") ?? "info";
   if (!LOG_LEVELS.includes(logLevel)) problems.add("LOG_LEVEL", `must be one of ${LOG_LEVELS.join(", ")}`);
 
-  const publicUrl = readPublicUrl(problems, value("BROKER_PUBLIC_URL") ?? DEFAULT_PUBLIC_URL);
+  const httpAddress = readAddress(problems, "BROKER_HTTP_ADDR", value("BROKER_HTTP_ADDR") ?? DEFAULT_HTTP_ADDR);
+  const publicUrl = readPublicUrl(problems, value("BROKER_PUBLIC_URL") ?? publicUrlOfListener(httpAddress) ?? DEFAULT_PUBLIC_URL);
   const databaseUrl = readSecretUrl(problems, "DATABASE_URL", value("DATABASE_URL"), ["postgres:", "postgresql:"]);
   const sentryDsn = readSecretUrl(problems, "SENTRY_DSN", value("SENTRY_DSN"), ["https:", "http:"]);
   if (sentryDsn !== undefined && !isSentryDsn(sentryDsn.reveal())) {
@@ -109,7 +111,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
     version: readVersion(readFile, env),
     grpcAddress: readAddress(problems, "BROKER_GRPC_ADDR", value("BROKER_GRPC_ADDR") ?? DEFAULT_GRPC_ADDR),
     grpcTls: readGrpcTls(problems, env),
-    httpAddress: readAddress(problems, "BROKER_HTTP_ADDR", value("BROKER_HTTP_ADDR") ?? DEFAULT_HTTP_ADDR),
+    httpAddress,
     publicUrl,
     dataDir: resolve(value("BROKER_DATA_DIR") ?? DEFAULT_DATA_DIR),
     databaseUrl,

@@ -7,7 +7,7 @@
  * grant becomes NEEDS_REAUTH. Each integration is claimed first, so replicas syncing at once
  * split the work instead of repeating it.
  */
-import { isBrokerError } from "./errors.js";
+import { invalidArgument, isBrokerError } from "./errors.js";
 import { auditCaller, type AuditLog, type ProviderClient } from "./ports.js";
 import type { TokenService } from "./token-service.js";
 import type { ExternalAccount, Integration, RequestContext } from "./types.js";
@@ -52,7 +52,7 @@ export interface SyncResult {
 export interface IntegrationSyncDeps {
   readonly store: SyncStore;
   readonly tokenService: Pick<TokenService, "refreshNow" | "tokenFor" | "evict">;
-  readonly providers: { get(id: string): ProviderClient | undefined };
+  readonly providers: { get(id: string): ProviderClient | undefined; list(): ReadonlyArray<{ readonly id: string }> };
   readonly audit: AuditLog;
   readonly logger: { warn(obj: object, msg: string): void };
   /** Provider calls at once per sync call: a large page must not flood one provider. */
@@ -108,6 +108,14 @@ export function createIntegrationSync(deps: IntegrationSyncDeps) {
 
   return {
     async sync(ctx: RequestContext, request: SyncRequest): Promise<SyncResult> {
+      // A provider that is not configured has nothing to sync against: say so instead of answering zeros.
+      if (request.provider !== undefined && !deps.providers.get(request.provider)) {
+        const configured = deps.providers.list().map((p) => p.id);
+        throw invalidArgument(
+          "provider",
+          `"${request.provider}" is not a configured provider; configured: ${configured.length > 0 ? configured.join(", ") : "none"}`,
+        );
+      }
       const page = await deps.store.list({ ...request, status: "active" });
       const result: SyncResult = { checked: 0, updated: 0, needsReauth: 0, failed: 0, skipped: 0, next: page.next };
       const queue = [...page.items];

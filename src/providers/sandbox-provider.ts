@@ -11,6 +11,7 @@ import { inspect } from "node:util";
 import { exportJWK, generateKeyPair } from "jose";
 import type { ProviderConfig, Secret } from "../config/types.js";
 import type { Logger } from "../observability/logger.js";
+import { importOidcProvider } from "./import-oidc-provider.js";
 import { createMemoryAdapterFactory } from "./memory-adapter.js";
 import { renderErrorPage, renderLoginPage, sendHtml } from "./sandbox-pages.js";
 
@@ -43,8 +44,8 @@ const USERNAME = /^[A-Za-z0-9._@+-]{1,64}$/;
 const MAX_FORM_BYTES = 8 * 1024;
 
 export async function createSandboxProvider(options: SandboxProviderOptions): Promise<SandboxProvider> {
-  // Imported on demand: oidc-provider prints notices at import time, and only the sandbox needs it.
-  const { default: Provider } = await import("oidc-provider");
+  // Imported on demand: only the sandbox needs it.
+  const { default: Provider } = await importOidcProvider();
   const prefix = options.pathPrefix ?? "/sandbox";
   const base = options.publicUrl.href.endsWith("/") ? options.publicUrl.href : `${options.publicUrl.href}/`;
   const issuer = new URL(prefix.slice(1), base).href;

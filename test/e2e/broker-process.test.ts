@@ -20,6 +20,7 @@ import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/loca
 import { bidiExchange, grpcClient, unary, type GrpcFailure } from "../support/grpc-client.js";
 import { runToExit, spawnBroker, startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
 import { freePort } from "../support/free-port.js";
+import { rootServerHome } from "../../src/storage/embedded-postgres-layout.js";
 
 const run = promisify(execFile);
 let dataDir: string;
@@ -46,6 +47,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await broker?.stop();
+  await rm(rootServerHome(join(dataDir, "postgres")), { recursive: true, force: true });
   await rm(dataDir, { recursive: true, force: true });
 });
 
@@ -174,9 +176,16 @@ describe("start-up failures", () => {
   });
 
   it("applies migrations with npm run migrate", async () => {
-    const { stdout } = await run(process.execPath, ["--import", "tsx", "src/cli/migrate.ts"], {
-      env: { PATH: process.env["PATH"] ?? "", BROKER_DATA_DIR: await mkdtemp(join(tmpdir(), "oauth-broker-migrate-")) },
-    });
-    expect(stdout).toMatch(/applied migrations 1|schema up to date/);
+    const migrateDir = await mkdtemp(join(tmpdir(), "oauth-broker-migrate-"));
+    try {
+      const { stdout } = await run(process.execPath, ["--import", "tsx", "src/cli/migrate.ts"], {
+        env: { PATH: process.env["PATH"] ?? "", BROKER_DATA_DIR: migrateDir },
+      });
+      expect(stdout).toMatch(/applied migrations 1|schema up to date/);
+    } finally {
+      // Nothing left in the temp directory (nor, as root, the embedded server's home).
+      await rm(rootServerHome(join(migrateDir, "postgres")), { recursive: true, force: true });
+      await rm(migrateDir, { recursive: true, force: true });
+    }
   }, 60_000);
 });

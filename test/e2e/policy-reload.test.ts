@@ -9,6 +9,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
 import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
 import { freePort } from "../support/free-port.js";
+import { rootServerHome } from "../../src/storage/embedded-postgres-layout.js";
 
 let dataDir: string;
 let configPath: string;
@@ -34,6 +35,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await broker?.stop();
+  // As root the embedded server's home is outside the data directory.
+  await rm(rootServerHome(join(dataDir, "postgres")), { recursive: true, force: true });
   await rm(dataDir, { recursive: true, force: true });
 });
 

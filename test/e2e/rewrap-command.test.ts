@@ -9,6 +9,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { createLocalKeyringCipher } from "../../src/crypto/local-keyring-cipher.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { rootServerHome } from "../../src/storage/embedded-postgres-layout.js";
 
 const run = promisify(execFile);
 let db: TestDatabase;
@@ -20,6 +21,8 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await db?.drop();
+  // As root the embedded server's home is outside the data directory.
+  await rm(rootServerHome(join(dataDir, "postgres")), { recursive: true, force: true });
   await rm(dataDir, { recursive: true, force: true });
 });
 

@@ -384,6 +384,11 @@ describe("SyncIntegrations", () => {
     expect(refused.code).toBe(Code.InvalidArgument);
     const tampered = (await rpc("syncIntegrations", "admin", { pageSize: 1, pageToken: "garbage" }).catch((e: unknown) => e)) as GrpcFailure;
     expect(tampered.code).toBe(Code.InvalidArgument);
+    expect(tampered.fieldViolations).toMatchObject([{ field: "page_token", description: "is not a page token from a previous SyncIntegrations response" }]);
+    // A provider that is not configured is named back with the ones that are, not answered with zeros.
+    const unknown = (await rpc("syncIntegrations", "bob", { provider: "notion" }).catch((e: unknown) => e)) as GrpcFailure;
+    expect(unknown.code).toBe(Code.InvalidArgument);
+    expect(unknown.fieldViolations).toMatchObject([{ field: "provider", description: '"notion" is not a configured provider; configured: google, sandbox' }]);
     const [audited] = await db.sql<{ n: number }[]>`select count(*)::int as n from audit_events where action = 'integrations.synced' and caller = 'bob'`;
     expect(audited?.n).toBe(1);
     // Sync used the tokens itself: nobody was handed one, and nothing was "used".

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
 import { startEmbeddedPostgres } from "../../src/storage/embedded-postgres.js";
+import { rootServerHome } from "../../src/storage/embedded-postgres-layout.js";
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const given = process.env["TEST_DATABASE_URL"];
@@ -20,6 +21,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide("adminDatabaseUrl", embedded.url);
   return async () => {
     await embedded.stop();
+    // As root the embedded server's home is outside the data directory.
+    await rm(rootServerHome(dataDir), { recursive: true, force: true });
     await rm(dataDir, { recursive: true, force: true });
   };
 }

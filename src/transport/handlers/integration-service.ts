@@ -78,7 +78,8 @@ export function encodePageToken(cursor: { createdAt: Date; id: string }, filter:
   return Buffer.from(JSON.stringify({ c: cursor.createdAt.toISOString(), i: cursor.id, f: filterHash(filter) })).toString("base64url");
 }
 
-export function decodePageToken(token: string, filter: object): { createdAt: Date; id: string } {
+/** `rpc`: the method whose earlier answer the token must come from, named in the refusal. */
+export function decodePageToken(token: string, filter: object, rpc = "ListIntegrations"): { createdAt: Date; id: string } {
   try {
     const parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { c?: unknown; i?: unknown; f?: unknown };
     const createdAt = new Date(String(parsed.c));
@@ -89,7 +90,7 @@ export function decodePageToken(token: string, filter: object): { createdAt: Dat
     return { createdAt, id: parsed.i };
   } catch (error) {
     if (error instanceof BrokerError) throw error;
-    throw invalidArgument("page_token", "is not a page token from a previous ListIntegrations response");
+    throw invalidArgument("page_token", `is not a page token from a previous ${rpc} response`);
   }
 }
 
@@ -160,7 +161,7 @@ export function createIntegrationServiceHandlers(deps: {
       }
       const pageSize = pageSizeOf(request.pageSize, DEFAULT_SYNC_PAGE_SIZE);
       const filter = { sync: true, u: request.userId, p: request.provider };
-      const after = request.pageToken === "" ? undefined : decodePageToken(request.pageToken, filter);
+      const after = request.pageToken === "" ? undefined : decodePageToken(request.pageToken, filter, "SyncIntegrations");
       const result = await deps.sync.sync(context, {
         userId,
         provider: request.provider || undefined,
