@@ -28,6 +28,7 @@ import { createTokenCache } from "./token-cache.js";
 import { checkScopes, checkStatus, lifetimeTooShort } from "./integration-checks.js";
 import { createResolvedIntegrations, createTokenLifetimes } from "./integration-memory.js";
 import { awaitWithin, createWakeups, fullJitterBackoff, sleep } from "./waiting.js";
+import { boundDatabaseCalls, type DatabaseOutcomes } from "./database-bound.js";
 import type { EncryptedTokenSet, Integration, RequestContext, TokenSet } from "./types.js";
 
 /** What the token service needs from storage (the postgres.js repositories satisfy it). */
@@ -95,7 +96,13 @@ export interface TokenServiceDeps {
      * `baseMs` (200) to `capMs` (2 000); a rotated refresh token is then retried in the background.
      */
     readonly writeRetry?: { readonly attempts?: number; readonly baseMs?: number; readonly capMs?: number };
+    /** Bound on each database call and audit commit (`database.callTimeoutMs`); default 1 000. */
+    readonly databaseCallTimeoutMs?: number;
+    /** Longest a call waits for a token when it set no shorter deadline (`tokens.maxWaitSeconds`); default 30 000. */
+    readonly maxWaitMs?: number;
   };
+  /** Told of each database call's outcome (readiness learns of an outage from them). */
+  readonly database?: DatabaseOutcomes | undefined;
   /** Observability hooks (metrics). */
   readonly events?: {
     cache?(hit: boolean): void;
@@ -151,6 +158,8 @@ export interface TokenService {
 }
 
 const WRITE_ATTEMPTS = 5;
+const DATABASE_CALL_MS = 1_000;
+const MAX_WAIT_MS = 30_000;
 /**
  * How long a resolved integration (id or user + provider → integration) is reused without
  * asking PostgreSQL. Changes that matter to callers (refresh, re-authorization needed, delete,
@@ -214,15 +223,34 @@ function refreshCallerOf(ctx: RequestContext | undefined, trigger: RefreshTrigge
 }
 
 export function createTokenService(deps: TokenServiceDeps): TokenService {
-  const { store, cipher, clock, logger } = deps;
+  const { cipher, clock, logger } = deps;
+  // No wait on the database outlasts its bound (issue 17: a cut wedged calls for good).
+  const databaseMs = deps.settings.databaseCallTimeoutMs ?? DATABASE_CALL_MS;
+  const maxWaitMs = deps.settings.maxWaitMs ?? MAX_WAIT_MS;
+  const store: TokenStore = {
+    integrations: boundDatabaseCalls(deps.store.integrations, "integrations", databaseMs, deps.database),
+    tokenSets: boundDatabaseCalls(deps.store.tokenSets, "tokenSets", databaseMs, deps.database),
+  };
+  const audit = deps.audit && boundDatabaseCalls(deps.audit, "audit", databaseMs, deps.database);
   const cache = createTokenCache(deps.settings.cacheMaxEntries);
-  const loads = createSingleFlight<CurrentTokens | undefined>();
-  const refreshes = createSingleFlight<RefreshResult>();
-  const breakers = new Map<string, CircuitBreaker>();
   const leaseMs = deps.settings.leaseSeconds * 1000;
   // A refresh runs on the broker's clock, not the first caller's, and its provider call ends
   // well inside the lease, so no other replica can take over while the provider is called.
   const refreshBudgetMs = Math.min(deps.settings.defaultDeadlineMs ?? 10_000, leaseMs * 0.8);
+  const abandoned = (what: string) => (key: string, afterMs: number) =>
+    new BrokerError("deadline_exceeded", `${what} of integration ${key} did not finish within ${afterMs} ms and was abandoned; retry`, {
+      reason: "OPERATION_ABANDONED",
+      retryAfterMs: 1_000,
+      metadata: { integration_id: key },
+    });
+  const onAbandon = (key: string) => logger.error({ integrationId: key }, "a shared token operation did not settle in time; its waiters are released");
+  // A load has no side effects: abandoning it early is harmless.
+  const loads = createSingleFlight<CurrentTokens | undefined>({ abandonAfterMs: maxWaitMs, abandoned: abandoned("reading the token set"), onAbandon });
+  // A refresh is abandoned only once its lease has lapsed (anyone may take over by then): a
+  // second refresh on this replica while the first may still be at the provider would replay
+  // the refresh token.
+  const refreshes = createSingleFlight<RefreshResult>({ abandonAfterMs: 2 * leaseMs + refreshBudgetMs, abandoned: abandoned("the refresh"), onAbandon });
+  const breakers = new Map<string, CircuitBreaker>();
   const writeAttempts = Math.max(1, deps.settings.writeRetry?.attempts ?? WRITE_ATTEMPTS);
   const writeBaseMs = deps.settings.writeRetry?.baseMs ?? 200;
   const writeCapMs = deps.settings.writeRetry?.capMs ?? 2_000;
@@ -330,7 +358,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
   /** The one audit event of a refresh: `token.refreshed`, or `token.refresh_failed` with a failure reason. */
   function auditRefresh(integration: Integration, by: RefreshCaller, failure?: string, details: Record<string, string> = {}): Promise<void> {
     return (
-      deps.audit?.record({
+      audit?.record({
         action: failure === undefined ? "token.refreshed" : "token.refresh_failed",
         outcome: failure === undefined ? "success" : "failure",
         reason: failure,
@@ -718,7 +746,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       let tokens = cache.get(integration.id, now)?.tokens;
       deps.events?.cache?.(tokens !== undefined && tokens.expiresAt.getTime() - now >= minValidForMs);
       if (!tokens || tokens.expiresAt.getTime() - now < minValidForMs) {
-        const loaded = await loads.run(integration.id, () => loadStored(integration.id));
+        const loaded = await awaitWithin(loads.run(integration.id, () => loadStored(integration.id)), ctx, maxWaitMs);
         if (!loaded) throw new BrokerError("not_found", `integration ${integration.id} has no tokens (deleted?)`);
         tokens = loaded.tokens;
         // A refresh this caller joins may have been started for a shorter min_valid_for: check
@@ -727,7 +755,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
           // No refresh can help when the provider's tokens live shorter than asked for.
           const lifetime = lifetimes.known(integration.id);
           if (lifetime !== undefined && lifetime < minValidForMs) throw lifetimeTooShort(integration, lifetime, minValidForMs);
-          tokens = (await awaitWithin(refreshes.run(integration.id, () => refreshCoordinated(ctx, integration, minValidForMs, false, "expiring")), ctx)).tokens;
+          tokens = (await awaitWithin(refreshes.run(integration.id, () => refreshCoordinated(ctx, integration, minValidForMs, false, "expiring")), ctx, maxWaitMs)).tokens;
         }
       }
       if (validFor(tokens) < minValidForMs) {
@@ -736,7 +764,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       }
       const handedOut = withoutRefreshToken(tokens);
       if (options?.internal) return { tokens: handedOut, integration };
-      await deps.audit?.record({
+      await audit?.record({
         action: "token.issued",
         outcome: "success",
         ...auditCaller(ctx),
@@ -749,7 +777,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
 
     async refreshNow(ctx, integrationId) {
       const integration = await this.resolve({ integrationId });
-      const result = await awaitWithin(refreshes.run(integration.id, () => refreshCoordinated(ctx, integration, 0, true, "forced")), ctx);
+      const result = await awaitWithin(refreshes.run(integration.id, () => refreshCoordinated(ctx, integration, 0, true, "forced")), ctx, maxWaitMs);
       const latest = (await store.integrations.get(integration.id)) ?? integration;
       return { integration: latest, refreshed: result.refreshed };
     },
