@@ -103,7 +103,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
   const policies = readPolicies(context, root);
   problems.addLines(policyProblems({ policies, providers }));
 
-  const database = root.section("database", ["poolSize"]);
+  const database = root.section("database", ["poolSize", "callTimeoutMs"]);
   const config: Config = {
     nodeEnv,
     version: readVersion(readFile, env),
@@ -114,6 +114,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
     dataDir: resolve(value("BROKER_DATA_DIR") ?? DEFAULT_DATA_DIR),
     databaseUrl,
     databasePoolSize: database.integer("poolSize", 10, { min: 1, max: 500 }),
+    databaseCallTimeoutMs: database.integer("callTimeoutMs", 1_000, { min: 50, max: 60_000 }),
     vault,
     allowLocalKeyringInProduction,
     logLevel,
@@ -124,7 +125,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
     limits: readLimits(root.section("limits", ["perPrincipal", "startAuthorizationPerUser"])),
     authorization: readAuthorization(context, root.section("authorization", ["returnToAllowList", "sessionTtlSeconds"]), publicUrl),
     tokens: readTokens(
-      root.section("tokens", ["defaultMinValidForSeconds", "cacheMaxEntries", "proactiveRefreshWindowSeconds", "proactiveRefreshIntervalSeconds", "leaseSeconds"]),
+      root.section("tokens", ["defaultMinValidForSeconds", "cacheMaxEntries", "proactiveRefreshWindowSeconds", "proactiveRefreshIntervalSeconds", "leaseSeconds", "maxWaitSeconds"]),
     ),
     retention: readRetention(root.section("retention", ["tombstoneDays", "auditDays", "needsReauthEraseDays", "changeFeedDays"])),
     shutdownGraceMs: root.integer("shutdownGraceMs", 10_000, { min: 0, max: 600_000 }),
@@ -266,6 +267,7 @@ function readTokens(tokens: YamlReader): Config["tokens"] {
     proactiveRefreshWindowSeconds: tokens.integer("proactiveRefreshWindowSeconds", 300, { min: 1, max: 86_400 }),
     proactiveRefreshIntervalSeconds: tokens.integer("proactiveRefreshIntervalSeconds", 15, { min: 1, max: 3_600 }),
     leaseSeconds: tokens.integer("leaseSeconds", 30, { min: 1, max: 600 }),
+    maxWaitSeconds: tokens.integer("maxWaitSeconds", 30, { min: 1, max: 600 }),
   };
 }
 

@@ -139,6 +139,8 @@ export interface Config {
   /** Absent: start the embedded PostgreSQL in `dataDir`. */
   readonly databaseUrl: Secret | undefined;
   readonly databasePoolSize: number;
+  /** Bound on each database wait of a call (query, pool acquisition, audit commit). */
+  readonly databaseCallTimeoutMs: number;
   /** Absent: the local keyring in `dataDir`. */
   readonly vault: VaultConfig | undefined;
   /** Permits the local keyring when NODE_ENV=production. */
@@ -169,6 +171,8 @@ export interface Config {
     readonly proactiveRefreshWindowSeconds: number;
     readonly proactiveRefreshIntervalSeconds: number;
     readonly leaseSeconds: number;
+    /** Longest any call waits for a token when its own deadline is later or unset. */
+    readonly maxWaitSeconds: number;
   };
   readonly retention: {
     readonly tombstoneDays: number;

@@ -40,6 +40,8 @@ export interface MetricsOptions {
   readonly integrationCountsTtlMs?: number | undefined;
   /** A failed count drops the gauge's series for that scrape; this hears why. */
   readonly onCollectError?: ((error: unknown) => void) | undefined;
+  /** Read at scrape time for the in-flight watchdog's gauges. */
+  readonly inflight?: (() => { readonly oldestSeconds: number; readonly overdue: number }) | undefined;
   /** Milliseconds clock for the count's cache (tests). */
   readonly now?: (() => number) | undefined;
 }
@@ -53,7 +55,7 @@ export interface MetricFactory {
 }
 
 /** Every broker metric, one per line. */
-function defineMetrics(m: MetricFactory, collectIntegrations: (gauge: Gauge<"provider" | "status">) => Promise<void>) {
+function defineMetrics(m: MetricFactory, collectIntegrations: (gauge: Gauge<"provider" | "status">) => Promise<void>, options: MetricsOptions) {
   return {
     rpcStarted: m.counter("grpc_server_started_total", "RPCs started on the server.", RPC),
     rpcHandled: m.counter("grpc_server_handled_total", "RPCs completed on the server, by status code.", [...RPC, "grpc_code"]),
@@ -71,6 +73,12 @@ function defineMetrics(m: MetricFactory, collectIntegrations: (gauge: Gauge<"pro
     integrations: m.gauge("oauth_broker_integrations", "Integrations stored, by provider and status (read from PostgreSQL at scrape time, cached for a few seconds).", ["provider", "status"], collectIntegrations),
     auditWriteFailures: m.counter("oauth_broker_audit_write_failures_total", "Audit events that could not be written (their operations failed).", []),
     auditChainIntact: m.gauge("oauth_broker_audit_chain_intact", "1 while the audit hash chain verifies, 0 once a break is found.", []),
+    inflightOldestSeconds: m.gauge("oauth_broker_inflight_oldest_seconds", "Age of the oldest unary RPC still in flight (0 when none): grows without bound when a call hangs.", [], async (gauge) => {
+      gauge.set(options.inflight?.().oldestSeconds ?? 0);
+    }),
+    inflightOverdueCalls: m.gauge("oauth_broker_inflight_overdue_calls", "Unary RPCs in flight more than the grace past their deadline; /readyz fails while this is above 0.", [], async (gauge) => {
+      gauge.set(options.inflight?.().overdue ?? 0);
+    }),
   };
 }
 
@@ -100,7 +108,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     histogram: (name, help, labelNames, buckets = LATENCY_BUCKETS) =>
       new Histogram({ name, help, labelNames, buckets: [...buckets], registers }),
   };
-  const metrics = defineMetrics(factory, integrationCollector(options));
+  const metrics = defineMetrics(factory, integrationCollector(options), options);
   return {
     ...metrics,
     registry,
