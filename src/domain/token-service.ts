@@ -232,6 +232,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     tokenSets: boundDatabaseCalls(deps.store.tokenSets, "tokenSets", databaseMs, deps.database),
   };
   const audit = deps.audit && boundDatabaseCalls(deps.audit, "audit", databaseMs, deps.database);
+  const changes = deps.changes && boundDatabaseCalls(deps.changes, "changes", databaseMs);
   const cache = createTokenCache(deps.settings.cacheMaxEntries);
   const leaseMs = deps.settings.leaseSeconds * 1000;
   // A refresh runs on the broker's clock, not the first caller's, and its provider call ends
@@ -480,7 +481,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     logger.warn({ integrationId: integration.id, provider: integration.provider, version }, "the rotated refresh token kept in memory is stored now");
     const visible: TokenSet = { ...pending.tokens, refreshToken: undefined };
     cache.set(integration.id, { tokens: visible, version });
-    await deps.changes?.publish({ integrationId: integration.id, version }).catch((e: unknown) => logger.warn({ err: e }, "could not announce the stored token set"));
+    await changes?.publish({ integrationId: integration.id, version }).catch((e: unknown) => logger.warn({ err: e }, "could not announce the stored token set"));
     // The refresh happened long before; its event waited for its outcome. Nobody waits on it now.
     await auditRefresh(integration, pending.by, undefined, { rotated: "true", stored_after_retry: "true" }).catch((e: unknown) =>
       logger.error({ err: e, integrationId: integration.id }, "the audit event of a refresh could not be written"),
@@ -522,7 +523,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       await store.integrations.markNeedsReauth(integration.id, reason);
       cache.evict(integration.id);
       resolved.forget(integration.id);
-      await deps.changes?.publish({ integrationId: integration.id, version: 0 });
+      await changes?.publish({ integrationId: integration.id, version: 0 }).catch((e: unknown) => logger.warn({ err: e }, "could not announce the refused grant"));
       logger.warn({ integrationId: integration.id, provider: integration.provider, reason }, "the provider refused the grant: integration needs re-authorization");
       checkStatus({ ...integration, status: "needs_reauth", statusReason: reason });
     }
@@ -607,7 +608,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       } else {
         const visible: TokenSet = { ...tokens, refreshToken: undefined };
         cache.set(integration.id, { tokens: visible, version });
-        await deps.changes?.publish({ integrationId: integration.id, version }).catch((e: unknown) => logger.warn({ err: e }, "could not announce the refreshed token set"));
+        await changes?.publish({ integrationId: integration.id, version }).catch((e: unknown) => logger.warn({ err: e }, "could not announce the refreshed token set"));
         logger.info({ integrationId: integration.id, provider: integration.provider, rotated: grant.tokens.refreshToken !== undefined }, "token refreshed");
         result = { tokens: visible, version, refreshed: true };
       }

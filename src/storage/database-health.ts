@@ -7,6 +7,8 @@
 import type { DatabaseOutcomes } from "../domain/database-bound.js";
 
 export interface DatabaseHealth extends DatabaseOutcomes {
+  unavailable(cause: unknown): void;
+  answered(): void;
   /** Resolves when the database answers; rejects at once while it is known to be away, else within `probeTimeoutMs`. */
   check(): Promise<void>;
 }

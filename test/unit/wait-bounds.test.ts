@@ -82,7 +82,7 @@ describe("createDatabaseHealth", () => {
     const health = createDatabaseHealth({ ping: async () => (pings++, reachable ? 1 : Promise.reject(new Error("refused"))) });
     await expect(health.check()).rejects.toThrow("refused");
     health.answered();
-    health.unavailable?.(new Error("reset"));
+    health.unavailable(new Error("reset"));
     const before = pings;
     reachable = true;
     // No waiting on a probe: the answer comes from what the calls saw; the probe it starts
