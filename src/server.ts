@@ -175,6 +175,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
     const watchdog = createInflightWatchdog({ noDeadlineMs: 2 * maxWaitMs });
     const databaseHealth = createDatabaseHealth({
       ping: (timeoutMs) => database.ping(timeoutMs),
+      probeTimeoutMs: config.databaseCallTimeoutMs,
       onChange: (available, cause) =>
         available
           ? logger.info("the database answers again; /readyz follows")

@@ -16,13 +16,13 @@ export interface DatabaseHealth extends DatabaseOutcomes {
 export interface DatabaseHealthOptions {
   /** A round trip bounded by its argument (Database.ping). */
   readonly ping: (timeoutMs: number) => Promise<unknown>;
-  /** Bound on a readiness ping; default 200 ms, inside a load balancer's probe budget. */
+  /** Bound on a readiness ping (`database.callTimeoutMs`); default 1 s, inside a load balancer's probe budget. */
   readonly probeTimeoutMs?: number | undefined;
   readonly onChange?: ((available: boolean, cause?: unknown) => void) | undefined;
 }
 
 export function createDatabaseHealth(options: DatabaseHealthOptions): DatabaseHealth {
-  const probeTimeoutMs = options.probeTimeoutMs ?? 200;
+  const probeTimeoutMs = options.probeTimeoutMs ?? 1_000;
   let unavailableSince: Date | undefined;
   let probing: Promise<void> | undefined;
 
