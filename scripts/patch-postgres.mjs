@@ -8,8 +8,8 @@
 // pending chunk and timer, and the in-flight state, with the socket;
 // test/integration/storage-transaction-reset.test.ts pins it. The same holds for a reserved
 // connection (below); test/integration/audit-log.test.ts pins that. And a type fetch that fails
-// with its connection must not end the process (below; seen under the cut-and-restore load of
-// test/integration/database-outage.test.ts, which vitest fails on an unhandled rejection).
+// with its connection must not end the process (below; seen under a cut-and-restore load, which
+// test/e2e/database-outage.test.ts runs against a broker process such a rejection would end).
 // Idempotent; refuses other versions so an upgrade is checked by hand rather than silently unpatched.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
