@@ -7,7 +7,9 @@
 // query. The fix follows upstream #1168 and the fixes discussed in #1208 and #1215: drop the
 // pending chunk and timer, and the in-flight state, with the socket;
 // test/integration/storage-transaction-reset.test.ts pins it. The same holds for a reserved
-// connection (below); test/integration/audit-log.test.ts pins that.
+// connection (below); test/integration/audit-log.test.ts pins that. And a type fetch that fails
+// with its connection must not end the process (below; seen under a cut-and-restore load, which
+// test/e2e/database-outage.test.ts runs against a broker process such a rejection would end).
 // Idempotent; refuses other versions so an upgrade is checked by hand rather than silently unpatched.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -58,6 +60,15 @@ const reserveReplacements = [
   ],
 ];
 
+/**
+ * A new connection whose socket dies while it fetches the array types (right after
+ * authentication, typically while the database is being cut or restored): the connection
+ * handles the failure, but the type fetch's own promise rejected with nobody listening, and the
+ * unhandled rejection ended the process.
+ */
+const TYPES_MARK = "/* oauth-broker: a failed type fetch is handled by the connection */";
+const typesReplacements = [["        return fetchArrayTypes()\n", `        return fetchArrayTypes().catch(() => undefined) ${TYPES_MARK}\n`]];
+
 function patch(file, mark, edits) {
   const path = join(root, file);
   let text = readFileSync(path, "utf8");
@@ -75,4 +86,5 @@ function patch(file, mark, edits) {
 for (const dir of ["src", "cjs/src"]) {
   patch(`${dir}/connection.js`, MARK, replacements);
   patch(`${dir}/index.js`, RESERVE_MARK, reserveReplacements);
+  patch(`${dir}/connection.js`, TYPES_MARK, typesReplacements);
 }

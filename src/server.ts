@@ -17,6 +17,8 @@ import { runInBackgroundContext } from "./observability/request-context.js";
 import { createSecurityAuditRecorder } from "./observability/security-audit.js";
 import { createSecurityAuditInterceptor } from "./transport/interceptors/security-audit.js";
 import { createMetrics, type Metrics } from "./observability/metrics.js";
+import { createInflightWatchdog } from "./observability/inflight-watchdog.js";
+import { createDatabaseHealth } from "./storage/database-health.js";
 import { createDatabase, type Database } from "./storage/database.js";
 import { startEmbeddedPostgres } from "./storage/embedded-postgres.js";
 import { latestMigrationVersion, migrationStatus, runMigrations } from "./storage/migrate.js";
@@ -175,7 +177,19 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
     closers.add("listen address reservation", () => reservation.release());
     const database = await openDatabase(config, logger, closers);
     const integrations = createIntegrationRepository(database.sql);
+    const maxWaitMs = config.tokens.maxWaitSeconds * 1000;
+    // A call without a deadline may wait up to the wait limit; twice that, it is stuck.
+    const watchdog = createInflightWatchdog({ noDeadlineMs: 2 * maxWaitMs });
+    const databaseHealth = createDatabaseHealth({
+      ping: (timeoutMs) => database.ping(timeoutMs),
+      probeTimeoutMs: config.databaseCallTimeoutMs,
+      onChange: (available, cause) =>
+        available
+          ? logger.info("the database answers again; /readyz follows")
+          : logger.warn({ err: cause }, "database calls are failing: /readyz answers 503 until it answers again"),
+    });
     const metrics = createMetrics({
+      inflight: () => ({ oldestSeconds: watchdog.oldestSeconds(), overdue: watchdog.overdue() }),
       integrationCounts: () => integrations.countByStatus(),
       onCollectError: (error) => logger.warn({ err: error }, "could not count integrations for /metrics"),
     });
@@ -191,7 +205,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
 
     let draining = false;
     const shutdown = new AbortController();
-    const observe = createObserveInterceptor({ logger, metrics });
+    const observe = createObserveInterceptor({ logger, metrics, watchdog });
     const interceptors = [
       createRequestIdInterceptor(),
       observe.interceptor,
@@ -274,7 +288,10 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
         cacheMaxEntries: config.tokens.cacheMaxEntries,
         leaseSeconds: config.tokens.leaseSeconds,
         providerPause: { maxPauseMs: config.tokens.providerPauseMaxSeconds * 1000, backoffCapMs: config.tokens.rateLimitBackoffMaxSeconds * 1000 },
+        databaseCallTimeoutMs: config.databaseCallTimeoutMs,
+        maxWaitMs,
       },
+      database: databaseHealth,
       events: {
         cache: (hit) => metrics.tokenCacheRequests.inc({ result: hit ? "hit" : "miss" }),
         refresh: (provider, result, seconds) => {
@@ -410,6 +427,17 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       interceptBinding(b, interceptors, shutdown.signal),
     );
 
+    // Once current, the schema stays so for this build: no query per probe (while the database
+    // is away, such a query waited out the probe's whole budget).
+    let schemaIsCurrent = false;
+    const schemaCurrent = async () => {
+      if (schemaIsCurrent) return;
+      await databaseHealth.check();
+      const status = await migrationStatus(database.sql);
+      if (status.applied < latestMigrationVersion()) throw new Error(`schema at version ${status.applied}, this build needs ${status.latest}`);
+      schemaIsCurrent = true;
+    };
+
     await reservation.release();
     const grpcListener: GrpcListener = await startGrpcListener({ address: config.grpcAddress, bindings, tls: config.grpcTls });
     closers.add("gRPC listener", () => grpcListener.close(config.shutdownGraceMs));
@@ -431,16 +459,9 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
               if (draining) throw new Error("shutting down");
             },
           },
-          { name: "database", check: async () => void (await database.ping()) },
-          {
-            name: "migrations",
-            check: async () => {
-              const status = await migrationStatus(database.sql);
-              if (status.applied < latestMigrationVersion()) {
-                throw new Error(`schema at version ${status.applied}, this build needs ${status.latest}`);
-              }
-            },
-          },
+          { name: "database", check: () => databaseHealth.check() },
+          { name: "migrations", check: schemaCurrent },
+          { name: "calls", check: () => watchdog.check() },
           { name: "key_service", check: () => cipher.check() },
         ]),
         metricsRoute({

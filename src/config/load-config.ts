@@ -105,7 +105,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
   const policies = readPolicies(context, root);
   problems.addLines(policyProblems({ policies, providers }));
 
-  const database = root.section("database", ["poolSize"]);
+  const database = root.section("database", ["poolSize", "callTimeoutMs"]);
   const config: Config = {
     nodeEnv,
     version: readVersion(readFile, env),
@@ -116,6 +116,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
     dataDir: resolve(value("BROKER_DATA_DIR") ?? DEFAULT_DATA_DIR),
     databaseUrl,
     databasePoolSize: database.integer("poolSize", 10, { min: 1, max: 500 }),
+    databaseCallTimeoutMs: database.integer("callTimeoutMs", 1_000, { min: 50, max: 60_000 }),
     vault,
     allowLocalKeyringInProduction,
     logLevel,
@@ -126,7 +127,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
     limits: readLimits(root.section("limits", ["perPrincipal", "startAuthorizationPerUser"])),
     authorization: readAuthorization(context, root.section("authorization", ["returnToAllowList", "sessionTtlSeconds"]), publicUrl),
     tokens: readTokens(
-      root.section("tokens", ["defaultMinValidForSeconds", "cacheMaxEntries", "proactiveRefreshWindowSeconds", "proactiveRefreshIntervalSeconds", "leaseSeconds", "providerPauseMaxSeconds", "rateLimitBackoffMaxSeconds"]),
+      root.section("tokens", ["defaultMinValidForSeconds", "cacheMaxEntries", "proactiveRefreshWindowSeconds", "proactiveRefreshIntervalSeconds", "leaseSeconds", "providerPauseMaxSeconds", "rateLimitBackoffMaxSeconds", "maxWaitSeconds"]),
     ),
     retention: readRetention(root.section("retention", ["tombstoneDays", "auditDays", "needsReauthEraseDays", "changeFeedDays"])),
     shutdownGraceMs: root.integer("shutdownGraceMs", 10_000, { min: 0, max: 600_000 }),
@@ -271,6 +272,7 @@ function readTokens(tokens: YamlReader): Config["tokens"] {
     leaseSeconds: tokens.integer("leaseSeconds", 10, { min: 1, max: 600 }),
     providerPauseMaxSeconds: tokens.integer("providerPauseMaxSeconds", 300, { min: 1, max: 86_400 }),
     rateLimitBackoffMaxSeconds: tokens.integer("rateLimitBackoffMaxSeconds", 60, { min: 1, max: 3_600 }),
+    maxWaitSeconds: tokens.integer("maxWaitSeconds", 30, { min: 1, max: 600 }),
   };
 }
 

@@ -141,6 +141,8 @@ export interface Config {
   /** Absent: start the embedded PostgreSQL in `dataDir`. */
   readonly databaseUrl: Secret | undefined;
   readonly databasePoolSize: number;
+  /** Bound on each database wait of a call (query, pool acquisition, audit commit). */
+  readonly databaseCallTimeoutMs: number;
   /** Absent: the local keyring in `dataDir`. */
   readonly vault: VaultConfig | undefined;
   /** Permits the local keyring when NODE_ENV=production. */
@@ -176,6 +178,8 @@ export interface Config {
     readonly providerPauseMaxSeconds: number;
     /** The cap of the backoff after rate-limited answers without Retry-After. */
     readonly rateLimitBackoffMaxSeconds: number;
+    /** Longest any call waits for a token when its own deadline is later or unset. */
+    readonly maxWaitSeconds: number;
   };
   readonly retention: {
     readonly tombstoneDays: number;

@@ -31,6 +31,7 @@ import { awaitWithin, createWakeups, fullJitterBackoff, sleep } from "./waiting.
 import { startLeaseHeartbeat } from "./lease-heartbeat.js";
 import { createProviderPauses, type ProviderPauseNotice } from "./provider-pause.js";
 import { possiblySpent, rotatedTokenLost, type RefreshSentMark } from "./refresh-takeover.js";
+import { boundDatabaseCalls, type DatabaseOutcomes } from "./database-bound.js";
 import type { EncryptedTokenSet, Integration, RequestContext, TokenSet } from "./types.js";
 
 /** What the token service needs from storage (the postgres.js repositories satisfy it). */
@@ -114,7 +115,13 @@ export interface TokenServiceDeps {
      * `baseMs` (200) to `capMs` (2 000); a rotated refresh token is then retried in the background.
      */
     readonly writeRetry?: { readonly attempts?: number; readonly baseMs?: number; readonly capMs?: number };
+    /** Bound on each database call and audit commit (`database.callTimeoutMs`); default 1 000. */
+    readonly databaseCallTimeoutMs?: number;
+    /** Longest a call waits for a token when it set no shorter deadline (`tokens.maxWaitSeconds`); default 30 000. */
+    readonly maxWaitMs?: number;
   };
+  /** Told of each database call's outcome (readiness learns of an outage from them). */
+  readonly database?: DatabaseOutcomes | undefined;
   /** Observability hooks (metrics). */
   readonly events?: {
     cache?(hit: boolean): void;
@@ -177,6 +184,8 @@ const WRITE_ATTEMPTS = 5;
 const UNKNOWN_OUTCOME_REASONS = new Set(["PROVIDER_TIMEOUT", "PROVIDER_UNREACHABLE", "CANCELLED"]);
 /** Failures raised before a request was sent. */
 const NOT_SENT_REASONS = new Set(["PROVIDER_CIRCUIT_OPEN"]);
+const DATABASE_CALL_MS = 1_000;
+const MAX_WAIT_MS = 30_000;
 /**
  * How long a resolved integration (id or user + provider → integration) is reused without
  * asking PostgreSQL. Changes that matter to callers (refresh, re-authorization needed, delete,
@@ -240,11 +249,17 @@ function refreshCallerOf(ctx: RequestContext | undefined, trigger: RefreshTrigge
 }
 
 export function createTokenService(deps: TokenServiceDeps): TokenService {
-  const { store, cipher, clock, logger } = deps;
+  const { cipher, clock, logger } = deps;
+  // No wait on the database outlasts its bound (issue 17: a cut wedged calls for good).
+  const databaseMs = deps.settings.databaseCallTimeoutMs ?? DATABASE_CALL_MS;
+  const maxWaitMs = deps.settings.maxWaitMs ?? MAX_WAIT_MS;
+  const store: TokenStore = {
+    integrations: boundDatabaseCalls(deps.store.integrations, "integrations", databaseMs, deps.database),
+    tokenSets: boundDatabaseCalls(deps.store.tokenSets, "tokenSets", databaseMs, deps.database),
+  };
+  const audit = deps.audit && boundDatabaseCalls(deps.audit, "audit", databaseMs, deps.database);
+  const changes = deps.changes && boundDatabaseCalls(deps.changes, "changes", databaseMs);
   const cache = createTokenCache(deps.settings.cacheMaxEntries);
-  const loads = createSingleFlight<CurrentTokens | undefined>();
-  const refreshes = createSingleFlight<RefreshResult>();
-  const breakers = new Map<string, CircuitBreaker>();
   const pauses = createProviderPauses({
     clock,
     maxPauseMs: deps.settings.providerPause?.maxPauseMs ?? 300_000,
@@ -265,6 +280,20 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
   // meanwhile (heartbeat), so the budget need not fit in one lease; a takeover while the
   // holder's renewals fail finds the lease's "sent" mark and does not blindly replay.
   const refreshBudgetMs = deps.settings.defaultDeadlineMs ?? 10_000;
+  const abandoned = (what: string) => (key: string, afterMs: number) =>
+    new BrokerError("deadline_exceeded", `${what} of integration ${key} did not finish within ${afterMs} ms and was abandoned; retry`, {
+      reason: "OPERATION_ABANDONED",
+      retryAfterMs: 1_000,
+      metadata: { integration_id: key },
+    });
+  const onAbandon = (key: string) => logger.error({ integrationId: key }, "a shared token operation did not settle in time; its waiters are released");
+  // A load has no side effects: abandoning it early is harmless.
+  const loads = createSingleFlight<CurrentTokens | undefined>({ abandonAfterMs: maxWaitMs, abandoned: abandoned("reading the token set"), onAbandon });
+  // A refresh is abandoned only well past the time its holder may keep the lease without
+  // renewing it: a second refresh on this replica while the first may still be at the provider
+  // would replay the refresh token.
+  const refreshes = createSingleFlight<RefreshResult>({ abandonAfterMs: 2 * leaseMs + refreshBudgetMs, abandoned: abandoned("the refresh"), onAbandon });
+  const breakers = new Map<string, CircuitBreaker>();
   const writeAttempts = Math.max(1, deps.settings.writeRetry?.attempts ?? WRITE_ATTEMPTS);
   const writeBaseMs = deps.settings.writeRetry?.baseMs ?? 200;
   const writeCapMs = deps.settings.writeRetry?.capMs ?? 2_000;
@@ -381,7 +410,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
   /** The one audit event of a refresh: `token.refreshed`, or `token.refresh_failed` with a failure reason. */
   function auditRefresh(integration: Integration, by: RefreshCaller, failure?: string, details: Record<string, string> = {}): Promise<void> {
     return (
-      deps.audit?.record({
+      audit?.record({
         action: failure === undefined ? "token.refreshed" : "token.refresh_failed",
         outcome: failure === undefined ? "success" : "failure",
         reason: failure,
@@ -503,7 +532,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     logger.warn({ integrationId: integration.id, provider: integration.provider, version }, "the rotated refresh token kept in memory is stored now");
     const visible: TokenSet = { ...pending.tokens, refreshToken: undefined };
     cache.set(integration.id, { tokens: visible, version });
-    await deps.changes?.publish({ integrationId: integration.id, version }).catch((e: unknown) => logger.warn({ err: e }, "could not announce the stored token set"));
+    await changes?.publish({ integrationId: integration.id, version }).catch((e: unknown) => logger.warn({ err: e }, "could not announce the stored token set"));
     // The refresh happened long before; its event waited for its outcome. Nobody waits on it now.
     await auditRefresh(integration, pending.by, undefined, { rotated: "true", stored_after_retry: "true" }).catch((e: unknown) =>
       logger.error({ err: e, integrationId: integration.id }, "the audit event of a refresh could not be written"),
@@ -545,7 +574,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       await store.integrations.markNeedsReauth(integration.id, reason);
       cache.evict(integration.id);
       resolved.forget(integration.id);
-      await deps.changes?.publish({ integrationId: integration.id, version: 0 });
+      await changes?.publish({ integrationId: integration.id, version: 0 }).catch((e: unknown) => logger.warn({ err: e }, "could not announce the refused grant"));
       logger.warn({ integrationId: integration.id, provider: integration.provider, reason }, "the provider refused the grant: integration needs re-authorization");
       checkStatus({ ...integration, status: "needs_reauth", statusReason: reason });
     }
@@ -682,7 +711,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       } else {
         const visible: TokenSet = { ...tokens, refreshToken: undefined };
         cache.set(integration.id, { tokens: visible, version });
-        await deps.changes?.publish({ integrationId: integration.id, version }).catch((e: unknown) => logger.warn({ err: e }, "could not announce the refreshed token set"));
+        await changes?.publish({ integrationId: integration.id, version }).catch((e: unknown) => logger.warn({ err: e }, "could not announce the refreshed token set"));
         logger.info({ integrationId: integration.id, provider: integration.provider, rotated: grant.tokens.refreshToken !== undefined }, "token refreshed");
         result = { tokens: visible, version, refreshed: true };
       }
@@ -822,7 +851,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       let tokens = cache.get(integration.id, now)?.tokens;
       deps.events?.cache?.(tokens !== undefined && tokens.expiresAt.getTime() - now >= minValidForMs);
       if (!tokens || tokens.expiresAt.getTime() - now < minValidForMs) {
-        const loaded = await loads.run(integration.id, () => loadStored(integration.id));
+        const loaded = await awaitWithin(loads.run(integration.id, () => loadStored(integration.id)), ctx, maxWaitMs);
         if (!loaded) throw new BrokerError("not_found", `integration ${integration.id} has no tokens (deleted?)`);
         tokens = loaded.tokens;
         // A refresh this caller joins may have been started for a shorter min_valid_for: check
@@ -831,7 +860,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
           // No refresh can help when the provider's tokens live shorter than asked for.
           const lifetime = lifetimes.known(integration.id);
           if (lifetime !== undefined && lifetime < minValidForMs) throw lifetimeTooShort(integration, lifetime, minValidForMs);
-          tokens = (await awaitWithin(refreshes.run(integration.id, () => refreshCoordinated(ctx, integration, minValidForMs, false, "expiring")), ctx)).tokens;
+          tokens = (await awaitWithin(refreshes.run(integration.id, () => refreshCoordinated(ctx, integration, minValidForMs, false, "expiring")), ctx, maxWaitMs)).tokens;
         }
       }
       if (validFor(tokens) < minValidForMs) {
@@ -840,7 +869,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       }
       const handedOut = withoutRefreshToken(tokens);
       if (options?.internal) return { tokens: handedOut, integration };
-      await deps.audit?.record({
+      await audit?.record({
         action: "token.issued",
         outcome: "success",
         ...auditCaller(ctx),
@@ -853,7 +882,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
 
     async refreshNow(ctx, integrationId) {
       const integration = await this.resolve({ integrationId });
-      const result = await awaitWithin(refreshes.run(integration.id, () => refreshCoordinated(ctx, integration, 0, true, "forced")), ctx);
+      const result = await awaitWithin(refreshes.run(integration.id, () => refreshCoordinated(ctx, integration, 0, true, "forced")), ctx, maxWaitMs);
       const latest = (await store.integrations.get(integration.id)) ?? integration;
       return { integration: latest, refreshed: result.refreshed };
     },

@@ -23,20 +23,33 @@ export function fullJitterBackoff(attempt: number, baseMs = 100, capMs = 5_000):
 /**
  * Waits for `work` on behalf of one caller: the caller's deadline or cancellation ends its own
  * wait, never the shared work (other callers, and a rotated refresh token, depend on it).
+ * `maxMs` bounds the wait of a caller who set no deadline, or a longer one: no call waits
+ * forever on something that may never settle.
  */
-export function awaitWithin<T>(work: Promise<T>, ctx: RequestContext | undefined): Promise<T> {
-  if (!ctx?.deadline && !ctx?.signal) return work;
+export function awaitWithin<T>(work: Promise<T>, ctx: RequestContext | undefined, maxMs?: number): Promise<T> {
+  if (!ctx?.deadline && !ctx?.signal && maxMs === undefined) return work;
+  const deadline = ctx?.deadline;
+  const limitedByCaller = deadline !== undefined && (maxMs === undefined || deadline - Date.now() <= maxMs);
+  const waitMs = limitedByCaller ? Math.max(0, deadline - Date.now()) : maxMs;
   return new Promise<T>((resolve, reject) => {
     const fail = () => {
       cleanup();
-      reject(new BrokerError("deadline_exceeded", "the deadline passed while the token was being refreshed; retry", { retryAfterMs: 200 }));
+      reject(
+        limitedByCaller || ctx?.signal?.aborted
+          ? new BrokerError("deadline_exceeded", "the deadline passed while the token was being refreshed; retry", { retryAfterMs: 200 })
+          : new BrokerError("deadline_exceeded", `the token did not arrive within the broker's wait limit of ${maxMs} ms; retry`, {
+              reason: "WAIT_LIMIT_EXCEEDED",
+              retryAfterMs: 1_000,
+            }),
+      );
     };
-    const timer = ctx.deadline ? setTimeout(fail, Math.max(0, ctx.deadline - Date.now())) : undefined;
+    const timer = waitMs === undefined ? undefined : setTimeout(fail, waitMs);
     const cleanup = () => {
       clearTimeout(timer);
-      ctx.signal?.removeEventListener("abort", fail);
+      ctx?.signal?.removeEventListener("abort", fail);
     };
-    ctx.signal?.addEventListener("abort", fail, { once: true });
+    if (ctx?.signal?.aborted) return fail();
+    ctx?.signal?.addEventListener("abort", fail, { once: true });
     work.then(
       (value) => {
         cleanup();

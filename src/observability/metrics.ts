@@ -44,6 +44,8 @@ export interface MetricsOptions {
   readonly integrationCountsTtlMs?: number | undefined;
   /** A failed count drops the gauge's series for that scrape; this hears why. */
   readonly onCollectError?: ((error: unknown) => void) | undefined;
+  /** Read at scrape time for the in-flight watchdog's gauges. */
+  readonly inflight?: (() => { readonly oldestSeconds: number; readonly overdue: number }) | undefined;
   /** Milliseconds clock for the count's cache (tests). */
   readonly now?: (() => number) | undefined;
 }
@@ -57,7 +59,7 @@ export interface MetricFactory {
 }
 
 /** Every broker metric, one per line. */
-function defineMetrics(m: MetricFactory, collectors: IntegrationCollectors) {
+function defineMetrics(m: MetricFactory, collectors: IntegrationCollectors, options: MetricsOptions) {
   return {
     rpcStarted: m.counter("grpc_server_started_total", "RPCs started on the server.", RPC),
     rpcHandled: m.counter("grpc_server_handled_total", "RPCs completed on the server, by status code.", [...RPC, "grpc_code"]),
@@ -77,6 +79,12 @@ function defineMetrics(m: MetricFactory, collectors: IntegrationCollectors) {
     integrationsWithoutRefreshToken: m.gauge("oauth_broker_integrations_without_refresh_token", "Active integrations holding no refresh token, by provider: they stop working when their access token expires (the user must reconnect).", ["provider"], collectors.withoutRefreshToken),
     auditWriteFailures: m.counter("oauth_broker_audit_write_failures_total", "Audit events that could not be written (their operations failed).", []),
     auditChainIntact: m.gauge("oauth_broker_audit_chain_intact", "1 while the audit hash chain verifies, 0 once a break is found.", []),
+    inflightOldestSeconds: m.gauge("oauth_broker_inflight_oldest_seconds", "Age of the oldest unary RPC still in flight (0 when none): grows without bound when a call hangs.", [], async (gauge) => {
+      gauge.set(options.inflight?.().oldestSeconds ?? 0);
+    }),
+    inflightOverdueCalls: m.gauge("oauth_broker_inflight_overdue_calls", "Unary RPCs in flight more than the grace past their deadline; /readyz fails while this is above 0.", [], async (gauge) => {
+      gauge.set(options.inflight?.().overdue ?? 0);
+    }),
   };
 }
 
@@ -109,7 +117,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     histogram: (name, help, labelNames, buckets = LATENCY_BUCKETS) =>
       new Histogram({ name, help, labelNames, buckets: [...buckets], registers }),
   };
-  const metrics = defineMetrics(factory, integrationCollectors(options));
+  const metrics = defineMetrics(factory, integrationCollectors(options), options);
   return {
     ...metrics,
     registry,

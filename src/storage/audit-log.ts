@@ -19,6 +19,8 @@
  */
 import type postgres from "postgres";
 import { BrokerError } from "../domain/errors.js";
+import { withinDatabaseBound } from "../domain/database-bound.js";
+import { toBrokerError } from "./database.js";
 import { systemClock, type AuditEventInput, type AuditLog, type Clock } from "../domain/ports.js";
 import type { Logger } from "../observability/logger.js";
 import { normalizeAuditEvent, type NormalizedAuditEvent } from "./audit-event-input.js";
@@ -41,6 +43,12 @@ export interface PostgresAuditLogOptions {
   readonly maxDelayMs?: number | undefined;
   /** Bound on waiting for the append lock, so a stuck writer fails operations instead of hanging them; default 5 s. */
   readonly lockTimeoutMs?: number | undefined;
+  /**
+   * Bound on one batch's whole transaction (pool acquisition included); default the lock bound
+   * plus 2 s. A batch past it fails its events, and the writer goes on with the next batch: a
+   * transaction whose connection was lost in a cut must not hold every later event back.
+   */
+  readonly batchTimeoutMs?: number | undefined;
 }
 
 export interface PostgresAuditLog extends AuditLog {
@@ -80,6 +88,20 @@ async function beginAndReadTip(connection: postgres.ReservedSql, lockTimeout: st
   return anchor ?? { sequence: "0", hash: GENESIS_HASH };
 }
 
+/**
+ * What the operations of a failed batch fail with: an outage is UNAVAILABLE with RetryInfo
+ * (the caller may retry in a moment), anything else stays INTERNAL.
+ */
+function auditWriteFailure(error: unknown, cause: Error): BrokerError {
+  const mapped = toBrokerError(error, "write the audit record");
+  if (mapped.code !== "database_unavailable") return new BrokerError("internal", AUDIT_WRITE_FAILED_MESSAGE, { cause });
+  return new BrokerError("database_unavailable", `${AUDIT_WRITE_FAILED_MESSAGE}: the database is unavailable; retry later`, {
+    cause,
+    retryAfterMs: mapped.retryAfterMs,
+    metadata: { operation: "write the audit record" },
+  });
+}
+
 function summarize(error: unknown): Error {
   const code = (error as { code?: unknown } | null)?.code;
   const message = error instanceof Error ? error.message : String(error);
@@ -117,7 +139,9 @@ export function createPostgresAuditLog(options: PostgresAuditLogOptions): Postgr
   const clock = options.clock ?? systemClock;
   const maxBatchSize = Math.max(1, options.maxBatchSize ?? 256);
   const maxDelayMs = Math.max(0, options.maxDelayMs ?? 0);
-  const lockTimeout = `${Math.max(1, Math.round(options.lockTimeoutMs ?? 5_000))}ms`;
+  const lockTimeoutMs = Math.max(1, Math.round(options.lockTimeoutMs ?? 5_000));
+  const lockTimeout = `${lockTimeoutMs}ms`;
+  const batchTimeoutMs = Math.max(1, options.batchTimeoutMs ?? lockTimeoutMs + 2_000);
 
   let queue: Pending[] = [];
   /** Cancels the scheduled start of the next batch, while one is scheduled. */
@@ -187,7 +211,7 @@ export function createPostgresAuditLog(options: PostgresAuditLogOptions): Postgr
     const tip = knownTip;
     knownTip = undefined;
     try {
-      knownTip = await append(batch, tip === undefined ? undefined : chainBatch(batch, tip));
+      knownTip = await withinDatabaseBound(append(batch, tip === undefined ? undefined : chainBatch(batch, tip)), batchTimeoutMs, "write the audit batch");
     } catch (error) {
       // postgres.js errors carry the statement's parameters (the whole batch): keep only the gist.
       const cause = summarize(error);
@@ -197,7 +221,7 @@ export function createPostgresAuditLog(options: PostgresAuditLogOptions): Postgr
       } catch (hookError) {
         logger.warn({ err: hookError }, "the audit write-failure hook threw");
       }
-      for (const pending of batch) pending.reject(new BrokerError("internal", AUDIT_WRITE_FAILED_MESSAGE, { cause }));
+      for (const pending of batch) pending.reject(auditWriteFailure(error, cause));
       return;
     }
     for (const pending of batch) pending.resolve();

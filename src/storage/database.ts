@@ -36,6 +36,10 @@ export function createDatabase(options: DatabaseOptions): Database {
     max_lifetime: 60 * 30,
     // TCP keepalive: a peer that vanished without a FIN is noticed instead of awaited forever.
     keep_alive: 30,
+    // postgres.js waits `3^n / 100` s (up to 20 s) before reconnecting after its n-th failed
+    // attempt in a row, pool-wide, and a query handed to a closed connection waits all of it:
+    // under load an outage made every call wait 15-20 s, and the restore went unnoticed as long.
+    backoff: reconnectDelaySeconds,
     connection: { application_name: "oauth-broker" },
     onnotice: (notice) => options.logger.debug({ notice: notice.message }, "postgres notice"),
   });
@@ -108,6 +112,11 @@ function plainTcp(url: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** Reconnect delay after `retries` failed attempts: from 50 ms, doubling, at most 500 ms. */
+export function reconnectDelaySeconds(retries: number): number {
+  return Math.min(0.05 * 2 ** retries, 0.5) * (0.5 + Math.random() / 2);
 }
 
 class PingTimeout extends Error {

@@ -337,7 +337,9 @@ describe("createPostgresAuditLog", () => {
         (await db.sql<{ pid: number }[]>`select pid from pg_locks where locktype = 'advisory' and not granted`)[0]?.pid;
       await expect.poll(waiting, { timeout: 5_000 }).toBeDefined();
       await db.sql`select pg_terminate_backend(${(await waiting())!})`;
-      await expect(pending).rejects.toMatchObject({ code: "internal", message: AUDIT_WRITE_FAILED_MESSAGE });
+      // A dead backend is an outage: UNAVAILABLE with a retry delay, never INTERNAL.
+      await expect(pending).rejects.toMatchObject({ code: "database_unavailable", message: `${AUDIT_WRITE_FAILED_MESSAGE}: the database is unavailable; retry later` });
+      await expect(pending).rejects.toHaveProperty("retryAfterMs", 1_000);
       await releaseLock();
       await log.record(event(3, "a"));
       expect((await rows()).map((row) => [row.sequence, row.request_id])).toEqual([

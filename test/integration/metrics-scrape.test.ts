@@ -233,6 +233,8 @@ describe("GET /metrics after scripted traffic", () => {
       oauth_broker_integrations_without_refresh_token: "gauge",
       oauth_broker_audit_write_failures_total: "counter",
       oauth_broker_audit_chain_intact: "gauge",
+      oauth_broker_inflight_oldest_seconds: "gauge",
+      oauth_broker_inflight_overdue_calls: "gauge",
     });
   });
 

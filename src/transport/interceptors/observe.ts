@@ -6,6 +6,7 @@
 import { Code } from "@connectrpc/connect";
 import type { Logger } from "../../observability/logger.js";
 import type { Metrics } from "../../observability/metrics.js";
+import type { InflightWatchdog } from "../../observability/inflight-watchdog.js";
 import { fullMethodName, type CallContext, type Interceptor } from "../call.js";
 import { isServerFault, toConnectError } from "../error-mapping.js";
 import { invokeSafely, observeStream } from "../service-binding.js";
@@ -32,7 +33,12 @@ interface MethodMetrics {
   readonly handled: Map<string, ReturnType<Metrics["rpcHandled"]["labels"]>>;
 }
 
-export function createObserveInterceptor(deps: { logger: Logger; metrics: Metrics }): ObserveInterceptor {
+export function createObserveInterceptor(deps: {
+  logger: Logger;
+  metrics: Metrics;
+  /** Watches unary calls for ones that outlive their deadline (`/readyz`, `oauth_broker_inflight_oldest_seconds`). */
+  watchdog?: InflightWatchdog | undefined;
+}): ObserveInterceptor {
   /**
    * The lines written here carry only the fields built below (plus the logger's mixin), none of
    * them a secret-bearing name (observability/redaction.ts), so key redaction can never censor
@@ -102,16 +108,20 @@ export function createObserveInterceptor(deps: { logger: Logger; metrics: Metric
   const interceptor: Interceptor = <R>(call: CallContext, invoke: () => Promise<R>): Promise<R> => {
     inFlight += 1;
     const started = process.hrtime.bigint();
+    const unary = call.methodKind === "unary" || call.methodKind === "client_streaming";
+    const watched = unary ? deps.watchdog?.begin(call.deadline) : undefined;
     metricsFor(call).started.inc();
     return invokeSafely(invoke).then(
       (result) => {
-        if (call.methodKind === "unary" || call.methodKind === "client_streaming") {
+        watched?.();
+        if (unary) {
           finish(call, started, undefined);
           return result;
         }
         return observeStream(result as AsyncIterable<unknown>, { onEnd: (error) => finish(call, started, error) }) as R;
       },
       (error: unknown) => {
+        watched?.();
         finish(call, started, error);
         throw error;
       },
