@@ -193,6 +193,8 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       integrationCounts: () => integrations.countByStatus(),
       onCollectError: (error) => logger.warn({ err: error }, "could not count integrations for /metrics"),
     });
+    // A pause is rare: start each provider's count at 0 so rate() and increase() see the first one.
+    for (const provider of config.providers) metrics.providerPauses.inc({ provider: provider.id }, 0);
     const cipher = measureCipher(await createCipher(config, logger), metrics);
     closers.add("key service", () => cipher.close());
 
