@@ -121,7 +121,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
     sandbox: { enabled: sandboxEnabled },
     auth: { issuers, protectMetrics: auth.boolean("protectMetrics", false) },
     policies,
-    limits: readLimits(root.section("limits", ["perPrincipal", "startAuthorizationPerUser"])),
+    limits: readLimits(root.section("limits", ["perPrincipal", "startAuthorizationPerUser", "maxRequestBytes"])),
     authorization: readAuthorization(context, root.section("authorization", ["returnToAllowList", "sessionTtlSeconds"]), publicUrl),
     tokens: readTokens(
       root.section("tokens", ["defaultMinValidForSeconds", "cacheMaxEntries", "proactiveRefreshWindowSeconds", "proactiveRefreshIntervalSeconds", "leaseSeconds"]),
@@ -234,6 +234,9 @@ function readRateLimit(parent: YamlReader, key: string, fallback: RateLimit): Ra
   return { ratePerSecond: reader.positiveNumber("ratePerSecond", fallback.ratePerSecond), burst: reader.integer("burst", fallback.burst) };
 }
 
+/** 1 MiB: the largest legitimate request (64 scopes, a 2 KiB return_to) is a few kilobytes. */
+export const DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024;
+
 function readLimits(limits: YamlReader): Config["limits"] {
   const perPrincipal = limits.section("perPrincipal", ["token", "read", "write", "admin"]);
   return {
@@ -244,6 +247,8 @@ function readLimits(limits: YamlReader): Config["limits"] {
       admin: readRateLimit(perPrincipal, "admin", { ratePerSecond: 10, burst: 20 }),
     },
     startAuthorizationPerUser: readRateLimit(limits, "startAuthorizationPerUser", { ratePerSecond: 1, burst: 10 }),
+    // Below 4 KiB not even a JWT-sized request fits; above 64 MiB one call could hold the heap.
+    maxRequestBytes: limits.integer("maxRequestBytes", DEFAULT_MAX_REQUEST_BYTES, { min: 4096, max: 64 * 1024 * 1024 }),
   };
 }
 
