@@ -6,6 +6,7 @@
  * wrapped in `Secret`. The result is deep-frozen: nothing changes it behind the loader's back.
  * docs/configuration.md is the reference for every setting read here.
  */
+import { DEFAULT_MAX_REQUEST_BYTES } from "./limits.js";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -233,9 +234,6 @@ function readRateLimit(parent: YamlReader, key: string, fallback: RateLimit): Ra
   const reader = parent.section(key, ["ratePerSecond", "burst"]);
   return { ratePerSecond: reader.positiveNumber("ratePerSecond", fallback.ratePerSecond), burst: reader.integer("burst", fallback.burst) };
 }
-
-/** 1 MiB: the largest legitimate request (64 scopes, a 2 KiB return_to) is a few kilobytes. */
-export const DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024;
 
 function readLimits(limits: YamlReader): Config["limits"] {
   const perPrincipal = limits.section("perPrincipal", ["token", "read", "write", "admin"]);
