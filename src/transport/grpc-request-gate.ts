@@ -40,13 +40,15 @@ class GatedCall extends grpc.ServerInterceptingCall {
             });
           },
         }),
-      sendStatus: (status, statusNext) => {
-        if (status.code === grpc.status.RESOURCE_EXHAUSTED && GRPC_JS_SIZE_REFUSAL.test(status.details)) {
-          const rewritten = toGrpcStatus(requestTooLarge(maxRequestBytes));
-          statusNext({ ...status, details: rewritten.details ?? status.details, metadata: rewritten.metadata ?? status.metadata });
-        } else statusNext(status);
-      },
     });
+    // grpc-js refuses an oversized message from inside its own call object, past every
+    // interceptor's responder: its `sendStatus` is the one place that refusal can be reworded.
+    const sendStatus = next.sendStatus.bind(next);
+    next.sendStatus = (status) => {
+      if (status.code !== grpc.status.RESOURCE_EXHAUSTED || !GRPC_JS_SIZE_REFUSAL.test(status.details)) return sendStatus(status);
+      const rewritten = toGrpcStatus(requestTooLarge(maxRequestBytes));
+      sendStatus({ ...status, details: rewritten.details ?? status.details, metadata: rewritten.metadata ?? status.metadata });
+    };
   }
 
   override start(listener: HandlerListener): void {

@@ -79,9 +79,9 @@ export async function startHttpListener(options: {
     if (!streamsRequests) {
       const authorization = request.header.get("authorization");
       const admitted = options.admission === undefined || (await options.admission(rpc.service.typeName, authorization, false));
-      const prepared = await prepareRequest(request, rpc.method.input, admitted, maxRequestBytes);
+      const prepared = await prepareRequest(request, req, rpc.method.input, admitted, maxRequestBytes);
       contextValues.set(requestRefusalKey, prepared.refusal);
-      // The unread rest of an HTTP/1.1 body would otherwise be read (and dropped) to keep the connection.
+      // The rest of a refused HTTP/1.1 body would be read (and dropped) to keep the connection.
       if (prepared.leftUnread && !("stream" in req)) res.setHeader("connection", "close");
       handed = prepared.request;
     }

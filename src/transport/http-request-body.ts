@@ -11,6 +11,7 @@
  * Connect then parses the plain (inflated) bytes handed on; a refusal rides along in the context
  * values for the interceptor chain to answer (request-edge.ts).
  */
+import type { Readable } from "node:stream";
 import { promisify } from "node:util";
 import { brotliDecompress, gunzip, inflate, type ZlibOptions } from "node:zlib";
 import { fromBinary, fromJsonString, type DescMessage } from "@bufbuild/protobuf";
@@ -95,26 +96,47 @@ function placeholderMessage(binary: boolean): Uint8Array {
   return binary ? new Uint8Array(0) : new TextEncoder().encode("{}");
 }
 
-/** Reads at most `maxBytes` of `body`; undefined as soon as there is more (the rest is left unread). */
-export async function readBounded(body: AsyncIterable<Uint8Array>, maxBytes: number, declaredLength: string | null): Promise<Uint8Array | undefined> {
-  if (declaredLength !== null && Number(declaredLength) > maxBytes) return undefined;
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  const iterator = body[Symbol.asyncIterator]();
-  for (;;) {
-    const next = await iterator.next();
-    if (next.done) break;
-    total += next.value.byteLength;
-    if (total > maxBytes) return undefined;
-    chunks.push(next.value);
+/**
+ * Takes what is left of a refused body and drops it. An HTTP/2 answer is only complete once
+ * the request side has ended too, so the rest must flow; nothing of it is kept or inflated.
+ */
+function discard(body: Readable): void {
+  body.on("data", () => undefined);
+  body.resume();
+}
+
+/** Reads at most `maxBytes` of `body`; undefined as soon as there is more (the rest is discarded). */
+export function readBounded(body: Readable, maxBytes: number, declaredLength: string | null): Promise<Uint8Array | undefined> {
+  if (declaredLength !== null && Number(declaredLength) > maxBytes) {
+    discard(body);
+    return Promise.resolve(undefined);
   }
-  return Buffer.concat(chunks, total);
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const onData = (chunk: Buffer) => {
+      total += chunk.byteLength;
+      if (total <= maxBytes) {
+        chunks.push(chunk);
+        return;
+      }
+      body.off("data", onData).off("end", onEnd).off("error", reject);
+      chunks.length = 0;
+      discard(body);
+      resolve(undefined);
+    };
+    const onEnd = () => {
+      body.off("error", reject);
+      resolve(Buffer.concat(chunks, total));
+    };
+    body.on("data", onData).once("end", onEnd).once("error", reject);
+  });
 }
 
 export interface PreparedRequest {
   readonly request: UniversalServerRequest;
   readonly refusal: RequestRefusal | undefined;
-  /** Part of the body was left unread: an HTTP/1.1 connection should close after the answer. */
+  /** The body was refused unread or part-read: an HTTP/1.1 connection should close after the answer. */
   readonly leftUnread: boolean;
 }
 
@@ -124,6 +146,7 @@ export interface PreparedRequest {
  */
 export async function prepareRequest(
   request: UniversalServerRequest,
+  nodeBody: Readable,
   schema: DescMessage,
   admitted: boolean,
   maxRequestBytes: number,
@@ -142,9 +165,12 @@ export async function prepareRequest(
     else header.set("content-length", String(body.byteLength));
     return { request: { ...request, header, body: oneChunk(body) }, refusal, leftUnread };
   };
-  if (!admitted || !known) return replaced(placeholderMessage(format.binary), admitted ? undefined : UNREAD_BODY, true);
+  if (!admitted || !known) {
+    discard(nodeBody);
+    return replaced(placeholderMessage(format.binary), admitted ? undefined : UNREAD_BODY, true);
+  }
   const envelopeBytes = format.enveloped ? 5 : 0;
-  const body = await readBounded(request.body as AsyncIterable<Uint8Array>, maxRequestBytes + envelopeBytes, header.get("content-length"));
+  const body = await readBounded(nodeBody, maxRequestBytes + envelopeBytes, header.get("content-length"));
   if (body === undefined) return replaced(placeholderMessage(format.binary), new RequestRefusal(requestTooLarge(maxRequestBytes)), true);
   try {
     let message = body;
