@@ -82,7 +82,7 @@ const cases: Case[] = [
   {
     name: "an unauthenticated 5 MB body",
     protocols: PROTOCOLS,
-    request: (protocol) => ({ message: randomBytes(5 * 1024 * 1024) }),
+    request: () => ({ message: randomBytes(5 * 1024 * 1024) }),
     code: Code.Unauthenticated,
   },
   {
@@ -97,14 +97,14 @@ const cases: Case[] = [
     // Over HTTP/2, Node's session memory bound (10 MB) resets a stream that much unread data
     // piles up on, before any status: refused as well, but not with a status to assert.
     protocols: ["connect-proto", "connect-json", "grpc-web"],
-    request: (protocol) => ({ message: Buffer.alloc(32 * 1024 * 1024, 0x20), authorization: target.attacker }),
+    request: () => ({ message: Buffer.alloc(32 * 1024 * 1024, 0x20), authorization: target.attacker }),
     code: Code.ResourceExhausted,
     message: /limits\.maxRequestBytes/,
   },
   {
     name: "a truncated protobuf message (premature EOF)",
     protocols: BINARY,
-    request: (protocol) => ({ message: Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), authorization: target.attacker }),
+    request: () => ({ message: Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), authorization: target.attacker }),
     code: Code.InvalidArgument,
     message: /^the request is not a valid oauthbroker\.v1\.StartAuthorizationRequest message$/,
   },
@@ -112,14 +112,14 @@ const cases: Case[] = [
     name: "protobuf groups nested past the parser's recursion limit",
     protocols: BINARY,
     // Field 15, wire type 3 (start group), 20,000 deep.
-    request: (protocol) => ({ message: Buffer.alloc(20_000, 0x7b), authorization: target.attacker }),
+    request: () => ({ message: Buffer.alloc(20_000, 0x7b), authorization: target.attacker }),
     code: Code.InvalidArgument,
     message: /^the request is not a valid oauthbroker\.v1\.StartAuthorizationRequest message$/,
   },
   {
     name: "JSON that is not the message",
     protocols: ["connect-json"],
-    request: (protocol) => ({ message: new TextEncoder().encode(`${"[".repeat(50_000)}`), authorization: target.attacker }),
+    request: () => ({ message: new TextEncoder().encode(`${"[".repeat(50_000)}`), authorization: target.attacker }),
     code: Code.InvalidArgument,
     message: /^the request is not a valid oauthbroker\.v1\.StartAuthorizationRequest message$/,
   },
