@@ -3,6 +3,7 @@
  * whatever the error carries, log truncation, and the HTTP listener's body read (an unadmitted
  * body is neither read nor inflated; a bomb stops at the limit).
  */
+import { readFileSync } from "node:fs";
 import { Readable, Writable } from "node:stream";
 import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
@@ -12,10 +13,10 @@ import { BrokerError } from "../../src/domain/errors.js";
 import { StartAuthorizationRequestSchema } from "../../src/gen/oauthbroker/v1/authorization_service_pb.js";
 import { GetAccessTokenRequestSchema } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
 import { createLogger } from "../../src/observability/logger.js";
-import { toConnectError } from "../../src/transport/error-mapping.js";
+import { MAX_FIELD_VIOLATIONS, toConnectError } from "../../src/transport/error-mapping.js";
 import { toGrpcStatus } from "../../src/transport/grpc-adapter.js";
 import { prepareRequest } from "../../src/transport/http-request-body.js";
-import { requestLimitViolations } from "../../src/transport/request-limits.js";
+import { DEFAULT_FIELD_LIMIT, FIELD_LIMITS, requestLimitViolations } from "../../src/transport/request-limits.js";
 import { UNREAD_BODY } from "../../src/transport/admission.js";
 import type { UniversalServerRequest } from "@connectrpc/connect/protocol";
 
@@ -111,5 +112,15 @@ describe("the HTTP listener's body read", () => {
     const chunks: Uint8Array[] = [];
     for await (const chunk of prepared.request.body as AsyncIterable<Uint8Array>) chunks.push(chunk);
     expect(Buffer.concat(chunks)).toEqual(Buffer.from(message));
+  });
+});
+
+describe("README", () => {
+  it("lists every field limit the edge enforces", () => {
+    const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+    const section = readme.slice(readme.indexOf("### Request limits and refusals"), readme.indexOf("## Tokens at rest"));
+    for (const name of Object.keys(FIELD_LIMITS)) expect(section, name).toContain(`\`${name}\``);
+    expect(section).toContain(`${DEFAULT_FIELD_LIMIT.maxLength} characters / ${DEFAULT_FIELD_LIMIT.maxItems} items`);
+    expect(section).toContain(`${MAX_FIELD_VIOLATIONS} field`);
   });
 });
