@@ -43,7 +43,7 @@ describe("error answers", () => {
     });
     const mapped = toConnectError(error);
     const badRequest = mapped.details.find((detail) => "desc" in detail && detail.desc.typeName === "google.rpc.BadRequest");
-    const listed = (badRequest as { value: { fieldViolations: unknown[] } }).value.fieldViolations.length;
+    const listed = (badRequest as unknown as { value: { fieldViolations: unknown[] } }).value.fieldViolations.length;
     expect(listed).toBeGreaterThan(0);
     expect(listed).toBeLessThanOrEqual(10);
     expect(mapped.rawMessage).toMatch(new RegExp(`^scopes: é+…\\[truncated, 1000008 characters\\] \\(${10_000 - listed} more field violations not listed\\)$`));
