@@ -7,18 +7,20 @@
  *   goes on, and the authentication interceptor answers UNAUTHENTICATED);
  * - the body is read up to `maxRequestBytes` and inflated with zlib's `maxOutputLength` set to
  *   the same bound, so a bomb stops after that many bytes;
- * - the message is decoded once; what fails is refused as MALFORMED_REQUEST.
+ * - the message is decoded and held to the field limits once; what fails is refused
+ *   (MALFORMED_REQUEST, FIELD_LIMIT_EXCEEDED).
  * Connect then parses the plain (inflated) bytes handed on; a refusal rides along in the context
  * values for the interceptor chain to answer (request-edge.ts).
  */
 import type { Readable } from "node:stream";
 import { promisify } from "node:util";
 import { brotliDecompress, gunzip, inflate, type ZlibOptions } from "node:zlib";
-import { fromBinary, fromJsonString, type DescMessage } from "@bufbuild/protobuf";
+import { fromBinary, fromJsonString, type DescMessage, type Message } from "@bufbuild/protobuf";
 import { base64Decode, base64Encode } from "@bufbuild/protobuf/wire";
 import type { UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { UNREAD_BODY } from "./admission.js";
 import { malformedRequest, requestTooLarge, RequestRefusal } from "./request-refusal.js";
+import { fieldLimitError, requestLimitViolations } from "./request-limits.js";
 
 interface BodyFormat {
   /** A Connect unary body is the bare message; every other protocol frames it in one envelope. */
@@ -66,13 +68,19 @@ async function inflateBounded(bytes: Uint8Array, encoding: string, maxBytes: num
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
-function assertDecodes(schema: DescMessage, bytes: Uint8Array, binary: boolean): void {
+/**
+ * Decodes the message and holds it to the field limits here, once: a request over them (10,000
+ * scopes) is refused without connect parsing it a second time.
+ */
+function checkMessage(schema: DescMessage, bytes: Uint8Array, binary: boolean): RequestRefusal | undefined {
+  let message: Message;
   try {
-    if (binary) fromBinary(schema, bytes);
-    else fromJsonString(schema, utf8.decode(bytes), { ignoreUnknownFields: true });
+    message = binary ? fromBinary(schema, bytes) : fromJsonString(schema, utf8.decode(bytes), { ignoreUnknownFields: true });
   } catch {
     throw new Undecodable("not the message");
   }
+  const violations = requestLimitViolations(schema, message);
+  return violations.length === 0 ? undefined : new RequestRefusal(fieldLimitError(violations));
 }
 
 /** The one message of an envelope-framed body: flags 0 (plain) or 1 (compressed), and nothing after it. */
@@ -182,8 +190,8 @@ export async function prepareRequest(
       if (compressed && (encoding === null || encoding === "identity")) throw new Undecodable("compressed without an encoding");
     }
     if (compressed && encoding !== null) message = await inflateBounded(message, encoding, maxRequestBytes);
-    assertDecodes(schema, message, format.binary);
-    return replaced(message, undefined, false);
+    const overLimits = checkMessage(schema, message, format.binary);
+    return overLimits ? replaced(placeholderMessage(format.binary), overLimits, false) : replaced(message, undefined, false);
   } catch (error) {
     const refusal = error instanceof TooLarge ? requestTooLarge(maxRequestBytes) : malformedRequest(schema.typeName);
     return replaced(placeholderMessage(format.binary), new RequestRefusal(refusal), false);
@@ -213,8 +221,8 @@ async function prepareGet(request: UniversalServerRequest, schema: DescMessage, 
     const raw = query.get("message") ?? "";
     let message: Uint8Array = query.get("base64") === "1" ? base64Decode(raw) : new TextEncoder().encode(raw);
     if (compression !== null && compression !== "identity") message = await inflateBounded(message, compression, maxRequestBytes);
-    assertDecodes(schema, message, binary);
-    return replaced(message, undefined);
+    const overLimits = checkMessage(schema, message, binary);
+    return overLimits ? replaced(placeholderMessage(binary), overLimits) : replaced(message, undefined);
   } catch (error) {
     const refusal = error instanceof TooLarge ? requestTooLarge(maxRequestBytes) : malformedRequest(schema.typeName);
     return replaced(placeholderMessage(binary), new RequestRefusal(refusal));

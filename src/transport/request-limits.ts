@@ -7,7 +7,7 @@
  * lists the same table; test/unit/request-limits.test.ts holds the two together.
  */
 import { ScalarType, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
-import type { FieldViolation } from "../domain/errors.js";
+import { BrokerError, type FieldViolation } from "../domain/errors.js";
 
 export interface FieldLimit {
   /** For a string field, or each element of a repeated string field: at most this many characters. */
@@ -103,4 +103,14 @@ function pushLengthViolation(violations: FieldViolation[], path: string, value: 
   if (value.length > limit.maxLength) {
     violations.push({ field: path, description: `at most ${limit.maxLength} characters (got ${value.length})` });
   }
+}
+
+/** INVALID_ARGUMENT for a request with fields over their limits (error-mapping.ts caps the list). */
+export function fieldLimitError(violations: readonly FieldViolation[]): BrokerError {
+  const first = violations[0];
+  const message =
+    violations.length === 1 && first
+      ? `${first.field}: ${first.description}`
+      : `${violations.length} fields are over their limits (see README "Request limits and refusals"); first: ${first?.field ?? ""}: ${first?.description ?? ""}`;
+  return new BrokerError("invalid_argument", message, { reason: "FIELD_LIMIT_EXCEEDED", fieldViolations: violations });
 }

@@ -5,9 +5,8 @@
  * string and repeated field is held to its maximum (request-limits.ts) before a handler runs.
  */
 import type { Message } from "@bufbuild/protobuf";
-import { BrokerError } from "../../domain/errors.js";
 import type { Interceptor } from "../call.js";
-import { requestLimitViolations } from "../request-limits.js";
+import { fieldLimitError, requestLimitViolations } from "../request-limits.js";
 
 export function createRequestEdgeInterceptor(): Interceptor {
   return (call, invoke) => {
@@ -16,11 +15,6 @@ export function createRequestEdgeInterceptor(): Interceptor {
     if (request === undefined) return invoke();
     const violations = requestLimitViolations(request.schema, request.message as Message);
     if (violations.length === 0) return invoke();
-    const first = violations[0];
-    const message =
-      violations.length === 1 && first
-        ? `${first.field}: ${first.description}`
-        : `${violations.length} fields are over their limits (see README "Request limits and refusals"); first: ${first?.field ?? ""}: ${first?.description ?? ""}`;
-    throw new BrokerError("invalid_argument", message, { reason: "FIELD_LIMIT_EXCEEDED", fieldViolations: violations });
+    throw fieldLimitError(violations);
   };
 }
