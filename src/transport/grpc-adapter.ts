@@ -12,6 +12,7 @@ import { anyPack } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createContextValues, type HandlerContext } from "@connectrpc/connect";
 import { StatusSchema } from "../gen/google/rpc/status_pb.js";
 import { malformedRequest, RequestRefusal } from "./request-refusal.js";
+import { fieldLimitError, wireCountViolations } from "./request-limits.js";
 import { toConnectError } from "./error-mapping.js";
 import { encodeMessage } from "./reusable-message.js";
 import { principalFromCertificate } from "../auth/certificate-principal.js";
@@ -38,6 +39,8 @@ function serializerFor(schema: DescMessage) {
 function deserializerFor(schema: DescMessage) {
   return (bytes: Buffer): Message => {
     try {
+      const tooMany = wireCountViolations(schema, bytes);
+      if (tooMany.length > 0) return new RequestRefusal(fieldLimitError(tooMany)) as unknown as Message;
       return fromBinary(schema, bytes);
     } catch {
       return new RequestRefusal(malformedRequest(schema.typeName)) as unknown as Message;

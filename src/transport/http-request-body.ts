@@ -20,7 +20,7 @@ import { base64Decode, base64Encode } from "@bufbuild/protobuf/wire";
 import type { UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { UNREAD_BODY } from "./admission.js";
 import { malformedRequest, requestTooLarge, RequestRefusal } from "./request-refusal.js";
-import { fieldLimitError, requestLimitViolations } from "./request-limits.js";
+import { fieldLimitError, requestLimitViolations, wireCountViolations } from "./request-limits.js";
 
 interface BodyFormat {
   /** A Connect unary body is the bare message; every other protocol frames it in one envelope. */
@@ -75,6 +75,8 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
 function checkMessage(schema: DescMessage, bytes: Uint8Array, binary: boolean): RequestRefusal | undefined {
   let message: Message;
   try {
+    const tooMany = binary ? wireCountViolations(schema, bytes) : [];
+    if (tooMany.length > 0) return new RequestRefusal(fieldLimitError(tooMany));
     message = binary ? fromBinary(schema, bytes) : fromJsonString(schema, utf8.decode(bytes), { ignoreUnknownFields: true });
   } catch {
     throw new Undecodable("not the message");

@@ -7,6 +7,7 @@
  * lists the same table; test/unit/request-limits.test.ts holds the two together.
  */
 import { ScalarType, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
+import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { BrokerError, type FieldViolation } from "../domain/errors.js";
 
 export interface FieldLimit {
@@ -113,4 +114,29 @@ export function fieldLimitError(violations: readonly FieldViolation[]): BrokerEr
       ? `${first.field}: ${first.description}`
       : `${violations.length} fields are over their limits (see README "Request limits and refusals"); first: ${first?.field ?? ""}: ${first?.description ?? ""}`;
   return new BrokerError("invalid_argument", message, { reason: "FIELD_LIMIT_EXCEEDED", fieldViolations: violations });
+}
+
+/**
+ * The repeated fields of a binary-encoded `schema` message that hold more items than allowed,
+ * counted from the wire without decoding a value: 10,000 scopes are refused for the price of
+ * skipping over them, not of building 10,000 strings. Throws on bytes that are not a message.
+ */
+export function wireCountViolations(schema: DescMessage, bytes: Uint8Array): FieldViolation[] {
+  const reader = new BinaryReader(bytes);
+  const counts = new Map<number, number>();
+  while (reader.pos < reader.len) {
+    const [fieldNo, wireType] = reader.tag();
+    counts.set(fieldNo, (counts.get(fieldNo) ?? 0) + 1);
+    reader.skip(wireType, fieldNo);
+  }
+  const violations: FieldViolation[] = [];
+  for (const field of schema.fields) {
+    const count = counts.get(field.number) ?? 0;
+    const limit = fieldLimitOf(field);
+    // A packed scalar list is one occurrence; its items are counted once decoded.
+    if (field.fieldKind === "list" && count > limit.maxItems) {
+      violations.push({ field: field.name, description: `at most ${limit.maxItems} items (got ${count})` });
+    }
+  }
+  return violations;
 }

@@ -123,11 +123,12 @@ export interface AttackMeasurement<T> {
 
 /**
  * Runs `attacks` concurrently, `rounds` times over, while the bystander keeps calling (at least
- * three calls, until every attack is answered), and measures the slowdown against the
- * bystander's calls just before.
+ * five calls, until every attack is answered), and measures the slowdown against the same
+ * calls just before and just after it: the larger of those two medians, so that load other
+ * processes put on a shared machine while the test runs is not taken for the attack's.
  */
 export async function underAttack<T>(target: HostileBroker, attacks: ReadonlyArray<() => Promise<T>>, rounds = 1): Promise<AttackMeasurement<T>> {
-  const before = await medianCall(target, 7);
+  const before = await medianCall(target, 9);
   const rssBefore = process.memoryUsage().rss;
   let finished = false;
   const attack = (async () => {
@@ -138,10 +139,11 @@ export async function underAttack<T>(target: HostileBroker, attacks: ReadonlyArr
     finished = true;
   });
   const during: number[] = [];
-  while (!finished || during.length < 3) during.push(await target.normalCall());
+  while (!finished || during.length < 5) during.push(await target.normalCall());
   const results = await attack;
   const rssGrowth = process.memoryUsage().rss - rssBefore;
+  const after = await medianCall(target, 9);
   // A floor of 2 ms: a loopback call on a loaded 2-core machine varies by that much on its own,
   // and below it the ratio measures that noise rather than the broker.
-  return { results, slowdown: median(during) / Math.max(before, 2), rssGrowth };
+  return { results, slowdown: median(during) / Math.max(before, after, 2), rssGrowth };
 }

@@ -16,7 +16,7 @@ import { createLogger } from "../../src/observability/logger.js";
 import { MAX_FIELD_VIOLATIONS, toConnectError } from "../../src/transport/error-mapping.js";
 import { toGrpcStatus } from "../../src/transport/grpc-adapter.js";
 import { prepareRequest } from "../../src/transport/http-request-body.js";
-import { DEFAULT_FIELD_LIMIT, FIELD_LIMITS, requestLimitViolations } from "../../src/transport/request-limits.js";
+import { DEFAULT_FIELD_LIMIT, FIELD_LIMITS, requestLimitViolations, wireCountViolations } from "../../src/transport/request-limits.js";
 import { UNREAD_BODY } from "../../src/transport/admission.js";
 import type { UniversalServerRequest } from "@connectrpc/connect/protocol";
 
@@ -122,5 +122,15 @@ describe("README", () => {
     for (const name of Object.keys(FIELD_LIMITS)) expect(section, name).toContain(`\`${name}\``);
     expect(section).toContain(`${DEFAULT_FIELD_LIMIT.maxLength} characters / ${DEFAULT_FIELD_LIMIT.maxItems} items`);
     expect(section).toContain(`${MAX_FIELD_VIOLATIONS} field`);
+  });
+});
+
+describe("counting repeated fields on the wire", () => {
+  it("finds too many items without decoding them, and passes a message within its limits", () => {
+    const many = toBinary(StartAuthorizationRequestSchema, create(StartAuthorizationRequestSchema, { scopes: Array(65).fill("s") }));
+    expect(wireCountViolations(StartAuthorizationRequestSchema, many)).toEqual([{ field: "scopes", description: "at most 64 items (got 65)" }]);
+    const fine = toBinary(StartAuthorizationRequestSchema, create(StartAuthorizationRequestSchema, { scopes: Array(64).fill("s") }));
+    expect(wireCountViolations(StartAuthorizationRequestSchema, fine)).toEqual([]);
+    expect(() => wireCountViolations(StartAuthorizationRequestSchema, Uint8Array.from([0x0a, 0xff]))).toThrow();
   });
 });
