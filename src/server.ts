@@ -82,6 +82,8 @@ import { createRequestIdInterceptor } from "./transport/interceptors/request-id.
 import { createObserveInterceptor } from "./transport/interceptors/observe.js";
 import { createErrorInterceptor } from "./transport/interceptors/errors.js";
 import { createDrainingInterceptor } from "./transport/interceptors/draining.js";
+import { createRequestEdgeInterceptor } from "./transport/interceptors/request-edge.js";
+import { createAdmission } from "./transport/admission.js";
 import { createProviderServiceHandlers } from "./transport/handlers/provider-service.js";
 import { createStatusServiceHandlers } from "./transport/handlers/status-service.js";
 
@@ -217,7 +219,10 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       createDrainingInterceptor({ isDraining: () => draining, openServices: OPEN_SERVICES }),
       createAuthenticationInterceptor({ authenticator, policyHolder, openServices: OPEN_SERVICES }),
       createRateLimitInterceptor({ limiter, limits: () => limits }),
+      createRequestEdgeInterceptor(),
     ];
+    const admission = createAdmission({ authenticator, openServices: OPEN_SERVICES });
+    const { maxRequestBytes } = config.limits;
 
     const sandboxSettings = config.providers.find((p) => p.kind === "sandbox");
     const sandbox = sandboxSettings
@@ -441,11 +446,19 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
     };
 
     await reservation.release();
-    const grpcListener: GrpcListener = await startGrpcListener({ address: config.grpcAddress, bindings, tls: config.grpcTls });
+    const grpcListener: GrpcListener = await startGrpcListener({
+      address: config.grpcAddress,
+      bindings,
+      tls: config.grpcTls,
+      maxRequestBytes,
+      admission,
+    });
     closers.add("gRPC listener", () => grpcListener.close(config.shutdownGraceMs));
     const httpListener: HttpListener = await startHttpListener({
       address: config.httpAddress,
       bindings,
+      maxRequestBytes,
+      admission,
       routes: [
         // Koa (inside oidc-provider) also runs on the HTTP/2 compatibility objects.
         ...(sandbox

@@ -6,6 +6,7 @@
  * wrapped in `Secret`. The result is deep-frozen: nothing changes it behind the loader's back.
  * docs/configuration.md is the reference for every setting read here.
  */
+import { DEFAULT_MAX_REQUEST_BYTES } from "./limits.js";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -124,7 +125,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
     sandbox: { enabled: sandboxEnabled },
     auth: { issuers, protectMetrics: auth.boolean("protectMetrics", false) },
     policies,
-    limits: readLimits(root.section("limits", ["perPrincipal", "startAuthorizationPerUser"])),
+    limits: readLimits(root.section("limits", ["perPrincipal", "startAuthorizationPerUser", "maxRequestBytes"])),
     authorization: readAuthorization(context, root.section("authorization", ["returnToAllowList", "sessionTtlSeconds"]), publicUrl),
     tokens: readTokens(
       root.section("tokens", ["defaultMinValidForSeconds", "cacheMaxEntries", "proactiveRefreshWindowSeconds", "proactiveRefreshIntervalSeconds", "leaseSeconds", "providerPauseMaxSeconds", "rateLimitBackoffMaxSeconds", "maxWaitSeconds"]),
@@ -247,6 +248,8 @@ function readLimits(limits: YamlReader): Config["limits"] {
       admin: readRateLimit(perPrincipal, "admin", { ratePerSecond: 10, burst: 20 }),
     },
     startAuthorizationPerUser: readRateLimit(limits, "startAuthorizationPerUser", { ratePerSecond: 1, burst: 10 }),
+    // Below 4 KiB not even a JWT-sized request fits; above 64 MiB one call could hold the heap.
+    maxRequestBytes: limits.integer("maxRequestBytes", DEFAULT_MAX_REQUEST_BYTES, { min: 4096, max: 64 * 1024 * 1024 }),
   };
 }
 

@@ -160,6 +160,11 @@ export interface Config {
   readonly limits: {
     readonly perPrincipal: Readonly<Record<"token" | "read" | "write" | "admin", RateLimit>>;
     readonly startAuthorizationPerUser: RateLimit;
+    /**
+     * The largest request body either listener reads, in bytes, counted both as sent and after
+     * decompression; read at start-up only (listeners are not rebuilt on reload).
+     */
+    readonly maxRequestBytes: number;
   };
   readonly authorization: {
     /** Allowed `return_to` prefixes (origin + path prefix). */

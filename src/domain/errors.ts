@@ -13,6 +13,8 @@ export type BrokerErrorCode =
   | "permission_denied"
   /** The caller exceeded a broker rate limit. */
   | "rate_limited"
+  /** The request body is larger than the configured maximum (as sent or once decompressed). */
+  | "request_too_large"
   /** The provider refused the grant; the user must connect the account again. */
   | "integration_needs_reauth"
   /** The integration lacks scopes the caller requires (incremental consent needed). */

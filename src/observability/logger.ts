@@ -3,11 +3,14 @@
  * token that slips into a logged object is censored rather than written out; logged errors also
  * have credential-looking text in their messages censored (redaction.ts, shared with the error
  * reporter). Every line written while a call or a background job runs carries its `requestId`
- * (request-context.ts), so domain code never has to pass the id to the logger.
+ * (request-context.ts), so domain code never has to pass the id to the logger. No line carries
+ * more than `MAX_LOGGED_VALUE_CHARS` of any one value (truncation.ts): a caller's 5 MB user id
+ * is logged as its first kilobyte and its length.
  */
 import { destination, pino, stdSerializers, type DestinationStream, type Logger } from "pino";
 import { redactText, SECRET_KEYS } from "./redaction.js";
 import { currentRequestContext } from "./request-context.js";
+import { MAX_LOGGED_VALUE_CHARS, truncateDeep, truncateText } from "./truncation.js";
 
 export type { Logger } from "pino";
 
@@ -17,9 +20,17 @@ const REDACT_PATHS = SECRET_KEYS.flatMap((key) => [key, `*.${key}`, `*.*.${key}`
 /** Censors message and stack of a serialized error and of its serialized causes. */
 function redactSerializedError(error: Record<string, unknown>, depth = 0): Record<string, unknown> {
   const copy: Record<string, unknown> = { ...error };
+  const message = copy["message"];
+  const stack = copy["stack"];
+  if (typeof message === "string" && message.length > MAX_LOGGED_VALUE_CHARS) {
+    const cut = truncateText(message, MAX_LOGGED_VALUE_CHARS);
+    copy["message"] = cut;
+    // The stack's first line repeats the message.
+    if (typeof stack === "string") copy["stack"] = stack.replace(message, cut);
+  }
   for (const field of ["message", "stack"]) {
     const text = copy[field];
-    if (typeof text === "string") copy[field] = redactText(text);
+    if (typeof text === "string") copy[field] = redactText(truncateText(text, 8 * MAX_LOGGED_VALUE_CHARS));
   }
   const cause = copy["cause"];
   if (depth < 8 && typeof cause === "object" && cause !== null) {
@@ -71,6 +82,13 @@ export function createLogger(options: { level?: string; destination?: Destinatio
       base: { service: "oauth-broker" },
       redact: { paths: REDACT_PATHS, censor: "[redacted]" },
       serializers: { err: serializeError },
+      formatters: { log: (object) => truncateDeep(object, MAX_LOGGED_VALUE_CHARS) as Record<string, unknown> },
+      hooks: {
+        logMethod(args, method) {
+          const cut = args.map((arg) => (typeof arg === "string" ? truncateText(arg, MAX_LOGGED_VALUE_CHARS) : arg));
+          method.apply(this, cut as Parameters<typeof method>);
+        },
+      },
       mixin: requestFields,
     },
     options.destination ?? logDestination(),

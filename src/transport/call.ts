@@ -3,6 +3,8 @@
  * `CallContext` and run the same interceptor chain around the same handler, so authentication,
  * logging, metrics and error mapping behave identically whichever port a caller uses.
  */
+import type { DescMessage } from "@bufbuild/protobuf";
+import type { BrokerError } from "../domain/errors.js";
 import type { Principal } from "../domain/types.js";
 
 export type MethodKind = "unary" | "server_streaming" | "client_streaming" | "bidi_streaming";
@@ -49,6 +51,10 @@ export interface CallContext {
   readonly signal: AbortSignal;
   /** Absolute deadline (ms since epoch) from `grpc-timeout` / `connect-timeout-ms`, if any. */
   readonly deadline: number | undefined;
+  /** The request message of a unary or server-streaming call; undefined for request streams. */
+  readonly request?: { readonly schema: DescMessage; readonly message: unknown } | undefined;
+  /** Set when the listener refused the request body (too large, undecodable): thrown after authentication. */
+  readonly refusal?: BrokerError | undefined;
 }
 
 /** The handler part of a call: a response (unary) or a stream of responses. */

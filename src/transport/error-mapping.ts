@@ -7,7 +7,8 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { BadRequestSchema, ErrorInfoSchema, RetryInfoSchema } from "../gen/google/rpc/error_details_pb.js";
-import { BrokerError, type BrokerErrorCode } from "../domain/errors.js";
+import { BrokerError, type BrokerErrorCode, type FieldViolation } from "../domain/errors.js";
+import { truncateUtf8 } from "../observability/truncation.js";
 
 export const ERROR_DOMAIN = "oauth-broker";
 
@@ -18,6 +19,7 @@ export const GRPC_CODE_BY_ERROR = {
   unauthenticated: Code.Unauthenticated,
   permission_denied: Code.PermissionDenied,
   rate_limited: Code.ResourceExhausted,
+  request_too_large: Code.ResourceExhausted,
   integration_needs_reauth: Code.FailedPrecondition,
   scope_not_granted: Code.FailedPrecondition,
   authorization_session_invalid: Code.FailedPrecondition,
@@ -53,14 +55,58 @@ export function toConnectError(error: unknown): ConnectError {
   return new ConnectError("internal error", Code.Internal, undefined, undefined, error);
 }
 
+/**
+ * Bounds of an error answer. Messages and details repeat caller text (a scope name, a user id),
+ * and a gRPC status travels in trailers that clients refuse past 8 KiB: the message and the
+ * details each stay near 3 KiB whatever the caller sent, so no answer exceeds 8 KiB on either
+ * listener (README "Request limits and refusals").
+ */
+export const MAX_FIELD_VIOLATIONS = 10;
+const MAX_MESSAGE_BYTES = 512;
+const MAX_METADATA_ENTRIES = 8;
+const MAX_METADATA_KEY_BYTES = 64;
+const MAX_METADATA_VALUE_BYTES = 256;
+const MAX_VIOLATION_FIELD_BYTES = 128;
+const MAX_VIOLATION_DESCRIPTION_BYTES = 160;
+const MAX_DETAILS_BYTES = 3072;
+
+function boundedMetadata(metadata: Readonly<Record<string, string>>): Record<string, string> {
+  const entries = Object.entries(metadata).slice(0, MAX_METADATA_ENTRIES);
+  return Object.fromEntries(
+    entries.map(([key, value]) => [truncateUtf8(key, MAX_METADATA_KEY_BYTES), truncateUtf8(value, MAX_METADATA_VALUE_BYTES)]),
+  );
+}
+
+function boundedViolations(violations: readonly FieldViolation[], budgetBytes: number): FieldViolation[] {
+  const kept: FieldViolation[] = [];
+  let used = 0;
+  for (const violation of violations.slice(0, MAX_FIELD_VIOLATIONS)) {
+    const bounded = {
+      field: truncateUtf8(violation.field, MAX_VIOLATION_FIELD_BYTES),
+      description: truncateUtf8(violation.description, MAX_VIOLATION_DESCRIPTION_BYTES),
+    };
+    // Protobuf framing: a few bytes per string on top of its UTF-8 length.
+    used += Buffer.byteLength(bounded.field) + Buffer.byteLength(bounded.description) + 8;
+    if (used > budgetBytes) break;
+    kept.push(bounded);
+  }
+  return kept;
+}
+
 function fromBrokerError(error: BrokerError): ConnectError {
   const code = GRPC_CODE_BY_ERROR[error.code];
-  const message = OPAQUE_MESSAGES[error.code] ?? error.message;
+  const metadata = boundedMetadata(error.metadata);
+  const metadataBytes = Object.entries(metadata).reduce((sum, [k, v]) => sum + Buffer.byteLength(k) + Buffer.byteLength(v) + 8, 0);
+  const violations = boundedViolations(error.fieldViolations, MAX_DETAILS_BYTES - metadataBytes - error.reason.length - 64);
+  const omitted = error.fieldViolations.length - violations.length;
+  const base = truncateUtf8(OPAQUE_MESSAGES[error.code] ?? error.message, MAX_MESSAGE_BYTES);
+  const message = omitted > 0 ? `${base} (${omitted} more field violations not listed)` : base;
+  if (omitted > 0) metadata["omitted_field_violations"] = String(omitted);
   const outgoing = new ConnectError(
     message,
     code,
     undefined,
-    [{ desc: ErrorInfoSchema, value: { reason: error.reason, domain: ERROR_DOMAIN, metadata: { ...error.metadata } } }],
+    [{ desc: ErrorInfoSchema, value: { reason: error.reason, domain: ERROR_DOMAIN, metadata } }],
     error,
   );
   if (error.retryAfterMs !== undefined) {
@@ -70,11 +116,8 @@ function fromBrokerError(error: BrokerError): ConnectError {
       value: { retryDelay: { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 } },
     });
   }
-  if (error.fieldViolations.length > 0) {
-    outgoing.details.push({
-      desc: BadRequestSchema,
-      value: create(BadRequestSchema, { fieldViolations: error.fieldViolations.map((v) => ({ ...v })) }),
-    });
+  if (violations.length > 0) {
+    outgoing.details.push({ desc: BadRequestSchema, value: create(BadRequestSchema, { fieldViolations: violations }) });
   }
   return outgoing;
 }

@@ -11,7 +11,8 @@ import { create, fromBinary, toBinary, type DescMessage, type DescMethod } from 
 import { anyPack } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createContextValues, type HandlerContext } from "@connectrpc/connect";
 import { StatusSchema } from "../gen/google/rpc/status_pb.js";
-import { BrokerError } from "../domain/errors.js";
+import { malformedRequest, RequestRefusal } from "./request-refusal.js";
+import { fieldLimitError, wireCountViolations } from "./request-limits.js";
 import { toConnectError } from "./error-mapping.js";
 import { encodeMessage } from "./reusable-message.js";
 import { principalFromCertificate } from "../auth/certificate-principal.js";
@@ -32,28 +33,24 @@ function serializerFor(schema: DescMessage) {
 
 /**
  * A request that did not decode. grpc-js would answer a throwing deserializer with INTERNAL;
- * the bytes are the caller's fault, so the handler answers INVALID_ARGUMENT instead.
+ * the bytes are the caller's fault, so the message becomes a refusal the interceptor chain
+ * answers with INVALID_ARGUMENT, after authentication (request-edge.ts).
  */
-class MalformedRequest {
-  constructor(readonly typeName: string) {}
-}
-
 function deserializerFor(schema: DescMessage) {
   return (bytes: Buffer): Message => {
     try {
+      const tooMany = wireCountViolations(schema, bytes);
+      if (tooMany.length > 0) return new RequestRefusal(fieldLimitError(tooMany)) as unknown as Message;
       return fromBinary(schema, bytes);
     } catch {
-      return new MalformedRequest(schema.typeName) as unknown as Message;
+      return new RequestRefusal(malformedRequest(schema.typeName)) as unknown as Message;
     }
   };
 }
 
+/** For request streams, which the chain does not see message by message. */
 function assertWellFormed(message: unknown): void {
-  if (message instanceof MalformedRequest) {
-    throw new BrokerError("invalid_argument", `the request is not a valid ${message.typeName} message`, {
-      reason: "MALFORMED_REQUEST",
-    });
-  }
+  if (message instanceof RequestRefusal) throw message.error;
 }
 
 /** The request metadata as the chain reads it: string values, several joined as `Headers` joins them. */
@@ -256,7 +253,6 @@ export function toGrpcService(binding: ServiceBinding): {
         const { ctx, sendHeaders } = contextFor(binding, method, call);
         let response: Promise<Message>;
         try {
-          assertWellFormed(call.request);
           response = impl(call.request, ctx) as Promise<Message>;
         } catch (error) {
           response = Promise.reject(error);
@@ -280,7 +276,6 @@ export function toGrpcService(binding: ServiceBinding): {
         const input = method.methodKind === "bidi_streaming" ? readStream(call) : (call as unknown as { request: Message }).request;
         void (async () => {
           try {
-            assertWellFormed(input);
             for await (const response of impl(input, ctx) as AsyncIterable<Message>) {
               sendHeaders();
               if (!call.write(response)) await new Promise((resolve) => call.once("drain", resolve));

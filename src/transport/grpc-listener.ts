@@ -7,6 +7,9 @@ import { readFileSync } from "node:fs";
 import type { GrpcTlsConfig, ListenAddress } from "../config/types.js";
 import { toGrpcService } from "./grpc-adapter.js";
 import type { ServiceBinding } from "./service-binding.js";
+import type { Admission } from "./admission.js";
+import { createGrpcRequestGate } from "./grpc-request-gate.js";
+import { DEFAULT_MAX_REQUEST_BYTES } from "../config/limits.js";
 
 export interface GrpcListener {
   readonly port: number;
@@ -33,10 +36,16 @@ export async function startGrpcListener(options: {
   address: ListenAddress;
   bindings: readonly ServiceBinding[];
   tls?: GrpcTlsConfig | undefined;
+  /** `limits.maxRequestBytes`: each request message, as sent and once inflated (grpc-js enforces both). */
+  maxRequestBytes?: number | undefined;
+  /** Checked from the metadata before the body is read; absent: every call is read. */
+  admission?: Admission | undefined;
 }): Promise<GrpcListener> {
+  const maxRequestBytes = options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
   const server = new grpc.Server({
-    "grpc.max_receive_message_length": 4 * 1024 * 1024,
+    "grpc.max_receive_message_length": maxRequestBytes,
     "grpc.keepalive_permit_without_calls": 1,
+    interceptors: options.admission ? [createGrpcRequestGate({ admission: options.admission, maxRequestBytes })] : [],
   });
   for (const binding of options.bindings) {
     const { definition, implementation } = toGrpcService(binding);

@@ -13,10 +13,19 @@ import {
   type ServerHttp2Session,
 } from "node:http2";
 import { createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
-import { createContextValues, type ConnectRouter } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Code, ConnectError, createConnectRouter, createContextValues } from "@connectrpc/connect";
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from "@connectrpc/connect-node";
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import type { ListenAddress } from "../config/types.js";
-import { peerKey, type ServiceBinding } from "./service-binding.js";
+import { DEFAULT_MAX_REQUEST_BYTES } from "../config/limits.js";
+import type { Admission } from "./admission.js";
+import { prepareRequest } from "./http-request-body.js";
+import { peerKey, requestRefusalKey, type ServiceBinding } from "./service-binding.js";
 
 export type HttpRequest = IncomingMessage | Http2ServerRequest;
 export type HttpResponse = ServerResponse | Http2ServerResponse;
@@ -27,6 +36,14 @@ export type HttpRoute = (req: HttpRequest, res: HttpResponse, url: URL) => boole
 export interface HttpListener {
   readonly port: number;
   close(graceMs: number): Promise<void>;
+}
+
+/** 413 for a plain route's body declared over the limit, before any route reads it. */
+function refuseLargeBody(req: HttpRequest, res: HttpResponse, maxRequestBytes: number): void {
+  res.statusCode = 413;
+  res.setHeader("content-type", "text/plain; charset=utf-8");
+  if (!("stream" in req)) res.setHeader("connection", "close");
+  res.end(`request body larger than ${maxRequestBytes} bytes (limits.maxRequestBytes)\n`);
 }
 
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -41,22 +58,51 @@ export async function startHttpListener(options: {
   bindings: readonly ServiceBinding[];
   routes: readonly HttpRoute[];
   onRouteError: (error: unknown, req: HttpRequest) => void;
+  /** `limits.maxRequestBytes`: every body on this port, as sent and once inflated. */
+  maxRequestBytes?: number | undefined;
+  /** Checked from the headers before an RPC's body is read; absent: every body is read. */
+  admission?: Admission | undefined;
 }): Promise<HttpListener> {
-  const connectHandler = connectNodeAdapter({
-    routes(router: ConnectRouter) {
-      for (const binding of options.bindings) router.service(binding.service, binding.impl);
-    },
-    contextValues: (req) => createContextValues().set(peerKey, peerOf(req)),
+  const maxRequestBytes = options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
+  const router = createConnectRouter({
+    readMaxBytes: maxRequestBytes,
+    acceptCompression: [compressionGzip, compressionBrotli],
   });
+  for (const binding of options.bindings) router.service(binding.service, binding.impl);
+  const rpcs = new Map<string, UniversalHandler>(router.handlers.map((handler) => [handler.requestPath, handler]));
+
+  const serveRpc = async (rpc: UniversalHandler, req: HttpRequest, res: HttpResponse) => {
+    const contextValues = createContextValues().set(peerKey, peerOf(req));
+    const request = universalRequestFromNodeRequest(req, res, undefined, contextValues);
+    const streamsRequests = rpc.method.methodKind === "client_streaming" || rpc.method.methodKind === "bidi_streaming";
+    let handed = request;
+    if (!streamsRequests) {
+      const authorization = request.header.get("authorization");
+      const admitted = options.admission === undefined || (await options.admission(rpc.service.typeName, authorization, false));
+      const prepared = await prepareRequest(request, req, rpc.method.input, admitted, maxRequestBytes);
+      contextValues.set(requestRefusalKey, prepared.refusal);
+      // The rest of a refused HTTP/1.1 body would be read (and dropped) to keep the connection.
+      if (prepared.leftUnread && !("stream" in req)) res.setHeader("connection", "close");
+      handed = prepared.request;
+    }
+    const response = await rpc(handed);
+    await universalResponseToNodeResponse(response, res);
+  };
 
   const handle = (req: HttpRequest, res: HttpResponse) => {
     const url = new URL(req.url ?? "/", "http://broker.invalid");
     void (async () => {
+      const rpc = rpcs.get(url.pathname);
+      if (rpc !== undefined) return serveRpc(rpc, req, res);
+      if (Number(req.headers["content-length"] ?? 0) > maxRequestBytes) return refuseLargeBody(req, res, maxRequestBytes);
       for (const route of options.routes) {
         if (await route(req, res, url)) return;
       }
-      connectHandler(req, res);
+      res.statusCode = 404;
+      res.end();
     })().catch((error: unknown) => {
+      // A caller that went away mid-answer is no fault of a route's.
+      if (error instanceof ConnectError && error.code === Code.Aborted) return;
       options.onRouteError(error, req);
       if (!res.headersSent) {
         res.statusCode = 500;

@@ -8,6 +8,7 @@ import { createContextKey, type HandlerContext, type ServiceImpl } from "@connec
 import { BrokerError } from "../domain/errors.js";
 import type { Principal, RequestContext } from "../domain/types.js";
 import type { CallContext, CallHeaders, Interceptor, MethodKind } from "./call.js";
+import { RequestRefusal } from "./request-refusal.js";
 
 /** A service and its implementation, as handed to the listeners. */
 export interface ServiceBinding {
@@ -25,6 +26,8 @@ export const peerKey = createContextKey<string>("unknown");
 export const certificatePrincipalKey = createContextKey<Principal | undefined>(undefined);
 /** Set by a listener that has its own view of the call's headers (the gRPC listener). */
 export const callHeadersKey = createContextKey<CallHeaders | undefined>(undefined);
+/** Set by the HTTP listener when it refused the body itself; the handler's input is then a placeholder. */
+export const requestRefusalKey = createContextKey<RequestRefusal | undefined>(undefined);
 const callKey = createContextKey<CallContext | undefined>(undefined);
 
 /** The call context of the current RPC, for handlers that need the principal or request id. */
@@ -100,15 +103,19 @@ function linkShutdown(signal: AbortSignal): ShutdownLink {
  * down) is made the first time it is read: most unary calls never wait on anything that needs
  * it, and making one per call was a measurable share of a warm GetAccessToken. `done` unlinks it.
  */
-function createCall(ctx: HandlerContext, shutdown: ShutdownLink): { call: CallContext; done: () => void } {
+function createCall(ctx: HandlerContext, shutdown: ShutdownLink, input: unknown): { call: CallContext; done: () => void } {
   const timeoutMs = ctx.timeoutMs();
   let controller: AbortController | undefined;
   let finished = false;
   const headers = ctx.values.get(callHeadersKey);
+  const methodKind = methodKindOf(ctx.method);
+  const singleRequest = methodKind === "unary" || methodKind === "server_streaming";
+  // The gRPC listener's deserializer hands a refusal over as the message itself (grpc-adapter.ts).
+  const refusal = input instanceof RequestRefusal ? input : ctx.values.get(requestRefusalKey);
   const call: CallContext = {
     service: ctx.service.typeName,
     method: ctx.method.name,
-    methodKind: methodKindOf(ctx.method),
+    methodKind,
     protocol: ctx.protocolName,
     requestHeader: headers?.request ?? ctx.requestHeader,
     responseHeader: headers?.response ?? ctx.responseHeader,
@@ -131,6 +138,8 @@ function createCall(ctx: HandlerContext, shutdown: ShutdownLink): { call: CallCo
       return controller.signal;
     },
     deadline: timeoutMs === undefined ? undefined : Date.now() + timeoutMs,
+    request: singleRequest && refusal === undefined ? { schema: ctx.method.input, message: input } : undefined,
+    refusal: refusal?.error,
   };
   ctx.values.set(callKey, call);
   return {
@@ -165,7 +174,7 @@ export function interceptBinding(
     const original = methodImpl(binding, method);
     if (method.methodKind === "unary" || method.methodKind === "client_streaming") {
       wrapped[method.localName] = (input, ctx) => {
-        const { call, done } = createCall(ctx, shutdown);
+        const { call, done } = createCall(ctx, shutdown, input);
         return invokeSafely(() => runChain(interceptors, call, () => Promise.resolve(original(input, ctx)))).then(
           (result) => {
             done();
@@ -180,7 +189,7 @@ export function interceptBinding(
     } else {
       wrapped[method.localName] = (input, ctx) =>
         (async function* () {
-          const { call, done } = createCall(ctx, shutdown);
+          const { call, done } = createCall(ctx, shutdown, input);
           try {
             const stream = await runChain(interceptors, call, async () => original(input, ctx) as AsyncIterable<unknown>);
             yield* stream;

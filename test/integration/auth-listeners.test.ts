@@ -64,6 +64,7 @@ const generous = { ratePerSecond: 10_000, burst: 10_000 };
 const limits: Config["limits"] = {
   perPrincipal: { token: generous, read: generous, write: generous, admin: generous },
   startAuthorizationPerUser: generous,
+  maxRequestBytes: 1024 * 1024,
 };
 
 type Role = "user" | "service" | "admin" | "unpoliced";

@@ -40,6 +40,7 @@ const generous = { ratePerSecond: 10_000, burst: 10_000 };
 const GENEROUS: Config["limits"] = {
   perPrincipal: { token: generous, read: generous, write: generous, admin: generous },
   startAuthorizationPerUser: generous,
+  maxRequestBytes: 1024 * 1024,
 };
 
 function emptyImpl(service: DescService): Record<string, unknown> {

@@ -17,6 +17,7 @@ import { createRequestIdInterceptor } from "../../src/transport/interceptors/req
 import { createObserveInterceptor } from "../../src/transport/interceptors/observe.js";
 import { createErrorInterceptor } from "../../src/transport/interceptors/errors.js";
 import { createDrainingInterceptor } from "../../src/transport/interceptors/draining.js";
+import { createRequestEdgeInterceptor } from "../../src/transport/interceptors/request-edge.js";
 import { Health } from "../../src/gen/grpc/health/v1/health_pb.js";
 import { OPEN_SERVICES } from "../../src/transport/open-services.js";
 import type { ErrorReporter } from "../../src/observability/error-reporter.js";
@@ -79,6 +80,8 @@ export async function startTransportFixture(options: {
     createErrorInterceptor({ reporter: options.errorReporter }),
     createDrainingInterceptor({ isDraining: () => draining, openServices: OPEN_SERVICES }),
     ...(options.extraInterceptors ?? []),
+    // Last, as in the broker: refusals of the body come after authentication.
+    createRequestEdgeInterceptor(),
   ];
   const health = createHealth(options.bindings.map((b) => b.service.typeName));
   const served: DescService[] = [...options.bindings.map((b) => b.service), Health];

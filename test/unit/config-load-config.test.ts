@@ -216,6 +216,14 @@ describe("loadConfig problems", () => {
     expect(problems.every((p) => p.includes(": unknown key"))).toBe(true);
   });
 
+  it("bounds request bodies at 1 MiB unless limits.maxRequestBytes says otherwise, within 4 KiB to 64 MiB", () => {
+    expect(load(DB).limits.maxRequestBytes).toBe(1_048_576);
+    expect(load(DB, "limits: { maxRequestBytes: 65536 }").limits.maxRequestBytes).toBe(65_536);
+    expect(problemsOf(() => load(DB, "limits: { maxRequestBytes: 100 }"))).toEqual([
+      "limits.maxRequestBytes: must be a whole number between 4096 and 67108864",
+    ]);
+  });
+
   it("names the path of every bad number, boolean and list", () => {
     const problems = problemsOf(() =>
       load(

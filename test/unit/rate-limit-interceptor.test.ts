@@ -35,6 +35,7 @@ const LIMITS: Config["limits"] = {
     admin: { ratePerSecond: 1, burst: 1 },
   },
   startAuthorizationPerUser: { ratePerSecond: 0.1, burst: 1 },
+  maxRequestBytes: 1024 * 1024,
 };
 
 const billing: Principal = { kind: "service", subject: "billing", issuer: "local" };

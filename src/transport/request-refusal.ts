@@ -1,0 +1,28 @@
+/**
+ * A request a listener refused before any handler could see it: too large, or bytes that are
+ * not the method's message. The refusal travels into the interceptor chain instead of being
+ * answered by the listener, so it is authenticated first (UNAUTHENTICATED wins over anything
+ * about the body), logged, counted and audited like every other failed call.
+ */
+import { BrokerError } from "../domain/errors.js";
+
+export class RequestRefusal {
+  constructor(readonly error: BrokerError) {}
+}
+
+/** RESOURCE_EXHAUSTED naming the limit: the body as sent, or once decompressed, is over it. */
+export function requestTooLarge(maxRequestBytes: number): BrokerError {
+  return new BrokerError(
+    "request_too_large",
+    `the request is larger than ${maxRequestBytes} bytes (limits.maxRequestBytes), as sent or once decompressed; send a smaller request`,
+    { reason: "REQUEST_TOO_LARGE", metadata: { max_request_bytes: String(maxRequestBytes) } },
+  );
+}
+
+/**
+ * INVALID_ARGUMENT for bytes that do not decode. The message is generic on purpose: what the
+ * parser said ("premature EOF") describes the broker's parser, not what the caller should fix.
+ */
+export function malformedRequest(typeName: string): BrokerError {
+  return new BrokerError("invalid_argument", `the request is not a valid ${typeName} message`, { reason: "MALFORMED_REQUEST" });
+}
