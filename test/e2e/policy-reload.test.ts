@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { waitUntil } from "../support/peer-connect.js";
+import { waitUntil } from "../support/wait-until.js";
 import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
 import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
 import { freePort } from "../support/free-port.js";

@@ -21,7 +21,7 @@ import { captureLogger } from "../support/transport-fixture.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { grpcClient, unary, type GrpcFailure } from "../support/grpc-client.js";
 import { freePort } from "../support/free-port.js";
-import { waitUntil } from "../support/peer-connect.js";
+import { waitUntil } from "../support/wait-until.js";
 
 const TTL_SECONDS = 62;
 

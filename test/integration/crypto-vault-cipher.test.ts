@@ -14,7 +14,7 @@ import { createLogger, type Logger } from "../../src/observability/logger.js";
 import type { RotatableCipher } from "../../src/crypto/rotatable-cipher.js";
 import { createVaultTransitCipher } from "../../src/crypto/vault-transit-cipher.js";
 import { manualClock, type ManualClock } from "../support/manual-clock.js";
-import { waitUntil } from "../support/peer-connect.js";
+import { waitUntil } from "../support/wait-until.js";
 import { startVaultEmulator, type VaultEmulator } from "../support/vault-transit-emulator.js";
 
 const secret = (value: string): Secret => ({ reveal: () => value, toString: () => "[redacted]", toJSON: () => "[redacted]" });

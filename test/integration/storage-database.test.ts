@@ -5,7 +5,7 @@ import { isBrokerError, type BrokerError } from "../../src/domain/errors.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { createDatabase, toBrokerError } from "../../src/storage/database.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { waitUntil } from "../support/peer-connect.js";
+import { waitUntil } from "../support/wait-until.js";
 
 const logger = createLogger({ level: "silent" });
 let db: TestDatabase;

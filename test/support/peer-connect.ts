@@ -60,11 +60,5 @@ export async function connectAtPeer(options: {
   return { integrationId: id, refreshToken };
 }
 
-/** Resolves once `condition` holds, checking every `intervalMs`; fails with `what` after `timeoutMs`. */
-export async function waitUntil(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000, intervalMs = 20): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > until) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
-}
+// Kept for the files that import it from here; its home is wait-until.ts.
+export { waitUntil } from "./wait-until.js";
