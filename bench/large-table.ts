@@ -1,9 +1,9 @@
 /**
  * Benchmark (d): 100,000 integrations in the database leave the warm and the cold path
  * unchanged, and the broker's memory bounded. Two brokers in this process, one on a database of
- * 2,001 integrations and one on 100,000, measured in alternating rounds; each figure's noise band
- * is the spread between the rounds of either broker (at least ±10 %), and large/small must stay
- * inside it. Then the large broker walks 10,000 distinct integrations (ten times its cache
+ * 2,001 integrations and one on 100,000, measured in alternating rounds; each figure's ratio
+ * large/small must stay inside a noise band fixed in advance (NOISE_BAND), not one derived from
+ * the rounds being judged. Then the large broker walks 10,000 distinct integrations (ten times its cache
  * bound) while the heap after a full collection is sampled: a per-integration leak would show as
  * growth.
  */
@@ -17,7 +17,16 @@ import { envInt, mib, verdict, type BenchReport } from "./support/report.js";
 import { seedIntegrations } from "./support/seed.js";
 import { CACHE_MAX_ENTRIES, COLD_SET, cycle, describePaths, GET_ACCESS_TOKEN, pathLoads, pathSettings, startDataPathBroker } from "./cold-path.js";
 
-const NOISE_FLOOR = 0.1;
+/**
+ * How far large/small may stray from 1. Fixed before the run, so a noisy run cannot widen its own
+ * pass mark: a band taken from the measured spread between rounds grows with exactly the
+ * disturbance that hides a regression. ±15 %: the regressions this guards against — a sequential
+ * scan over the table, a per-integration cost in the cache — grow with the row count (50 times
+ * more rows here) and cost multiples, not percent; alternating rounds cancel most of a shared
+ * machine's drift, yet the published 2-vCPU run already shows 0.90x on one figure, at the very
+ * edge of ±10 %, with no change in the code path between the two brokers.
+ */
+const NOISE_BAND = 0.15;
 /** Heap growth allowed over the walk: a leak of 200 bytes per integration would exceed it. */
 const HEAP_GROWTH_LIMIT = 2 * 1024 * 1024;
 
@@ -32,7 +41,7 @@ function collector(): () => void {
   };
 }
 
-/** Relative spread (max/min - 1) of a figure across rounds. */
+/** Relative spread (max/min - 1) of a figure across rounds: printed, not used for the verdict. */
 function spread(values: readonly number[]): number {
   return Math.max(...values) / Math.min(...values) - 1;
 }
@@ -90,8 +99,8 @@ export async function benchLargeTable(server: BenchServer): Promise<BenchReport>
       const smallValues = figure.small.map(figure.pick);
       const largeValues = figure.large.map(figure.pick);
       const ratio = median(largeValues) / median(smallValues);
-      const noise = Math.max(NOISE_FLOOR, spread(smallValues), spread(largeValues));
-      return { name: figure.name, ratio, noise, within: Math.abs(ratio - 1) <= noise };
+      const roundSpread = Math.max(spread(smallValues), spread(largeValues));
+      return { name: figure.name, ratio, roundSpread, within: Math.abs(ratio - 1) <= NOISE_BAND };
     });
 
     // Memory: a walk over distinct integrations the large broker has not seen yet.
@@ -125,7 +134,7 @@ export async function benchLargeTable(server: BenchServer): Promise<BenchReport>
         ...smallPaths.lines.map((line) => `  ${line}`),
         `${rows.toLocaleString("en-US")} rows:`,
         ...largePaths.lines.map((line) => `  ${line}`),
-        ...compared.map((c) => `${c.name}: large/small = ${c.ratio.toFixed(2)} (noise band ±${(c.noise * 100).toFixed(0)} %)`),
+        ...compared.map((c) => `${c.name}: large/small = ${c.ratio.toFixed(2)} (band ±${(NOISE_BAND * 100).toFixed(0)} %; spread between rounds ${(c.roundSpread * 100).toFixed(0)} %)`),
         `heap after full GC while walking ${fresh.length.toLocaleString("en-US")} distinct integrations: ${samples
           .map((p) => `${mib(p.heap)} @${p.touched.toLocaleString("en-US")}`)
           .join(", ")}; RSS ${samples.map((p) => mib(p.rss)).join(", ")}`,
@@ -133,7 +142,7 @@ export async function benchLargeTable(server: BenchServer): Promise<BenchReport>
       checks: [
         {
           label: `warm and cold path unchanged: ${compared.filter((c) => c.within).length}/${compared.length} figures within noise`,
-          target: "all within the noise band (at least ±10 %)",
+          target: `all within ±${(NOISE_BAND * 100).toFixed(0)} %`,
           verdict: verdict(compared.every((c) => c.within)),
         },
         {

@@ -7,7 +7,7 @@
  *
  * To add a metric, add one line to `defineMetrics`; the `Metrics` type follows. The Grafana
  * dashboard and the alert rules in `deploy/` may only use names defined here
- * (test/unit/deploy-*.test.ts checks that).
+ * (test/integration/deploy-*.test.ts checks that).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { CircuitState } from "../domain/circuit-breaker.js";

@@ -11,7 +11,7 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
 import { createLocalKeyringCipher } from "../../src/crypto/local-keyring-cipher.js";
 import type { Cipher, ProviderClient } from "../../src/domain/ports.js";
@@ -71,6 +71,13 @@ describe("a replica killed while it holds the refresh lease", () => {
       ),
     );
   }, 90_000);
+
+  // A test that fails while the token endpoint holds would leave the survivors' calls held; their
+  // SIGTERM drain would then wait for them instead of the run ending with the failure.
+  afterEach(() => {
+    peer?.setTokenEndpointFault("none");
+    peer?.releaseHeldRequests();
+  });
 
   afterAll(async () => {
     for (const broker of brokers) await broker.stop("SIGTERM").catch(() => undefined);

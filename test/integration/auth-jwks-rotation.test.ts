@@ -1,7 +1,6 @@
-import { describe, it, expect, beforeAll, afterAll } from "vitest";
+import { describe, it, expect, beforeAll, afterAll, afterEach, vi } from "vitest";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { setTimeout as sleep } from "node:timers/promises";
 import { generateKeyPair, exportJWK, SignJWT, type CryptoKey, type JWK } from "jose";
 import { createAuthenticator, type JwksOptions } from "../../src/auth/authenticator.js";
 import type { JwtIssuerConfig } from "../../src/config/types.js";
@@ -85,6 +84,20 @@ async function rejected(promise: Promise<unknown>): Promise<BrokerError> {
   return error as BrokerError;
 }
 
+/**
+ * The JWKS cache and its cooldown are jose's, timed by `Date.now()`: only Date is faked, so the
+ * HTTP fetches and their timeouts run on real timers while the cache's time moves only when a
+ * test moves it. Durations are then the defaults, not ones short enough to wait out.
+ */
+function cacheClock(): { advance(ms: number): void } {
+  vi.useFakeTimers({ toFake: ["Date"], now: Date.now() });
+  return { advance: (ms) => vi.setSystemTime(Date.now() + ms) };
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
 describe("JWKS from a URL", () => {
   it("accepts a new key after a rotation (refetch on unknown kid) and refuses the removed one", async () => {
     const a = await signingKey("a");
@@ -112,14 +125,17 @@ describe("JWKS from a URL", () => {
     served = [a.publicJwk];
     status = 200;
     fetches = 0;
-    const { authenticator } = make({ cooldownMs: 300 });
+    const clock = cacheClock();
+    const { authenticator } = make({ cooldownMs: 30_000 });
     await authenticator.authenticate(`Bearer ${await tokenFor(a)}`);
     served = [a.publicJwk, b.publicJwk];
     const tokenB = await tokenFor(b);
     // Within the cooldown an unknown kid does not hammer the IdP: refused without a fetch.
     await rejected(authenticator.authenticate(`Bearer ${tokenB}`));
+    clock.advance(29_000);
+    await rejected(authenticator.authenticate(`Bearer ${tokenB}`));
     expect(fetches).toBe(1);
-    await sleep(350);
+    clock.advance(2_000);
     expect(await authenticator.authenticate(`Bearer ${tokenB}`)).toMatchObject({ subject: "billing" });
     expect(fetches).toBe(2);
   });
@@ -130,12 +146,15 @@ describe("JWKS from a URL", () => {
     served = [a.publicJwk, b.publicJwk];
     status = 200;
     fetches = 0;
-    const { authenticator } = make({ cacheMaxAgeMs: 200, cooldownMs: 0 });
+    const clock = cacheClock();
+    const { authenticator } = make({ cacheMaxAgeMs: 600_000, cooldownMs: 0 });
     const tokenA = await tokenFor(a);
     await authenticator.authenticate(`Bearer ${tokenA}`);
     served = [b.publicJwk];
-    await sleep(250);
-    await rejected(authenticator.authenticate(`Bearer ${tokenA}`));
+    // Tokens are kept verified for their lifetime (5 min here): a fresh one, as a caller would send.
+    clock.advance(601_000);
+    const laterTokenA = await tokenFor(a);
+    await rejected(authenticator.authenticate(`Bearer ${laterTokenA}`));
     // The stale set was fetched again (and, the kid being unknown, perhaps once more).
     expect(fetches).toBeGreaterThanOrEqual(2);
     expect(await authenticator.authenticate(`Bearer ${await tokenFor(b)}`)).toMatchObject({ subject: "billing" });

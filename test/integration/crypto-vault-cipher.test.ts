@@ -13,6 +13,8 @@ import { BrokerError } from "../../src/domain/errors.js";
 import { createLogger, type Logger } from "../../src/observability/logger.js";
 import type { RotatableCipher } from "../../src/crypto/rotatable-cipher.js";
 import { createVaultTransitCipher } from "../../src/crypto/vault-transit-cipher.js";
+import { manualClock, type ManualClock } from "../support/manual-clock.js";
+import { waitUntil } from "../support/wait-until.js";
 import { startVaultEmulator, type VaultEmulator } from "../support/vault-transit-emulator.js";
 
 const secret = (value: string): Secret => ({ reveal: () => value, toString: () => "[redacted]", toJSON: () => "[redacted]" });
@@ -64,7 +66,6 @@ async function rejection(promise: Promise<unknown>): Promise<BrokerError> {
   throw new Error("expected a rejection");
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 let vault: VaultEmulator;
 let cipher: RotatableCipher;
@@ -283,42 +284,69 @@ describe("refusals", () => {
 });
 
 describe("token lifetime", () => {
-  /** Calls decrypt in a loop for `ms`, counting failures. */
-  async function hammer(target: RotatableCipher, ms: number): Promise<{ calls: number; failures: unknown[] }> {
-    const ciphertext = await target.encrypt({ plaintext: "steady", context: "row-t" });
-    const failures: unknown[] = [];
-    let calls = 0;
-    const until = Date.now() + ms;
-    while (Date.now() < until) {
-      try {
-        expect(await target.decrypt({ ciphertext, context: "row-t" })).toBe("steady");
-      } catch (error) {
-        failures.push(error);
-      }
-      calls += 1;
-      await sleep(40);
+  /**
+   * The cipher schedules its renewal on its own (real) timer at 2/3 of the TTL; whether a token is
+   * still valid is judged by this emulator's clock, which moves only when the test moves it. So a
+   * loaded machine can delay the renewal, but cannot make the token lapse before it: the test waits
+   * for the renewal (or login) to arrive, then moves the emulator past the original TTL and checks
+   * that the cipher works on the token it now holds.
+   */
+  const events = (logs: ReturnType<typeof captureLogs>, event: string) => logs.lines().filter((line) => line["event"] === event).length;
+
+  async function withFrozenVault(test: (frozen: VaultEmulator, clock: ManualClock) => Promise<void>): Promise<void> {
+    const clock = manualClock(Date.now());
+    const frozen = await startVaultEmulator({ now: clock.nowMs });
+    try {
+      await test(frozen, clock);
+    } finally {
+      await frozen.close();
     }
-    return { calls, failures };
   }
 
   it("renews a renewable token before it expires, with no failed call", async () => {
-    const token = vault.createToken({ ttlSeconds: 3, renewable: true });
-    const renewing = await open(configFor(vault, { token: secret(token) }));
-    // Past the original TTL: without renewal every call after 3 s would answer 403.
-    const { calls, failures } = await hammer(renewing, 4000);
-    expect(failures).toEqual([]);
-    expect(calls).toBeGreaterThan(20);
-    expect(vault.requestCount("auth/token/renew-self")).toBeGreaterThanOrEqual(1);
+    await withFrozenVault(async (frozen, clock) => {
+      const token = frozen.createToken({ ttlSeconds: 3, renewable: true });
+      const local = captureLogs();
+      const renewing = await createVaultTransitCipher({ config: configFor(frozen, { token: secret(token) }), logger: local.logger });
+      try {
+        const ciphertext = await renewing.encrypt({ plaintext: "steady", context: "row-t" });
+        clock.advance(2_000);
+        // Logged once the cipher holds the renewed lease, not merely once the request was sent.
+        await waitUntil(() => events(local, "vault_token_renewed") >= 1, "the cipher renews its token", 25_000);
+        expect(frozen.requestCount("auth/token/renew-self")).toBeGreaterThanOrEqual(1);
+        // Past the original TTL (3 s): without the renewal this call would answer 403.
+        clock.advance(2_000);
+        expect(await renewing.decrypt({ ciphertext, context: "row-t" })).toBe("steady");
+      } finally {
+        await renewing.close();
+      }
+    });
   });
 
   it("logs in again with AppRole when the token nears expiry, with no failed call", async () => {
-    vault.addAppRole("broker-role", "broker-secret-id", 3, { renewable: false });
-    const local = captureLogs();
-    const approle = await open(configFor(vault, { token: undefined, roleId: "broker-role", secretId: secret("broker-secret-id") }), local.logger);
-    const { failures } = await hammer(approle, 4000);
-    expect(failures).toEqual([]);
-    expect(vault.requestCount("auth/approle/login")).toBeGreaterThanOrEqual(2);
-    expect(local.text()).not.toContain("broker-secret-id");
+    await withFrozenVault(async (frozen, clock) => {
+      frozen.addAppRole("broker-role", "broker-secret-id", 3, { renewable: false });
+      const local = captureLogs();
+      const approle = await createVaultTransitCipher({
+        config: configFor(frozen, { token: undefined, roleId: "broker-role", secretId: secret("broker-secret-id") }),
+        logger: local.logger,
+      });
+      try {
+        const ciphertext = await approle.encrypt({ plaintext: "steady", context: "row-t" });
+        clock.advance(2_000);
+        // Logged once the cipher holds the new token, not merely once the login was sent.
+        await waitUntil(() => events(local, "vault_login") >= 2, "the cipher logs in again before its token expires", 25_000);
+        expect(frozen.requestCount("auth/approle/login")).toBeGreaterThanOrEqual(2);
+        const logins = frozen.requestCount("auth/approle/login");
+        // Past the first token's TTL: the call succeeds on the new token, with no 403 and re-login.
+        clock.advance(2_000);
+        expect(await approle.decrypt({ ciphertext, context: "row-t" })).toBe("steady");
+        expect(frozen.requestCount("auth/approle/login")).toBe(logins);
+        expect(local.text()).not.toContain("broker-secret-id");
+      } finally {
+        await approle.close();
+      }
+    });
   });
 
   it("logs in again once when a call answers 403 because the token is gone", async () => {

@@ -38,7 +38,7 @@ let peer: OidcPeer;
 let broker: RunningBroker;
 let port: number;
 let httpUrl: string;
-const tokens = { alice: "", bob: "", admin: "", backend: "" };
+const tokens = { alice: "", bob: "", carol: "", admin: "", backend: "" };
 
 async function start(): Promise<RunningBroker> {
   const config = loadConfig({
@@ -92,6 +92,7 @@ beforeAll(async () => {
   const key = await loadOrCreateLocalSigningKey(dataDir);
   tokens.alice = await signLocalToken(key, { subject: "alice", kind: "user" });
   tokens.bob = await signLocalToken(key, { subject: "bob", kind: "user" });
+  tokens.carol = await signLocalToken(key, { subject: "carol", kind: "user" });
   tokens.admin = await signLocalToken(key, { subject: "ops", kind: "service", roles: ["admin"] });
   tokens.backend = await signLocalToken(key, { subject: "backend", kind: "service" });
 }, 60_000);
@@ -164,7 +165,7 @@ function watch(who: Who, request: { cursor?: string; userId?: string; provider?:
 describe("WatchIntegrations", () => {
   it("streams what each caller may see and resumes after a broker restart with every change exactly once", async () => {
     const admin = watch("admin", {});
-    const bobWatch = watch("bob", {});
+    const carolWatch = watch("carol", {});
     await admin.until(() => admin.messages.length >= 1, "the starting position");
     expect(admin.messages[0]?.event).toBeUndefined();
     expect(admin.messages[0]?.cursor).not.toBe("");
@@ -176,6 +177,9 @@ describe("WatchIntegrations", () => {
     expect(created.integration?.userId).toBe("alice");
     expect(JSON.stringify(created, (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v))).not.toMatch(/"(accessToken|refreshToken)"/);
     await admin.close();
+    // Carol's own change, made after Alice's, is the signal that her stream has caught up past it.
+    const carols = await connectAccount(httpUrl, tokens.carol, "sandbox", "watched-carol");
+    await carolWatch.until(() => carolWatch.events().some((e) => e.integration?.id === carols), "carol's own created event");
 
     // Changes while nobody watches, across a restart of the broker.
     await rpc("refreshIntegration", "alice", { id });
@@ -191,14 +195,19 @@ describe("WatchIntegrations", () => {
     const last = resumed.events().at(-1)!;
     await resumed.close();
     const after = watch("admin", { cursor: last.cursor });
-    await after.until(() => after.messages.length === 0 || after.events().length > 0, "nothing", 300).catch(() => undefined);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // A change made now is the signal that the resumed stream has caught up: nothing about the
+    // deleted integration may come before it.
+    const marker = await connectAccount(httpUrl, tokens.alice, "sandbox", "watched-marker");
+    await after.until(() => after.events().some((e) => e.integration?.id === marker), "the marker's created event");
     expect(after.events().filter((e) => e.integration?.id === id)).toEqual([]);
     await after.close();
 
-    // Bob saw none of it: a user watches only their own integrations.
-    expect(bobWatch.events()).toEqual([]);
-    await bobWatch.close();
+    // Carol saw none of Alice's changes, only her own: a user watches only their own integrations.
+    expect(carolWatch.events().map((e) => e.integration?.id)).toEqual([carols]);
+    await carolWatch.close();
+    // The two signals leave no integration behind for the tests below, which count them.
+    await rpc("deleteIntegration", "alice", { id: marker });
+    await rpc("deleteIntegration", "carol", { id: carols });
   }, 60_000);
 
   it("follows over Connect too, and tells a user the grant needs re-authorization", async () => {
@@ -207,9 +216,13 @@ describe("WatchIntegrations", () => {
     const abort = new AbortController();
     const seen: IntegrationEventType[] = [];
     const stream = client.watchIntegrations({ provider: "google" }, { ...options, signal: abort.signal });
+    // The stream's first message is its starting position: the signal that it is open.
+    let opened: () => void = () => {};
+    const positioned = new Promise<void>((resolve) => (opened = resolve));
     const reading = (async () => {
       try {
         for await (const message of stream) {
+          opened();
           if (message.event?.integration?.id === id) seen.push(message.event.type);
           if (seen.includes(IntegrationEventType.NEEDS_REAUTH)) break;
         }
@@ -217,7 +230,7 @@ describe("WatchIntegrations", () => {
         if (!abort.signal.aborted) throw error;
       }
     })();
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await Promise.race([positioned, reading]);
     await peer.revokeGrantsFor("alice-google-watch");
     const sync = await rpc<{ needsReauth: number }>("syncIntegrations", "alice", { provider: "google" });
     expect(sync.needsReauth).toBe(1);

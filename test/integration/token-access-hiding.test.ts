@@ -13,25 +13,22 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { loadConfig } from "../../src/config/load-config.js";
 import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
-import type { ProviderClient } from "../../src/domain/ports.js";
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
 import { startBroker, type RunningBroker } from "../../src/server.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { grpcClient, unary, type GrpcFailure } from "../support/grpc-client.js";
-import { connectAtPeer } from "../support/peer-connect.js";
 import { type OidcPeer } from "../support/peers/oidc-peer.js";
 import { captureLogger } from "../support/transport-fixture.js";
 import { freePort } from "../support/free-port.js";
+import { connectAccount } from "../support/sandbox-connect.js";
 import { startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
 
 const SECRET = "ms~secret.value_4";
-const REDIRECT_URI = "http://127.0.0.1:18083/oauth/callback/microsoft";
 
 describe("GetAccessToken for an integration the caller may not use", () => {
   let db: TestDatabase;
   let dataDir: string;
   let peer: OidcPeer;
-  let client: ProviderClient;
   let broker: RunningBroker;
   const tokens = { mail: "", calendar: "", lonely: "" };
   /** Active, token expired: any access to it would refresh at the provider. */
@@ -43,8 +40,9 @@ describe("GetAccessToken for an integration the caller may not use", () => {
     db = await createTestDatabase();
     dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-hiding-"));
     const { logger } = captureLogger();
-    ({ peer, client } = await startMicrosoftPeer({ secret: SECRET, redirectUri: REDIRECT_URI, logger }));
     const port = await freePort();
+    // The broker's own callback: accounts are connected through the flow a user's browser takes.
+    ({ peer } = await startMicrosoftPeer({ secret: SECRET, redirectUri: `http://127.0.0.1:${port}/oauth/callback/microsoft`, logger }));
     const yaml = [
       "sandbox:",
       "  enabled: true",
@@ -76,11 +74,11 @@ describe("GetAccessToken for an integration the caller may not use", () => {
     broker = await startBroker({ config, logger });
     const key = await loadOrCreateLocalSigningKey(dataDir);
     for (const service of ["mail", "calendar", "lonely"] as const) tokens[service] = await signLocalToken(key, { subject: service, kind: "service" });
-    const connect = (username: string) =>
-      connectAtPeer({ peer, client, cipher: broker.cipher, sql: db.sql, username, provider: "microsoft", redirectUri: REDIRECT_URI });
-    expiring = (await connect("erin")).integrationId;
+    const connect = async (username: string) =>
+      connectAccount(`http://127.0.0.1:${port}`, await signLocalToken(key, { subject: username, kind: "user" }), "microsoft", username);
+    expiring = await connect("erin");
     await db.sql`update token_sets set expires_at = now() - interval '1 second' where integration_id = ${expiring}`;
-    refused = (await connect("frank")).integrationId;
+    refused = await connect("frank");
     await db.sql`update integrations set status = 'needs_reauth', status_reason = 'invalid_grant' where id = ${refused}`;
   }, 60_000);
 

@@ -308,4 +308,13 @@ describe("refreshes in the audit trail", () => {
       expect((await refreshEvents(integrationId)).map((e) => e.action)).toEqual(["token.refreshed"]);
     });
   });
+
+  describe("the connection the refreshed grants came from", () => {
+    it("went through CompleteAuthorization, which audits it like the callback does", async () => {
+      const { integrationId } = await connect("audited");
+      const [row] = await db.sql<{ user_id: string; provider: string }[]>`
+        select user_id, provider from audit_events where integration_id = ${integrationId} and action = 'authorization.completed'`;
+      expect(row).toEqual({ user_id: "audited", provider: "microsoft" });
+    });
+  });
 });

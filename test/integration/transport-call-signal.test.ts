@@ -24,7 +24,31 @@ interface Waiting {
   readonly seen: Promise<Observed>;
 }
 
-function waitingService(observed: Map<string, Waiting>, ended: Map<string, CallContext>) {
+/** Values by key that a test can await before they arrive: a handler's arrival is the signal, not a poll. */
+class Arrivals<T> {
+  private readonly entries = new Map<string, { readonly value: Promise<T>; readonly resolve: (value: T) => void }>();
+
+  set(key: string, value: T): void {
+    this.entry(key).resolve(value);
+  }
+
+  get(key: string): Promise<T> {
+    return this.entry(key).value;
+  }
+
+  private entry(key: string) {
+    let entry = this.entries.get(key);
+    if (entry === undefined) {
+      let resolve: (value: T) => void = () => {};
+      const value = new Promise<T>((r) => (resolve = r));
+      entry = { value, resolve };
+      this.entries.set(key, entry);
+    }
+    return entry;
+  }
+}
+
+function waitingService(observed: Arrivals<Waiting>, ended: Arrivals<CallContext>) {
   return bindService(TokenService, {
     async getAccessToken(request, ctx) {
       const call = callOf(ctx);
@@ -41,18 +65,15 @@ function waitingService(observed: Map<string, Waiting>, ended: Map<string, CallC
   });
 }
 
-async function until<T>(get: () => T | undefined): Promise<T> {
-  for (let i = 0; i < 200; i++) {
-    const value = get();
-    if (value !== undefined) return value;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  throw new Error("timed out");
-}
+/**
+ * Long enough that only a broken listener, not a loaded machine, keeps the call from reaching its
+ * handler before the deadline passes; the test checks that it did.
+ */
+const DEADLINE_MS = 2_000;
 
 describe("the call signal on the gRPC listener", () => {
-  const observed = new Map<string, Waiting>();
-  const ended = new Map<string, CallContext>();
+  const observed = new Arrivals<Waiting>();
+  const ended = new Arrivals<CallContext>();
   let fixture: TransportFixture;
 
   beforeAll(async () => {
@@ -65,12 +86,12 @@ describe("the call signal on the gRPC listener", () => {
 
   it("aborts when the caller's deadline passes", async () => {
     const client = grpcClient(fixture.grpcAddress);
-    const failure = (await unary(client, TokenService.method.getAccessToken, { integrationId: "deadline" }, { deadlineMs: 200 }).catch(
-      (e: unknown) => e,
-    )) as GrpcFailure;
+    const answer = unary(client, TokenService.method.getAccessToken, { integrationId: "deadline" }, { deadlineMs: DEADLINE_MS }).catch((e: unknown) => e);
+    const reached = await Promise.race([observed.get("deadline"), answer.then(() => undefined)]);
+    if (reached === undefined) throw new Error(`the call ended before its handler was reached (deadline ${DEADLINE_MS} ms)`);
+    const failure = (await answer) as GrpcFailure;
     expect(failure.code).toBe(Code.DeadlineExceeded);
-    const { seen } = await until(() => observed.get("deadline"));
-    expect((await seen).reason).toBeDefined();
+    expect((await reached.seen).reason).toBeDefined();
     client.close();
   });
 
@@ -80,10 +101,10 @@ describe("the call signal on the gRPC listener", () => {
     const request = Buffer.from(toBinary(GetAccessTokenRequestSchema, create(GetAccessTokenRequestSchema, { integrationId: "cancel" })));
     const failed = new Promise<grpc.ServiceError | null>((resolve) => {
       const call = client.makeUnaryRequest(`/${TokenService.typeName}/GetAccessToken`, raw, raw, request, (error) => resolve(error));
-      void until(() => observed.get("cancel")).then(() => call.cancel());
+      void observed.get("cancel").then(() => call.cancel());
     });
     expect((await failed)?.code).toBe(Code.Canceled);
-    const { seen } = await until(() => observed.get("cancel"));
+    const { seen } = await observed.get("cancel");
     expect((await seen).reason).toBeDefined();
     client.close();
   });
@@ -91,7 +112,7 @@ describe("the call signal on the gRPC listener", () => {
   it("is already aborted when first read after the call ended", async () => {
     const client = grpcClient(fixture.grpcAddress);
     await unary(client, TokenService.method.getAccessToken, { integrationId: "quick-1" });
-    const call = await until(() => ended.get("quick-1"));
+    const call = await ended.get("quick-1");
     expect(call.signal.aborted).toBe(true);
     client.close();
   });
@@ -99,11 +120,11 @@ describe("the call signal on the gRPC listener", () => {
 
 describe("the call signal at shutdown", () => {
   it("aborts a waiting call when the broker shuts down", async () => {
-    const observed = new Map<string, Waiting>();
-    const fixture = await startTransportFixture({ bindings: [waitingService(observed, new Map())] });
+    const observed = new Arrivals<Waiting>();
+    const fixture = await startTransportFixture({ bindings: [waitingService(observed, new Arrivals())] });
     const client = grpcClient(fixture.grpcAddress);
     const pending = unary(client, TokenService.method.getAccessToken, { integrationId: "shutdown" }).catch((e: unknown) => e);
-    const { seen } = await until(() => observed.get("shutdown"));
+    const { seen } = await observed.get("shutdown");
     await fixture.close();
     expect((await seen).reason).toBeDefined();
     await pending;

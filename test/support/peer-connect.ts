@@ -1,18 +1,26 @@
 /**
- * Connects an account at an oidc-provider peer and stores the grant the way the broker's
- * callback does (encrypted, bound to the integration id), without going through a browser
- * flow of the broker: for tests about what happens to a grant after it was connected.
+ * Connects an account at an oidc-provider peer through the broker's own authorization flow,
+ * without a broker listener: StartAuthorization's session, the peer's consent page, then
+ * CompleteAuthorization, which exchanges the code, stores the grant as the callback does
+ * (encrypted, bound to the integration id) and writes its audit event. For tests about what
+ * happens to a grant after it was connected.
  */
-import { randomUUID } from "node:crypto";
 import type postgres from "postgres";
-import { randomNonce, randomPKCECodeVerifier, randomState } from "openid-client";
+import { createAuthorizationService } from "../../src/domain/authorization-service.js";
+import { createPolicy } from "../../src/domain/policy.js";
+import type { ProviderKind } from "../../src/config/types.js";
 import type { Cipher, ProviderClient } from "../../src/domain/ports.js";
+import type { RequestContext } from "../../src/domain/types.js";
+import { createLogger } from "../../src/observability/logger.js";
+import { createPostgresAuditLog } from "../../src/storage/audit-log.js";
 import { createIntegrationRepository } from "../../src/storage/integration-repository.js";
+import { createSessionRepository } from "../../src/storage/session-repository.js";
 import type { OidcPeer } from "./peers/oidc-peer.js";
+import { testProviderConfig } from "./peers/provider-config.js";
 
 export interface PeerConnection {
   readonly integrationId: string;
-  /** The refresh token of the code exchange: a rotating peer revokes the grant when it is replayed after use. */
+  /** The refresh token of the code exchange, as stored: a rotating peer revokes the grant when it is replayed after use. */
   readonly refreshToken: string;
 }
 
@@ -26,45 +34,54 @@ export async function connectAtPeer(options: {
   provider: string;
   redirectUri: string;
   scopes?: string[];
+  /** The provider's kind in the broker's configuration; the peers here all play Microsoft. */
+  kind?: ProviderKind;
 }): Promise<PeerConnection> {
-  const { client, cipher } = options;
-  const state = randomState();
-  const codeVerifier = randomPKCECodeVerifier();
-  const nonce = randomNonce();
-  const scopes = options.scopes ?? ["User.Read"];
-  const url = await client.authorizationUrl({ state, scopes, redirectUri: options.redirectUri, codeVerifier, nonce });
-  const callbackUrl = await options.peer.driveConsent(url, { username: options.username });
-  const grant = await client.exchangeCode({ callbackUrl, expectedState: state, redirectUri: options.redirectUri, codeVerifier, nonce, requestedScopes: scopes });
-  const refreshToken = grant.tokens.refreshToken;
-  if (refreshToken === undefined) throw new Error("the peer issued no refresh token");
-  const id = randomUUID();
-  const [access, refresh] = await cipher.encryptBatch([
-    { plaintext: grant.tokens.accessToken, context: id },
-    { plaintext: refreshToken, context: id },
-  ]);
-  if (access === undefined || refresh === undefined) throw new Error("encryption returned nothing");
-  await createIntegrationRepository(options.sql).upsertWithTokens({
-    id,
-    userId: options.username,
-    provider: options.provider,
-    externalAccount: grant.account ?? { id: options.username, name: options.username, attributes: {} },
-    grantedScopes: grant.tokens.scopes,
-    tokens: {
-      accessTokenCiphertext: access,
-      refreshTokenCiphertext: refresh,
-      tokenType: "Bearer",
-      expiresAt: grant.tokens.expiresAt,
-      scopes: grant.tokens.scopes,
-    },
+  const { peer, client, cipher, sql, username, provider, redirectUri } = options;
+  // The flow checks that the provider is configured with credentials; the client given here is
+  // the one that holds (and uses) the real secret.
+  const config = testProviderConfig({
+    id: provider,
+    kind: options.kind ?? "microsoft",
+    defaultScopes: options.scopes ?? ["User.Read"],
+    clientSecret: "held-by-the-given-client",
   });
-  return { integrationId: id, refreshToken };
-}
-
-/** Resolves once `condition` holds, checking every `intervalMs`; fails with `what` after `timeoutMs`. */
-export async function waitUntil(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000, intervalMs = 20): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > until) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  const audit = createPostgresAuditLog({ sql, logger: createLogger({ level: "silent" }) });
+  const publicUrl = new URL(new URL(redirectUri).origin);
+  const flow = createAuthorizationService({
+    providers: { list: () => [config], client: (id) => (id === provider ? client : undefined), redirectUri: () => redirectUri },
+    policy: () => createPolicy({ policies: [], providers: [config] }),
+    sessions: createSessionRepository(sql),
+    integrations: createIntegrationRepository(sql),
+    cipher,
+    audit,
+    settings: () => ({ returnToAllowList: [publicUrl.href], sessionTtlSeconds: 600 }),
+    publicUrl,
+  });
+  // The user connects their own account, as from the broker's web page.
+  const ctx: RequestContext = { principal: { kind: "user", subject: username, issuer: "local" }, requestId: `connect-${username}`, peer: "127.0.0.1:1" };
+  try {
+    const started = await flow.start(ctx, { provider, scopes: [], returnTo: "", userId: "" });
+    const callback = new URL(await peer.driveConsent(started.authorizationUrl, { username }));
+    const query = (name: string) => callback.searchParams.get(name) ?? "";
+    const { integration } = await flow.complete(ctx, {
+      provider,
+      state: query("state"),
+      code: query("code"),
+      iss: query("iss"),
+      error: query("error"),
+      errorDescription: query("error_description"),
+      // A user's own flow is bound to their browser: the app forwards the binding cookie.
+      binding: started.browserBinding?.value,
+    });
+    const [row] = await sql<{ refresh_token_ciphertext: string | null }[]>`
+      select refresh_token_ciphertext from token_sets where integration_id = ${integration.id}`;
+    if (!row?.refresh_token_ciphertext) throw new Error("the peer issued no refresh token");
+    return { integrationId: integration.id, refreshToken: await cipher.decrypt({ ciphertext: row.refresh_token_ciphertext, context: integration.id }) };
+  } finally {
+    await audit.close();
   }
 }
+
+// Kept for the files that import it from here; its home is wait-until.ts.
+export { waitUntil } from "./wait-until.js";

@@ -2,11 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { createResolvedIntegrations, createTokenLifetimes } from "../../src/domain/integration-memory.js";
 import type { Integration } from "../../src/domain/types.js";
-
-function manualClock(start = 1_000_000) {
-  let now = start;
-  return { now: () => new Date(now), advance: (ms: number) => (now += ms) };
-}
+import { manualClock } from "../support/manual-clock.js";
 
 function integration(id: string): Integration {
   const at = new Date(0);

@@ -5,11 +5,7 @@ import type { Config } from "../../src/config/types.js";
 import { BrokerError } from "../../src/domain/errors.js";
 import { createRateLimiter } from "../../src/domain/rate-limiter.js";
 import type { Principal } from "../../src/domain/types.js";
-
-function manualClock() {
-  let now = 0;
-  return { now: () => new Date(now), advance: (ms: number) => void (now += ms) };
-}
+import { manualClock } from "../support/manual-clock.js";
 
 function fakeCall(service: string, method: string, principal: Principal | undefined): CallContext {
   return {

@@ -6,11 +6,7 @@ import { ProviderService } from "../../src/gen/oauthbroker/v1/provider_service_p
 import { StatusService } from "../../src/gen/oauthbroker/v1/status_service_pb.js";
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
 import { createRateLimiter, rateLimitedError, rpcClass } from "../../src/domain/rate-limiter.js";
-
-function manualClock(start = 1_000_000) {
-  let now = start;
-  return { now: () => new Date(now), advance: (ms: number) => void (now += ms) };
-}
+import { manualClock } from "../support/manual-clock.js";
 
 const TEN_PER_SECOND = { ratePerSecond: 10, burst: 3 };
 
