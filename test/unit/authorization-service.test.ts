@@ -30,6 +30,8 @@ import type {
 import { createPolicy } from "../../src/domain/policy.js";
 import type { AuthorizationSession, Integration, Principal, RequestContext } from "../../src/domain/types.js";
 import { readAuthorizationResponse } from "../../src/providers/authorization-response.js";
+import { googleCanonicalScope } from "../../src/providers/google.js";
+import { microsoftCanonicalScope } from "../../src/providers/microsoft.js";
 import { testProviderConfig } from "../support/peers/provider-config.js";
 
 const ISSUER = "https://issuer.test";
@@ -355,6 +357,32 @@ describe("StartAuthorization", () => {
     expect(stored?.requestedScopes).toEqual(["calendar.read", "openid", "offline_access"]);
     const started = h.audit.find((event) => event.action === "authorization.started" && event.details?.["session_id"] === result.sessionId);
     expect(started?.scopes).toEqual(["calendar.read", "openid", "offline_access"]);
+  });
+
+  it("reads an integration's granted scopes, asked again, in configuration spelling (Reconnect asks for the same grant)", async () => {
+    const google = provider(h, "google");
+    Object.assign(google, { canonicalScope: googleCanonicalScope });
+    const calendar = "https://www.googleapis.com/auth/calendar.readonly";
+    h.configs[0] = testProviderConfig({ id: "google", kind: "google", clientSecret: "s", defaultScopes: ["openid", "email", "profile"], allowedScopes: [calendar] });
+    await startFlow(h, alice, {
+      scopes: ["openid", "https://www.googleapis.com/auth/userinfo.email", "https://www.googleapis.com/auth/userinfo.profile", calendar],
+    });
+    expect(google.urlInputs.at(-1)?.scopes).toEqual(["openid", "email", "profile", calendar]);
+
+    const microsoft = provider(h, "microsoft");
+    Object.assign(microsoft, { canonicalScope: microsoftCanonicalScope });
+    h.configs[1] = testProviderConfig({ id: "microsoft", kind: "microsoft", clientSecret: "s", allowedScopes: ["profile", "User.Read", "Mail.Read"] });
+    // As Graph grants them: lower case with the Graph prefix, and the protocol's own scopes,
+    // which this configuration does not list and the client adds itself.
+    await startFlow(h, alice, {
+      provider: "microsoft",
+      scopes: ["https://graph.microsoft.com/mail.read", "user.read", "openid", "profile", "offline_access"],
+    });
+    expect(microsoft.urlInputs.at(-1)?.scopes).toEqual(["Mail.Read", "User.Read", "profile"]);
+    // A scope the configuration does not allow in any spelling is still refused, by name.
+    const refused = await caught(startFlow(h, alice, { provider: "microsoft", scopes: ["https://graph.microsoft.com/Files.ReadWrite"] }));
+    expect(refused).toMatchObject({ code: "invalid_argument" });
+    expect(refused.message).toContain("https://graph.microsoft.com/Files.ReadWrite is not allowed for provider microsoft");
   });
 
   it("binds a browser flow: cookie for the callback path, state hashed with the binding, verifier encrypted for the session", async () => {
