@@ -24,8 +24,8 @@ import type {
 } from "./authorization-ports.js";
 import { BrokerError, invalidArgument, isBrokerError } from "./errors.js";
 import { refuseWidenedGrant, widenedGrantAuditDetails } from "./granted-scopes.js";
-import { checkRequestedScopes, type Policy } from "./policy.js";
-import { inConfigurationSpelling } from "./scope-spelling.js";
+import type { Policy } from "./policy.js";
+import { requestedScopes } from "./scope-spelling.js";
 import { auditCaller, systemClock, type AuditEventInput, type AuditLog, type Cipher, type Clock, type ProviderClient, type ProviderGrant } from "./ports.js";
 import { parseReturnToAllowList, resolveReturnTo, withOutcome } from "./return-to.js";
 import type { AuthorizationSession, ExternalAccount, Integration, Principal, RequestContext, TokenSet } from "./types.js";
@@ -261,9 +261,7 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
     policy.assertProviderAllowed(ctx.principal, config.id);
     const userId = policy.resolveUser(ctx.principal, input.userId, "start_authorization");
     const settings = deps.settings();
-    const requested = inConfigurationSpelling(config, client, input.scopes);
-    const scopes = requested.length === 0 ? [...config.defaultScopes] : requested;
-    if (requested.length > 0) checkRequestedScopes(config, requested);
+    const scopes = requestedScopes(config, client, input.scopes);
     const returnTo = resolveReturnTo(input.returnTo, parseReturnToAllowList(settings.returnToAllowList));
     deps.limitStart?.(userId);
 

@@ -380,8 +380,11 @@ describe("StartAuthorization", () => {
     });
     expect(microsoft.urlInputs.at(-1)?.scopes).toEqual(["Mail.Read", "User.Read", "profile"]);
     // A scope the configuration does not allow in any spelling is still refused, by name.
-    const refused = await caught(startFlow(h, alice, { provider: "microsoft", scopes: ["https://graph.microsoft.com/Files.ReadWrite"] }));
+    const refused = await caught(startFlow(h, alice, { provider: "microsoft", scopes: ["openid", "https://graph.microsoft.com/Files.ReadWrite"] }));
     expect(refused).toMatchObject({ code: "invalid_argument" });
+    expect(refused.fieldViolations).toEqual([
+      { field: "scopes[1]", description: "https://graph.microsoft.com/Files.ReadWrite is not allowed for provider microsoft" },
+    ]);
     expect(refused.message).toContain("https://graph.microsoft.com/Files.ReadWrite is not allowed for provider microsoft");
   });
 
