@@ -385,6 +385,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       publicUrl: config.publicUrl,
       clock,
       limitStart: (userId) => enforceStartAuthorizationLimit(limiter, limits.startAuthorizationPerUser, userId),
+      logger,
       onIntegrationChanged: (id) => {
         tokenService.evict(id);
         void notifications.publish({ integrationId: id, version: 0 });

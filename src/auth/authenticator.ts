@@ -31,7 +31,7 @@ import {
 import { parseStaticKeys } from "./static-keys.js";
 import { createVerifiedTokenCache, VERIFIED_TOKEN_CACHE_MAX_ENTRIES } from "./verified-token-cache.js";
 import { ACCEPTED_JWT_ALGORITHMS, DEFAULT_MAX_TOKEN_LIFETIME_SECONDS } from "../config/read-issuers.js";
-import { excessiveLifetime } from "./token-lifetime.js";
+import { lifetimeRefusal } from "./token-lifetime.js";
 
 
 /** Longer than any sane JWT; bounds the work an unauthenticated caller can cause. */
@@ -223,8 +223,8 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       requiredClaims: ["exp"],
     };
     const { payload, key } = await verifySignature(token, issuer, verifyOptions, details);
-    const tooLong = excessiveLifetime(payload, issuer, clock.now().getTime());
-    if (tooLong !== undefined) throw new Rejection("lifetime_too_long", `issuer ${issuer.name}: ${tooLong}`, "warn", details);
+    const refusal = lifetimeRefusal(payload, issuer, clock.now().getTime());
+    if (refusal !== undefined) throw new Rejection(refusal.reason, `issuer ${issuer.name}: ${refusal.message}`, "warn", details);
     const principal = Object.freeze(toPrincipal(issuer, payload, details));
     const [protectedHeader = "", body = "", signature = ""] = token.split(".");
     if (typeof payload.exp === "number") {

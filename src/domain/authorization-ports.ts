@@ -39,6 +39,13 @@ export interface IntegrationUpsert {
 export interface AuthorizationIntegrationStore {
   /** The live (not deleted) integration of this user × provider × external account. */
   findLive(userId: string, provider: string, externalAccountId: string): Promise<Integration | undefined>;
+  /**
+   * Every live integration of this external account with any of these providers, whichever
+   * user holds it: a provider's grant belongs to the account and the OAuth client.
+   */
+  findLiveForAccount(providers: readonly string[], externalAccountId: string): Promise<readonly Integration[]>;
+  /** Marks an active integration for re-authorization (its grant ended at the provider). */
+  markNeedsReauth(id: string, reason: string): Promise<void>;
   /** The user's integrations with one provider. */
   findForUser(userId: string, provider: string): Promise<readonly Integration[]>;
   /**

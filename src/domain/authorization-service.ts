@@ -23,8 +23,9 @@ import type {
   ProviderDirectory,
 } from "./authorization-ports.js";
 import { BrokerError, invalidArgument, isBrokerError } from "./errors.js";
-import { revokeWidenedGrant, scopeWidened, widenedScopes } from "./granted-scopes.js";
-import { checkRequestedScopes, type Policy } from "./policy.js";
+import { refuseWidenedGrant, widenedGrantAuditDetails } from "./granted-scopes.js";
+import type { Policy } from "./policy.js";
+import { requestedScopes } from "./scope-spelling.js";
 import { auditCaller, systemClock, type AuditEventInput, type AuditLog, type Cipher, type Clock, type ProviderClient, type ProviderGrant } from "./ports.js";
 import { parseReturnToAllowList, resolveReturnTo, withOutcome } from "./return-to.js";
 import type { AuthorizationSession, ExternalAccount, Integration, Principal, RequestContext, TokenSet } from "./types.js";
@@ -63,6 +64,7 @@ export interface AuthorizationServiceDeps {
   readonly onIntegrationChanged?: ((integrationId: string) => void) | undefined;
   /** Upper bound for the whole code exchange (token endpoint and account lookup). */
   readonly exchangeTimeoutMs?: number | undefined;
+  readonly logger?: { warn(obj: object, msg: string): void } | undefined;
 }
 
 export interface StartAuthorizationInput {
@@ -259,8 +261,7 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
     policy.assertProviderAllowed(ctx.principal, config.id);
     const userId = policy.resolveUser(ctx.principal, input.userId, "start_authorization");
     const settings = deps.settings();
-    const scopes = input.scopes.length === 0 ? [...config.defaultScopes] : [...new Set(input.scopes)];
-    if (input.scopes.length > 0) checkRequestedScopes(config, input.scopes);
+    const scopes = requestedScopes(config, client, input.scopes);
     const returnTo = resolveReturnTo(input.returnTo, parseReturnToAllowList(settings.returnToAllowList));
     deps.limitStart?.(userId);
 
@@ -381,20 +382,6 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
   }
 
   /**
-   * No widened grants: what was granted lies within what the session asked the provider for
-   * plus what this integration already held (RFC 6749 §3.3, oauth-client-security.md §6).
-   * Otherwise the grant is revoked where the provider can, and the flow fails before anything
-   * is stored.
-   */
-  async function refuseWidenedGrant(session: AuthorizationSession, tokens: TokenSet, existing: Integration | undefined): Promise<void> {
-    const client = usableClient(providerConfig(session.provider));
-    const held = existing?.grantedScopes ?? [];
-    const widened = widenedScopes(tokens.scopes, [...session.requestedScopes, ...held], client.canonicalScope?.bind(client));
-    if (widened.length === 0) return;
-    throw scopeWidened(session.provider, widened, await revokeWidenedGrant(client, tokens));
-  }
-
-  /**
    * Stores the grant: the integration id is known before encryption (ciphertexts are bound to
    * it), both tokens are encrypted in one batch, and the row and its token set are written in
    * one transaction, so a failure leaves nothing half-created.
@@ -441,7 +428,9 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
     const grant = await exchange(session, state, query, deadline);
     const account = accountOf(session, grant);
     const existing = await deps.integrations.findLive(session.userId, session.provider, account.id);
-    await refuseWidenedGrant(session, grant.tokens, existing);
+    // No widened grants (RFC 6749 §3.3, oauth-client-security.md §6): checked before anything is stored.
+    const provider = providerConfig(session.provider);
+    await refuseWidenedGrant(deps, { session, provider, client: usableClient(provider), tokens: grant.tokens, account });
     const { integration, created } = await store(session, grant.tokens, account, existing);
     if (!created) notifyChanged(integration.id);
     await record({
@@ -476,7 +465,7 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
       details: {
         code: error.code,
         ...(session === undefined ? {} : { session_id: session.id }),
-        ...(error.reason === "SCOPE_WIDENED" ? pick(error.metadata, ["widened_scopes", "widened_count", "revocation"]) : {}),
+        ...(error.reason === "SCOPE_WIDENED" ? widenedGrantAuditDetails(error) : {}),
       },
     };
   }
@@ -563,15 +552,6 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Auth
 function requestedOnTheWire(scopes: readonly string[], authorizationUrl: URL): string[] {
   const onTheWire = (authorizationUrl.searchParams.get("scope") ?? "").split(" ").filter((scope) => scope !== "");
   return [...new Set([...scopes, ...onTheWire])];
-}
-
-function pick(record: Readonly<Record<string, string>>, keys: readonly string[]): Record<string, string> {
-  const picked: Record<string, string> = {};
-  for (const key of keys) {
-    const value = record[key];
-    if (value !== undefined) picked[key] = value;
-  }
-  return picked;
 }
 
 function asBrokerError(error: unknown): BrokerError {

@@ -1,5 +1,6 @@
 /** What makes an integration unable to answer a token request, as the errors callers act on. */
 import { BrokerError } from "./errors.js";
+import { GRANT_REVOKED_SCOPE_WIDENED } from "./granted-scopes.js";
 import { ROTATED_TOKEN_LOST } from "./refresh-takeover.js";
 import type { Integration } from "./types.js";
 
@@ -46,6 +47,9 @@ function needsReauthCause(statusReason: string): string {
   // Earlier versions marked a grant without refresh token this way at its first expiry.
   if (statusReason === NO_REFRESH_TOKEN_CAUSE) return "the provider granted no refresh token";
   if (statusReason === ROTATED_TOKEN_LOST) return "its rotated refresh token was lost with a broker replica that stopped mid-refresh";
+  if (statusReason === GRANT_REVOKED_SCOPE_WIDENED) {
+    return "the provider ended the account's whole grant when the broker revoked a later grant with scopes nobody asked for";
+  }
   return "the provider refused the stored grant";
 }
 

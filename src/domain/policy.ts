@@ -319,14 +319,18 @@ export function allowedScopesOf(provider: ProviderConfig): ReadonlySet<string> {
   return new Set([...provider.allowedScopes, ...provider.defaultScopes]);
 }
 
-/** `invalid_argument` naming each requested scope outside the provider's allowed set. */
-export function checkRequestedScopes(provider: ProviderConfig, scopes: readonly string[]): void {
+/**
+ * `invalid_argument` naming each requested scope outside the provider's allowed set, except
+ * those `leftToClient` (protocol scopes the provider client adds itself).
+ */
+export function checkRequestedScopes(provider: ProviderConfig, scopes: readonly string[], leftToClient: ReadonlySet<string> = new Set()): void {
   const allowed = allowedScopesOf(provider);
+  const refused = (scope: string): boolean => !allowed.has(scope) && !leftToClient.has(scope);
   const violations = scopes.flatMap((scope, index) =>
-    allowed.has(scope) ? [] : [{ field: `scopes[${index}]`, description: `${scope} is not allowed for provider ${provider.id}` }],
+    refused(scope) ? [{ field: `scopes[${index}]`, description: `${scope} is not allowed for provider ${provider.id}` }] : [],
   );
   if (violations.length === 0) return;
-  const names = unique(scopes.filter((scope) => !allowed.has(scope)));
+  const names = unique(scopes.filter(refused));
   throw new BrokerError(
     "invalid_argument",
     `scopes: ${names.join(", ")} ${names.length === 1 ? "is" : "are"} not allowed for provider ${provider.id}; allowed: ${[...allowed].join(" ") || "(none)"}`,

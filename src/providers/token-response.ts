@@ -48,8 +48,22 @@ export function toTokenSet(response: TokenResponseFields, options: TokenSetOptio
     tokenType: normalizeTokenType(response.token_type),
     expiresAt: new Date(options.now.getTime() + lifetime * 1000),
     refreshToken,
-    scopes: typeof response.scope === "string" ? splitScopes(response.scope) : [...options.scopesWhenOmitted],
+    scopes: grantedScopes(response.scope, options),
   };
+}
+
+/**
+ * Only an omitted `scope` means "as requested"; any other non-string (a list, a number, `null`)
+ * is an answer the broker cannot read, and reading it as "as requested" would let a malformed
+ * answer pass the widened-grant check.
+ */
+function grantedScopes(scope: unknown, options: TokenSetOptions): string[] {
+  if (scope === undefined) return [...options.scopesWhenOmitted];
+  if (typeof scope === "string") return splitScopes(scope);
+  throw new BrokerError("provider_error", `provider "${options.provider}" answered with a scope that is not a space-delimited string`, {
+    reason: "PROVIDER_RESPONSE_INVALID",
+    metadata: { provider: options.provider },
+  });
 }
 
 /** RFC 6749 §3.3: space-delimited, order irrelevant; duplicates dropped. */

@@ -133,6 +133,16 @@ export function createIntegrationRepository(sql: postgres.Sql) {
         return row ? toIntegration(row) : undefined;
       }),
 
+    /** The live integrations of one external account with these providers, any user's. */
+    findLiveForAccount: (providers: readonly string[], externalAccountId: string) =>
+      guarded("find the account's integrations", async () => {
+        const rows = await selectIntegrations(
+          sql,
+          sql`i.provider = any(${[...providers]}) and i.external_account_id = ${externalAccountId} and i.status <> 'deleted'`,
+        );
+        return rows.map(toIntegration);
+      }),
+
     /** The user's live integrations with one provider (optionally one account), newest first. */
     findForUser: (userId: string, provider: string, externalAccountId?: string) =>
       guarded("find the user's integrations", async () => {

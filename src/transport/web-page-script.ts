@@ -18,9 +18,26 @@ const CALLBACK_ERRORS = {
   invalid_state: "The sign-in could not be matched to this browser. Connect again from this page.",
   invalid_grant: "The provider refused to hand over the grant. Connect again.",
   invalid_issuer: "The answer did not come from the provider the broker expected, so it was refused.",
+  invalid_scope:
+    "The provider granted more than this page asked for (the consent page's scopes were changed), so the broker revoked that grant and stored nothing. Connect again without changing the scopes.",
   temporarily_unavailable: "The provider is unavailable right now. Try again in a minute.",
   server_error: "The broker could not complete the connection. Its log says why.",
 };
+
+/** Why an integration needs re-authorization, by its status reason. */
+const NEEDS_REAUTH_CAUSES = {
+  no_refresh_token: "The provider granted no refresh token.",
+  rotated_token_lost: "Its refresh token was lost with a broker replica that stopped in the middle of a refresh.",
+  grant_revoked_scope_widened: "The provider ended the account's whole grant when the broker revoked a later grant with scopes nobody asked for.",
+};
+
+/** A provider's or the broker's error code, in words; an unknown code is named only when it looks like one. */
+function callbackError(code) {
+  if (Object.hasOwn(CALLBACK_ERRORS, code)) return CALLBACK_ERRORS[code];
+  return /^[a-z_]{1,40}$/.test(code)
+    ? "The provider answered " + code + ", so nothing was connected."
+    : "The provider answered with an error, so nothing was connected.";
+}
 
 function say(text, kind) {
   const outcome = $("outcome");
@@ -83,7 +100,9 @@ function when(time) {
 function describe(integration) {
   const reason = integration.statusReason || "";
   if (integration.status === "INTEGRATION_STATUS_NEEDS_REAUTH") {
-    const what = reason === "no_refresh_token" ? "The provider granted no refresh token." : "The provider refused the stored grant" + (reason ? " (" + reason + ")." : ".");
+    const what = Object.hasOwn(NEEDS_REAUTH_CAUSES, reason)
+      ? NEEDS_REAUTH_CAUSES[reason]
+      : "The provider refused the stored grant" + (/^[a-z_]{1,40}$/.test(reason) ? " (" + reason + ")." : ".");
     return { badge: "Needs re-authorization", kind: "bad", text: what + " Reconnect to use it again." };
   }
   if (!integration.hasRefreshToken) {
@@ -206,14 +225,15 @@ async function startAuthorization(provider, scopes) {
   location.assign(authorizationUrl);
 }
 
-/** The same grant again: the scopes it holds that the provider still allows. */
+/**
+ * The same grant again. The granted scopes are in the provider's spelling; the broker reads them
+ * in its configuration's spelling and adds the protocol's own scopes itself, so they are sent
+ * as they are rather than matched here against the configured names.
+ */
 async function reconnect(integration) {
   try {
-    const provider = providers.find((p) => p.id === integration.provider);
-    const allowed = provider ? provider.allowedScopes || [] : [];
-    const scopes = (integration.grantedScopes || []).filter((scope) => allowed.length === 0 || allowed.includes(scope));
     say("Reconnecting " + providerName(integration.provider) + "…", "info");
-    await startAuthorization(integration.provider, scopes);
+    await startAuthorization(integration.provider, integration.grantedScopes || []);
   } catch (error) {
     say(error.message, "error");
   }
@@ -244,7 +264,7 @@ async function deleteConfirmed() {
 function showCallbackOutcome() {
   const params = new URLSearchParams(location.search);
   if (params.get("status") === "connected") say("Connected. The account is listed below.", "ok");
-  else if (params.get("error")) say(CALLBACK_ERRORS[params.get("error")] || "The provider answered " + params.get("error") + ", so nothing was connected.", "error");
+  else if (params.get("error")) say(callbackError(params.get("error")), "error");
   history.replaceState(null, "", location.pathname);
 }
 

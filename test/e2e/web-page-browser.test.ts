@@ -146,7 +146,8 @@ describe.skipIf(!available && !inCi)("the web page in Chromium", () => {
 
     await step("reconnect", async () => {
       await integrations().first().getByRole("button", { name: "Reconnect" }).click();
-      expect(await scopesAtSandbox()).toEqual(expect.arrayContaining(["sandbox.read", "openid", "offline_access"]));
+      // The same scopes as the first consent, none dropped and none added.
+      expect((await scopesAtSandbox()).sort()).toEqual(["offline_access", "openid", "sandbox.read"]);
       await allowAtSandbox("newcomer");
       await page.getByText("Connected. The account is listed below.").waitFor();
       await integrations().first().waitFor();
@@ -187,6 +188,67 @@ describe.skipIf(!available && !inCi)("the web page in Chromium", () => {
       const unexpected = problems.filter((problem) => !/status of 401/.test(problem));
       problems.length = 0;
       problems.push(...unexpected);
+    });
+  }, 120_000);
+
+  it("shows callback errors and re-authorization causes in words, never an arbitrary or inherited value", async () => {
+    const outcome = page.locator("#outcome");
+    await step("error-inherited-name", async () => {
+      await page.goto(`${broker.httpUrl}/?error=constructor`);
+      await outcome.waitFor();
+      expect(await outcome.textContent()).toBe("The provider answered constructor, so nothing was connected.");
+    });
+    await step("error-not-a-code", async () => {
+      await page.goto(`${broker.httpUrl}/?error=${encodeURIComponent("Your account is locked, call +1 555 0100")}`);
+      await outcome.waitFor();
+      expect(await outcome.textContent()).toBe("The provider answered with an error, so nothing was connected.");
+    });
+    await step("error-invalid-scope", async () => {
+      await page.goto(`${broker.httpUrl}/?error=invalid_scope`);
+      await outcome.waitFor();
+      expect(await outcome.textContent()).toMatch(/^The provider granted more than this page asked for .* the broker revoked that grant and stored nothing/);
+    });
+    await step("needs-reauth-causes", async () => {
+      // The broker's answer is replaced, so the page shows integrations in states hard to reach for real.
+      const needingReauth = (id: string, statusReason: string) => ({
+        id,
+        userId: "alice",
+        provider: "sandbox",
+        externalAccountId: id,
+        externalAccountName: id,
+        grantedScopes: ["sandbox.read"],
+        status: "INTEGRATION_STATUS_NEEDS_REAUTH",
+        statusReason,
+        hasRefreshToken: true,
+      });
+      await page.route("**/oauthbroker.v1.IntegrationService/ListIntegrations", (route) =>
+        route.fulfill({
+          contentType: "application/json",
+          body: JSON.stringify({
+            integrations: [
+              needingReauth("lost", "rotated_token_lost"),
+              needingReauth("widened", "grant_revoked_scope_widened"),
+              needingReauth("inherited", "constructor"),
+              needingReauth("refused", "invalid_grant"),
+            ],
+          }),
+        }),
+      );
+      try {
+        await page.goto(`${broker.httpUrl}/`);
+        await page.fill("#token", userToken);
+        await page.click("#sign-in");
+        await integrations().nth(3).waitFor();
+        const status = (id: string) => page.locator(`#integrations > li[data-id="${id}"] dd`).nth(2).textContent();
+        expect(await status("lost")).toBe(
+          "Its refresh token was lost with a broker replica that stopped in the middle of a refresh. Reconnect to use it again.",
+        );
+        expect(await status("widened")).toMatch(/^The provider ended the account's whole grant when the broker revoked a later grant/);
+        expect(await status("inherited")).toBe("The provider refused the stored grant (constructor). Reconnect to use it again.");
+        expect(await status("refused")).toBe("The provider refused the stored grant (invalid_grant). Reconnect to use it again.");
+      } finally {
+        await page.unroute("**/oauthbroker.v1.IntegrationService/ListIntegrations");
+      }
     });
   }, 120_000);
 });

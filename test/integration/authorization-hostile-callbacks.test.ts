@@ -253,6 +253,27 @@ describe("hostile callbacks", () => {
       expect([...(row?.granted_scopes ?? [])].sort()).toEqual(["calendar.read", "openid"]);
     });
 
+    it("google: revoking a widened grant of an account already connected ends its whole grant, so that integration needs re-authorization", async () => {
+      // alice's alice-g integration from the test before holds calendar.read.
+      const [before] = await db.sql<{ id: string; status: string }[]>`select id, status from integrations where user_id = 'alice' and provider = 'google'`;
+      expect(before?.status).toBe("active");
+      const browser = createBrowser();
+      const url = await start("user:alice", { provider: "google", scopes: ["calendar.read"] }, browser);
+      const arrival = await arrive(browser, await consent("google", widened(url, "calendar.write"), "alice-g", browser));
+      expect(arrival.location?.href).toBe(`${RETURN_TO}?error=invalid_scope`);
+      const [after] = await db.sql<{ status: string; status_reason: string; granted_scopes: string[] }[]>`
+        select status, status_reason, granted_scopes from integrations where id = ${before?.id ?? ""}`;
+      expect(after).toMatchObject({ status: "needs_reauth", status_reason: "grant_revoked_scope_widened" });
+      // Nothing of the widened grant was stored over it.
+      expect([...(after?.granted_scopes ?? [])].sort()).toEqual(["calendar.read", "openid"]);
+      expect((await failures("alice")).at(-1)?.details).toMatchObject({
+        revocation: "revoked",
+        needs_reauth_count: "1",
+        needs_reauth_integrations: before?.id,
+        needs_reauth_reason: "grant_revoked_scope_widened",
+      });
+    });
+
     it("microsoft: a Graph permission added on the consent page is refused; without a revocation endpoint the record says so", async () => {
       const browser = createBrowser();
       const url = await start("user:bruno", { provider: "microsoft" }, browser);

@@ -52,7 +52,7 @@ function emptyImpl(service: DescService): Record<string, unknown> {
 let db: TestDatabase;
 let dataDir: string;
 let key: LocalSigningKey;
-const tokens = { alice: "", billing: "", expired: "", wrongKey: "", foreignIssuer: "", tenYears: "" };
+const tokens = { alice: "", billing: "", expired: "", wrongKey: "", foreignIssuer: "", tenYears: "", futureIssued: "" };
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -81,6 +81,16 @@ beforeAll(async () => {
     .setExpirationTime("3650d")
     .sign(key.privateKey);
   tokens.foreignIssuer = await forged("https://issuer.attacker.example");
+  // Ten years too, but claiming to be issued a minute before it expires: exp − iat alone says 60 s.
+  const tenYearsAhead = Math.floor(Date.now() / 1000) + 10 * 365 * 86_400;
+  tokens.futureIssued = await new SignJWT({ kind: "service" })
+    .setProtectedHeader({ alg: "EdDSA", kid: key.kid })
+    .setIssuer(LOCAL_ISSUER)
+    .setAudience(LOCAL_AUDIENCE)
+    .setSubject("billing")
+    .setIssuedAt(tenYearsAhead - 60)
+    .setExpirationTime(tenYearsAhead)
+    .sign(key.privateKey);
 });
 
 afterAll(async () => {
@@ -248,6 +258,35 @@ describe("audit events for refused calls", () => {
     }
     expect(log.text()).not.toContain(tokens.tenYears.split(".")[2]);
     expect(JSON.stringify(stored)).not.toContain(tokens.tenYears.split(".")[2]);
+  });
+
+  it("refuses a ten-year token whose iat claims it was issued a minute before expiry, on both listeners", async () => {
+    const running = await start();
+    expect(await connectCall(running, "providers", "req-future-iat-connect", tokens.futureIssued)).toBe(Code.Unauthenticated);
+    const grpc = grpcClient(running.grpcAddress);
+    try {
+      const failure = await unary(grpc, ProviderService.method.listProviders, {}, {
+        metadata: { authorization: `Bearer ${tokens.futureIssued}`, "x-request-id": "req-future-iat-grpc" },
+      }).then(
+        () => undefined,
+        (error: unknown) => error as GrpcFailure,
+      );
+      expect(failure?.code).toBe(Code.Unauthenticated);
+      expect(failure?.details).toBe("missing or invalid credentials");
+    } finally {
+      grpc.close();
+    }
+    await recorder.flush();
+    const stored = await rows();
+    expect(stored.map((row) => [row.action, row.reason, row.request_id])).toEqual([
+      ["auth.failed", "not_yet_valid", "req-future-iat-connect"],
+      ["auth.failed", "not_yet_valid", "req-future-iat-grpc"],
+    ]);
+    const refusals = log.lines.filter((line) => line["msg"] === "authentication failed");
+    expect(refusals.map((line) => String(line["reason"]))).toEqual([
+      expect.stringMatching(/token issued \d+ s in the future/),
+      expect.stringMatching(/token issued \d+ s in the future/),
+    ]);
   });
 
   it("records a policy denial once, with caller, rpc and reason, on both listeners", async () => {

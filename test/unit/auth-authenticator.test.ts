@@ -253,6 +253,20 @@ describe("authenticator with static keys", () => {
       expect(lines.join("")).toMatch(/token without iat expires in \d+ s, beyond the issuer's 86400 s/);
     });
 
+    it("a future iat cannot shorten the measured lifetime: issued beyond the skew is refused, the lifetime counts from min(iat, now)", async () => {
+      const { authenticator, lines } = make();
+      const exp = NOW_S + 10 * 365 * 86_400;
+      const futureIat = await sign(keys.privateKey, {}, { iat: exp - 60, exp });
+      expect(authFailureReason(await expectRejected(authenticator, `Bearer ${futureIat}`))).toBe("not_yet_valid");
+      expect(lines.join("")).toMatch(/token issued \d+ s in the future, beyond the 30 s clock skew/);
+      // Just beyond the skew, even with a short lifetime.
+      const justAhead = await sign(keys.privateKey, {}, { iat: NOW_S + 31, exp: NOW_S + 300 });
+      expect(authFailureReason(await expectRejected(authenticator, `Bearer ${justAhead}`))).toBe("not_yet_valid");
+      // Within the skew ahead, the bound still holds on exp − iat.
+      const aheadTooLong = await sign(keys.privateKey, {}, { iat: NOW_S + 20, exp: NOW_S + 20 + 86_401 });
+      expect(authFailureReason(await expectRejected(authenticator, `Bearer ${aheadTooLong}`))).toBe("lifetime_too_long");
+    });
+
     it("an algorithm the issuer does not allow", async () => {
       const ec = await generateKeyPair("ES256", { extractable: true });
       const { authenticator } = make({ staticKeys: [JSON.stringify(await exportJWK(ec.publicKey))], algorithms: ["RS256"] });
@@ -275,6 +289,8 @@ describe("authenticator with static keys", () => {
     const { authenticator } = make();
     await expect(authenticator.authenticate(`Bearer ${await sign(keys.privateKey, {}, { iat: NOW_S - 10, exp: NOW_S - 10 + 86_400 })}`)).resolves.toBeTruthy();
     await expect(authenticator.authenticate(`Bearer ${await sign(keys.privateKey, {}, { iat: null, exp: NOW_S + 86_400 + 30 })}`)).resolves.toBeTruthy();
+    // An iat a little ahead of the broker's clock (within the skew) is a clock difference, not an attack.
+    await expect(authenticator.authenticate(`Bearer ${await sign(keys.privateKey, {}, { iat: NOW_S + 20, exp: NOW_S + 20 + 86_400 })}`)).resolves.toBeTruthy();
     const { authenticator: lenient } = make({ maxTokenLifetimeSeconds: 7 * 86_400 });
     await expect(lenient.authenticate(`Bearer ${await sign(keys.privateKey, {}, { exp: NOW_S + 6 * 86_400 })}`)).resolves.toBeTruthy();
   });

@@ -30,6 +30,8 @@ import type {
 import { createPolicy } from "../../src/domain/policy.js";
 import type { AuthorizationSession, Integration, Principal, RequestContext } from "../../src/domain/types.js";
 import { readAuthorizationResponse } from "../../src/providers/authorization-response.js";
+import { googleCanonicalScope } from "../../src/providers/google.js";
+import { microsoftCanonicalScope } from "../../src/providers/microsoft.js";
 import { testProviderConfig } from "../support/peers/provider-config.js";
 
 const ISSUER = "https://issuer.test";
@@ -105,6 +107,25 @@ function grantFor(accountId: string, options: { refreshToken?: string; scopes?: 
   };
 }
 
+function seededIntegration(input: { id: string; userId: string; provider: string; accountId: string; scopes: string[] }): Integration {
+  return {
+    id: input.id,
+    userId: input.userId,
+    provider: input.provider,
+    externalAccount: { id: input.accountId, name: `${input.accountId}@example.test`, attributes: {} },
+    grantedScopes: input.scopes,
+    status: "active",
+    statusReason: "",
+    createdAt: NOW,
+    updatedAt: NOW,
+    lastRefreshedAt: NOW,
+    lastUsedAt: null,
+    accessTokenExpiresAt: new Date(NOW.getTime() + 3600_000),
+    refreshFailureCount: 0,
+    hasRefreshToken: true,
+  };
+}
+
 function fakeSessions(): AuthorizationSessionStore & { rows: Map<string, AuthorizationSession & { stateHash: string }> } {
   const rows = new Map<string, AuthorizationSession & { stateHash: string }>();
   return {
@@ -139,6 +160,14 @@ function fakeIntegrations(): AuthorizationIntegrationStore & { rows: Integration
     },
     async findForUser(userId: string, provider: string) {
       return rows.filter((r) => r.userId === userId && r.provider === provider);
+    },
+    async findLiveForAccount(providers: readonly string[], externalAccountId: string) {
+      return rows.filter((r) => providers.includes(r.provider) && r.externalAccount.id === externalAccountId && r.status !== "deleted");
+    },
+    async markNeedsReauth(id: string, reason: string) {
+      const index = rows.findIndex((r) => r.id === id && r.status === "active");
+      const row = rows[index];
+      if (row !== undefined) rows[index] = { ...row, status: "needs_reauth", statusReason: reason };
     },
     async upsertWithTokens(input: IntegrationUpsert) {
       writes.push(input);
@@ -328,6 +357,35 @@ describe("StartAuthorization", () => {
     expect(stored?.requestedScopes).toEqual(["calendar.read", "openid", "offline_access"]);
     const started = h.audit.find((event) => event.action === "authorization.started" && event.details?.["session_id"] === result.sessionId);
     expect(started?.scopes).toEqual(["calendar.read", "openid", "offline_access"]);
+  });
+
+  it("reads an integration's granted scopes, asked again, in configuration spelling (Reconnect asks for the same grant)", async () => {
+    const google = provider(h, "google");
+    Object.assign(google, { canonicalScope: googleCanonicalScope });
+    const calendar = "https://www.googleapis.com/auth/calendar.readonly";
+    h.configs[0] = testProviderConfig({ id: "google", kind: "google", clientSecret: "s", defaultScopes: ["openid", "email", "profile"], allowedScopes: [calendar] });
+    await startFlow(h, alice, {
+      scopes: ["openid", "https://www.googleapis.com/auth/userinfo.email", "https://www.googleapis.com/auth/userinfo.profile", calendar],
+    });
+    expect(google.urlInputs.at(-1)?.scopes).toEqual(["openid", "email", "profile", calendar]);
+
+    const microsoft = provider(h, "microsoft");
+    Object.assign(microsoft, { canonicalScope: microsoftCanonicalScope });
+    h.configs[1] = testProviderConfig({ id: "microsoft", kind: "microsoft", clientSecret: "s", allowedScopes: ["profile", "User.Read", "Mail.Read"] });
+    // As Graph grants them: lower case with the Graph prefix, and the protocol's own scopes,
+    // which this configuration does not list and the client adds itself.
+    await startFlow(h, alice, {
+      provider: "microsoft",
+      scopes: ["https://graph.microsoft.com/mail.read", "user.read", "openid", "profile", "offline_access"],
+    });
+    expect(microsoft.urlInputs.at(-1)?.scopes).toEqual(["Mail.Read", "User.Read", "profile"]);
+    // A scope the configuration does not allow in any spelling is still refused, by name.
+    const refused = await caught(startFlow(h, alice, { provider: "microsoft", scopes: ["openid", "https://graph.microsoft.com/Files.ReadWrite"] }));
+    expect(refused).toMatchObject({ code: "invalid_argument" });
+    expect(refused.fieldViolations).toEqual([
+      { field: "scopes[1]", description: "https://graph.microsoft.com/Files.ReadWrite is not allowed for provider microsoft" },
+    ]);
+    expect(refused.message).toContain("https://graph.microsoft.com/Files.ReadWrite is not allowed for provider microsoft");
   });
 
   it("binds a browser flow: cookie for the callback path, state hashed with the binding, verifier encrypted for the session", async () => {
@@ -816,6 +874,73 @@ describe("no widened grants", () => {
     expect(h.integrations.writes).toHaveLength(0);
     expect(h.audit.at(-1)?.details).toMatchObject({ widened_count: "12", revocation: "failed" });
     expect(outcome.kind === "failed" && outcome.error.message).toMatch(/\(extra\.0 .* extra\.9 and 2 more\)/);
+  });
+
+  it("counts scopes the account granted the same client through another user or another provider entry as held", async () => {
+    // A YouTube entry on the same Google client: Google returns its scopes with every new grant.
+    h.configs.push(testProviderConfig({ id: "youtube", kind: "youtube", clientSecret: "s" }));
+    h.integrations.rows.push(seededIntegration({ id: "yt-bob", userId: "bob", provider: "youtube", accountId: "acct-1", scopes: ["youtube.readonly"] }));
+    provider(h, "google").grant = grantFor("acct-1", { scopes: ["openid", "calendar.read", "youtube.readonly"] });
+    const { result, query } = await startFlow(h, alice, { scopes: ["calendar.read"] });
+    expect((await callback(h, "google", query(), result.browserBinding?.value)).kind).toBe("connected");
+    // A different client id is a different grant at Google: its scopes are not held here.
+    h.configs[h.configs.length - 1] = testProviderConfig({ id: "youtube", kind: "youtube", clientId: "other-client", clientSecret: "s" });
+    provider(h, "google").grant = grantFor("acct-9", { scopes: ["openid", "calendar.read", "youtube.readonly"] });
+    h.integrations.rows.push(seededIntegration({ id: "yt-carl", userId: "carl", provider: "youtube", accountId: "acct-9", scopes: ["youtube.readonly"] }));
+    const second = await startFlow(h, alice, { scopes: ["calendar.read"] });
+    expect(await callback(h, "google", second.query(), second.result.browserBinding?.value)).toMatchObject({ kind: "failed", code: "invalid_scope" });
+  });
+
+  it("marks the account's existing integrations needs_reauth when revoking the widened grant ended the whole Google grant", async () => {
+    h.integrations.rows.push(seededIntegration({ id: "g-alice", userId: "alice", provider: "google", accountId: "acct-1", scopes: ["openid", "calendar.read"] }));
+    const google = provider(h, "google");
+    google.revocationResult = { outcome: "revoked" };
+    google.grant = grantFor("acct-1", { refreshToken: "rt-wide", scopes: ["openid", "calendar.read", "drive"] });
+    const { result, query } = await startFlow(h, alice, { scopes: ["calendar.read"] });
+    const outcome = await callback(h, "google", query(), result.browserBinding?.value);
+    expect(outcome).toMatchObject({ kind: "failed", code: "invalid_scope" });
+    expect(h.integrations.rows.find((row) => row.id === "g-alice")).toMatchObject({ status: "needs_reauth", statusReason: "grant_revoked_scope_widened" });
+    expect(h.changed).toContain("g-alice");
+    expect(h.audit.at(-1)?.details).toMatchObject({
+      revocation: "revoked",
+      needs_reauth_count: "1",
+      needs_reauth_integrations: "g-alice",
+      needs_reauth_reason: "grant_revoked_scope_widened",
+    });
+    // Ids stay in the audit trail: the caller's error does not list integrations.
+    expect(outcome.kind === "failed" && outcome.error.metadata).not.toHaveProperty("needs_reauth_integrations");
+    expect(outcome.kind === "failed" && outcome.error.message).toMatch(/existing connection must be reconnected/);
+  });
+
+  it("leaves the existing integration active where revocation ends only the new grant, or did not happen", async () => {
+    h.integrations.rows.push(seededIntegration({ id: "m-alice", userId: "alice", provider: "microsoft", accountId: "acct-1", scopes: ["User.Read"] }));
+    const microsoft = provider(h, "microsoft");
+    microsoft.revocationResult = { outcome: "revoked" };
+    microsoft.grant = grantFor("acct-1", { scopes: ["User.Read", "Mail.Read"] });
+    const { result, query } = await startFlow(h, alice, { provider: "microsoft", scopes: ["User.Read"] });
+    expect(await callback(h, "microsoft", query(), result.browserBinding?.value)).toMatchObject({ kind: "failed", code: "invalid_scope" });
+    expect(h.integrations.rows.find((row) => row.id === "m-alice")).toMatchObject({ status: "active" });
+    h.integrations.rows.push(seededIntegration({ id: "g-alice", userId: "alice", provider: "google", accountId: "acct-1", scopes: ["openid"] }));
+    provider(h, "google").revocationResult = { outcome: "retry_later", retryAfterMs: 1000 };
+    provider(h, "google").grant = grantFor("acct-1", { scopes: ["openid", "drive"] });
+    const second = await startFlow(h, alice);
+    expect(await callback(h, "google", second.query(), second.result.browserBinding?.value)).toMatchObject({ kind: "failed", code: "invalid_scope" });
+    expect(h.integrations.rows.find((row) => row.id === "g-alice")).toMatchObject({ status: "active" });
+  });
+
+  it("logs a failed revocation at warn with its cause, never the token, and puts the cause in the audit details", async () => {
+    const warnings: Array<{ obj: object; msg: string }> = [];
+    h = harness({ logger: { warn: (obj, msg) => void warnings.push({ obj, msg }) } });
+    const google = provider(h, "google");
+    google.revocationResult = new BrokerError("provider_unavailable", "revocation endpoint answered 503");
+    google.grant = grantFor("acct-1", { refreshToken: "rt-wide-secret", scopes: ["openid", "drive"] });
+    const { result, query } = await startFlow(h, alice);
+    expect(await callback(h, "google", query(), result.browserBinding?.value)).toMatchObject({ kind: "failed", code: "invalid_scope" });
+    expect(h.audit.at(-1)?.details).toMatchObject({ revocation: "failed", revocation_error: "provider_unavailable" });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]?.msg).toMatch(/could not revoke a widened grant/);
+    expect(warnings[0]?.obj).toMatchObject({ provider: "google", cause: "provider_unavailable" });
+    expect(JSON.stringify(warnings[0]?.obj)).not.toContain("rt-wide-secret");
   });
 
   it("fails CompleteAuthorization with authorization_denied SCOPE_WIDENED", async () => {

@@ -16,6 +16,14 @@ describe("toTokenSet", () => {
     expect(toTokenSet({ access_token: "at", scope: "" }, base).scopes).toEqual([]);
   });
 
+  it("refuses a scope that is present but not a string, rather than reading it as requested", () => {
+    for (const scope of [["a", "b", "widened"], 7, null, { a: true }]) {
+      expect(() => toTokenSet({ access_token: "at", scope }, base)).toThrow(
+        expect.objectContaining({ code: "provider_error", reason: "PROVIDER_RESPONSE_INVALID" }),
+      );
+    }
+  });
+
   it("uses the default lifetime when expires_in is missing or unusable, never forever", () => {
     expect(toTokenSet({ access_token: "at" }, base).expiresAt).toEqual(new Date(NOW.getTime() + 600_000));
     expect(toTokenSet({ access_token: "at", expires_in: "120" }, base).expiresAt).toEqual(new Date(NOW.getTime() + 120_000));
