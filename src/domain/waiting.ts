@@ -1,5 +1,6 @@
 /** Waiting, the ways the broker does it: plain sleeps, backoff between retries, and a caller's bounded wait. */
 import { BrokerError } from "./errors.js";
+import { systemClock, type Clock } from "./ports.js";
 import type { RequestContext } from "./types.js";
 
 /** Resolves after `ms`, or as soon as `signal` aborts (never rejects: the caller checks why it woke). */
@@ -24,13 +25,14 @@ export function fullJitterBackoff(attempt: number, baseMs = 100, capMs = 5_000):
  * Waits for `work` on behalf of one caller: the caller's deadline or cancellation ends its own
  * wait, never the shared work (other callers, and a rotated refresh token, depend on it).
  * `maxMs` bounds the wait of a caller who set no deadline, or a longer one: no call waits
- * forever on something that may never settle.
+ * forever on something that may never settle. The caller's deadline (epoch ms) is read on `clock`.
  */
-export function awaitWithin<T>(work: Promise<T>, ctx: RequestContext | undefined, maxMs?: number): Promise<T> {
+export function awaitWithin<T>(work: Promise<T>, ctx: RequestContext | undefined, maxMs?: number, clock: Clock = systemClock): Promise<T> {
   if (!ctx?.deadline && !ctx?.signal && maxMs === undefined) return work;
   const deadline = ctx?.deadline;
-  const limitedByCaller = deadline !== undefined && (maxMs === undefined || deadline - Date.now() <= maxMs);
-  const waitMs = limitedByCaller ? Math.max(0, deadline - Date.now()) : maxMs;
+  const now = clock.now().getTime();
+  const limitedByCaller = deadline !== undefined && (maxMs === undefined || deadline - now <= maxMs);
+  const waitMs = limitedByCaller ? Math.max(0, deadline - now) : maxMs;
   return new Promise<T>((resolve, reject) => {
     const fail = () => {
       cleanup();

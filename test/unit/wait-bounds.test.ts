@@ -1,7 +1,7 @@
 /** The bounded waits: single flight abandonment, a caller's wait limit, the in-flight watchdog and database readiness. */
 import { describe, expect, it } from "vitest";
 import { BrokerError, isBrokerError } from "../../src/domain/errors.js";
-import { createSingleFlight } from "../../src/domain/single-flight.js";
+import { createSingleFlight } from "../../src/domain/tokens/single-flight.js";
 import { awaitWithin } from "../../src/domain/waiting.js";
 import { createInflightWatchdog } from "../../src/observability/inflight-watchdog.js";
 import { createDatabaseHealth } from "../../src/storage/database-health.js";
