@@ -16,7 +16,7 @@ import { createRotatedTokenCustody, type RotatedTokenCustody } from "../../src/d
 import { createStoredTokens } from "../../src/domain/tokens/stored-tokens.js";
 import { createTokenCache } from "../../src/domain/tokens/token-cache.js";
 import type { TokenSet } from "../../src/domain/types.js";
-import { createWakeups } from "../../src/domain/waiting.js";
+import { createWakeups } from "../../src/domain/tokens/token-waits.js";
 import { callerContext, fakeCipher, fakeProvider, fakeTokenStore, integrationFixture, manualClock, recordingAudit, silentLogger } from "../support/token-fakes.js";
 
 const HOUR = 3_600_000;

@@ -9,7 +9,7 @@ import { BrokerError, isBrokerError } from "../errors.js";
 import { integrationNotFound } from "../policy.js";
 import type { Clock, TokenChangeFeed, TokenServiceLogger, TokenStore } from "../ports.js";
 import type { Integration, RequestContext, TokenSet } from "../types.js";
-import type { Wakeups } from "../waiting.js";
+import type { Wakeups } from "./token-waits.js";
 import { checkStatus, noRefreshToken, noTokens, operationAbandoned } from "./integration-checks.js";
 import type { TokenLifetimes } from "./integration-memory.js";
 import type { ProviderCalls } from "./provider-calls.js";

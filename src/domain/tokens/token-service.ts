@@ -14,7 +14,7 @@
  */
 import { auditCaller, auditSubject, type TokenStore } from "../ports.js";
 import type { TokenSet } from "../types.js";
-import { awaitWithin, createWakeups } from "../waiting.js";
+import { awaitWithin, createWakeups } from "./token-waits.js";
 import { boundDatabaseCalls } from "../database-bound.js";
 import { checkScopes, lifetimeTooShort, noTokens, operationAbandoned } from "./integration-checks.js";
 import { createTokenLifetimes } from "./integration-memory.js";
