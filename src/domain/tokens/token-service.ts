@@ -83,7 +83,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     // a takeover while the holder's renewals fail finds the lease's "sent" mark and does not blindly replay.
     refreshBudgetMs: settings.defaultDeadlineMs ?? 10_000,
     forget: (integrationId) => resolver.forget(integrationId),
-    onLeaseWait: deps.events?.leaseWait,
+    onLeaseWait: () => deps.events?.leaseWait?.(),
   });
   // A load has no side effects: abandoning it early is harmless.
   const loads = createSingleFlight<CurrentTokens | undefined>({
