@@ -40,7 +40,7 @@ import { createIntegrationDeletion } from "./domain/integration-deletion.js";
 import { createIntegrationSync } from "./domain/integration-sync.js";
 import { createAuditServiceHandlers } from "./transport/handlers/audit-service.js";
 import { createAuthorizationService } from "./domain/authorization-service.js";
-import { createTokenService } from "./domain/token-service.js";
+import { createTokenService } from "./domain/tokens/token-service.js";
 import { createAuthorizationServiceHandlers } from "./transport/handlers/authorization-service.js";
 import { createTokenServiceHandlers } from "./transport/handlers/token-service.js";
 import { createIntegrationServiceHandlers } from "./transport/handlers/integration-service.js";

@@ -9,7 +9,7 @@
  */
 import { invalidArgument, isBrokerError } from "./errors.js";
 import { auditCaller, type AuditLog, type ProviderClient } from "./ports.js";
-import type { TokenService } from "./token-service.js";
+import type { TokenService } from "./tokens/token-service.js";
 import type { ExternalAccount, Integration, RequestContext } from "./types.js";
 
 export interface SyncCursor {

@@ -2,7 +2,9 @@
  * Ports the domain depends on. `storage/`, `crypto/` and `providers/` implement them and
  * `main.ts` wires them, so the domain imports no database, Vault or HTTP client code.
  */
-import type { ExternalAccount, Integration, RequestContext, TokenSet } from "./types.js";
+import type { ProviderPauseNotice } from "./tokens/provider-pause.js";
+import type { RefreshSentMark } from "./tokens/refresh-takeover.js";
+import type { EncryptedTokenSet, ExternalAccount, Integration, RequestContext, TokenSet } from "./types.js";
 
 export interface Clock {
   now(): Date;
@@ -138,4 +140,58 @@ export function auditSubject(integration: Pick<Integration, "id" | "userId" | "p
  */
 export interface AuditLog {
   record(event: AuditEventInput): Promise<void>;
+}
+
+/** A token set as stored: ciphertexts only (`Cipher`, bound to the integration id). */
+export interface TokenWrite {
+  readonly accessTokenCiphertext: string;
+  readonly refreshTokenCiphertext: string | null;
+  readonly tokenType: string;
+  readonly expiresAt: Date;
+  readonly scopes: readonly string[];
+}
+
+/** What the token lifecycle needs from storage (the postgres.js repositories satisfy it). */
+export interface TokenStore {
+  readonly integrations: {
+    get(id: string): Promise<Integration | undefined>;
+    findForUser(userId: string, provider: string, externalAccountId?: string): Promise<readonly Integration[]>;
+    markNeedsReauth(id: string, reason: string): Promise<void>;
+    recordRefreshFailure(id: string, reason: string, nextAttemptAt: Date): Promise<void>;
+    touchLastUsed(id: string, at: Date): Promise<void>;
+  };
+  readonly tokenSets: {
+    get(integrationId: string): Promise<EncryptedTokenSet | undefined>;
+    writeIfVersion(integrationId: string, expectedVersion: number, tokens: TokenWrite): Promise<number | undefined>;
+    acquireLease(
+      integrationId: string,
+      owner: string,
+      ttlMs: number,
+    ): Promise<{ acquired: true; version: number; sent?: RefreshSentMark | undefined } | { acquired: false; expiresAt: Date | undefined }>;
+    /** `keepSentMark`: the outcome of the refresh request sent under the lease is unknown. */
+    releaseLease(integrationId: string, owner: string, options?: { readonly keepSentMark?: boolean }): Promise<void>;
+    /** The heartbeat; false when the lease is no longer `owner`'s. */
+    renewLease(integrationId: string, owner: string, ttlMs: number): Promise<boolean>;
+    /** Records that `owner` sends the refresh token of `version` now; false when the lease is not `owner`'s. */
+    markRefreshSent(integrationId: string, owner: string, version: number): Promise<boolean>;
+  };
+}
+
+/** Provider pauses shared across replicas (LISTEN/NOTIFY). */
+export interface ProviderPauseFeed {
+  publish(notice: ProviderPauseNotice): Promise<void>;
+  subscribe(listener: (notice: ProviderPauseNotice) => void): () => void;
+}
+
+/** Cross-replica change feed of token sets (LISTEN/NOTIFY). */
+export interface TokenChangeFeed {
+  publish(change: { integrationId: string; version: number }): Promise<void>;
+  subscribe(listener: (change: { integrationId: string; version: number }) => void): () => void;
+}
+
+/** Where the token lifecycle logs (pino satisfies it). */
+export interface TokenServiceLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
 }

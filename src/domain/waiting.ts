@@ -1,6 +1,4 @@
-/** Waiting, the ways the broker does it: plain sleeps, backoff between retries, and a caller's bounded wait. */
-import { BrokerError } from "./errors.js";
-import type { RequestContext } from "./types.js";
+/** Waiting, the ways the broker does it: plain sleeps and backoff between retries. */
 
 /** Resolves after `ms`, or as soon as `signal` aborts (never rejects: the caller checks why it woke). */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -18,79 +16,4 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 /** Full jitter (AWS architecture blog): a random wait up to the exponential bound. */
 export function fullJitterBackoff(attempt: number, baseMs = 100, capMs = 5_000): number {
   return Math.random() * Math.min(capMs, baseMs * 2 ** attempt);
-}
-
-/**
- * Waits for `work` on behalf of one caller: the caller's deadline or cancellation ends its own
- * wait, never the shared work (other callers, and a rotated refresh token, depend on it).
- * `maxMs` bounds the wait of a caller who set no deadline, or a longer one: no call waits
- * forever on something that may never settle.
- */
-export function awaitWithin<T>(work: Promise<T>, ctx: RequestContext | undefined, maxMs?: number): Promise<T> {
-  if (!ctx?.deadline && !ctx?.signal && maxMs === undefined) return work;
-  const deadline = ctx?.deadline;
-  const limitedByCaller = deadline !== undefined && (maxMs === undefined || deadline - Date.now() <= maxMs);
-  const waitMs = limitedByCaller ? Math.max(0, deadline - Date.now()) : maxMs;
-  return new Promise<T>((resolve, reject) => {
-    const fail = () => {
-      cleanup();
-      reject(
-        limitedByCaller || ctx?.signal?.aborted
-          ? new BrokerError("deadline_exceeded", "the deadline passed while the token was being refreshed; retry", { retryAfterMs: 200 })
-          : new BrokerError("deadline_exceeded", `the token did not arrive within the broker's wait limit of ${maxMs} ms; retry`, {
-              reason: "WAIT_LIMIT_EXCEEDED",
-              retryAfterMs: 1_000,
-            }),
-      );
-    };
-    const timer = waitMs === undefined ? undefined : setTimeout(fail, waitMs);
-    const cleanup = () => {
-      clearTimeout(timer);
-      ctx?.signal?.removeEventListener("abort", fail);
-    };
-    if (ctx?.signal?.aborted) return fail();
-    ctx?.signal?.addEventListener("abort", fail, { once: true });
-    work.then(
-      (value) => {
-        cleanup();
-        resolve(value);
-      },
-      (error: unknown) => {
-        cleanup();
-        reject(error);
-      },
-    );
-  });
-}
-
-/** Waits that end early when something they wait for is announced (a token set written elsewhere). */
-export interface Wakeups {
-  /** Resolves when `key` is woken, after `ms` at most, or when `signal` aborts. */
-  wait(key: string, ms: number, signal?: AbortSignal): Promise<void>;
-  wake(key: string): void;
-}
-
-export function createWakeups(): Wakeups {
-  const waiters = new Map<string, Set<() => void>>();
-  return {
-    wait(key, ms, signal) {
-      return new Promise((resolve) => {
-        let set = waiters.get(key);
-        if (!set) waiters.set(key, (set = new Set()));
-        const done = () => {
-          clearTimeout(timer);
-          signal?.removeEventListener("abort", done);
-          set?.delete(done);
-          if (set?.size === 0) waiters.delete(key);
-          resolve();
-        };
-        const timer = setTimeout(done, ms);
-        signal?.addEventListener("abort", done, { once: true });
-        set.add(done);
-      });
-    },
-    wake(key) {
-      for (const wake of waiters.get(key) ?? []) wake();
-    },
-  };
 }

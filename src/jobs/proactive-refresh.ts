@@ -6,7 +6,7 @@
  * (`next_refresh_attempt_at`); a dead grant becomes NEEDS_REAUTH. Never on the hot path.
  */
 import type { ClaimedRefresh } from "../storage/token-set-repository.js";
-import type { TokenService } from "../domain/token-service.js";
+import type { TokenService } from "../domain/tokens/token-service.js";
 import type { Logger } from "../observability/logger.js";
 
 export interface ProactiveRefresher {

@@ -10,7 +10,7 @@
  * (test/integration/deploy-*.test.ts checks that).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { CircuitState } from "../domain/circuit-breaker.js";
+import type { CircuitState } from "../domain/tokens/circuit-breaker.js";
 import type { IntegrationStatus } from "../domain/types.js";
 
 /** 0.5 ms … 10 s: a cache hit is sub-millisecond, a refresh at a slow provider takes seconds. */

@@ -6,7 +6,7 @@
  */
 import { ClientError, ResponseBodyError, WWWAuthenticateChallengeError } from "openid-client";
 import { BrokerError } from "../domain/errors.js";
-import { PROVIDER_RETRY_AFTER_KEY } from "../domain/provider-pause.js";
+import { PROVIDER_RETRY_AFTER_KEY } from "../domain/tokens/provider-pause.js";
 import type { RevocationResult } from "../domain/ports.js";
 import { ProviderTransportError } from "./provider-http.js";
 

@@ -5,7 +5,7 @@
  * Best effort: a lost notification costs one more rate-limited request from that replica.
  */
 import type postgres from "postgres";
-import type { ProviderPauseNotice } from "../domain/provider-pause.js";
+import type { ProviderPauseNotice } from "../domain/tokens/provider-pause.js";
 import type { Logger } from "../observability/logger.js";
 
 export const PROVIDER_PAUSE_CHANNEL = "oauth_broker_provider_pauses";

@@ -5,7 +5,7 @@
  * held while a replica talks to the provider.
  */
 import type postgres from "postgres";
-import type { RefreshSentMark } from "../domain/refresh-takeover.js";
+import type { RefreshSentMark } from "../domain/tokens/refresh-takeover.js";
 import type { EncryptedTokenSet } from "../domain/types.js";
 import { toBrokerError } from "./database.js";
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BrokerError } from "../../src/domain/errors.js";
 import type { Cipher } from "../../src/domain/ports.js";
 import { systemClock } from "../../src/domain/ports.js";
-import { createTokenService } from "../../src/domain/token-service.js";
+import { createTokenService } from "../../src/domain/tokens/token-service.js";
 import { startProactiveRefresher } from "../../src/jobs/proactive-refresh.js";
 import { createIntegrationRepository } from "../../src/storage/integration-repository.js";
 import { createTokenSetRepository, type ClaimedRefresh } from "../../src/storage/token-set-repository.js";

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLocalKeyringCipher } from "../../src/crypto/local-keyring-cipher.js";
 import { isBrokerError } from "../../src/domain/errors.js";
 import { systemClock, type Cipher, type ProviderClient } from "../../src/domain/ports.js";
-import { createTokenService, type TokenService } from "../../src/domain/token-service.js";
+import { createTokenService, type TokenService } from "../../src/domain/tokens/token-service.js";
 import type { RequestContext } from "../../src/domain/types.js";
 import { createIntegrationRepository } from "../../src/storage/integration-repository.js";
 import { createTokenSetRepository } from "../../src/storage/token-set-repository.js";

@@ -15,7 +15,7 @@ import { createLocalKeyringCipher } from "../../src/crypto/local-keyring-cipher.
 import { BrokerError, isBrokerError } from "../../src/domain/errors.js";
 import type { Cipher, ProviderClient } from "../../src/domain/ports.js";
 import type { RequestContext } from "../../src/domain/types.js";
-import { createTokenService, type TokenService } from "../../src/domain/token-service.js";
+import { createTokenService, type TokenService } from "../../src/domain/tokens/token-service.js";
 import { createDatabase, type Database } from "../../src/storage/database.js";
 import { createIntegrationRepository } from "../../src/storage/integration-repository.js";
 import { createTokenNotifications, type TokenNotifications } from "../../src/storage/token-notifications.js";

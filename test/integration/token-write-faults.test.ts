@@ -14,7 +14,7 @@ import { Code } from "@connectrpc/connect";
 import { createLocalKeyringCipher } from "../../src/crypto/local-keyring-cipher.js";
 import { isBrokerError, type BrokerError } from "../../src/domain/errors.js";
 import { systemClock, type Cipher, type ProviderClient } from "../../src/domain/ports.js";
-import { createTokenService, type TokenService, type TokenServiceDeps } from "../../src/domain/token-service.js";
+import { createTokenService, type TokenService, type TokenServiceDeps } from "../../src/domain/tokens/token-service.js";
 import type { RequestContext } from "../../src/domain/types.js";
 import { createPostgresAuditLog, type PostgresAuditLog } from "../../src/storage/audit-log.js";
 import { createDatabase, type Database } from "../../src/storage/database.js";

@@ -3,7 +3,7 @@
  * a guess (a grant that never had a refresh token was not "refused").
  */
 import { describe, expect, it } from "vitest";
-import { checkStatus, noRefreshToken } from "../../src/domain/integration-checks.js";
+import { checkStatus, noRefreshToken } from "../../src/domain/tokens/integration-checks.js";
 import type { Integration } from "../../src/domain/types.js";
 import { caught } from "../support/caught.js";
 

@@ -1,6 +1,6 @@
 /** The token service's memory of resolved integrations and token lifetimes: bounded, expiring, forgettable. */
 import { describe, expect, it } from "vitest";
-import { createResolvedIntegrations, createTokenLifetimes } from "../../src/domain/integration-memory.js";
+import { createResolvedIntegrations, createTokenLifetimes } from "../../src/domain/tokens/integration-memory.js";
 import type { Integration } from "../../src/domain/types.js";
 import { manualClock } from "../support/manual-clock.js";
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { startLeaseHeartbeat } from "../../src/domain/lease-heartbeat.js";
+import { startLeaseHeartbeat } from "../../src/domain/tokens/lease-heartbeat.js";
 
 /** Resolves when `count` renewals have happened (each beat calls `renew` once). */
 function renewals(outcomes: ReadonlyArray<boolean | Error>) {

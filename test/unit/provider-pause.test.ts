@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { BrokerError, isBrokerError } from "../../src/domain/errors.js";
-import { createProviderPauses, PROVIDER_RETRY_AFTER_KEY } from "../../src/domain/provider-pause.js";
+import { createProviderPauses, PROVIDER_RETRY_AFTER_KEY } from "../../src/domain/tokens/provider-pause.js";
 import type { Clock } from "../../src/domain/ports.js";
 
 function manualClock(): Clock & { advance(ms: number): void } {

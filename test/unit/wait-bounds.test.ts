@@ -1,8 +1,9 @@
 /** The bounded waits: single flight abandonment, a caller's wait limit, the in-flight watchdog and database readiness. */
 import { describe, expect, it } from "vitest";
 import { BrokerError, isBrokerError } from "../../src/domain/errors.js";
-import { createSingleFlight } from "../../src/domain/single-flight.js";
-import { awaitWithin } from "../../src/domain/waiting.js";
+import { createSingleFlight } from "../../src/domain/tokens/single-flight.js";
+import { systemClock } from "../../src/domain/ports.js";
+import { awaitWithin } from "../../src/domain/tokens/token-waits.js";
 import { createInflightWatchdog } from "../../src/observability/inflight-watchdog.js";
 import { createDatabaseHealth } from "../../src/storage/database-health.js";
 
@@ -43,7 +44,7 @@ describe("createSingleFlight", () => {
 
 describe("awaitWithin", () => {
   it("ends a caller's wait at the broker's limit when the caller set no deadline", async () => {
-    const failure = await awaitWithin(never(), undefined, 20).catch((e: unknown) => e);
+    const failure = await awaitWithin(never(), undefined, 20, systemClock).catch((e: unknown) => e);
     expect(isBrokerError(failure, "deadline_exceeded")).toBe(true);
     expect((failure as BrokerError).reason).toBe("WAIT_LIMIT_EXCEEDED");
     expect((failure as BrokerError).retryAfterMs).toBeGreaterThan(0);
@@ -51,7 +52,7 @@ describe("awaitWithin", () => {
 
   it("ends it at the caller's deadline when that comes first", async () => {
     const ctx = { principal: undefined, requestId: "r", peer: "p", deadline: Date.now() + 10 } as never;
-    const failure = await awaitWithin(never(), ctx, 60_000).catch((e: unknown) => e);
+    const failure = await awaitWithin(never(), ctx, 60_000, systemClock).catch((e: unknown) => e);
     expect((failure as BrokerError).reason).toBe("DEADLINE_EXCEEDED");
   });
 });

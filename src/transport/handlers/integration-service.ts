@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { BrokerError, invalidArgument } from "../../domain/errors.js";
 import { integrationNotFound, type PolicyHolder } from "../../domain/policy.js";
-import type { TokenService } from "../../domain/token-service.js";
+import type { TokenService } from "../../domain/tokens/token-service.js";
 import type { Integration, IntegrationStatus } from "../../domain/types.js";
 import type { IntegrationService } from "../../gen/oauthbroker/v1/integration_service_pb.js";
 import { requestContextOf } from "../service-binding.js";

@@ -7,7 +7,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Clock } from "../../domain/ports.js";
 import type { IntegrationStatus as DomainStatus } from "../../domain/types.js";
-import type { CircuitState as DomainCircuitState } from "../../domain/circuit-breaker.js";
+import type { CircuitState as DomainCircuitState } from "../../domain/tokens/circuit-breaker.js";
 import {
   CircuitState,
   ComponentState,

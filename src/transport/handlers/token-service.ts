@@ -4,7 +4,7 @@ import { timestampFromDate, type Duration } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { invalidArgument } from "../../domain/errors.js";
 import { HiddenDenial, integrationNotFound, type PolicyHolder } from "../../domain/policy.js";
-import type { IssuedToken, TokenService as DomainTokenService } from "../../domain/token-service.js";
+import type { IssuedToken, TokenService as DomainTokenService } from "../../domain/tokens/token-service.js";
 import type { Integration, TokenSet } from "../../domain/types.js";
 import {
   GetAccessTokenResponseSchema,

@@ -3,8 +3,8 @@
  * opens and calls fail fast (UNAVAILABLE with the remaining cooldown as RetryInfo) instead of
  * piling onto a provider that is down; after the cooldown one probe call is let through.
  */
-import { BrokerError } from "./errors.js";
-import type { Clock } from "./ports.js";
+import { BrokerError } from "../errors.js";
+import type { Clock } from "../ports.js";
 
 export type CircuitState = "closed" | "open" | "half_open";
 

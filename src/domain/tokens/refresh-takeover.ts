@@ -7,8 +7,8 @@
  * `ROTATED_TOKEN_LOST` and an ALERT, never a silent second replay (RFC 9700 §4.14.2: a rotating
  * provider treats a replay as theft and revokes the whole grant).
  */
-import { BrokerError } from "./errors.js";
-import type { Integration } from "./types.js";
+import { BrokerError } from "../errors.js";
+import type { Integration } from "../types.js";
 
 /** A refresh request some lease holder sent with the refresh token of token-set `version`. */
 export interface RefreshSentMark {

@@ -1,8 +1,8 @@
 /** What makes an integration unable to answer a token request, as the errors callers act on. */
-import { BrokerError } from "./errors.js";
-import { GRANT_REVOKED_SCOPE_WIDENED } from "./granted-scopes.js";
+import { BrokerError } from "../errors.js";
+import { GRANT_REVOKED_SCOPE_WIDENED } from "../granted-scopes.js";
 import { ROTATED_TOKEN_LOST } from "./refresh-takeover.js";
-import type { Integration } from "./types.js";
+import type { Integration } from "../types.js";
 
 const NO_REFRESH_TOKEN_CAUSE = "no_refresh_token";
 
@@ -81,4 +81,19 @@ export function lifetimeTooShort(integration: Integration, lifetimeMs: number, m
       fieldViolations: [{ field: "min_valid_for", description: `longer than the provider's token lifetime (${lifetime} s)` }],
     },
   );
+}
+
+/** The integration's token set is gone (deleted meanwhile) → NOT_FOUND. */
+export function noTokens(integrationId: string): BrokerError {
+  return new BrokerError("not_found", `integration ${integrationId} has no tokens (deleted?)`);
+}
+
+/** A shared token operation (a load, a refresh) that never settled, given up → DEADLINE_EXCEEDED `OPERATION_ABANDONED`. */
+export function operationAbandoned(what: string): (integrationId: string, afterMs: number) => BrokerError {
+  return (integrationId, afterMs) =>
+    new BrokerError("deadline_exceeded", `${what} of integration ${integrationId} did not finish within ${afterMs} ms and was abandoned; retry`, {
+      reason: "OPERATION_ABANDONED",
+      retryAfterMs: 1_000,
+      metadata: { integration_id: integrationId },
+    });
 }

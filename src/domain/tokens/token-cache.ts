@@ -2,7 +2,7 @@
  * The in-process cache of decrypted token sets: bounded (least recently used goes first) and
  * never serving an entry past its token's expiry. Plaintext lives only here, in memory.
  */
-import type { TokenSet } from "./types.js";
+import type { TokenSet } from "../types.js";
 
 export interface CachedTokens {
   readonly tokens: TokenSet;

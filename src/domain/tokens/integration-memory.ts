@@ -5,8 +5,8 @@
  *   refresh can satisfy without asking the provider again.
  * Both are bounded (oldest first out) and forgotten at once when the integration changes.
  */
-import type { Clock } from "./ports.js";
-import type { Integration } from "./types.js";
+import type { Clock } from "../ports.js";
+import type { Integration } from "../types.js";
 
 export interface ResolvedIntegrations {
   /** The integration `key` named, while it is recent enough to reuse. */

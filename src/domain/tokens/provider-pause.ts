@@ -8,8 +8,8 @@
  * the remaining pause as RetryInfo and nothing is sent; the first request after the pause is the
  * probe, and a success ends the backoff. Other replicas hear of a pause (`adopt`) and obey it too.
  */
-import { BrokerError } from "./errors.js";
-import type { Clock } from "./ports.js";
+import { BrokerError } from "../errors.js";
+import type { Clock } from "../ports.js";
 
 export interface ProviderPauses {
   /** Throws `provider_rate_limited` (RetryInfo: the remaining pause) while `provider` is paused. */

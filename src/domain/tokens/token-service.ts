@@ -1,0 +1,176 @@
+/**
+ * Valid access tokens, refreshed just in time, once per expiry: the facade of the token
+ * lifecycle over the modules of this folder.
+ *
+ * Hot path: the in-process cache; on a miss, PostgreSQL + one batch decrypt (single-flighted,
+ * stored-tokens.ts). When the token would not last `minValidFor`, one refresh runs, coordinated
+ * across replicas (refresh-coordinator.ts) and sent through the provider's breaker and pause
+ * (provider-calls.ts); a rotated refresh token the database would not take stays in custody
+ * (rotated-token-custody.ts). Every refresh, by a caller or the proactive refresher, leaves
+ * exactly one audit event (refresh-audit.ts).
+ *
+ * When a provider's tokens live shorter than a caller's `min_valid_for`, the lifetime seen at the
+ * last refresh answers TOKEN_LIFETIME_TOO_SHORT at once instead of refreshing on every call.
+ */
+import { auditCaller, auditSubject, type TokenStore } from "../ports.js";
+import type { TokenSet } from "../types.js";
+import { awaitWithin, createWakeups } from "./token-waits.js";
+import { boundDatabaseCalls } from "../database-bound.js";
+import { checkScopes, lifetimeTooShort, noTokens, operationAbandoned } from "./integration-checks.js";
+import { createTokenLifetimes } from "./integration-memory.js";
+import { createIntegrationResolver } from "./integration-resolution.js";
+import { createLastUse } from "./last-use.js";
+import { createProviderCalls } from "./provider-calls.js";
+import { createRefreshAudit } from "./refresh-audit.js";
+import { createRefreshCoordinator } from "./refresh-coordinator.js";
+import { createRefreshLeases } from "./refresh-lease.js";
+import { createRotatedTokenCustody, type UnstoredRefresh } from "./rotated-token-custody.js";
+import { createSingleFlight } from "./single-flight.js";
+import { createStoredTokens, validForMs, withoutRefreshToken, type CurrentTokens } from "./stored-tokens.js";
+import { createTokenCache } from "./token-cache.js";
+import type { TokenService, TokenServiceDeps } from "./token-service-api.js";
+
+export type { IssuedToken, TokenService, TokenServiceDeps } from "./token-service-api.js";
+export type { TokenSelector } from "./integration-resolution.js";
+
+const DATABASE_CALL_MS = 1_000;
+const MAX_WAIT_MS = 30_000;
+/**
+ * How long the token lifetime seen at a refresh is trusted to refuse a longer `min_valid_for`
+ * without asking the provider; afterwards one refresh learns it again (the provider may change it).
+ */
+const LIFETIME_MEMORY_MS = 15 * 60_000;
+
+export function createTokenService(deps: TokenServiceDeps): TokenService {
+  const { clock, logger, settings } = deps;
+  // No wait on the database outlasts its bound (issue 17: a cut wedged calls for good).
+  const databaseMs = settings.databaseCallTimeoutMs ?? DATABASE_CALL_MS;
+  const maxWaitMs = settings.maxWaitMs ?? MAX_WAIT_MS;
+  const store: TokenStore = {
+    integrations: boundDatabaseCalls(deps.store.integrations, "integrations", databaseMs, deps.database),
+    tokenSets: boundDatabaseCalls(deps.store.tokenSets, "tokenSets", databaseMs, deps.database),
+  };
+  const changes = deps.changes && boundDatabaseCalls(deps.changes, "changes", databaseMs);
+  const audit = deps.audit && boundDatabaseCalls(deps.audit, "audit", databaseMs, deps.database);
+  const refreshAudit = createRefreshAudit({ audit, logger });
+  const cache = createTokenCache(settings.cacheMaxEntries);
+  const stored = createStoredTokens({ store, cipher: deps.cipher, cache });
+  const resolver = createIntegrationResolver({ integrations: store.integrations, clock, maxEntries: settings.cacheMaxEntries });
+  const lifetimes = createTokenLifetimes({ maxEntries: settings.cacheMaxEntries, trustMs: LIFETIME_MEMORY_MS, clock });
+  const touch = createLastUse({ integrations: store.integrations, clock, logger, maxEntries: settings.cacheMaxEntries });
+  const wakeups = createWakeups();
+  const provider = createProviderCalls({ providers: deps.providers, clock, logger, pauseFeed: deps.pauseFeed, settings, events: deps.events });
+  const leaseMs = settings.leaseSeconds * 1000;
+  const leases = createRefreshLeases({ store, replicaId: deps.replicaId, leaseMs, heartbeatMs: Math.max(10, settings.leaseHeartbeatMs ?? leaseMs / 3), logger });
+  // Any stored token is good enough for a kept set's write: the point is the write, not a fresh token.
+  const flush = (pending: UnstoredRefresh) =>
+    coordinator.refresh(undefined, pending.integration, { minValidForMs: Number.NEGATIVE_INFINITY, force: false, trigger: pending.by.trigger });
+  const custody = createRotatedTokenCustody({ store, stored, leases, cache, changes, audit: refreshAudit, logger, writeRetry: settings.writeRetry, flush });
+  const coordinator = createRefreshCoordinator({
+    store,
+    stored,
+    cache,
+    leases,
+    custody,
+    provider,
+    audit: refreshAudit,
+    lifetimes,
+    wakeups,
+    changes,
+    clock,
+    logger,
+    // Its holder renews the lease meanwhile (heartbeat), so the budget need not fit in one lease;
+    // a takeover while the holder's renewals fail finds the lease's "sent" mark and does not blindly replay.
+    refreshBudgetMs: settings.defaultDeadlineMs ?? 10_000,
+    forget: (integrationId) => resolver.forget(integrationId),
+    onLeaseWait: () => deps.events?.leaseWait?.(),
+  });
+  // A load has no side effects: abandoning it early is harmless.
+  const loads = createSingleFlight<CurrentTokens | undefined>({
+    abandonAfterMs: maxWaitMs,
+    abandoned: operationAbandoned("reading the token set"),
+    onAbandon: (key) => logger.error({ integrationId: key }, "a shared token operation did not settle in time; its waiters are released"),
+  });
+  const validFor = (tokens: TokenSet) => validForMs(tokens, clock);
+
+  const unsubscribe = deps.changes?.subscribe((change) => {
+    cache.evict(change.integrationId, change.version || Number.MAX_SAFE_INTEGER);
+    resolver.forget(change.integrationId);
+    wakeups.wake(change.integrationId);
+  });
+
+  return {
+    resolve: (selector, authorize) => resolver.resolve(selector, authorize),
+
+    async tokenFor(ctx, integration, minValidForMs, requiredScopes, options) {
+      checkScopes(integration, requiredScopes);
+      const now = clock.now().getTime();
+      let tokens = cache.get(integration.id, now)?.tokens;
+      deps.events?.cache?.(tokens !== undefined && tokens.expiresAt.getTime() - now >= minValidForMs);
+      if (!tokens || tokens.expiresAt.getTime() - now < minValidForMs) {
+        const loaded = await awaitWithin(loads.run(integration.id, () => stored.load(integration.id)), ctx, maxWaitMs, clock);
+        if (!loaded) throw noTokens(integration.id);
+        tokens = loaded.tokens;
+        // A refresh this caller joins may have been started for a shorter min_valid_for: check
+        // the result against this caller's own need and refresh again once if it falls short.
+        for (let round = 0; round < 2 && validFor(tokens) < minValidForMs; round++) {
+          // No refresh can help when the provider's tokens live shorter than asked for.
+          const lifetime = lifetimes.known(integration.id);
+          if (lifetime !== undefined && lifetime < minValidForMs) throw lifetimeTooShort(integration, lifetime, minValidForMs);
+          const refreshing = coordinator.refresh(ctx, integration, { minValidForMs, force: false, trigger: "expiring" });
+          tokens = (await awaitWithin(refreshing, ctx, maxWaitMs, clock)).tokens;
+        }
+      }
+      if (validFor(tokens) < minValidForMs) {
+        const lifetime = lifetimes.known(integration.id);
+        throw lifetimeTooShort(integration, lifetime !== undefined && lifetime < minValidForMs ? lifetime : validFor(tokens), minValidForMs);
+      }
+      const handedOut = withoutRefreshToken(tokens);
+      if (options?.internal) return { tokens: handedOut, integration };
+      await audit?.record({ action: "token.issued", outcome: "success", ...auditCaller(ctx), ...auditSubject(integration), scopes: requiredScopes });
+      touch(integration);
+      return { tokens: handedOut, integration };
+    },
+
+    async refreshNow(ctx, integrationId) {
+      const integration = await resolver.resolve({ integrationId });
+      const refreshing = coordinator.refresh(ctx, integration, { minValidForMs: 0, force: true, trigger: "forced" });
+      const result = await awaitWithin(refreshing, ctx, maxWaitMs, clock);
+      const latest = (await store.integrations.get(integration.id)) ?? integration;
+      return { integration: latest, refreshed: result.refreshed };
+    },
+
+    async refreshAhead(integrationId, withinMs) {
+      // A failed read leaves the claim's lease to lapse by itself: a refresh of this integration
+      // on this replica may be running under it (the owner is the replica).
+      const integration = await store.integrations.get(integrationId);
+      if (integration?.status !== "active") {
+        // Gone, or no longer active since the claim: nothing will refresh it, so the claim's lease goes back now.
+        await coordinator.releaseIdle(integrationId, integration);
+        return false;
+      }
+      // Same rule as the claim: a token living shorter than the window is refreshed at half-life.
+      const lifetime =
+        integration.accessTokenExpiresAt && integration.lastRefreshedAt
+          ? integration.accessTokenExpiresAt.getTime() - integration.lastRefreshedAt.getTime()
+          : withinMs * 2;
+      const result = await coordinator.refresh(undefined, integration, { minValidForMs: Math.min(withinMs, lifetime / 2), force: false, trigger: "proactive" });
+      return result.refreshed;
+    },
+
+    evict(integrationId) {
+      cache.evict(integrationId);
+      resolver.forget(integrationId);
+      lifetimes.forget(integrationId);
+    },
+
+    circuitStates: () => provider.circuitStates(),
+    providerPauses: () => provider.paused(),
+
+    async close() {
+      unsubscribe?.();
+      provider.close();
+      await custody.close();
+    },
+  };
+}
