@@ -37,7 +37,9 @@ export async function reserveListenAddresses(claims: readonly ListenClaim[]): Pr
 
 function hold({ variable, address }: ListenClaim): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = createServer();
+    // A probe or client that connects while the broker starts is turned away at once: an open
+    // connection would keep close() (and so the start) waiting until the client gives up.
+    const server = createServer((socket) => socket.destroy());
     server.once("error", (error: NodeJS.ErrnoException) => reject(refusal(variable, address, error)));
     server.listen({ host: address.host, port: address.port, exclusive: true }, () => resolve(server));
   });
