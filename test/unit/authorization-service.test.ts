@@ -27,7 +27,7 @@ import type {
   ProviderGrant,
   RevocationResult,
 } from "../../src/domain/ports.js";
-import { createPolicy } from "../../src/domain/policy.js";
+import { createRpcPolicy } from "../../src/transport/rpc-policy.js";
 import type { AuthorizationSession, Integration, Principal, RequestContext } from "../../src/domain/types.js";
 import { readAuthorizationResponse } from "../../src/providers/authorization-response.js";
 import { testProviderConfig } from "../support/peers/provider-config.js";
@@ -225,7 +225,7 @@ function harness(overrides: Partial<AuthorizationServiceDeps> = {}): Harness {
   const audit: AuditEventInput[] = [];
   const limited: string[] = [];
   const changed: string[] = [];
-  const policy = createPolicy({
+  const policy = createRpcPolicy({
     providers: configs,
     policies: [
       { service: "backend", providers: ["*"], scopes: ["*"], actForUsers: true, rpcs: ["AuthorizationService/*"], strict: false },
