@@ -369,7 +369,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
 
     let authorizationSettings = config.authorization;
     const authorization = createAuthorizationService({
-      providers: { list: () => providers.list(), client: (id) => providers.get(id), redirectUri: (id) => providers.redirectUri(id) },
+      providers: { list: () => providers.profiles(), client: (id) => providers.get(id), redirectUri: (id) => providers.redirectUri(id) },
       policy: () => policyHolder.current(),
       sessions,
       integrations,

@@ -2,7 +2,8 @@
  * Policy mistakes to report at start-up (and on reload, before swapping): unknown providers,
  * RPC patterns that match nothing, scopes no listed provider allows, duplicate rules.
  */
-import { allowedScopesOf, type ProviderScopes } from "../domain/policy.js";
+import { allowedScopesOf } from "../domain/policy.js";
+import type { ProviderScopes } from "../domain/provider-profile.js";
 import { BROKER_RPCS, RPC, rpcMatches } from "../transport/rpc-operations.js";
 import type { ServicePolicy } from "./types.js";
 

@@ -10,6 +10,7 @@
  */
 import { BrokerError } from "./errors.js";
 import type { Operation } from "./operations.js";
+import type { ProviderScopes } from "./provider-profile.js";
 import type { Principal } from "./types.js";
 
 const USER_OPERATIONS: ReadonlySet<Operation> = new Set<Operation>([
@@ -47,13 +48,6 @@ export interface ServiceRule {
   readonly operations: readonly Operation[];
   /** Refuse tokens whose granted scopes exceed `scopes`. */
   readonly strict: boolean;
-}
-
-/** What the policy needs to know of a provider: the scopes a caller may ask it for. */
-export interface ProviderScopes {
-  readonly id: string;
-  readonly defaultScopes: readonly string[];
-  readonly allowedScopes: readonly string[];
 }
 
 export interface PolicyRules {

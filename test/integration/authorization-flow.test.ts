@@ -166,7 +166,7 @@ describe("authorization flow", () => {
       policies: [{ service: "backend", providers: ["*"], scopes: ["*"], actForUsers: true, rpcs: ["AuthorizationService/*"], strict: false }],
     });
     flow = createAuthorizationService({
-      providers: { list: () => registry.list(), client: (id) => registry.get(id), redirectUri: (id) => registry.redirectUri(id) },
+      providers: { list: () => registry.profiles(), client: (id) => registry.get(id), redirectUri: (id) => registry.redirectUri(id) },
       policy: () => policy,
       sessions: createSessionRepository(db.sql),
       integrations: createIntegrationRepository(db.sql),

@@ -146,7 +146,7 @@ describe("hostile callbacks", () => {
       policies: [{ service: "backend", providers: ["*"], scopes: ["*"], actForUsers: true, rpcs: ["AuthorizationService/*"], strict: false }],
     });
     const flow = createAuthorizationService({
-      providers: { list: () => registry.list(), client: (id) => registry.get(id), redirectUri: (id) => registry.redirectUri(id) },
+      providers: { list: () => registry.profiles(), client: (id) => registry.get(id), redirectUri: (id) => registry.redirectUri(id) },
       policy: () => policy,
       sessions: createSessionRepository(db.sql),
       integrations: createIntegrationRepository(db.sql),

@@ -27,6 +27,7 @@ import type {
   ProviderGrant,
   RevocationResult,
 } from "../../src/domain/ports.js";
+import { providerProfile } from "../../src/providers/provider-profile.js";
 import { createRpcPolicy } from "../../src/transport/rpc-policy.js";
 import type { AuthorizationSession, Integration, Principal, RequestContext } from "../../src/domain/types.js";
 import { readAuthorizationResponse } from "../../src/providers/authorization-response.js";
@@ -235,7 +236,7 @@ function harness(overrides: Partial<AuthorizationServiceDeps> = {}): Harness {
   const h: Harness = { service: undefined as unknown as AuthorizationService, providers, configs, sessions, integrations, cipher, audit, limited, changed, now: NOW };
   const service = createAuthorizationService({
     providers: {
-      list: () => configs,
+      list: () => configs.map(providerProfile),
       client: (id) => providers.get(id),
       redirectUri: (id) => `${PUBLIC_URL.origin}/oauth/callback/${id}`,
     },
