@@ -1,7 +1,7 @@
 /**
- * What a caller can ask the broker to do, named by the domain. Each is one RPC on the wire, but
- * the wire names (`oauthbroker.v1.TokenService/GetAccessToken`) belong to transport, which maps
- * a called method to its operation (transport/rpc-operations.ts).
+ * What a caller can ask the broker to do, named by the domain. Each is one RPC on the wire; the
+ * full method names belong to transport, which maps a called method to its operation
+ * (transport/rpc-operations.ts).
  */
 export const OPERATIONS = [
   "getAccessToken",
