@@ -32,10 +32,14 @@ export function operationOfMethod(fullMethod: string): Operation | undefined {
   return OPERATION_BY_METHOD.get(fullMethod);
 }
 
+/** Looked up on every call, so resolved once per method rather than through its operation. */
+const CLASS_BY_METHOD: ReadonlyMap<string, OperationClass> = new Map(
+  OPERATIONS.map((operation) => [RPC[operation], operationClass(operation)]),
+);
+
 /** The rate-limit class of a full method name; unknown methods count as reads. */
 export function rpcClass(fullMethod: string): OperationClass {
-  const operation = operationOfMethod(fullMethod);
-  return operation === undefined ? "read" : operationClass(operation);
+  return CLASS_BY_METHOD.get(fullMethod) ?? "read";
 }
 
 /**
