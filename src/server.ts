@@ -15,6 +15,7 @@ import type { Logger } from "./observability/logger.js";
 import { configuredSecrets, createErrorReporter } from "./observability/error-reporter.js";
 import { runInBackgroundContext } from "./observability/request-context.js";
 import { createSecurityAuditRecorder } from "./observability/security-audit.js";
+import { createRpcPolicy } from "./transport/rpc-policy.js";
 import { createSecurityAuditInterceptor } from "./transport/interceptors/security-audit.js";
 import { createMetrics, type Metrics } from "./observability/metrics.js";
 import { createInflightWatchdog } from "./observability/inflight-watchdog.js";
@@ -50,7 +51,7 @@ import { createCipher } from "./crypto/create-cipher.js";
 import { measureCipher } from "./crypto/measured-cipher.js";
 import { createAuthenticator } from "./auth/authenticator.js";
 import { loadOrCreateLocalSigningKey } from "./auth/local-signing-key.js";
-import { createPolicy, createPolicyHolder } from "./domain/policy.js";
+import { createPolicyHolder } from "./domain/policy.js";
 import { createProviderRegistry, providerRedirectUri } from "./providers/provider-registry.js";
 import { observingFetch } from "./providers/provider-http.js";
 import { createSandboxProvider, sandboxProviderConfig } from "./providers/sandbox-provider.js";
@@ -203,7 +204,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
     const localKey = config.auth.issuers.length === 0 ? await loadOrCreateLocalSigningKey(config.dataDir) : undefined;
     const authenticator = createAuthenticator({ issuers: config.auth.issuers, localKey, logger, clock });
     closers.add("authenticator", async () => authenticator.close());
-    const policyHolder = createPolicyHolder(createPolicy({ policies: config.policies, providers: config.providers }));
+    const policyHolder = createPolicyHolder(createRpcPolicy({ policies: config.policies, providers: config.providers }));
     let limits = config.limits;
     const limiter = createRateLimiter({ clock });
 
@@ -375,7 +376,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
 
     let authorizationSettings = config.authorization;
     const authorization = createAuthorizationService({
-      providers: { list: () => providers.list(), client: (id) => providers.get(id), redirectUri: (id) => providers.redirectUri(id) },
+      providers: { list: () => providers.profiles(), client: (id) => providers.get(id), redirectUri: (id) => providers.redirectUri(id) },
       policy: () => policyHolder.current(),
       sessions,
       integrations,
@@ -516,7 +517,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       drain,
       jobs: { revocations: revocationRetry, cleanup, proactiveRefresh: refresher },
       reload(next) {
-        policyHolder.replace(createPolicy({ policies: next.policies, providers: next.providers }));
+        policyHolder.replace(createRpcPolicy({ policies: next.policies, providers: next.providers }));
         limits = next.limits;
         authorizationSettings = next.authorization;
         logger.info({ policies: next.policies.length }, "policies and limits reloaded");

@@ -11,7 +11,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
-import { policyProblems } from "../domain/policy.js";
+import { policyProblems } from "./policy-problems.js";
 import { ConfigError, createProblems, type Problems } from "./config-error.js";
 import { HTTP_URL_MESSAGE, parseHttpUrl } from "./http-url.js";
 import { parseListenAddress } from "./listen-address.js";

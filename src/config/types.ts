@@ -3,6 +3,7 @@
  * the environment, once, at start-up; nothing else reads `process.env`. Secrets arrive here
  * resolved from `${ENV}` references and are wrapped in `Secret` so they never print.
  */
+import type { RateLimit } from "../domain/rate-limiter.js";
 
 /** A secret value that renders as "[redacted]" in logs, JSON and `util.inspect`. */
 export interface Secret {
@@ -99,11 +100,8 @@ export interface ServicePolicy {
   readonly strict: boolean;
 }
 
-export interface RateLimit {
-  /** Sustained requests per second. */
-  readonly ratePerSecond: number;
-  readonly burst: number;
-}
+/** Defined by the domain's rate limiter, which the limits are given to. */
+export type { RateLimit } from "../domain/rate-limiter.js";
 
 export interface VaultConfig {
   readonly address: string;

@@ -3,8 +3,8 @@
  * subsets: the postgres.js repositories and `ProviderRegistry` satisfy them as they are, and the
  * unit tests use in-memory fakes.
  */
-import type { ProviderConfig } from "../config/types.js";
 import type { ProviderClient } from "./ports.js";
+import type { ProviderProfile } from "./provider-profile.js";
 import type { AuthorizationSession, ExternalAccount, Integration } from "./types.js";
 
 /** One-time authorization sessions, found by the hash of their state (the state is never stored). */
@@ -55,9 +55,9 @@ export interface AuthorizationIntegrationStore {
   upsertWithTokens(input: IntegrationUpsert): Promise<{ readonly integration: Integration; readonly created: boolean }>;
 }
 
-/** The configured providers: their settings, their clients and their redirect URIs. */
+/** The configured providers: their capability profiles, their clients and their redirect URIs. */
 export interface ProviderDirectory {
-  list(): readonly ProviderConfig[];
+  list(): readonly ProviderProfile[];
   /** `undefined` when the provider has no usable client (no credentials, sandbox not running). */
   client(id: string): ProviderClient | undefined;
   /** `<publicUrl>/oauth/callback/<id>`: the exact value registered at the provider. */

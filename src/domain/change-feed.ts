@@ -5,49 +5,11 @@
  * watcher that passes its last cursor receives every later change exactly once.
  */
 import { BrokerError } from "./errors.js";
-import type { Integration } from "./types.js";
+import type { ChangeFeedStore, ChangeFilter } from "./ports.js";
+import type { IntegrationChange } from "./types.js";
 
-export type IntegrationChangeType =
-  | "created"
-  | "refreshed"
-  | "refresh_failed"
-  | "needs_reauth"
-  | "scopes_changed"
-  | "deleted"
-  | "reauthorized";
-
-export interface IntegrationChange {
-  /** Position of this change in the feed; resuming after it yields the next one. */
-  readonly cursor: number;
-  readonly type: IntegrationChangeType;
-  readonly time: Date;
-  /** The integration as it is when the change is read (never a token). */
-  readonly integration: Integration;
-}
-
-export interface ChangeFilter {
-  readonly userId?: string | undefined;
-  readonly provider?: string | undefined;
-  readonly providers?: readonly string[] | undefined;
-}
-
-export interface ChangePage {
-  readonly changes: IntegrationChange[];
-  /** The reader may move its position here: every event up to it was seen or filtered out. */
-  readonly scannedThrough: number;
-  /** Positions up to here were purged, as of the same snapshot. */
-  readonly horizon: number;
-}
-
-export interface ChangeFeedStore {
-  after(query: ChangeFilter & { after: number; limit: number }): Promise<ChangePage>;
-  /** The newest position (never less than the horizon). */
-  latest(): Promise<number>;
-  /** Positions up to here were purged by retention. */
-  horizon(): Promise<number>;
-  /** Calls `wake` when a change commits anywhere; returns the unsubscribe function. */
-  subscribe(wake: () => void): Promise<() => void>;
-}
+export type { ChangeFeedStore, ChangeFilter, ChangePage } from "./ports.js";
+export type { IntegrationChange, IntegrationChangeType } from "./types.js";
 
 /** One message of the stream: a change, or only a position (start and heartbeats). */
 export interface WatchItem {

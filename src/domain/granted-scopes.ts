@@ -7,22 +7,16 @@
  * consented permissions come back with every new token). Anything else is revoked at the
  * provider where it can be, and refused.
  */
-import type { ProviderConfig, ProviderKind } from "../config/types.js";
 import type { AuthorizationIntegrationStore } from "./authorization-ports.js";
 import { BrokerError, isBrokerError } from "./errors.js";
-import type { ProviderClient, RevocationResult } from "./ports.js";
+import type { DomainLogger, ProviderClient, RevocationResult } from "./ports.js";
+import type { ProviderProfile } from "./provider-profile.js";
 import type { AuthorizationSession, ExternalAccount, TokenSet } from "./types.js";
 
 /** Scope names listed in an error or audit record; a hostile grant may carry many. */
 const MAX_LISTED_SCOPES = 10;
 /** Integration ids listed in an audit record. */
 const MAX_LISTED_INTEGRATIONS = 10;
-
-/**
- * Providers where revoking one token ends the whole grant of that account to the client, earlier
- * scopes included (Google's revocation endpoint; providers.md).
- */
-const REVOCATION_ENDS_WHOLE_GRANT: ReadonlySet<ProviderKind> = new Set(["google", "youtube"]);
 
 /** The status reason of an integration whose grant ended with the revocation of a widened one. */
 export const GRANT_REVOKED_SCOPE_WIDENED = "grant_revoked_scope_widened";
@@ -31,16 +25,16 @@ export const GRANT_REVOKED_SCOPE_WIDENED = "grant_revoked_scope_widened";
 export type WidenedGrantRevocation = RevocationResult["outcome"] | "failed";
 
 export interface WidenedGrantDeps {
-  readonly providers: { list(): readonly ProviderConfig[] };
+  readonly providers: { list(): readonly ProviderProfile[] };
   readonly integrations: Pick<AuthorizationIntegrationStore, "findLiveForAccount" | "markNeedsReauth">;
-  readonly logger?: { warn(obj: object, msg: string): void } | undefined;
+  readonly logger?: Pick<DomainLogger, "warn"> | undefined;
   /** Told about each integration marked for re-authorization (token cache invalidation). */
   readonly onIntegrationChanged?: ((integrationId: string) => void) | undefined;
 }
 
 export interface WidenedGrantInput {
   readonly session: AuthorizationSession;
-  readonly provider: ProviderConfig;
+  readonly provider: ProviderProfile;
   readonly client: ProviderClient;
   readonly tokens: TokenSet;
   readonly account: ExternalAccount;
@@ -64,15 +58,8 @@ export function widenedScopes(
  * match there: Google and YouTube entries may share a Google client, and the grant at Google
  * is per client and account, not per entry.
  */
-export function sameProviderClient(a: ProviderConfig, b: ProviderConfig): boolean {
-  if (a.id === b.id) return true;
-  if (a.clientId === undefined || a.clientId === "" || a.clientId !== b.clientId) return false;
-  if (REVOCATION_ENDS_WHOLE_GRANT.has(a.kind) && REVOCATION_ENDS_WHOLE_GRANT.has(b.kind)) return true;
-  return a.kind === b.kind && authorizationServer(a) === authorizationServer(b);
-}
-
-function authorizationServer(config: ProviderConfig): string {
-  return config.endpoints.issuer ?? config.endpoints.token ?? config.tenant ?? "";
+export function sameProviderClient(a: ProviderProfile, b: ProviderProfile): boolean {
+  return a.id === b.id || (a.grantHolder !== undefined && a.grantHolder === b.grantHolder);
 }
 
 /**
@@ -91,7 +78,7 @@ export async function refuseWidenedGrant(deps: WidenedGrantDeps, input: WidenedG
   if (widened.length === 0) return;
   const revocation = await revokeWidenedGrant(client, tokens, deps.logger, provider.id);
   const ended =
-    revocation.outcome === "revoked" && REVOCATION_ENDS_WHOLE_GRANT.has(provider.kind)
+    revocation.outcome === "revoked" && provider.revocationEndsWholeGrant
       ? await markGrantEnded(deps, live.filter((integration) => integration.status === "active").map((integration) => integration.id))
       : [];
   throw scopeWidened(provider.id, widened, revocation, ended);

@@ -9,60 +9,33 @@
  * the retry job (RFC 7009 §2.2.1), bounded in attempts and age.
  */
 import { BrokerError, isBrokerError } from "./errors.js";
-import { auditCaller, auditSubject, type AuditLog, type Cipher, type Clock, type ProviderClient } from "./ports.js";
+import {
+  auditCaller,
+  auditSubject,
+  type AuditLog,
+  type Cipher,
+  type Clock,
+  type DeletionStore,
+  type DomainLogger,
+  type PendingRevocation,
+  type ProviderClients,
+} from "./ports.js";
 import type { Integration, RequestContext } from "./types.js";
 import { sleep } from "./waiting.js";
 
+export type { DeletionStore, PendingRevocation, RevocationQueue } from "./ports.js";
+/** The deletion's logger: the domain's logger port. */
+export type DeletionLogger = DomainLogger;
+
 export type DeletionRevocation = "revoked" | "not_supported" | "pending" | "already_deleted";
-
-export interface PendingRevocation {
-  readonly integrationId: string;
-  readonly userId: string;
-  readonly provider: string;
-  readonly tokenCiphertext: string;
-  readonly hint: "access_token" | "refresh_token";
-  readonly attempts: number;
-  readonly createdAt: Date;
-}
-
-export interface RevocationQueue {
-  claimDue(limit: number, ttlMs: number): Promise<PendingRevocation[]>;
-  complete(integrationId: string): Promise<void>;
-  reschedule(integrationId: string, nextAttemptAt: Date, lastError: string): Promise<void>;
-}
-
-export interface DeletionStore {
-  readonly tokenSets: {
-    acquireLease(
-      integrationId: string,
-      owner: string,
-      ttlMs: number,
-    ): Promise<{ acquired: true } | { acquired: false; expiresAt: Date | undefined }>;
-    releaseLease(integrationId: string, owner: string): Promise<void>;
-  };
-  readonly integrations: {
-    markDeleted(
-      id: string,
-      reason: string,
-      options: { queueRevocation: boolean; claimMs: number },
-    ): Promise<{ integration: Integration; alreadyDeleted: boolean; revocation?: { tokenCiphertext: string; hint: "access_token" | "refresh_token" } | undefined } | undefined>;
-  };
-  readonly revocations: RevocationQueue;
-}
-
-export interface DeletionLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
 
 export interface IntegrationDeletionDeps {
   readonly store: DeletionStore;
   readonly cipher: Cipher;
-  readonly providers: { get(id: string): ProviderClient | undefined };
+  readonly providers: ProviderClients;
   readonly audit: AuditLog;
   readonly clock: Clock;
-  readonly logger: DeletionLogger;
+  readonly logger: DomainLogger;
   readonly replicaId: string;
   /** Drops cached copies here and on the other replicas. */
   readonly onDeleted: (integrationId: string) => void;

@@ -8,29 +8,11 @@
  * split the work instead of repeating it.
  */
 import { invalidArgument, isBrokerError } from "./errors.js";
-import { auditCaller, type AuditLog, type ProviderClient } from "./ports.js";
+import { auditCaller, type AuditLog, type DomainLogger, type ProviderClients, type SyncCursor, type SyncStore } from "./ports.js";
 import type { TokenService } from "./tokens/token-service.js";
 import type { ExternalAccount, Integration, RequestContext } from "./types.js";
 
-export interface SyncCursor {
-  readonly createdAt: Date;
-  readonly id: string;
-}
-
-export interface SyncStore {
-  list(query: {
-    userId?: string | undefined;
-    provider?: string | undefined;
-    providers?: readonly string[] | undefined;
-    status: "active";
-    pageSize: number;
-    after?: SyncCursor | undefined;
-  }): Promise<{ items: Integration[]; next?: SyncCursor | undefined }>;
-  claimForSync(id: string, ttlMs: number): Promise<boolean>;
-  finishSync(id: string): Promise<void>;
-  updateAccount(id: string, account: ExternalAccount, scopes: readonly string[]): Promise<boolean>;
-  markNeedsReauth(id: string, reason: string): Promise<void>;
-}
+export type { SyncCursor, SyncStore } from "./ports.js";
 
 export interface SyncRequest {
   readonly userId?: string | undefined;
@@ -52,9 +34,9 @@ export interface SyncResult {
 export interface IntegrationSyncDeps {
   readonly store: SyncStore;
   readonly tokenService: Pick<TokenService, "refreshNow" | "tokenFor" | "evict">;
-  readonly providers: { get(id: string): ProviderClient | undefined; list(): ReadonlyArray<{ readonly id: string }> };
+  readonly providers: ProviderClients & { list(): ReadonlyArray<{ readonly id: string }> };
   readonly audit: AuditLog;
-  readonly logger: { warn(obj: object, msg: string): void };
+  readonly logger: Pick<DomainLogger, "warn">;
   /** Provider calls at once per sync call: a large page must not flood one provider. */
   readonly concurrency?: number | undefined;
 }

@@ -1,58 +1,58 @@
 /**
- * Who may do what: the role × RPC rules, whose integrations a caller may act on, and each
- * service's policy (providers, scopes, acting for users, extra RPCs). Pure: no I/O, so a reload
- * builds a new `Policy` and swaps it in whole (`createPolicyHolder`).
+ * Who may do what: the role × operation rules, whose integrations a caller may act on, and each
+ * service's rule (providers, scopes, acting for users, extra operations). Pure: no I/O, so a
+ * reload builds a new `Policy` and swaps it in whole (`createPolicyHolder`). Wire method names
+ * and the configuration's `rpcs` patterns are mapped to operations in transport/.
  *
  * Roles: `user` acts for itself only; `service` gets tokens and reads as its policy allows;
  * `admin` may do everything, for every user. A service with no policy (and no "*" rule) may only
  * list providers.
  */
-import type { ProviderConfig, ServicePolicy } from "../config/types.js";
 import { BrokerError } from "./errors.js";
+import type { Operation } from "./operations.js";
+import type { ProviderScopes } from "./provider-profile.js";
 import type { Principal } from "./types.js";
 
-const PACKAGE = "oauthbroker.v1";
-
-/** Every broker RPC by full method name (`<package>.<Service>/<Method>`). */
-export const RPC = {
-  getAccessToken: `${PACKAGE}.TokenService/GetAccessToken`,
-  startAuthorization: `${PACKAGE}.AuthorizationService/StartAuthorization`,
-  completeAuthorization: `${PACKAGE}.AuthorizationService/CompleteAuthorization`,
-  listIntegrations: `${PACKAGE}.IntegrationService/ListIntegrations`,
-  getIntegration: `${PACKAGE}.IntegrationService/GetIntegration`,
-  refreshIntegration: `${PACKAGE}.IntegrationService/RefreshIntegration`,
-  syncIntegrations: `${PACKAGE}.IntegrationService/SyncIntegrations`,
-  deleteIntegration: `${PACKAGE}.IntegrationService/DeleteIntegration`,
-  watchIntegrations: `${PACKAGE}.IntegrationService/WatchIntegrations`,
-  listProviders: `${PACKAGE}.ProviderService/ListProviders`,
-  getStatus: `${PACKAGE}.StatusService/GetStatus`,
-  listAuditEvents: `${PACKAGE}.AuditService/ListAuditEvents`,
-} as const;
-
-export const BROKER_RPCS: readonly string[] = Object.values(RPC);
-
-const USER_RPCS: ReadonlySet<string> = new Set([
-  RPC.startAuthorization,
-  RPC.completeAuthorization,
-  RPC.listIntegrations,
-  RPC.getIntegration,
-  RPC.refreshIntegration,
-  RPC.syncIntegrations,
-  RPC.deleteIntegration,
-  RPC.watchIntegrations,
-  RPC.listProviders,
+const USER_OPERATIONS: ReadonlySet<Operation> = new Set<Operation>([
+  "startAuthorization",
+  "completeAuthorization",
+  "listIntegrations",
+  "getIntegration",
+  "refreshIntegration",
+  "syncIntegrations",
+  "deleteIntegration",
+  "watchIntegrations",
+  "listProviders",
 ]);
 
-/** What a service with a policy may call before its `rpcs` add more: tokens and reads. */
-const SERVICE_RPCS: ReadonlySet<string> = new Set([
-  RPC.getAccessToken,
-  RPC.listIntegrations,
-  RPC.getIntegration,
-  RPC.watchIntegrations,
-  RPC.listProviders,
+/** What a service with a policy may do before its rule's `operations` add more: tokens and reads. */
+const SERVICE_OPERATIONS: ReadonlySet<Operation> = new Set<Operation>([
+  "getAccessToken",
+  "listIntegrations",
+  "getIntegration",
+  "watchIntegrations",
+  "listProviders",
 ]);
 
-const UNPOLICED_SERVICE_RPCS: ReadonlySet<string> = new Set([RPC.listProviders]);
+const UNPOLICED_SERVICE_OPERATIONS: ReadonlySet<Operation> = new Set<Operation>(["listProviders"]);
+
+/** One service's rule; configuration maps its `policies` entries to these. */
+export interface ServiceRule {
+  /** Service principal subject this rule applies to ("*" for every service). */
+  readonly service: string;
+  readonly providers: readonly string[];
+  /** Scopes the service may require of a token; "*" allows all of a provider's allowed scopes. */
+  readonly scopes: readonly string[];
+  readonly actForUsers: boolean;
+  /** Operations allowed beyond tokens and reads. */
+  readonly operations: readonly Operation[];
+  /** Refuse tokens whose granted scopes exceed `scopes`. */
+  readonly strict: boolean;
+}
+
+export interface PolicyRules {
+  readonly policies: readonly ServiceRule[];
+}
 
 /** The call acts for one user: the result is that user. */
 export type ActPurpose = "start_authorization" | "get_access_token";
@@ -66,14 +66,9 @@ export interface TokenRequestCheck {
   readonly grantedScopes?: readonly string[] | undefined;
 }
 
-export interface PolicyConfig {
-  readonly policies: readonly ServicePolicy[];
-  readonly providers: readonly ProviderConfig[];
-}
-
 export interface Policy {
-  /** Throws `permission_denied` (reason RPC_NOT_ALLOWED) when the principal may not call the method. */
-  authorizeRpc(principal: Principal, fullMethod: string): void;
+  /** Whether the principal's role (and, for a service, its rule) allows the operation. */
+  mayPerform(principal: Principal, operation: Operation): boolean;
   /** The user the call acts for; never an unchecked request field. */
   resolveUser(principal: Principal, requestedUserId: string, purpose: ActPurpose): string;
   resolveUser(principal: Principal, requestedUserId: string, purpose: FilterPurpose): string | undefined;
@@ -99,38 +94,30 @@ export interface Policy {
   /** Providers whose integrations the principal may see; `undefined` means all. */
   visibleProviders(principal: Principal): readonly string[] | undefined;
   /** The rule that applies to a service principal (exact subject first, then "*"). */
-  servicePolicy(principal: Principal): ServicePolicy | undefined;
-  checkRequestedScopes(provider: ProviderConfig, scopes: readonly string[]): void;
+  servicePolicy(principal: Principal): ServiceRule | undefined;
+  checkRequestedScopes(provider: ProviderScopes, scopes: readonly string[]): void;
 }
 
-export function createPolicy(config: PolicyConfig): Policy {
-  const exact = new Map<string, ServicePolicy>();
+export function createPolicy(config: PolicyRules): Policy {
+  const exact = new Map<string, ServiceRule>();
   for (const rule of config.policies) if (rule.service !== "*" && !exact.has(rule.service)) exact.set(rule.service, rule);
   const fallback = config.policies.find((rule) => rule.service === "*");
 
-  function servicePolicy(principal: Principal): ServicePolicy | undefined {
+  function servicePolicy(principal: Principal): ServiceRule | undefined {
     if (principal.kind !== "service") return undefined;
     return exact.get(principal.subject) ?? fallback;
   }
 
-  function authorizeRpc(principal: Principal, fullMethod: string): void {
-    if (mayCall(principal, fullMethod)) return;
-    throw new BrokerError("permission_denied", `${who(principal)} may not call ${fullMethod}`, {
-      reason: "RPC_NOT_ALLOWED",
-      metadata: { method: fullMethod },
-    });
-  }
-
-  function mayCall(principal: Principal, fullMethod: string): boolean {
+  function mayPerform(principal: Principal, operation: Operation): boolean {
     switch (principal.kind) {
       case "admin":
         return true;
       case "user":
-        return USER_RPCS.has(fullMethod);
+        return USER_OPERATIONS.has(operation);
       case "service": {
         const rule = servicePolicy(principal);
-        if (rule === undefined) return UNPOLICED_SERVICE_RPCS.has(fullMethod);
-        return SERVICE_RPCS.has(fullMethod) || rule.rpcs.some((pattern) => rpcMatches(pattern, fullMethod));
+        if (rule === undefined) return UNPOLICED_SERVICE_OPERATIONS.has(operation);
+        return SERVICE_OPERATIONS.has(operation) || rule.operations.includes(operation);
       }
     }
   }
@@ -193,7 +180,12 @@ export function createPolicy(config: PolicyConfig): Policy {
 
   function checkTokenRequest(principal: Principal, request: TokenRequestCheck): void {
     if (principal.kind === "admin") return;
-    if (principal.kind === "user") authorizeRpc(principal, RPC.getAccessToken);
+    if (principal.kind === "user" && !mayPerform(principal, "getAccessToken")) {
+      throw new BrokerError("permission_denied", `${who(principal)} may not get access tokens`, {
+        reason: "RPC_NOT_ALLOWED",
+        metadata: { operation: "getAccessToken" },
+      });
+    }
     assertProviderAllowed(principal, request.provider);
     const rule = servicePolicy(principal);
     if (rule === undefined || rule.scopes.includes("*")) return;
@@ -265,7 +257,7 @@ export function createPolicy(config: PolicyConfig): Policy {
   }
 
   return {
-    authorizeRpc,
+    mayPerform,
     resolveUser,
     checkTokenRequest,
     assertProviderAllowed,
@@ -315,7 +307,7 @@ export function hiddenDenialOf(error: unknown): HiddenDenial | undefined {
  * Scopes a caller may ask a provider for: its configured allowed set, plus its default scopes
  * (always requested when none are given, so always allowed).
  */
-export function allowedScopesOf(provider: ProviderConfig): ReadonlySet<string> {
+export function allowedScopesOf(provider: ProviderScopes): ReadonlySet<string> {
   return new Set([...provider.allowedScopes, ...provider.defaultScopes]);
 }
 
@@ -323,7 +315,7 @@ export function allowedScopesOf(provider: ProviderConfig): ReadonlySet<string> {
  * `invalid_argument` naming each requested scope outside the provider's allowed set, except
  * those `leftToClient` (protocol scopes the provider client adds itself).
  */
-export function checkRequestedScopes(provider: ProviderConfig, scopes: readonly string[], leftToClient: ReadonlySet<string> = new Set()): void {
+export function checkRequestedScopes(provider: ProviderScopes, scopes: readonly string[], leftToClient: ReadonlySet<string> = new Set()): void {
   const allowed = allowedScopesOf(provider);
   const refused = (scope: string): boolean => !allowed.has(scope) && !leftToClient.has(scope);
   const violations = scopes.flatMap((scope, index) =>
@@ -338,59 +330,15 @@ export function checkRequestedScopes(provider: ProviderConfig, scopes: readonly 
   );
 }
 
-/**
- * Policy mistakes to report at start-up (and on reload, before swapping): unknown providers,
- * RPC patterns that match nothing, scopes no listed provider allows, duplicate rules.
- */
-export function policyProblems(config: PolicyConfig): string[] {
-  const problems: string[] = [];
-  const providers = new Map(config.providers.map((provider) => [provider.id, provider]));
-  const seen = new Set<string>();
-  config.policies.forEach((rule, index) => {
-    const where = `policies[${index}] (${rule.service || "no service"})`;
-    if (rule.service.trim() === "") problems.push(`${where}: service must name a service principal or "*"`);
-    if (seen.has(rule.service)) problems.push(`${where}: a second rule for the same service`);
-    seen.add(rule.service);
-    for (const provider of rule.providers) {
-      if (provider !== "*" && !providers.has(provider)) problems.push(`${where}: unknown provider ${provider}`);
-    }
-    for (const pattern of rule.rpcs) {
-      if (!BROKER_RPCS.some((method) => rpcMatches(pattern, method))) {
-        problems.push(`${where}: rpcs entry ${pattern} matches no RPC (use e.g. ${RPC.startAuthorization} or IntegrationService/*)`);
-      }
-    }
-    const ruleProviders = rule.providers.includes("*")
-      ? [...providers.values()]
-      : rule.providers.flatMap((id) => providers.get(id) ?? []);
-    const reachable = new Set(ruleProviders.flatMap((provider) => [...allowedScopesOf(provider)]));
-    for (const scope of rule.scopes) {
-      if (scope !== "*" && !reachable.has(scope)) {
-        problems.push(`${where}: scope ${scope} is not allowed by any of its providers`);
-      }
-    }
-  });
-  return problems;
-}
-
-/**
- * Matches a policy `rpcs` entry: a full method name, `<Service>/*`, either with or without the
- * `oauthbroker.v1.` package, or "*" for every broker RPC.
- */
-export function rpcMatches(pattern: string, fullMethod: string): boolean {
-  if (pattern === "*") return BROKER_RPCS.includes(fullMethod);
-  const qualified = pattern.startsWith(`${PACKAGE}.`) ? pattern : `${PACKAGE}.${pattern}`;
-  if (qualified.endsWith("/*")) return fullMethod.startsWith(qualified.slice(0, -1));
-  return qualified === fullMethod;
-}
-
-export interface PolicyHolder {
-  current(): Policy;
+/** `P`: the policy as its holder's readers need it (transport's adds the wire method check). */
+export interface PolicyHolder<P extends Policy = Policy> {
+  current(): P;
   /** Swaps the whole policy at once: calls in flight keep the one they started with. */
-  replace(next: Policy): void;
+  replace(next: P): void;
 }
 
 /** Holds the live policy so a SIGHUP reload replaces it without dropping calls. */
-export function createPolicyHolder(initial: Policy): PolicyHolder {
+export function createPolicyHolder<P extends Policy>(initial: P): PolicyHolder<P> {
   let policy = initial;
   return {
     current: () => policy,

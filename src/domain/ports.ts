@@ -1,10 +1,12 @@
 /**
- * Ports the domain depends on. `storage/`, `crypto/` and `providers/` implement them and
- * `main.ts` wires them, so the domain imports no database, Vault or HTTP client code.
+ * Ports the domain depends on, in one place. `storage/`, `crypto/` and `providers/` implement
+ * them and `main.ts` wires them, so the domain imports no database, Vault or HTTP client code
+ * (`npm run lint` enforces it). The authorization flow's narrow subsets are its own, in
+ * authorization-ports.ts.
  */
 import type { ProviderPauseNotice } from "./tokens/provider-pause.js";
 import type { RefreshSentMark } from "./tokens/refresh-takeover.js";
-import type { EncryptedTokenSet, ExternalAccount, Integration, RequestContext, TokenSet } from "./types.js";
+import type { EncryptedTokenSet, ExternalAccount, Integration, IntegrationChange, RequestContext, TokenSet } from "./types.js";
 
 export interface Clock {
   now(): Date;
@@ -101,6 +103,100 @@ export interface ProviderClient {
   canonicalScope?(scope: string): string;
   /** Re-reads the account behind an access token (userinfo, Graph /me, channels?mine), for sync. */
   fetchAccount?(accessToken: string): Promise<ExternalAccount>;
+}
+
+/** The configured providers' clients; `undefined` for a provider without a usable client. */
+export interface ProviderClients {
+  get(id: string): ProviderClient | undefined;
+}
+
+/** Structured log lines (pino's call shape): the fields first, then the message. */
+export interface DomainLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+/** WatchIntegrations' feed of changes, kept in PostgreSQL (change-feed.ts). */
+export interface ChangeFilter {
+  readonly userId?: string | undefined;
+  readonly provider?: string | undefined;
+  readonly providers?: readonly string[] | undefined;
+}
+
+export interface ChangePage {
+  readonly changes: IntegrationChange[];
+  /** The reader may move its position here: every event up to it was seen or filtered out. */
+  readonly scannedThrough: number;
+  /** Positions up to here were purged, as of the same snapshot. */
+  readonly horizon: number;
+}
+
+export interface ChangeFeedStore {
+  after(query: ChangeFilter & { after: number; limit: number }): Promise<ChangePage>;
+  /** The newest position (never less than the horizon). */
+  latest(): Promise<number>;
+  /** Positions up to here were purged by retention. */
+  horizon(): Promise<number>;
+  /** Calls `wake` when a change commits anywhere; returns the unsubscribe function. */
+  subscribe(wake: () => void): Promise<() => void>;
+}
+
+/** DeleteIntegration's storage (integration-deletion.ts). */
+export interface PendingRevocation {
+  readonly integrationId: string;
+  readonly userId: string;
+  readonly provider: string;
+  readonly tokenCiphertext: string;
+  readonly hint: "access_token" | "refresh_token";
+  readonly attempts: number;
+  readonly createdAt: Date;
+}
+
+export interface RevocationQueue {
+  claimDue(limit: number, ttlMs: number): Promise<PendingRevocation[]>;
+  complete(integrationId: string): Promise<void>;
+  reschedule(integrationId: string, nextAttemptAt: Date, lastError: string): Promise<void>;
+}
+
+export interface DeletionStore {
+  readonly tokenSets: {
+    acquireLease(
+      integrationId: string,
+      owner: string,
+      ttlMs: number,
+    ): Promise<{ acquired: true } | { acquired: false; expiresAt: Date | undefined }>;
+    releaseLease(integrationId: string, owner: string): Promise<void>;
+  };
+  readonly integrations: {
+    markDeleted(
+      id: string,
+      reason: string,
+      options: { queueRevocation: boolean; claimMs: number },
+    ): Promise<{ integration: Integration; alreadyDeleted: boolean; revocation?: { tokenCiphertext: string; hint: "access_token" | "refresh_token" } | undefined } | undefined>;
+  };
+  readonly revocations: RevocationQueue;
+}
+
+/** SyncIntegrations' storage (integration-sync.ts). */
+export interface SyncCursor {
+  readonly createdAt: Date;
+  readonly id: string;
+}
+
+export interface SyncStore {
+  list(query: {
+    userId?: string | undefined;
+    provider?: string | undefined;
+    providers?: readonly string[] | undefined;
+    status: "active";
+    pageSize: number;
+    after?: SyncCursor | undefined;
+  }): Promise<{ items: Integration[]; next?: SyncCursor | undefined }>;
+  claimForSync(id: string, ttlMs: number): Promise<boolean>;
+  finishSync(id: string): Promise<void>;
+  updateAccount(id: string, account: ExternalAccount, scopes: readonly string[]): Promise<boolean>;
+  markNeedsReauth(id: string, reason: string): Promise<void>;
 }
 
 export type AuditOutcome = "success" | "failure" | "denied";

@@ -3,12 +3,14 @@
  * caller may get up to N times the configured rate. Memory is bounded: a bucket that has refilled
  * carries no information and is dropped, and past `maxKeys` the least recently used goes.
  */
-import type { RateLimit } from "../config/types.js";
 import { BrokerError } from "./errors.js";
 import type { Clock } from "./ports.js";
-import { RPC } from "./policy.js";
 
-export type RpcClass = "token" | "read" | "write" | "admin";
+export interface RateLimit {
+  /** Sustained requests per second. */
+  readonly ratePerSecond: number;
+  readonly burst: number;
+}
 
 export type TakeResult = { readonly allowed: true } | { readonly allowed: false; readonly retryAfterMs: number };
 
@@ -90,26 +92,6 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   }
 
   return { take, size: () => buckets.size };
-}
-
-const CLASSES: ReadonlyMap<string, RpcClass> = new Map<string, RpcClass>([
-  [RPC.getAccessToken, "token"],
-  [RPC.listIntegrations, "read"],
-  [RPC.getIntegration, "read"],
-  [RPC.watchIntegrations, "read"],
-  [RPC.listProviders, "read"],
-  [RPC.startAuthorization, "write"],
-  [RPC.completeAuthorization, "write"],
-  [RPC.refreshIntegration, "write"],
-  [RPC.syncIntegrations, "write"],
-  [RPC.deleteIntegration, "write"],
-  [RPC.getStatus, "admin"],
-  [RPC.listAuditEvents, "admin"],
-]);
-
-/** The rate-limit class of a full method name; unknown methods count as reads. */
-export function rpcClass(fullMethod: string): RpcClass {
-  return CLASSES.get(fullMethod) ?? "read";
 }
 
 /** `rate_limited` (RESOURCE_EXHAUSTED with RetryInfo on the wire). */

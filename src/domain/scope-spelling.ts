@@ -5,14 +5,13 @@
  * caller that asks for an integration's granted scopes again (the page's Reconnect) must get
  * the same grant, so each requested scope is read as the allowed scope it names.
  */
-import type { ProviderConfig, ProviderKind } from "../config/types.js";
 import { allowedScopesOf, checkRequestedScopes } from "./policy.js";
 import type { ProviderClient } from "./ports.js";
+import type { ProviderProfile } from "./provider-profile.js";
 
 /** Scopes the OpenID clients add themselves where the provider needs or advertises them. */
 const PROTOCOL_SCOPES: ReadonlySet<string> = new Set(["openid", "offline_access"]);
 const NO_SCOPES: ReadonlySet<string> = new Set();
-const OPENID_KINDS: ReadonlySet<ProviderKind> = new Set(["google", "youtube", "microsoft", "oidc", "sandbox"]);
 
 /**
  * The scopes to ask the provider for: the defaults when none are requested, else each requested
@@ -21,14 +20,14 @@ const OPENID_KINDS: ReadonlySet<ProviderKind> = new Set(["google", "youtube", "m
  * configuration does not list is left to the OpenID client, which adds it where the provider
  * needs or advertises it. Any other scope allowed in no spelling is refused by name and position.
  */
-export function requestedScopes(config: ProviderConfig, client: Pick<ProviderClient, "canonicalScope">, scopes: readonly string[]): string[] {
+export function requestedScopes(config: Pick<ProviderProfile, "id" | "defaultScopes" | "allowedScopes" | "oidc">, client: Pick<ProviderClient, "canonicalScope">, scopes: readonly string[]): string[] {
   if (scopes.length === 0) return [...config.defaultScopes];
   const allowed = allowedScopesOf(config);
   const canonical = (scope: string): string => client.canonicalScope?.(scope) ?? scope;
   const byCanonical = new Map<string, string>();
   for (const scope of allowed) if (!byCanonical.has(canonical(scope))) byCanonical.set(canonical(scope), scope);
   const spelled = scopes.map((scope) => (allowed.has(scope) ? scope : (byCanonical.get(canonical(scope)) ?? scope)));
-  checkRequestedScopes(config, spelled, OPENID_KINDS.has(config.kind) ? PROTOCOL_SCOPES : NO_SCOPES);
+  checkRequestedScopes(config, spelled, config.oidc ? PROTOCOL_SCOPES : NO_SCOPES);
   const kept = [...new Set(spelled.filter((scope) => allowed.has(scope)))];
   return kept.length === 0 ? [...config.defaultScopes] : kept;
 }

@@ -83,3 +83,22 @@ export interface RequestContext {
   /** Absolute deadline in ms since the epoch, when the caller set one. */
   readonly deadline?: number | undefined;
 }
+
+/** What happened to an integration, as WatchIntegrations reports it. */
+export type IntegrationChangeType =
+  | "created"
+  | "refreshed"
+  | "refresh_failed"
+  | "needs_reauth"
+  | "scopes_changed"
+  | "deleted"
+  | "reauthorized";
+
+export interface IntegrationChange {
+  /** Position of this change in the feed; resuming after it yields the next one. */
+  readonly cursor: number;
+  readonly type: IntegrationChangeType;
+  readonly time: Date;
+  /** The integration as it is when the change is read (never a token). */
+  readonly integration: Integration;
+}

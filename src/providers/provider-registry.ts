@@ -5,7 +5,9 @@
  */
 import type { ProviderConfig } from "../config/types.js";
 import type { ProviderClient } from "../domain/ports.js";
+import type { ProviderProfile } from "../domain/provider-profile.js";
 import { createProviderClient } from "./create-provider-client.js";
+import { providerProfile } from "./provider-profile.js";
 import type { ProviderClientDeps } from "./provider-template.js";
 import { sandboxProviderConfig, type SandboxProvider } from "./sandbox-provider.js";
 
@@ -13,6 +15,8 @@ export interface ProviderRegistry {
   get(id: string): ProviderClient | undefined;
   /** The configurations as given (sandbox credentials are not filled in). */
   list(): ProviderConfig[];
+  /** What the domain sees of each provider, in the same order. */
+  profiles(): ProviderProfile[];
   redirectUri(id: string): string;
 }
 
@@ -43,9 +47,11 @@ export async function createProviderRegistry(
     }
     clients.set(config.id, await createProviderClient(effective, deps));
   }
+  const profiles = configs.map(providerProfile);
   return {
     get: (id) => clients.get(id),
     list: () => [...configs],
+    profiles: () => [...profiles],
     redirectUri: (id) => providerRedirectUri(deps.publicUrl, id),
   };
 }

@@ -13,7 +13,8 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { SignJWT, generateKeyPair } from "jose";
 import { createAuthenticator } from "../../src/auth/authenticator.js";
 import { loadOrCreateLocalSigningKey, signLocalToken, LOCAL_AUDIENCE, LOCAL_ISSUER, type LocalSigningKey } from "../../src/auth/local-signing-key.js";
-import { createPolicy, createPolicyHolder } from "../../src/domain/policy.js";
+import { createPolicyHolder } from "../../src/domain/policy.js";
+import { createRpcPolicy } from "../../src/transport/rpc-policy.js";
 import { createRateLimiter } from "../../src/domain/rate-limiter.js";
 import { systemClock } from "../../src/domain/ports.js";
 import { AuditService } from "../../src/gen/oauthbroker/v1/audit_service_pb.js";
@@ -104,7 +105,7 @@ beforeAll(async () => {
   const logger = createLogger({ level: "silent" });
   const authenticator = createAuthenticator({ issuers: [], localKey: key, logger });
   const policyHolder = createPolicyHolder(
-    createPolicy({
+    createRpcPolicy({
       providers: [google],
       policies: [
         { service: "billing", providers: ["google"], scopes: ["*"], actForUsers: true, rpcs: ["AuthorizationService/StartAuthorization"], strict: false },

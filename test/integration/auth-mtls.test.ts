@@ -12,7 +12,8 @@ import * as grpc from "@grpc/grpc-js";
 import { Code } from "@connectrpc/connect";
 import { createAuthenticator } from "../../src/auth/authenticator.js";
 import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
-import { createPolicy, createPolicyHolder } from "../../src/domain/policy.js";
+import { createPolicyHolder } from "../../src/domain/policy.js";
+import { createRpcPolicy } from "../../src/transport/rpc-policy.js";
 import { ProviderService } from "../../src/gen/oauthbroker/v1/provider_service_pb.js";
 import { StatusService } from "../../src/gen/oauthbroker/v1/status_service_pb.js";
 import { createLogger } from "../../src/observability/logger.js";
@@ -61,7 +62,7 @@ beforeAll(async () => {
     extraInterceptors: [
       createAuthenticationInterceptor({
         authenticator: createAuthenticator({ issuers: [], localKey: key, logger }),
-        policyHolder: createPolicyHolder(createPolicy({ policies: [], providers: [] })),
+        policyHolder: createPolicyHolder(createRpcPolicy({ policies: [], providers: [] })),
         openServices: OPEN_SERVICES,
       }),
     ],

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AuditEventInput, Cipher } from "../../src/domain/ports.js";
 import type { Principal, PrincipalKind } from "../../src/domain/types.js";
 import { createAuthorizationService, type AuthorizationService as Flow } from "../../src/domain/authorization-service.js";
-import { createPolicy } from "../../src/domain/policy.js";
+import { createRpcPolicy } from "../../src/transport/rpc-policy.js";
 import { createLocalKeyringCipher } from "../../src/crypto/local-keyring-cipher.js";
 import { AuthorizationService } from "../../src/gen/oauthbroker/v1/authorization_service_pb.js";
 import { createProviderRegistry } from "../../src/providers/provider-registry.js";
@@ -161,12 +161,12 @@ describe("authorization flow", () => {
       testProviderConfig({ id: "sandbox", kind: "sandbox", clientId: undefined, defaultScopes: ["sandbox.read"], allowedScopes: ["sandbox.write"] }),
     ];
     const registry = await createProviderRegistry(configs, { publicUrl, sandbox, logger });
-    const policy = createPolicy({
+    const policy = createRpcPolicy({
       providers: configs,
       policies: [{ service: "backend", providers: ["*"], scopes: ["*"], actForUsers: true, rpcs: ["AuthorizationService/*"], strict: false }],
     });
     flow = createAuthorizationService({
-      providers: { list: () => registry.list(), client: (id) => registry.get(id), redirectUri: (id) => registry.redirectUri(id) },
+      providers: { list: () => registry.profiles(), client: (id) => registry.get(id), redirectUri: (id) => registry.redirectUri(id) },
       policy: () => policy,
       sessions: createSessionRepository(db.sql),
       integrations: createIntegrationRepository(db.sql),

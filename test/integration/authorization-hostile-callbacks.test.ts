@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLocalKeyringCipher } from "../../src/crypto/local-keyring-cipher.js";
 import { createAuthorizationService, type AuthorizationService as Flow } from "../../src/domain/authorization-service.js";
-import { createPolicy } from "../../src/domain/policy.js";
+import { createRpcPolicy } from "../../src/transport/rpc-policy.js";
 import type { Cipher } from "../../src/domain/ports.js";
 import type { Principal, PrincipalKind } from "../../src/domain/types.js";
 import { AuthorizationService } from "../../src/gen/oauthbroker/v1/authorization_service_pb.js";
@@ -141,12 +141,12 @@ describe("hostile callbacks", () => {
       }),
     ];
     const registry = await createProviderRegistry(configs, { publicUrl, logger });
-    const policy = createPolicy({
+    const policy = createRpcPolicy({
       providers: configs,
       policies: [{ service: "backend", providers: ["*"], scopes: ["*"], actForUsers: true, rpcs: ["AuthorizationService/*"], strict: false }],
     });
     const flow = createAuthorizationService({
-      providers: { list: () => registry.list(), client: (id) => registry.get(id), redirectUri: (id) => registry.redirectUri(id) },
+      providers: { list: () => registry.profiles(), client: (id) => registry.get(id), redirectUri: (id) => registry.redirectUri(id) },
       policy: () => policy,
       sessions: createSessionRepository(db.sql),
       integrations: createIntegrationRepository(db.sql),

@@ -15,7 +15,8 @@ import { SignJWT, generateKeyPair } from "jose";
 import { createAuthenticator } from "../../src/auth/authenticator.js";
 import { LOCAL_AUDIENCE, LOCAL_ISSUER, loadOrCreateLocalSigningKey, signLocalToken, type LocalSigningKey } from "../../src/auth/local-signing-key.js";
 import type { Config } from "../../src/config/types.js";
-import { integrationNotFound, createPolicy, createPolicyHolder } from "../../src/domain/policy.js";
+import { integrationNotFound, createPolicyHolder } from "../../src/domain/policy.js";
+import { createRpcPolicy } from "../../src/transport/rpc-policy.js";
 import { systemClock } from "../../src/domain/ports.js";
 import { createRateLimiter } from "../../src/domain/rate-limiter.js";
 import { IntegrationService } from "../../src/gen/oauthbroker/v1/integration_service_pb.js";
@@ -112,7 +113,7 @@ async function start(limits: Config["limits"] = GENEROUS): Promise<TransportFixt
   // No timer: the tests end windows themselves with `flush` (as shutdown does). Whatever a window
   // still counted is written then, so the rows read after it are final.
   recorder = createSecurityAuditRecorder({ audit, logger, sweep: false });
-  const policyHolder = createPolicyHolder(createPolicy({ providers: [], policies: [] }));
+  const policyHolder = createPolicyHolder(createRpcPolicy({ providers: [], policies: [] }));
   const integrations = {
     ...emptyImpl(IntegrationService),
     // What the IntegrationService handler does: look the integration up, then ask the policy.

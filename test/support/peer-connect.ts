@@ -7,14 +7,15 @@
  */
 import type postgres from "postgres";
 import { createAuthorizationService } from "../../src/domain/authorization-service.js";
-import { createPolicy } from "../../src/domain/policy.js";
 import type { ProviderKind } from "../../src/config/types.js";
 import type { Cipher, ProviderClient } from "../../src/domain/ports.js";
 import type { RequestContext } from "../../src/domain/types.js";
 import { createLogger } from "../../src/observability/logger.js";
+import { providerProfile } from "../../src/providers/provider-profile.js";
 import { createPostgresAuditLog } from "../../src/storage/audit-log.js";
 import { createIntegrationRepository } from "../../src/storage/integration-repository.js";
 import { createSessionRepository } from "../../src/storage/session-repository.js";
+import { createRpcPolicy } from "../../src/transport/rpc-policy.js";
 import type { OidcPeer } from "./peers/oidc-peer.js";
 import { testProviderConfig } from "./peers/provider-config.js";
 
@@ -49,8 +50,8 @@ export async function connectAtPeer(options: {
   const audit = createPostgresAuditLog({ sql, logger: createLogger({ level: "silent" }) });
   const publicUrl = new URL(new URL(redirectUri).origin);
   const flow = createAuthorizationService({
-    providers: { list: () => [config], client: (id) => (id === provider ? client : undefined), redirectUri: () => redirectUri },
-    policy: () => createPolicy({ policies: [], providers: [config] }),
+    providers: { list: () => [providerProfile(config)], client: (id) => (id === provider ? client : undefined), redirectUri: () => redirectUri },
+    policy: () => createRpcPolicy({ policies: [], providers: [config] }),
     sessions: createSessionRepository(sql),
     integrations: createIntegrationRepository(sql),
     cipher,

@@ -2,7 +2,8 @@ import { describe, it, expect } from "vitest";
 import { createAuthenticationInterceptor, openServiceMatcher } from "../../src/transport/interceptors/authentication.js";
 import type { CallContext } from "../../src/transport/call.js";
 import { BrokerError } from "../../src/domain/errors.js";
-import { createPolicy, createPolicyHolder } from "../../src/domain/policy.js";
+import { createPolicyHolder } from "../../src/domain/policy.js";
+import { createRpcPolicy } from "../../src/transport/rpc-policy.js";
 import type { Principal } from "../../src/domain/types.js";
 
 function fakeCall(service: string, method: string, headers: Record<string, string> = {}): CallContext {
@@ -40,7 +41,7 @@ function fakeAuthenticator() {
 }
 
 const policyHolder = createPolicyHolder(
-  createPolicy({
+  createRpcPolicy({
     policies: [{ service: "billing", providers: ["google"], scopes: ["*"], actForUsers: true, rpcs: [], strict: false }],
     providers: [],
   }),
@@ -119,7 +120,7 @@ describe("authentication interceptor", () => {
   });
 
   it("uses the policy current at each call (reload)", async () => {
-    const holder = createPolicyHolder(createPolicy({ policies: [], providers: [] }));
+    const holder = createPolicyHolder(createRpcPolicy({ policies: [], providers: [] }));
     const interceptor = createAuthenticationInterceptor({ authenticator: fakeAuthenticator(), policyHolder: holder, openServices: OPEN });
     const call = () => fakeCall("oauthbroker.v1.TokenService", "GetAccessToken", { authorization: "Bearer service" });
     await expect(interceptor(call(), async () => "ok")).rejects.toMatchObject({ code: "permission_denied" });

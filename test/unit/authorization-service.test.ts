@@ -27,7 +27,8 @@ import type {
   ProviderGrant,
   RevocationResult,
 } from "../../src/domain/ports.js";
-import { createPolicy } from "../../src/domain/policy.js";
+import { providerProfile } from "../../src/providers/provider-profile.js";
+import { createRpcPolicy } from "../../src/transport/rpc-policy.js";
 import type { AuthorizationSession, Integration, Principal, RequestContext } from "../../src/domain/types.js";
 import { readAuthorizationResponse } from "../../src/providers/authorization-response.js";
 import { googleCanonicalScope } from "../../src/providers/google.js";
@@ -254,7 +255,7 @@ function harness(overrides: Partial<AuthorizationServiceDeps> = {}): Harness {
   const audit: AuditEventInput[] = [];
   const limited: string[] = [];
   const changed: string[] = [];
-  const policy = createPolicy({
+  const policy = createRpcPolicy({
     providers: configs,
     policies: [
       { service: "backend", providers: ["*"], scopes: ["*"], actForUsers: true, rpcs: ["AuthorizationService/*"], strict: false },
@@ -264,7 +265,7 @@ function harness(overrides: Partial<AuthorizationServiceDeps> = {}): Harness {
   const h: Harness = { service: undefined as unknown as AuthorizationService, providers, configs, sessions, integrations, cipher, audit, limited, changed, now: NOW };
   const service = createAuthorizationService({
     providers: {
-      list: () => configs,
+      list: () => configs.map(providerProfile),
       client: (id) => providers.get(id),
       redirectUri: (id) => `${PUBLIC_URL.origin}/oauth/callback/${id}`,
     },

@@ -1,15 +1,9 @@
 import { describe, it, expect } from "vitest";
 import type { ProviderConfig, ServicePolicy } from "../../src/config/types.js";
 import { BrokerError } from "../../src/domain/errors.js";
-import {
-  checkRequestedScopes,
-  createPolicy,
-  createPolicyHolder,
-  integrationNotFound,
-  policyProblems,
-  type ActPurpose,
-  type FilterPurpose,
-} from "../../src/domain/policy.js";
+import { checkRequestedScopes, createPolicyHolder, integrationNotFound, type ActPurpose, type FilterPurpose } from "../../src/domain/policy.js";
+import { policyProblems } from "../../src/config/policy-problems.js";
+import { createRpcPolicy } from "../../src/transport/rpc-policy.js";
 import type { Principal } from "../../src/domain/types.js";
 
 function provider(id: string, overrides: Partial<ProviderConfig> = {}): ProviderConfig {
@@ -38,7 +32,7 @@ function rule(service: string, overrides: Partial<ServicePolicy> = {}): ServiceP
 }
 
 const providers = [provider("google"), provider("notion", { defaultScopes: [], allowedScopes: [] })];
-const policy = createPolicy({
+const policy = createRpcPolicy({
   policies: [
     rule("billing"),
     rule("strict-billing", { strict: true, scopes: ["openid", "calendar.read"] }),
@@ -297,8 +291,8 @@ describe("policyProblems", () => {
 
 describe("createPolicyHolder", () => {
   it("swaps the whole policy at once; a policy taken before the swap keeps working", () => {
-    const before = createPolicy({ policies: [], providers });
-    const after = createPolicy({ policies: [rule("billing")], providers });
+    const before = createRpcPolicy({ policies: [], providers });
+    const after = createRpcPolicy({ policies: [rule("billing")], providers });
     const holder = createPolicyHolder(before);
     const inFlight = holder.current();
     expect(() => holder.current().authorizeRpc(billing, "oauthbroker.v1.TokenService/GetAccessToken")).toThrow(/may not call/);

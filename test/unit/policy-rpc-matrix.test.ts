@@ -7,7 +7,8 @@ import { StatusService } from "../../src/gen/oauthbroker/v1/status_service_pb.js
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
 import type { ServicePolicy } from "../../src/config/types.js";
 import { BrokerError } from "../../src/domain/errors.js";
-import { BROKER_RPCS, createPolicy, rpcMatches } from "../../src/domain/policy.js";
+import { BROKER_RPCS, rpcMatches } from "../../src/transport/rpc-operations.js";
+import { createRpcPolicy } from "../../src/transport/rpc-policy.js";
 import type { Principal } from "../../src/domain/types.js";
 
 const SERVICES = [TokenService, AuthorizationService, IntegrationService, ProviderService, StatusService, AuditService];
@@ -34,7 +35,7 @@ function rule(service: string, overrides: Partial<ServicePolicy> = {}): ServiceP
   return { service, providers: ["google"], scopes: ["*"], actForUsers: true, rpcs: [], strict: false, ...overrides };
 }
 
-const policy = createPolicy({
+const policy = createRpcPolicy({
   policies: [rule("billing"), rule("onboarding", { rpcs: ["oauthbroker.v1.AuthorizationService/StartAuthorization"] })],
   providers: [],
 });
@@ -80,7 +81,7 @@ describe("role × RPC matrix", () => {
   }
 
   it("applies a '*' rule to services without their own rule, and an exact rule first", () => {
-    const withFallback = createPolicy({
+    const withFallback = createRpcPolicy({
       policies: [rule("*", { rpcs: ["IntegrationService/*"] }), rule("billing")],
       providers: [],
     });

@@ -5,7 +5,8 @@ import { IntegrationService } from "../../src/gen/oauthbroker/v1/integration_ser
 import { ProviderService } from "../../src/gen/oauthbroker/v1/provider_service_pb.js";
 import { StatusService } from "../../src/gen/oauthbroker/v1/status_service_pb.js";
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
-import { createRateLimiter, rateLimitedError, rpcClass } from "../../src/domain/rate-limiter.js";
+import { createRateLimiter, rateLimitedError } from "../../src/domain/rate-limiter.js";
+import { rpcClass } from "../../src/transport/rpc-operations.js";
 import { manualClock } from "../support/manual-clock.js";
 
 const TEN_PER_SECOND = { ratePerSecond: 10, burst: 3 };

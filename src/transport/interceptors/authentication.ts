@@ -7,10 +7,11 @@ import type { Authenticator } from "../../auth/authenticator.js";
 import type { PolicyHolder } from "../../domain/policy.js";
 import type { Principal } from "../../domain/types.js";
 import { fullMethodName, type CallContext, type Interceptor } from "../call.js";
+import type { RpcPolicy } from "../rpc-policy.js";
 
 export interface AuthenticationInterceptorOptions {
   readonly authenticator: Pick<Authenticator, "authenticate">;
-  readonly policyHolder: PolicyHolder;
+  readonly policyHolder: PolicyHolder<RpcPolicy>;
   /** Fully-qualified service names, or a prefix ending in `.*` (`grpc.reflection.*`). */
   readonly openServices: readonly string[];
 }

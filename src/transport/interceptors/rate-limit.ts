@@ -4,7 +4,8 @@
  */
 import type { Config, RateLimit } from "../../config/types.js";
 import { BrokerError } from "../../domain/errors.js";
-import { rateLimitedError, rpcClass, type RateLimiter } from "../../domain/rate-limiter.js";
+import { rateLimitedError, type RateLimiter } from "../../domain/rate-limiter.js";
+import { rpcClass } from "../rpc-operations.js";
 import { fullMethodName, type Interceptor } from "../call.js";
 
 export type RateLimits = Config["limits"];
