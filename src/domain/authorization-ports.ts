@@ -4,7 +4,7 @@
  * unit tests use in-memory fakes.
  */
 import type { ProviderConfig } from "../config/types.js";
-import type { ProviderClient } from "./ports.js";
+import type { EncryptedTokenWrite, ProviderClient } from "./ports.js";
 import type { AuthorizationSession, ExternalAccount, Integration } from "./types.js";
 
 /** One-time authorization sessions, found by the hash of their state (the state is never stored). */
@@ -15,15 +15,6 @@ export interface AuthorizationSessionStore {
    * once, and a failed attempt uses it up too (oauth-client-security.md §1).
    */
   consume(stateHash: string): Promise<AuthorizationSession | undefined>;
-}
-
-/** The token set of an integration as it is written: secrets already encrypted. */
-export interface EncryptedTokenWrite {
-  readonly accessTokenCiphertext: string;
-  readonly refreshTokenCiphertext: string | null;
-  readonly tokenType: string;
-  readonly expiresAt: Date;
-  readonly scopes: readonly string[];
 }
 
 export interface IntegrationUpsert {

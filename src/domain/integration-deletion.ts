@@ -9,7 +9,7 @@
  * the retry job (RFC 7009 §2.2.1), bounded in attempts and age.
  */
 import { BrokerError, isBrokerError } from "./errors.js";
-import { auditCaller, auditSubject, type AuditLog, type Cipher, type Clock, type ProviderClient } from "./ports.js";
+import { auditCaller, auditSubject, type AuditLog, type Cipher, type Clock, type Logger, type ProviderClient, type RefreshLease } from "./ports.js";
 import type { Integration, RequestContext } from "./types.js";
 import { sleep } from "./waiting.js";
 
@@ -32,14 +32,7 @@ export interface RevocationQueue {
 }
 
 export interface DeletionStore {
-  readonly tokenSets: {
-    acquireLease(
-      integrationId: string,
-      owner: string,
-      ttlMs: number,
-    ): Promise<{ acquired: true } | { acquired: false; expiresAt: Date | undefined }>;
-    releaseLease(integrationId: string, owner: string): Promise<void>;
-  };
+  readonly tokenSets: Pick<RefreshLease, "acquireLease" | "releaseLease">;
   readonly integrations: {
     markDeleted(
       id: string,
@@ -50,19 +43,13 @@ export interface DeletionStore {
   readonly revocations: RevocationQueue;
 }
 
-export interface DeletionLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
-
 export interface IntegrationDeletionDeps {
   readonly store: DeletionStore;
   readonly cipher: Cipher;
   readonly providers: { get(id: string): ProviderClient | undefined };
   readonly audit: AuditLog;
   readonly clock: Clock;
-  readonly logger: DeletionLogger;
+  readonly logger: Logger;
   readonly replicaId: string;
   /** Drops cached copies here and on the other replicas. */
   readonly onDeleted: (integrationId: string) => void;

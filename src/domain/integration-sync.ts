@@ -8,7 +8,7 @@
  * split the work instead of repeating it.
  */
 import { invalidArgument, isBrokerError } from "./errors.js";
-import { auditCaller, type AuditLog, type ProviderClient } from "./ports.js";
+import { auditCaller, type AuditLog, type Logger, type ProviderClient } from "./ports.js";
 import type { TokenService } from "./token-service.js";
 import type { ExternalAccount, Integration, RequestContext } from "./types.js";
 
@@ -54,7 +54,7 @@ export interface IntegrationSyncDeps {
   readonly tokenService: Pick<TokenService, "refreshNow" | "tokenFor" | "evict">;
   readonly providers: { get(id: string): ProviderClient | undefined; list(): ReadonlyArray<{ readonly id: string }> };
   readonly audit: AuditLog;
-  readonly logger: { warn(obj: object, msg: string): void };
+  readonly logger: Pick<Logger, "warn">;
   /** Provider calls at once per sync call: a large page must not flood one provider. */
   readonly concurrency?: number | undefined;
 }

@@ -2,6 +2,7 @@
  * Ports the domain depends on. `storage/`, `crypto/` and `providers/` implement them and
  * `main.ts` wires them, so the domain imports no database, Vault or HTTP client code.
  */
+import type { RefreshSentMark } from "./refresh-takeover.js";
 import type { ExternalAccount, Integration, RequestContext, TokenSet } from "./types.js";
 
 export interface Clock {
@@ -9,6 +10,47 @@ export interface Clock {
 }
 
 export const systemClock: Clock = { now: () => new Date() };
+
+/** What the domain logs through (pino's logger satisfies it): structured fields, then the message. */
+export interface Logger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+/**
+ * An integration's token set as it is written: secrets already encrypted. On a refresh, a null
+ * refresh token keeps the stored one (the provider did not rotate it).
+ */
+export interface EncryptedTokenWrite {
+  readonly accessTokenCiphertext: string;
+  readonly refreshTokenCiphertext: string | null;
+  readonly tokenType: string;
+  readonly expiresAt: Date;
+  readonly scopes: readonly string[];
+}
+
+/** The outcome of taking an integration's refresh lease. */
+export type LeaseResult =
+  /** `version` is the token set's; `sent` marks a refresh request an earlier holder sent. */
+  | { readonly acquired: true; readonly version: number; readonly expiresAt: Date; readonly sent: RefreshSentMark | undefined }
+  | { readonly acquired: false; readonly holder: string; readonly expiresAt: Date }
+  /** No token set to lease. */
+  | { readonly acquired: false; readonly holder: undefined; readonly expiresAt: undefined };
+
+/**
+ * The refresh lease on an integration's token set: one replica at a time refreshes a grant, or
+ * deletes it while no refresh is in flight. Implemented by storage/token-set-repository.ts.
+ */
+export interface RefreshLease {
+  acquireLease(integrationId: string, owner: string, ttlMs: number): Promise<LeaseResult>;
+  /** `keepSentMark`: the outcome of the refresh request sent under the lease is unknown. */
+  releaseLease(integrationId: string, owner: string, options?: { readonly keepSentMark?: boolean }): Promise<void>;
+  /** The heartbeat; false when the lease is no longer `owner`'s. */
+  renewLease(integrationId: string, owner: string, ttlMs: number): Promise<boolean>;
+  /** Records that `owner` sends the refresh token of `version` now; false when the lease is not `owner`'s. */
+  markRefreshSent(integrationId: string, owner: string, version: number): Promise<boolean>;
+}
 
 export interface CipherInput {
   readonly plaintext: string;

@@ -2,7 +2,8 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createIntegrationRepository } from "../../src/storage/integration-repository.js";
-import { createTokenSetRepository, type TokenWrite } from "../../src/storage/token-set-repository.js";
+import type { EncryptedTokenWrite as TokenWrite } from "../../src/domain/ports.js";
+import { createTokenSetRepository } from "../../src/storage/token-set-repository.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 
 let db: TestDatabase;
