@@ -47,6 +47,15 @@ function cellsOf(line: string): string[] {
   return line.slice(1, line.endsWith("|") ? -1 : undefined).split("|").map((cell) => cell.trim());
 }
 
+/**
+ * Reasons the README's prose names: "reason `X`", "reasons: `X`, `Y`", "reason `X` (or `Y`)".
+ * Upper-case words elsewhere (statuses, environment variables) are not reasons.
+ */
+function reasonsInProse(markdown: string): string[] {
+  const mention = /\breasons?\b(?::| is| =)?\s+((?:`[A-Z][A-Z0-9_]*`(?:\s*\(or\s+|,?\s+(?:or\s+|and\s+)?)?)+)/g;
+  return [...markdown.matchAll(mention)].flatMap((match) => [...(match[1] ?? "").matchAll(/`([A-Z][A-Z0-9_]*)`/g)].map((m) => m[1] ?? ""));
+}
+
 /** `Code.InvalidArgument` → `INVALID_ARGUMENT`, as the README writes statuses. */
 function statusName(code: Code): string {
   return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
@@ -89,6 +98,13 @@ describe("the README's error tables", () => {
 
   it("name only reasons of the catalogue", () => {
     expect([...documented].filter((reason) => !isErrorReason(reason))).toEqual([]);
+  });
+
+  it("and so does the prose around them", () => {
+    const named = reasonsInProse(README);
+    expect(named).toEqual(expect.arrayContaining(["CURSOR_EXPIRED", "ROTATED_TOKEN_LOST", "PROVIDER_QUOTA_EXCEEDED", "GRANT_EXCEEDS_POLICY"]));
+    expect(named.filter((reason) => !isErrorReason(reason))).toEqual([]);
+    expect(reasonsInProse("answers with reason `NOT_A_REASON` (or `NEITHER`)")).toEqual(["NOT_A_REASON", "NEITHER"]);
   });
 
   it("document every reason a caller can receive, and none raised only at start-up", () => {
