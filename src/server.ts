@@ -30,6 +30,7 @@ import { createTokenNotifications } from "./storage/token-notifications.js";
 import { createPostgresAuditLog } from "./storage/audit-log.js";
 import { createAuditChainMonitor } from "./storage/audit-chain-monitor.js";
 import { startAuditRetentionJob } from "./jobs/audit-retention.js";
+import { createAuditRetentionStore } from "./storage/audit-retention-store.js";
 import { startProactiveRefresher } from "./jobs/proactive-refresh.js";
 import { createProviderPauseNotifications } from "./storage/provider-pause-notifications.js";
 import { startPeriodicJob, type PeriodicJob } from "./jobs/periodic.js";
@@ -269,7 +270,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
     await auditMonitor.start();
     closers.add("audit chain monitor", async () => auditMonitor.stop());
     const auditRetention = startAuditRetentionJob({
-      sql: database.sql,
+      store: createAuditRetentionStore(database.sql),
       retentionDays: config.retention.auditDays,
       intervalMs: 3_600_000,
       logger,

@@ -6,6 +6,7 @@
  */
 import { createCipher } from "../crypto/create-cipher.js";
 import { rewrapAll } from "../jobs/rewrap.js";
+import { createRewrapStore } from "../storage/rewrap-store.js";
 import { createLogger } from "../observability/logger.js";
 import { loadConfigForCommand, openCommandDatabase } from "./cli-support.js";
 
@@ -29,7 +30,7 @@ async function rewrap(argv: readonly string[]): Promise<number> {
       process.stdout.write(`key rotated: new ciphertexts use version ${version}\n`);
     }
     const result = await rewrapAll({
-      sql: database.sql,
+      store: createRewrapStore(database.sql),
       cipher,
       logger,
       signal: abort.signal,

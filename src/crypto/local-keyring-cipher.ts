@@ -13,6 +13,7 @@ import { stat } from "node:fs/promises";
 import type { Logger } from "../observability/logger.js";
 import type { CiphertextInput, CipherInput } from "../domain/ports.js";
 import { BrokerError } from "../domain/errors.js";
+import type { ErrorReason } from "../domain/error-reasons.js";
 import { ciphertextVersion } from "./ciphertext-version.js";
 import type { RotatableCipher } from "./rotatable-cipher.js";
 import { addKeyVersion, keyringPath, openKeyring, readKeyring, type Keyring } from "./keyring-file.js";
@@ -35,7 +36,7 @@ function rowKey(key: Buffer, context: string): Buffer {
   return Buffer.from(hkdfSync("sha256", key, HKDF_SALT, Buffer.from(context, "utf8"), 32));
 }
 
-function refused(reason: string, message: string): BrokerError {
+function refused(reason: ErrorReason, message: string): BrokerError {
   return new BrokerError("key_service_error", message, { reason, metadata: { backend: "local-keyring" } });
 }
 

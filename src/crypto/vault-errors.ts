@@ -8,6 +8,7 @@
  * batch decrypt holds the plaintexts of the items that succeeded.
  */
 import { BrokerError } from "../domain/errors.js";
+import type { ErrorReason } from "../domain/error-reasons.js";
 
 export type VaultFailureKind =
   /** Sealed, standby, 5xx, 429, network, timeout: retry later. */
@@ -77,7 +78,7 @@ export function classifyVaultError(error: unknown): VaultFailure {
   return { kind: "refused", status, detail };
 }
 
-const REASONS: ReadonlyArray<readonly [RegExp, string]> = [
+const REASONS: ReadonlyArray<readonly [RegExp, ErrorReason]> = [
   [/message authentication failed/, "CIPHERTEXT_AUTHENTICATION_FAILED"],
   [/disallowed by policy \(too old\)/, "CIPHERTEXT_VERSION_DISALLOWED"],
   [/^invalid ciphertext/, "CIPHERTEXT_MALFORMED"],

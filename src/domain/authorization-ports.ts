@@ -3,7 +3,7 @@
  * subsets: the postgres.js repositories and `ProviderRegistry` satisfy them as they are, and the
  * unit tests use in-memory fakes.
  */
-import type { ProviderClient } from "./ports.js";
+import type { EncryptedTokenWrite, ProviderClient } from "./ports.js";
 import type { ProviderProfile } from "./provider-profile.js";
 import type { AuthorizationSession, ExternalAccount, Integration } from "./types.js";
 
@@ -15,15 +15,6 @@ export interface AuthorizationSessionStore {
    * once, and a failed attempt uses it up too (oauth-client-security.md §1).
    */
   consume(stateHash: string): Promise<AuthorizationSession | undefined>;
-}
-
-/** The token set of an integration as it is written: secrets already encrypted. */
-export interface EncryptedTokenWrite {
-  readonly accessTokenCiphertext: string;
-  readonly refreshTokenCiphertext: string | null;
-  readonly tokenType: string;
-  readonly expiresAt: Date;
-  readonly scopes: readonly string[];
 }
 
 export interface IntegrationUpsert {

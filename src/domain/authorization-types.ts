@@ -5,7 +5,7 @@
 import type { AuthorizationIntegrationStore, AuthorizationSessionStore, ProviderDirectory } from "./authorization-ports.js";
 import type { BrokerError } from "./errors.js";
 import type { Policy } from "./policy.js";
-import type { AuditLog, Cipher, Clock, DomainLogger } from "./ports.js";
+import type { AuditLog, Cipher, Clock, Logger } from "./ports.js";
 import type { Integration, RequestContext } from "./types.js";
 
 export interface AuthorizationSettings {
@@ -30,7 +30,7 @@ export interface AuthorizationServiceDeps {
   readonly limitStart?: ((userId: string) => void) | undefined;
   /** Told after a reconnect replaced an integration's tokens (token cache invalidation). */
   readonly onIntegrationChanged?: ((integrationId: string) => void) | undefined;
-  readonly logger?: Pick<DomainLogger, "warn"> | undefined;
+  readonly logger?: Pick<Logger, "warn"> | undefined;
   /** Upper bound for the whole code exchange (token endpoint and account lookup). */
   readonly exchangeTimeoutMs?: number | undefined;
 }

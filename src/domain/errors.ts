@@ -49,6 +49,8 @@ export type BrokerErrorCode =
   | "unimplemented"
   | "internal";
 
+import { defaultReason, type ErrorReason } from "./error-reasons.js";
+
 export interface FieldViolation {
   /** Proto field path, for example `min_valid_for` or `scopes[2]`. */
   readonly field: string;
@@ -57,8 +59,11 @@ export interface FieldViolation {
 
 export interface BrokerErrorOptions {
   readonly cause?: unknown;
-  /** Machine-readable reason for `google.rpc.ErrorInfo`; defaults to the upper-cased code. */
-  readonly reason?: string;
+  /**
+   * Machine-readable reason for `google.rpc.ErrorInfo`, from the catalogue in
+   * `error-reasons.ts`; defaults to the upper-cased code.
+   */
+  readonly reason?: ErrorReason;
   /** Non-secret details for `ErrorInfo.metadata`. */
   readonly metadata?: Readonly<Record<string, string>>;
   /** When a retry makes sense: how long to wait (`google.rpc.RetryInfo`). */
@@ -69,7 +74,7 @@ export interface BrokerErrorOptions {
 export class BrokerError extends Error {
   override readonly name = "BrokerError";
   readonly code: BrokerErrorCode;
-  readonly reason: string;
+  readonly reason: ErrorReason;
   readonly metadata: Readonly<Record<string, string>>;
   readonly retryAfterMs: number | undefined;
   readonly fieldViolations: readonly FieldViolation[];
@@ -77,7 +82,7 @@ export class BrokerError extends Error {
   constructor(code: BrokerErrorCode, message: string, options: BrokerErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
-    this.reason = options.reason ?? code.toUpperCase();
+    this.reason = options.reason ?? defaultReason(code);
     this.metadata = options.metadata ?? {};
     this.retryAfterMs = options.retryAfterMs;
     this.fieldViolations = options.fieldViolations ?? [];

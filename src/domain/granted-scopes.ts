@@ -9,7 +9,7 @@
  */
 import type { AuthorizationIntegrationStore } from "./authorization-ports.js";
 import { BrokerError, isBrokerError } from "./errors.js";
-import type { DomainLogger, ProviderClient, RevocationResult } from "./ports.js";
+import type { Logger, ProviderClient, RevocationResult } from "./ports.js";
 import type { ProviderProfile } from "./provider-profile.js";
 import type { AuthorizationSession, ExternalAccount, TokenSet } from "./types.js";
 
@@ -27,7 +27,7 @@ export type WidenedGrantRevocation = RevocationResult["outcome"] | "failed";
 export interface WidenedGrantDeps {
   readonly providers: { list(): readonly ProviderProfile[] };
   readonly integrations: Pick<AuthorizationIntegrationStore, "findLiveForAccount" | "markNeedsReauth">;
-  readonly logger?: Pick<DomainLogger, "warn"> | undefined;
+  readonly logger?: Pick<Logger, "warn"> | undefined;
   /** Told about each integration marked for re-authorization (token cache invalidation). */
   readonly onIntegrationChanged?: ((integrationId: string) => void) | undefined;
 }

@@ -16,7 +16,7 @@ import {
   type Cipher,
   type Clock,
   type DeletionStore,
-  type DomainLogger,
+  type Logger,
   type PendingRevocation,
   type ProviderClients,
 } from "./ports.js";
@@ -25,7 +25,7 @@ import { sleep } from "./waiting.js";
 
 export type { DeletionStore, PendingRevocation, RevocationQueue } from "./ports.js";
 /** The deletion's logger: the domain's logger port. */
-export type DeletionLogger = DomainLogger;
+export type DeletionLogger = Logger;
 
 export type DeletionRevocation = "revoked" | "not_supported" | "pending" | "already_deleted";
 
@@ -35,7 +35,7 @@ export interface IntegrationDeletionDeps {
   readonly providers: ProviderClients;
   readonly audit: AuditLog;
   readonly clock: Clock;
-  readonly logger: DomainLogger;
+  readonly logger: Logger;
   readonly replicaId: string;
   /** Drops cached copies here and on the other replicas. */
   readonly onDeleted: (integrationId: string) => void;

@@ -8,7 +8,7 @@
  * split the work instead of repeating it.
  */
 import { invalidArgument, isBrokerError } from "./errors.js";
-import { auditCaller, type AuditLog, type DomainLogger, type ProviderClients, type SyncCursor, type SyncStore } from "./ports.js";
+import { auditCaller, type AuditLog, type Logger, type ProviderClients, type SyncCursor, type SyncStore } from "./ports.js";
 import type { TokenService } from "./tokens/token-service.js";
 import type { ExternalAccount, Integration, RequestContext } from "./types.js";
 
@@ -36,7 +36,7 @@ export interface IntegrationSyncDeps {
   readonly tokenService: Pick<TokenService, "refreshNow" | "tokenFor" | "evict">;
   readonly providers: ProviderClients & { list(): ReadonlyArray<{ readonly id: string }> };
   readonly audit: AuditLog;
-  readonly logger: Pick<DomainLogger, "warn">;
+  readonly logger: Pick<Logger, "warn">;
   /** Provider calls at once per sync call: a large page must not flood one provider. */
   readonly concurrency?: number | undefined;
 }

@@ -14,6 +14,47 @@ export interface Clock {
 
 export const systemClock: Clock = { now: () => new Date() };
 
+/** What the domain logs through (pino's logger satisfies it): structured fields, then the message. */
+export interface Logger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+/**
+ * An integration's token set as it is written: secrets already encrypted. On a refresh, a null
+ * refresh token keeps the stored one (the provider did not rotate it).
+ */
+export interface EncryptedTokenWrite {
+  readonly accessTokenCiphertext: string;
+  readonly refreshTokenCiphertext: string | null;
+  readonly tokenType: string;
+  readonly expiresAt: Date;
+  readonly scopes: readonly string[];
+}
+
+/** The outcome of taking an integration's refresh lease. */
+export type LeaseResult =
+  /** `version` is the token set's; `sent` marks a refresh request an earlier holder sent. */
+  | { readonly acquired: true; readonly version: number; readonly expiresAt: Date; readonly sent: RefreshSentMark | undefined }
+  | { readonly acquired: false; readonly holder: string; readonly expiresAt: Date }
+  /** No token set to lease. */
+  | { readonly acquired: false; readonly holder: undefined; readonly expiresAt: undefined };
+
+/**
+ * The refresh lease on an integration's token set: one replica at a time refreshes a grant, or
+ * deletes it while no refresh is in flight. Implemented by storage/token-set-repository.ts.
+ */
+export interface RefreshLease {
+  acquireLease(integrationId: string, owner: string, ttlMs: number): Promise<LeaseResult>;
+  /** `keepSentMark`: the outcome of the refresh request sent under the lease is unknown. */
+  releaseLease(integrationId: string, owner: string, options?: { readonly keepSentMark?: boolean }): Promise<void>;
+  /** The heartbeat; false when the lease is no longer `owner`'s. */
+  renewLease(integrationId: string, owner: string, ttlMs: number): Promise<boolean>;
+  /** Records that `owner` sends the refresh token of `version` now; false when the lease is not `owner`'s. */
+  markRefreshSent(integrationId: string, owner: string, version: number): Promise<boolean>;
+}
+
 export interface CipherInput {
   readonly plaintext: string;
   /** Binds the ciphertext to its row (integration or session id): swapped rows fail to decrypt. */
@@ -110,13 +151,6 @@ export interface ProviderClients {
   get(id: string): ProviderClient | undefined;
 }
 
-/** Structured log lines (pino's call shape): the fields first, then the message. */
-export interface DomainLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
-
 /** WatchIntegrations' feed of changes, kept in PostgreSQL (change-feed.ts). */
 export interface ChangeFilter {
   readonly userId?: string | undefined;
@@ -160,14 +194,7 @@ export interface RevocationQueue {
 }
 
 export interface DeletionStore {
-  readonly tokenSets: {
-    acquireLease(
-      integrationId: string,
-      owner: string,
-      ttlMs: number,
-    ): Promise<{ acquired: true } | { acquired: false; expiresAt: Date | undefined }>;
-    releaseLease(integrationId: string, owner: string): Promise<void>;
-  };
+  readonly tokenSets: Pick<RefreshLease, "acquireLease" | "releaseLease">;
   readonly integrations: {
     markDeleted(
       id: string,
@@ -239,14 +266,6 @@ export interface AuditLog {
 }
 
 /** A token set as stored: ciphertexts only (`Cipher`, bound to the integration id). */
-export interface TokenWrite {
-  readonly accessTokenCiphertext: string;
-  readonly refreshTokenCiphertext: string | null;
-  readonly tokenType: string;
-  readonly expiresAt: Date;
-  readonly scopes: readonly string[];
-}
-
 /** What the token lifecycle needs from storage (the postgres.js repositories satisfy it). */
 export interface TokenStore {
   readonly integrations: {
@@ -256,20 +275,9 @@ export interface TokenStore {
     recordRefreshFailure(id: string, reason: string, nextAttemptAt: Date): Promise<void>;
     touchLastUsed(id: string, at: Date): Promise<void>;
   };
-  readonly tokenSets: {
+  readonly tokenSets: RefreshLease & {
     get(integrationId: string): Promise<EncryptedTokenSet | undefined>;
-    writeIfVersion(integrationId: string, expectedVersion: number, tokens: TokenWrite): Promise<number | undefined>;
-    acquireLease(
-      integrationId: string,
-      owner: string,
-      ttlMs: number,
-    ): Promise<{ acquired: true; version: number; sent?: RefreshSentMark | undefined } | { acquired: false; expiresAt: Date | undefined }>;
-    /** `keepSentMark`: the outcome of the refresh request sent under the lease is unknown. */
-    releaseLease(integrationId: string, owner: string, options?: { readonly keepSentMark?: boolean }): Promise<void>;
-    /** The heartbeat; false when the lease is no longer `owner`'s. */
-    renewLease(integrationId: string, owner: string, ttlMs: number): Promise<boolean>;
-    /** Records that `owner` sends the refresh token of `version` now; false when the lease is not `owner`'s. */
-    markRefreshSent(integrationId: string, owner: string, version: number): Promise<boolean>;
+    writeIfVersion(integrationId: string, expectedVersion: number, tokens: EncryptedTokenWrite): Promise<number | undefined>;
   };
 }
 
@@ -285,9 +293,3 @@ export interface TokenChangeFeed {
   subscribe(listener: (change: { integrationId: string; version: number }) => void): () => void;
 }
 
-/** Where the token lifecycle logs (pino satisfies it). */
-export interface TokenServiceLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}

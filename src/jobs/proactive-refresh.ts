@@ -8,13 +8,10 @@
 import type { ClaimedRefresh } from "../storage/token-set-repository.js";
 import type { TokenService } from "../domain/tokens/token-service.js";
 import type { Logger } from "../observability/logger.js";
+import { startPeriodicJob, type PeriodicJob } from "./periodic.js";
 
-export interface ProactiveRefresher {
-  /** One pass now (tests, and the interval). Resolves with the number refreshed at providers. */
-  runOnce(): Promise<number>;
-  nextRunAt(): Date | undefined;
-  stop(): Promise<void>;
-}
+/** `runOnce` (tests, and the interval) resolves with the number refreshed at providers. */
+export type ProactiveRefresher = PeriodicJob<number>;
 
 export function startProactiveRefresher(options: {
   claim: (request: { withinMs: number; limit: number; owner: string; ttlMs: number; exclude: readonly string[] }) => Promise<ClaimedRefresh[]>;
@@ -32,19 +29,15 @@ export function startProactiveRefresher(options: {
 }): ProactiveRefresher {
   const batchSize = options.batchSize ?? 50;
   const concurrency = options.concurrency ?? 4;
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<number> | undefined;
-  let nextRun: Date | undefined;
-  let stopped = false;
 
-  async function pass(): Promise<number> {
+  async function pass(signal: AbortSignal): Promise<number> {
     let refreshed = 0;
     // One claim per integration per pass: one whose refresh failed without a backoff (a sealed
     // key service) is otherwise free again at once and would be claimed over and over.
     const claimedThisPass = new Set<string>();
     // Claim only what is worked on right away: a lease held by a queued item would make
     // GetAccessToken on other replicas wait for nothing.
-    while (!stopped && claimedThisPass.size < batchSize) {
+    while (!signal.aborted && claimedThisPass.size < batchSize) {
       const limit = Math.min(concurrency, batchSize - claimedThisPass.size);
       const claimed = await options.claim({
         withinMs: options.windowMs,
@@ -71,35 +64,14 @@ export function startProactiveRefresher(options: {
     return refreshed;
   }
 
-  const runOnce = () => {
-    running ??= pass().finally(() => (running = undefined));
-    return running;
-  };
-
-  const tick = () => {
-    if (stopped) return;
-    runOnce()
-      .catch((error: unknown) => options.logger.warn({ err: error }, "proactive refresh pass failed"))
-      .finally(() => {
-        if (stopped) return;
-        nextRun = new Date(Date.now() + options.intervalMs);
-        timer = setTimeout(tick, options.intervalMs);
-        timer.unref();
-      });
-  };
-  if (options.schedule !== false) {
-    nextRun = new Date(Date.now() + options.intervalMs);
-    timer = setTimeout(tick, options.intervalMs);
-    timer.unref();
-  }
-
-  return {
-    runOnce,
-    nextRunAt: () => nextRun,
-    async stop() {
-      stopped = true;
-      clearTimeout(timer);
-      await running?.catch(() => undefined);
-    },
-  };
+  // The first pass comes one interval after the start, like every later one after its predecessor.
+  return startPeriodicJob({
+    name: "proactive-refresh",
+    intervalMs: options.intervalMs,
+    firstRunAfterMs: options.intervalMs,
+    enabled: options.schedule !== false,
+    logger: options.logger,
+    run: pass,
+    onError: (error) => options.logger.warn({ err: error }, "proactive refresh pass failed"),
+  });
 }

@@ -6,17 +6,16 @@
  * re-wrapped with `Cipher.rewrapBatch` — inside Vault for Vault transit, so the broker never holds
  * the plaintext.
  *
- * Each row is written back only if nobody changed it meanwhile: `token_sets` on the version and
- * the ciphertexts read, sessions on the ciphertext read. A refresh that stored a new token in
- * between wins; its row is counted as skipped and looked at again by the next pass. The version
- * column is not incremented, so a refresh that read the row before the re-wrap still succeeds.
+ * Each row is written back only if nobody changed it meanwhile (storage/rewrap-store.ts holds the
+ * queries and their conditions). A refresh that stored a new token in between wins; its row is
+ * counted as skipped and looked at again by the next pass.
  * Reads never fail during the job, because older key versions stay decryptable until the operator
  * raises the minimum decryption version. The job is resumable: what is done is no longer selected.
  */
-import type postgres from "postgres";
 import type { Logger } from "../observability/logger.js";
 import type { Cipher, CiphertextInput } from "../domain/ports.js";
 import { isBrokerError } from "../domain/errors.js";
+import type { RewrapStore } from "../storage/rewrap-store.js";
 
 export type RewrapTable = "token_sets" | "authorization_sessions";
 
@@ -29,7 +28,7 @@ export interface RewrapProgress {
 }
 
 export interface RewrapOptions {
-  readonly sql: postgres.Sql;
+  readonly store: RewrapStore;
   readonly cipher: Cipher;
   /** Rows per batch (each row carries up to two ciphertexts). */
   readonly batchSize?: number | undefined;
@@ -51,18 +50,6 @@ export interface RewrapResult {
   readonly latestVersion: number;
 }
 
-interface TokenSetRow {
-  readonly integration_id: string;
-  readonly access_token_ciphertext: string;
-  readonly refresh_token_ciphertext: string | null;
-  readonly version: string;
-}
-
-interface SessionRow {
-  readonly id: string;
-  readonly code_verifier_ciphertext: string;
-}
-
 /** One row to re-wrap: its id, the ciphertexts below the latest version, and the conditional write. */
 interface Candidate {
   readonly id: string;
@@ -77,18 +64,14 @@ interface Counts {
   failed: number;
 }
 
-const VERSION_PATTERN = "^[a-z]+:v([0-9]{1,9}):";
-
 export async function rewrapAll(options: RewrapOptions): Promise<RewrapResult> {
-  const { sql, cipher, logger, signal } = options;
+  const { store, cipher, logger, signal } = options;
   const batchSize = Math.max(1, options.batchSize ?? 100);
   const maxPasses = Math.max(1, options.maxPasses ?? 3);
   const latest = await cipher.latestVersion();
   const totals: Counts = { rewrapped: 0, skipped: 0, failed: 0 };
   /** Rows already reported as failed, not retried by later passes of this run. */
   const failedIds = new Set<string>();
-  const belowLatest = (column: string) =>
-    sql`coalesce(substring(${sql(column)} from ${VERSION_PATTERN})::int, 0) < ${latest}`;
 
   logger.info({ event: "rewrap_started", kind: cipher.kind, latestVersion: latest }, "re-wrapping stored ciphertexts to the latest key version");
 
@@ -142,39 +125,26 @@ export async function rewrapAll(options: RewrapOptions): Promise<RewrapResult> {
 
   async function tokenSetsPass(): Promise<Counts> {
     const counts: Counts = { rewrapped: 0, skipped: 0, failed: 0 };
-    const needs = sql`(${belowLatest("access_token_ciphertext")} or (refresh_token_ciphertext is not null and ${belowLatest("refresh_token_ciphertext")}))`;
-    const [{ total } = { total: 0 }] = await sql<Array<{ total: number }>>`select count(*)::int as total from token_sets where ${needs}`;
+    const total = await store.countTokenSetsBelow(latest);
     let after: string | undefined;
     while (!signal?.aborted) {
-      const rows: TokenSetRow[] = await sql<TokenSetRow[]>`
-        select integration_id::text as integration_id, access_token_ciphertext, refresh_token_ciphertext, version::text as version
-        from token_sets
-        where ${needs} ${after === undefined ? sql`` : sql`and integration_id > ${after}::uuid`}
-        order by integration_id
-        limit ${batchSize}`;
+      const rows = await store.tokenSetsBelow(latest, after, batchSize);
       if (rows.length === 0) break;
-      after = rows[rows.length - 1]?.integration_id;
+      after = rows[rows.length - 1]?.integrationId;
       const candidates = rows.map((row): Candidate => {
-        const wrapAccess = versionBelow(row.access_token_ciphertext);
-        const wrapRefresh = row.refresh_token_ciphertext !== null && versionBelow(row.refresh_token_ciphertext);
+        const wrapAccess = versionBelow(row.accessTokenCiphertext);
+        const wrapRefresh = row.refreshTokenCiphertext !== null && versionBelow(row.refreshTokenCiphertext);
         const inputs: CiphertextInput[] = [];
-        if (wrapAccess) inputs.push({ ciphertext: row.access_token_ciphertext, context: row.integration_id });
-        if (wrapRefresh && row.refresh_token_ciphertext !== null) inputs.push({ ciphertext: row.refresh_token_ciphertext, context: row.integration_id });
+        if (wrapAccess) inputs.push({ ciphertext: row.accessTokenCiphertext, context: row.integrationId });
+        if (wrapRefresh && row.refreshTokenCiphertext !== null) inputs.push({ ciphertext: row.refreshTokenCiphertext, context: row.integrationId });
         return {
-          id: row.integration_id,
+          id: row.integrationId,
           inputs,
-          write: async (rewrapped) => {
+          write: (rewrapped) => {
             let index = 0;
-            const access = wrapAccess ? (rewrapped[index++] ?? row.access_token_ciphertext) : row.access_token_ciphertext;
-            const refresh = wrapRefresh ? (rewrapped[index++] ?? row.refresh_token_ciphertext) : row.refresh_token_ciphertext;
-            const result = await sql`
-              update token_sets
-              set access_token_ciphertext = ${access}, refresh_token_ciphertext = ${refresh}
-              where integration_id = ${row.integration_id}::uuid
-                and version = ${row.version}::bigint
-                and access_token_ciphertext = ${row.access_token_ciphertext}
-                and refresh_token_ciphertext is not distinct from ${row.refresh_token_ciphertext}::text`;
-            return result.count === 1;
+            const access = wrapAccess ? (rewrapped[index++] ?? row.accessTokenCiphertext) : row.accessTokenCiphertext;
+            const refresh = wrapRefresh ? (rewrapped[index++] ?? row.refreshTokenCiphertext) : row.refreshTokenCiphertext;
+            return store.writeTokenSet(row, access, refresh);
           },
         };
       });
@@ -186,31 +156,19 @@ export async function rewrapAll(options: RewrapOptions): Promise<RewrapResult> {
 
   async function sessionsPass(): Promise<Counts> {
     const counts: Counts = { rewrapped: 0, skipped: 0, failed: 0 };
-    const needs = sql`(code_verifier_ciphertext is not null and ${belowLatest("code_verifier_ciphertext")})`;
-    const [{ total } = { total: 0 }] = await sql<Array<{ total: number }>>`select count(*)::int as total from authorization_sessions where ${needs}`;
+    const total = await store.countSessionsBelow(latest);
     let after: string | undefined;
     while (!signal?.aborted) {
-      const rows: SessionRow[] = await sql<SessionRow[]>`
-        select id::text as id, code_verifier_ciphertext
-        from authorization_sessions
-        where ${needs} ${after === undefined ? sql`` : sql`and id > ${after}::uuid`}
-        order by id
-        limit ${batchSize}`;
+      const rows = await store.sessionsBelow(latest, after, batchSize);
       if (rows.length === 0) break;
-      after = rows[rows.length - 1]?.id;
+      after = rows[rows.length - 1]?.sessionId;
       const candidates = rows
-        .filter((row) => versionBelow(row.code_verifier_ciphertext))
+        .filter((row) => versionBelow(row.codeVerifierCiphertext))
         .map(
           (row): Candidate => ({
-            id: row.id,
-            inputs: [{ ciphertext: row.code_verifier_ciphertext, context: row.id }],
-            write: async ([rewrapped]) => {
-              if (rewrapped === undefined) return false;
-              const result = await sql`
-                update authorization_sessions set code_verifier_ciphertext = ${rewrapped}
-                where id = ${row.id}::uuid and code_verifier_ciphertext = ${row.code_verifier_ciphertext}`;
-              return result.count === 1;
-            },
+            id: row.sessionId,
+            inputs: [{ ciphertext: row.codeVerifierCiphertext, context: row.sessionId }],
+            write: async ([rewrapped]) => (rewrapped === undefined ? false : store.writeSession(row, rewrapped)),
           }),
         );
       await rewrapCandidates(candidates, "authorization_sessions", counts);

@@ -3,6 +3,7 @@
  * to a token endpoint (RFC 6749 §4.1.2, RFC 9207, oauth-client-security.md §1 and §3).
  */
 import { timingSafeEqual } from "node:crypto";
+import type { ErrorReason } from "../domain/error-reasons.js";
 import { BrokerError } from "../domain/errors.js";
 
 export interface AuthorizationResponseExpectations {
@@ -14,13 +15,13 @@ export interface AuthorizationResponseExpectations {
   readonly issuerRequired?: boolean | undefined;
 }
 
-/** Errors the user (or the provider's policy) produced: nothing is wrong with the broker. */
-const DENIAL_ERRORS = new Set([
-  "access_denied",
-  "consent_required",
-  "interaction_required",
-  "login_required",
-  "account_selection_required",
+/** Errors the user (or the provider's policy) produced, with their reasons: nothing is wrong with the broker. */
+const DENIAL_REASONS: ReadonlyMap<string, ErrorReason> = new Map([
+  ["access_denied", "ACCESS_DENIED"],
+  ["consent_required", "CONSENT_REQUIRED"],
+  ["interaction_required", "INTERACTION_REQUIRED"],
+  ["login_required", "LOGIN_REQUIRED"],
+  ["account_selection_required", "ACCOUNT_SELECTION_REQUIRED"],
 ]);
 /** RFC 6749 §4.1.2.1: errors that mean the broker's request or registration is wrong. */
 const CONFIGURATION_ERRORS = new Set([
@@ -61,9 +62,10 @@ export function readAuthorizationResponse(callbackUrl: URL, expected: Authorizat
   const error = params.get("error");
   if (error !== null) {
     const withError = { ...metadata, error: error.slice(0, 64) };
-    if (DENIAL_ERRORS.has(error)) {
+    const denial = DENIAL_REASONS.get(error);
+    if (denial !== undefined) {
       throw new BrokerError("authorization_denied", `the authorization at provider "${expected.provider}" was refused (${error})`, {
-        reason: error.toUpperCase(),
+        reason: denial,
         metadata: withError,
       });
     }

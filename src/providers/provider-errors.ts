@@ -5,6 +5,7 @@
  * secret or the provider's free-text description (that goes, scrubbed, to the log via `cause`).
  */
 import { ClientError, ResponseBodyError, WWWAuthenticateChallengeError } from "openid-client";
+import type { ErrorReason } from "../domain/error-reasons.js";
 import { BrokerError } from "../domain/errors.js";
 import { PROVIDER_RETRY_AFTER_KEY } from "../domain/tokens/provider-pause.js";
 import type { RevocationResult } from "../domain/ports.js";
@@ -41,7 +42,12 @@ export interface ErrorContext {
 const DEFAULT_RATE_LIMIT_RETRY_MS = 30_000;
 const DEFAULT_UNAVAILABLE_RETRY_MS = 5_000;
 const MAX_RETRY_AFTER_MS = 24 * 60 * 60 * 1000;
-const REAUTH_ERRORS = new Set(["invalid_grant", "interaction_required", "consent_required", "login_required"]);
+const REAUTH_REASONS: ReadonlyMap<string, ErrorReason> = new Map([
+  ["invalid_grant", "INVALID_GRANT"],
+  ["interaction_required", "INTERACTION_REQUIRED"],
+  ["consent_required", "CONSENT_REQUIRED"],
+  ["login_required", "LOGIN_REQUIRED"],
+]);
 const CLIENT_ERRORS = new Set(["invalid_client", "unauthorized_client", "unauthorized"]);
 const RATE_LIMIT_ERRORS = new Set(["rate_limited", "slow_down"]);
 const RATE_LIMIT_REASONS = new Set(["quotaExceeded", "rateLimitExceeded", "userRateLimitExceeded", "dailyLimitExceeded"]);
@@ -168,7 +174,8 @@ export function classifyWireFailure(failure: WireFailure, context: ErrorContext)
       retryAfterMs: retryAfterMs ?? DEFAULT_UNAVAILABLE_RETRY_MS,
     });
   }
-  if (error !== undefined && REAUTH_ERRORS.has(error) && operation !== "account") {
+  const reauthReason = error === undefined ? undefined : REAUTH_REASONS.get(error);
+  if (error !== undefined && reauthReason !== undefined && operation !== "account") {
     if (operation === "code_exchange") {
       // RFC 6749 §5.2: the code (or its PKCE verifier) was refused; only a new authorization helps.
       return new BrokerError(
@@ -181,7 +188,7 @@ export function classifyWireFailure(failure: WireFailure, context: ErrorContext)
     return new BrokerError(
       "integration_needs_reauth",
       `provider "${provider}" no longer accepts the grant (${error}${failure.aadsts === undefined ? "" : `, AADSTS${failure.aadsts}`}); the user must connect the account again`,
-      { cause, reason: error === "invalid_grant" ? "INVALID_GRANT" : error.toUpperCase(), metadata },
+      { cause, reason: reauthReason, metadata },
     );
   }
   if (operation !== "account" && ((error !== undefined && CLIENT_ERRORS.has(error)) || failure.status === 401)) {

@@ -10,6 +10,7 @@
  * `npm run audit:verify` against an export when a restart follows an incident.
  */
 import type postgres from "postgres";
+import { startPeriodicJob, type PeriodicJob } from "../jobs/periodic.js";
 import type { Logger } from "../observability/logger.js";
 import {
   readAuditAnchor,
@@ -53,7 +54,7 @@ export function createAuditChainMonitor(options: AuditChainMonitorOptions): Audi
   let highest: ChainPoint | undefined;
   let latest: AuditChainVerdict | undefined;
   let lastFullAt = 0;
-  let timer: NodeJS.Timeout | undefined;
+  let schedule: PeriodicJob<AuditChainVerdict> | undefined;
   let running: Promise<AuditChainVerdict> | undefined;
   let stopped = false;
 
@@ -140,23 +141,20 @@ export function createAuditChainMonitor(options: AuditChainMonitorOptions): Audi
     return next;
   }
 
-  function scheduleNext(): void {
-    if (stopped) return;
-    timer = setTimeout(() => {
-      timer = undefined;
-      const full = Date.now() - lastFullAt >= fullIntervalMs;
-      check({ full })
-        .catch((error: unknown) => logger.warn({ err: error }, "the audit chain could not be checked; keeping the previous verdict"))
-        .finally(scheduleNext);
-    }, options.intervalMs);
-    timer.unref();
-  }
-
   return {
     async start() {
       stopped = false;
       const verdict = await check({ full: true });
-      if (timer === undefined) scheduleNext();
+      // A stop during the start-up check wins. That check was full: the next comes one interval later.
+      if (stopped) return verdict;
+      schedule ??= startPeriodicJob({
+        name: "audit-chain-monitor",
+        intervalMs: options.intervalMs,
+        firstRunAfterMs: options.intervalMs,
+        logger,
+        run: () => check({ full: Date.now() - lastFullAt >= fullIntervalMs }),
+        onError: (error) => logger.warn({ err: error }, "the audit chain could not be checked; keeping the previous verdict"),
+      });
       return verdict;
     },
     check,
@@ -164,8 +162,9 @@ export function createAuditChainMonitor(options: AuditChainMonitorOptions): Audi
     verdict: () => latest,
     async stop() {
       stopped = true;
-      if (timer !== undefined) clearTimeout(timer);
-      timer = undefined;
+      const stopping = schedule;
+      schedule = undefined;
+      await stopping?.stop();
       await running?.catch(() => undefined);
     },
   };

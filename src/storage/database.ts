@@ -182,3 +182,12 @@ export function toBrokerError(error: unknown, what: string): BrokerError {
   }
   return new BrokerError("internal", `could not ${what}`, { cause: error });
 }
+
+/** Runs one storage operation, turning its failure into the broker's error (`toBrokerError`). */
+export async function guarded<T>(what: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    throw toBrokerError(error, what);
+  }
+}

@@ -8,7 +8,7 @@
 import type postgres from "postgres";
 import type { ChangeFeedStore, ChangeFilter, ChangePage, IntegrationChangeType } from "../domain/change-feed.js";
 import type { Logger } from "../observability/logger.js";
-import { toBrokerError } from "./database.js";
+import { guarded, toBrokerError } from "./database.js";
 import { toIntegration, type IntegrationRow } from "./integration-repository.js";
 
 export const INTEGRATION_EVENTS_CHANNEL = "oauth_broker_integration_events";
@@ -24,14 +24,6 @@ type ChangeQuery = ChangeFilter;
 export interface IntegrationEventMaintenance {
   purgeOlderThan(before: Date, limit: number): Promise<number>;
   close(): Promise<void>;
-}
-
-async function guarded<T>(what: string, run: () => Promise<T>): Promise<T> {
-  try {
-    return await run();
-  } catch (error) {
-    throw toBrokerError(error, what);
-  }
 }
 
 export function createIntegrationEventStore(sql: postgres.Sql, logger: Logger): ChangeFeedStore & IntegrationEventMaintenance {

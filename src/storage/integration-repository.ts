@@ -7,7 +7,7 @@ import type postgres from "postgres";
 import type { IntegrationUpsert } from "../domain/authorization-ports.js";
 import { BrokerError } from "../domain/errors.js";
 import type { ExternalAccount, Integration, IntegrationStatus } from "../domain/types.js";
-import { toBrokerError } from "./database.js";
+import { guarded } from "./database.js";
 import { TOKEN_CHANNEL } from "./token-notifications.js";
 
 export interface IntegrationRow {
@@ -93,14 +93,6 @@ export function toIntegration(row: IntegrationRow): Integration {
 }
 
 export type IntegrationRepository = ReturnType<typeof createIntegrationRepository>;
-
-async function guarded<T>(what: string, run: () => Promise<T>): Promise<T> {
-  try {
-    return await run();
-  } catch (error) {
-    throw toBrokerError(error, what);
-  }
-}
 
 /** The integration columns plus what its token set says about it (never a ciphertext). */
 export function selectIntegrations(db: postgres.Sql | postgres.TransactionSql, where: postgres.PendingQuery<postgres.Row[]>) {

@@ -5,6 +5,7 @@
  * Best effort: a lost notification costs one more rate-limited request from that replica.
  */
 import type postgres from "postgres";
+import { isErrorReason } from "../domain/error-reasons.js";
 import type { ProviderPauseNotice } from "../domain/tokens/provider-pause.js";
 import type { Logger } from "../observability/logger.js";
 
@@ -55,6 +56,6 @@ function parseNotice(payload: string): ProviderPauseNotice | undefined {
   if (typeof value !== "object" || value === null) return undefined;
   const { provider, remainingMs, reason } = value as Record<string, unknown>;
   if (typeof provider !== "string" || typeof remainingMs !== "number" || !Number.isFinite(remainingMs) || typeof reason !== "string") return undefined;
-  if (!/^[A-Z_]{1,64}$/.test(reason)) return undefined;
+  if (!isErrorReason(reason)) return undefined;
   return { provider, remainingMs, reason };
 }

@@ -6,7 +6,7 @@
  */
 import type postgres from "postgres";
 import type { PendingRevocation, RevocationQueue } from "../domain/integration-deletion.js";
-import { toBrokerError } from "./database.js";
+import { guarded } from "./database.js";
 
 interface PendingRevocationRow {
   integration_id: string;
@@ -16,14 +16,6 @@ interface PendingRevocationRow {
   token_type_hint: "access_token" | "refresh_token";
   attempts: number;
   created_at: Date;
-}
-
-async function guarded<T>(what: string, run: () => Promise<T>): Promise<T> {
-  try {
-    return await run();
-  } catch (error) {
-    throw toBrokerError(error, what);
-  }
 }
 
 export function createRevocationQueue(sql: postgres.Sql): RevocationQueue {

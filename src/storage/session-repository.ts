@@ -4,7 +4,7 @@
  */
 import type postgres from "postgres";
 import type { AuthorizationSession } from "../domain/types.js";
-import { toBrokerError } from "./database.js";
+import { guarded } from "./database.js";
 
 interface SessionRow {
   id: string;
@@ -38,38 +38,32 @@ export function createSessionRepository(sql: postgres.Sql) {
   return {
     /** Stores a new session; a state hash already in use is `already_exists`. */
     async create(session: AuthorizationSession & { readonly stateHash: string }): Promise<void> {
-      try {
+      return guarded("store the authorization session", async () => {
         await sql`
           insert into authorization_sessions (id, state_hash, user_id, provider, requested_scopes, return_to,
             code_verifier_ciphertext, nonce, created_at, expires_at)
           values (${session.id}, ${session.stateHash}, ${session.userId}, ${session.provider}, ${[...session.requestedScopes]},
             ${session.returnTo}, ${session.codeVerifierCiphertext}, ${session.nonce}, ${session.createdAt}, ${session.expiresAt})`;
-      } catch (error) {
-        throw toBrokerError(error, "store the authorization session");
-      }
+      });
     },
 
     /** Deletes and returns the session: a state is usable once, even when the attempt fails. */
     async consume(stateHash: string): Promise<AuthorizationSession | undefined> {
-      try {
+      return guarded("read the authorization session", async () => {
         const [row] = await sql<SessionRow[]>`delete from authorization_sessions where state_hash = ${stateHash} returning *`;
         return row ? toSession(row) : undefined;
-      } catch (error) {
-        throw toBrokerError(error, "read the authorization session");
-      }
+      });
     },
 
     /** Deletes up to `limit` sessions that expired before `before`; returns how many. */
     async purgeExpired(before: Date, limit: number): Promise<number> {
-      try {
+      return guarded("purge expired authorization sessions", async () => {
         const rows = await sql`
           delete from authorization_sessions where id in (
             select id from authorization_sessions where expires_at < ${before}
             order by expires_at limit ${limit} for update skip locked)`;
         return rows.count;
-      } catch (error) {
-        throw toBrokerError(error, "purge expired authorization sessions");
-      }
+      });
     },
   };
 }

@@ -4,7 +4,7 @@
  * next proactive refresh from the same rule the refresher claims by.
  */
 import type postgres from "postgres";
-import { toBrokerError } from "./database.js";
+import { guarded } from "./database.js";
 
 export interface RefreshOutcomeCount {
   readonly provider: string;
@@ -15,7 +15,7 @@ export interface RefreshOutcomeCount {
 export function createStatusQueries(sql: postgres.Sql) {
   return {
     async refreshOutcomesSince(since: Date): Promise<RefreshOutcomeCount[]> {
-      try {
+      return guarded("count recent refreshes", async () => {
         const rows = await sql<{ provider: string; successes: string; failures: string }[]>`
           select provider,
                  count(*) filter (where outcome = 'success')::text as successes,
@@ -24,14 +24,12 @@ export function createStatusQueries(sql: postgres.Sql) {
           where time >= ${since} and action in ('token.refreshed', 'token.refresh_failed')
           group by provider`;
         return rows.map((row) => ({ provider: row.provider, successes: Number(row.successes), failures: Number(row.failures) }));
-      } catch (error) {
-        throw toBrokerError(error, "count recent refreshes");
-      }
+      });
     },
 
     /** Per provider, when the proactive refresher will next find something to refresh. */
     async nextProactiveRefresh(windowMs: number): Promise<Map<string, Date>> {
-      try {
+      return guarded("read the next proactive refresh", async () => {
         const rows = await sql<{ provider: string; next: Date }[]>`
           select i.provider,
                  min(greatest(
@@ -42,9 +40,7 @@ export function createStatusQueries(sql: postgres.Sql) {
           where i.status = 'active' and t.refresh_token_ciphertext is not null
           group by i.provider`;
         return new Map(rows.map((row) => [row.provider, row.next]));
-      } catch (error) {
-        throw toBrokerError(error, "read the next proactive refresh");
-      }
+      });
     },
   };
 }

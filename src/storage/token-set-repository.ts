@@ -5,9 +5,10 @@
  * held while a replica talks to the provider.
  */
 import type postgres from "postgres";
+import type { EncryptedTokenWrite, LeaseResult } from "../domain/ports.js";
 import type { RefreshSentMark } from "../domain/tokens/refresh-takeover.js";
 import type { EncryptedTokenSet } from "../domain/types.js";
-import { toBrokerError } from "./database.js";
+import { guarded } from "./database.js";
 
 interface TokenSetRow {
   access_token_ciphertext: string;
@@ -18,19 +19,6 @@ interface TokenSetRow {
   version: string;
 }
 
-export interface TokenWrite {
-  readonly accessTokenCiphertext: string;
-  /** null keeps the stored refresh token (the provider did not rotate it). */
-  readonly refreshTokenCiphertext: string | null;
-  readonly tokenType: string;
-  readonly expiresAt: Date;
-  readonly scopes: readonly string[];
-}
-
-export type LeaseResult =
-  | { readonly acquired: true; readonly version: number; readonly expiresAt: Date; readonly sent: RefreshSentMark | undefined }
-  | { readonly acquired: false; readonly holder: string; readonly expiresAt: Date }
-  | { readonly acquired: false; readonly holder: undefined; readonly expiresAt: undefined };
 
 export interface ClaimedRefresh {
   readonly integrationId: string;
@@ -56,14 +44,6 @@ function sentMarkOf(row: LeaseRow): RefreshSentMark | undefined {
 export type TokenSetRepository = ReturnType<typeof createTokenSetRepository>;
 
 export function createTokenSetRepository(sql: postgres.Sql) {
-  async function guarded<T>(what: string, run: () => Promise<T>): Promise<T> {
-    try {
-      return await run();
-    } catch (error) {
-      throw toBrokerError(error, what);
-    }
-  }
-
   return {
     get: (integrationId: string) =>
       guarded("read the token set", async (): Promise<EncryptedTokenSet | undefined> => {
@@ -92,7 +72,7 @@ export function createTokenSetRepository(sql: postgres.Sql) {
      * any caller (porsager/postgres#1208), taking the process, and a rotated refresh token held
      * only in memory, down with it. A single statement is atomic on its own.
      */
-    writeIfVersion: (integrationId: string, expectedVersion: number, tokens: TokenWrite) =>
+    writeIfVersion: (integrationId: string, expectedVersion: number, tokens: EncryptedTokenWrite) =>
       guarded("store the refreshed token set", async () => {
         const scopes = [...tokens.scopes];
         const [row] = await sql<{ version: string }[]>`

@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { purgeAuditEvents, startAuditRetentionJob } from "../../src/jobs/audit-retention.js";
+import { createAuditRetentionStore } from "../../src/storage/audit-retention-store.js";
 import { createAuditChainMonitor } from "../../src/storage/audit-chain-monitor.js";
 import { verifyAuditChain } from "../../src/storage/audit-chain.js";
 import { createPostgresAuditLog } from "../../src/storage/audit-log.js";
@@ -54,19 +55,19 @@ describe("purgeAuditEvents", () => {
   it("deletes the old prefix in batches and anchors the rest", async () => {
     await appendAt([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     const fifth = await hashOf(5);
-    const result = await purgeAuditEvents({ sql: db.sql, olderThan: new Date(T0 + 5 * DAY), batchSize: 2, logger });
+    const result = await purgeAuditEvents({ store: createAuditRetentionStore(db.sql), olderThan: new Date(T0 + 5 * DAY), batchSize: 2, logger });
     expect(result).toEqual({ deleted: 5, anchor: { sequence: 5, hash: fifth } });
     expect(await sequences()).toEqual([6, 7, 8, 9, 10]);
     expect(await anchor()).toEqual({ sequence: "5", hash: fifth });
     expect(await verifyAuditChain(db.sql, { batchSize: 2 })).toEqual({ intact: true, checked: 5, lastSequence: 10 });
     // Nothing more is due: a second run changes nothing.
-    expect(await purgeAuditEvents({ sql: db.sql, olderThan: new Date(T0 + 5 * DAY), batchSize: 2, logger })).toEqual({ deleted: 0 });
+    expect(await purgeAuditEvents({ store: createAuditRetentionStore(db.sql), olderThan: new Date(T0 + 5 * DAY), batchSize: 2, logger })).toEqual({ deleted: 0 });
   });
 
   it("keeps the chain verifiable when everything was purged and new events follow the anchor", async () => {
     await appendAt([0, 1, 2]);
     const third = await hashOf(3);
-    expect(await purgeAuditEvents({ sql: db.sql, olderThan: new Date(T0 + 30 * DAY), logger })).toMatchObject({ deleted: 3 });
+    expect(await purgeAuditEvents({ store: createAuditRetentionStore(db.sql), olderThan: new Date(T0 + 30 * DAY), logger })).toMatchObject({ deleted: 3 });
     expect(await sequences()).toEqual([]);
     expect(await verifyAuditChain(db.sql)).toEqual({ intact: true, checked: 0, lastSequence: 3 });
     await appendAt([40, 41]);
@@ -78,7 +79,7 @@ describe("purgeAuditEvents", () => {
 
   it("deletes only a prefix: an old event after a newer one waits", async () => {
     await appendAt([0, 1, 20, 2, 3]);
-    expect(await purgeAuditEvents({ sql: db.sql, olderThan: new Date(T0 + 10 * DAY), logger })).toMatchObject({ deleted: 2 });
+    expect(await purgeAuditEvents({ store: createAuditRetentionStore(db.sql), olderThan: new Date(T0 + 10 * DAY), logger })).toMatchObject({ deleted: 2 });
     expect(await sequences()).toEqual([3, 4, 5]);
     expect((await verifyAuditChain(db.sql)).intact).toBe(true);
   });
@@ -86,7 +87,7 @@ describe("purgeAuditEvents", () => {
   it("refuses to delete a batch that does not verify, so the evidence stays", async () => {
     await appendAt([0, 1, 2, 3]);
     await db.sql`update audit_events set request_id = 'edited' where sequence = 2`;
-    const result = await purgeAuditEvents({ sql: db.sql, olderThan: new Date(T0 + 10 * DAY), logger });
+    const result = await purgeAuditEvents({ store: createAuditRetentionStore(db.sql), olderThan: new Date(T0 + 10 * DAY), logger });
     expect(result).toMatchObject({ deleted: 0, problem: expect.stringContaining("event 2") });
     expect(await sequences()).toEqual([1, 2, 3, 4]);
     expect(await anchor()).toBeUndefined();
@@ -100,7 +101,7 @@ describe("purgeAuditEvents", () => {
     const log = createPostgresAuditLog({ sql: db.sql, logger, clock: { now: () => new Date(T0 + 50 * DAY) } });
     try {
       const writes = Array.from({ length: 100 }, (_, i) => log.record({ action: "token.issued", outcome: "success", requestId: `n-${i}` }));
-      const purge = purgeAuditEvents({ sql: db.sql, olderThan: new Date(T0 + DAY), batchSize: 3, logger });
+      const purge = purgeAuditEvents({ store: createAuditRetentionStore(db.sql), olderThan: new Date(T0 + DAY), batchSize: 3, logger });
       await Promise.all([...writes, purge]);
       expect(await purge).toMatchObject({ deleted: 8 });
       expect(await verifyAuditChain(db.sql)).toEqual({ intact: true, checked: 100, lastSequence: 108 });
@@ -117,7 +118,7 @@ describe("startAuditRetentionJob", () => {
   it("purges events older than the retention period at start and stops cleanly", async () => {
     await appendAt([0, 1, 2, 3]);
     const job = startAuditRetentionJob({
-      sql: db.sql,
+      store: createAuditRetentionStore(db.sql),
       retentionDays: 2,
       intervalMs: 60_000,
       logger,
@@ -136,7 +137,7 @@ describe("startAuditRetentionJob", () => {
 
   it("keeps everything when retentionDays is 0", async () => {
     await appendAt([0]);
-    const job = startAuditRetentionJob({ sql: db.sql, retentionDays: 0, intervalMs: 10, logger });
+    const job = startAuditRetentionJob({ store: createAuditRetentionStore(db.sql), retentionDays: 0, intervalMs: 10, logger });
     expect(await job.runOnce()).toEqual({ deleted: 0 });
     await job.stop();
     expect(await sequences()).toEqual([1]);

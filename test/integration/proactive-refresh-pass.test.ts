@@ -17,7 +17,7 @@ import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { capturingLogger } from "../support/peers/provider-config.js";
 
 const sealed = (): never => {
-  throw new BrokerError("key_service_unavailable", "the key service is sealed", { reason: "KEY_SERVICE_SEALED", retryAfterMs: 1_000 });
+  throw new BrokerError("key_service_unavailable", "the key service is sealed", { reason: "KEY_SERVICE_UNAVAILABLE", retryAfterMs: 1_000 });
 };
 const sealedCipher: Cipher = {
   kind: "vault-transit",

@@ -18,6 +18,7 @@ import { createLocalKeyringCipher } from "../../src/crypto/local-keyring-cipher.
 import type { RotatableCipher } from "../../src/crypto/rotatable-cipher.js";
 import { createVaultTransitCipher } from "../../src/crypto/vault-transit-cipher.js";
 import { rewrapAll, type RewrapProgress } from "../../src/jobs/rewrap.js";
+import { createRewrapStore } from "../../src/storage/rewrap-store.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { startVaultEmulator, type VaultEmulator } from "../support/vault-transit-emulator.js";
 
@@ -172,7 +173,7 @@ describe("rewrapAll", () => {
     })();
 
     const progress: RewrapProgress[] = [];
-    const result = await rewrapAll({ sql: db.sql, cipher, logger: logs.logger, batchSize: 7, onProgress: (p) => progress.push(p) });
+    const result = await rewrapAll({ store: createRewrapStore(db.sql), cipher, logger: logs.logger, batchSize: 7, onProgress: (p) => progress.push(p) });
     // Keep reading a little after the job, against the re-wrapped rows.
     await new Promise((resolve) => setTimeout(resolve, 100));
     stop = true;
@@ -207,7 +208,7 @@ describe("rewrapAll", () => {
     }
 
     // A second run finds nothing left to do.
-    expect(await rewrapAll({ sql: db.sql, cipher, logger: logs.logger })).toEqual({ rewrapped: 0, skipped: 0, failed: 0, latestVersion: 2 });
+    expect(await rewrapAll({ store: createRewrapStore(db.sql), cipher, logger: logs.logger })).toEqual({ rewrapped: 0, skipped: 0, failed: 0, latestVersion: 2 });
   });
 
   it("re-wraps inside Vault: the job never asks Vault to decrypt", async () => {
@@ -215,7 +216,7 @@ describe("rewrapAll", () => {
     await cipher.rotate();
     const decrypts = vault.requestCount(`transit/decrypt/rewrap-${keyCounter}`);
     const rewraps = vault.requestCount(`transit/rewrap/rewrap-${keyCounter}`);
-    const result = await rewrapAll({ sql: db.sql, cipher, logger: logs.logger, batchSize: 100 });
+    const result = await rewrapAll({ store: createRewrapStore(db.sql), cipher, logger: logs.logger, batchSize: 100 });
     expect(result.rewrapped).toBe(13);
     expect(vault.requestCount(`transit/decrypt/rewrap-${keyCounter}`)).toBe(decrypts);
     expect(vault.requestCount(`transit/rewrap/rewrap-${keyCounter}`) - rewraps).toBe(2);
@@ -244,7 +245,7 @@ describe("rewrapAll", () => {
         return out;
       },
     };
-    const result = await rewrapAll({ sql: db.sql, cipher: racing, logger: logs.logger, batchSize: 10 });
+    const result = await rewrapAll({ store: createRewrapStore(db.sql), cipher: racing, logger: logs.logger, batchSize: 10 });
     expect(raced).toBe(true);
     expect(result).toMatchObject({ rewrapped: 2, skipped: 1, failed: 0 });
 
@@ -270,7 +271,7 @@ describe("rewrapAll", () => {
     await cipher.rotate();
     const controller = new AbortController();
     const first = await rewrapAll({
-      sql: db.sql,
+      store: createRewrapStore(db.sql),
       cipher,
       logger: logs.logger,
       batchSize: 5,
@@ -280,7 +281,7 @@ describe("rewrapAll", () => {
     expect(first.rewrapped).toBe(5);
     const remaining = (await tokenRows()).filter((row) => cipher.versionOf(row.access) < 2);
     expect(remaining).toHaveLength(7);
-    const second = await rewrapAll({ sql: db.sql, cipher, logger: logs.logger, batchSize: 5 });
+    const second = await rewrapAll({ store: createRewrapStore(db.sql), cipher, logger: logs.logger, batchSize: 5 });
     expect(second.rewrapped).toBe(7);
     expect((await tokenRows()).every((row) => cipher.versionOf(row.access) === 2)).toBe(true);
   });
@@ -306,7 +307,7 @@ describe("rewrapAll", () => {
     }
 
     await cipher.rotate();
-    const result = await rewrapAll({ sql: db.sql, cipher, logger: logs.logger, batchSize: 10 });
+    const result = await rewrapAll({ store: createRewrapStore(db.sql), cipher, logger: logs.logger, batchSize: 10 });
     expect(result).toMatchObject({ rewrapped: 2, skipped: 0, failed: 2 });
     expect(logs.text()).toContain(`cannot re-wrap token_sets row ${a}`);
   });
@@ -327,7 +328,7 @@ describe("rewrapAll", () => {
     };
     await check();
     await cipher.rotate();
-    await rewrapAll({ sql: db.sql, cipher, logger: logs.logger });
+    await rewrapAll({ store: createRewrapStore(db.sql), cipher, logger: logs.logger });
     await check();
     for (const value of secrets) expect(logs.text()).not.toContain(value);
   });
@@ -338,7 +339,7 @@ describe("rewrapAll", () => {
       const local = await createLocalKeyringCipher({ dataDir, logger: logs.logger });
       const seeded = await seed(local, 5, 2);
       await local.rotate();
-      expect(await rewrapAll({ sql: db.sql, cipher: local, logger: logs.logger })).toEqual({ rewrapped: 7, skipped: 0, failed: 0, latestVersion: 2 });
+      expect(await rewrapAll({ store: createRewrapStore(db.sql), cipher: local, logger: logs.logger })).toEqual({ rewrapped: 7, skipped: 0, failed: 0, latestVersion: 2 });
       for (const row of await tokenRows()) {
         expect(row.access).toMatch(/^local:v2:/);
         expect(await local.decrypt({ ciphertext: row.access, context: row.id })).toBe(seeded.tokens.get(row.id)?.access);

@@ -2,7 +2,8 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createIntegrationRepository } from "../../src/storage/integration-repository.js";
-import { createTokenSetRepository, type TokenWrite } from "../../src/storage/token-set-repository.js";
+import type { EncryptedTokenWrite as EncryptedTokenWrite } from "../../src/domain/ports.js";
+import { createTokenSetRepository } from "../../src/storage/token-set-repository.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 
 let db: TestDatabase;
@@ -38,7 +39,7 @@ async function connect(options: { userId?: string; provider?: string; expiresInM
   return integration.id;
 }
 
-function write(n: number, overrides: Partial<TokenWrite> = {}): TokenWrite {
+function write(n: number, overrides: Partial<EncryptedTokenWrite> = {}): EncryptedTokenWrite {
   return {
     accessTokenCiphertext: `local:v1:access-${n}`,
     refreshTokenCiphertext: null,

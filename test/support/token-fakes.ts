@@ -4,7 +4,7 @@
  * a "sent" mark, writes conditional on the version), a reversible cipher, a scripted provider,
  * an audit log and a change feed that deliver synchronously.
  */
-import type { AuditEventInput, AuditLog, Cipher, Clock, ProviderClient, ProviderGrant, TokenChangeFeed, TokenStore, TokenWrite } from "../../src/domain/ports.js";
+import type { AuditEventInput, AuditLog, Cipher, Clock, ProviderClient, ProviderGrant, TokenChangeFeed, TokenStore, EncryptedTokenWrite } from "../../src/domain/ports.js";
 import type { RefreshSentMark } from "../../src/domain/tokens/refresh-takeover.js";
 import type { EncryptedTokenSet, Integration, RequestContext, TokenSet } from "../../src/domain/types.js";
 
@@ -105,7 +105,7 @@ export function fakeTokenStore(clock: Clock): FakeTokenStore {
     failWrites: false,
     put(integration, tokens) {
       records.set(integration.id, integration);
-      const write: TokenWrite = {
+      const write: EncryptedTokenWrite = {
         accessTokenCiphertext: `fake:${integration.id}:${tokens.accessToken}`,
         refreshTokenCiphertext: tokens.refreshToken === undefined ? null : `fake:${integration.id}:${tokens.refreshToken}`,
         tokenType: tokens.tokenType,
@@ -152,10 +152,12 @@ export function fakeTokenStore(clock: Clock): FakeTokenStore {
       },
       async acquireLease(integrationId, owner, ttlMs) {
         const held = liveLease(integrationId);
-        if (held && held.owner !== owner) return { acquired: false, expiresAt: new Date(held.expiresAt) };
+        if (held && held.owner !== owner) return { acquired: false, holder: held.owner, expiresAt: new Date(held.expiresAt) };
+        const row = rows.get(integrationId);
+        if (row === undefined) return { acquired: false, holder: undefined, expiresAt: undefined };
         const sent = leases.get(integrationId)?.sent;
         leases.set(integrationId, { owner, expiresAt: now() + ttlMs, sent });
-        return { acquired: true, version: rows.get(integrationId)?.version ?? 0, sent };
+        return { acquired: true, version: row.version, expiresAt: new Date(now() + ttlMs), sent };
       },
       async releaseLease(integrationId, owner, options) {
         const held = leases.get(integrationId);

@@ -18,6 +18,7 @@ import {
   type CallbackOutcome,
 } from "../../src/domain/authorization-service.js";
 import { BrokerError, isBrokerError } from "../../src/domain/errors.js";
+import type { ErrorReason } from "../../src/domain/error-reasons.js";
 import type {
   AuditEventInput,
   AuthorizationRequestInput,
@@ -771,7 +772,7 @@ describe("CompleteAuthorization", () => {
 });
 
 describe("error codes for the app's URL", () => {
-  const invalid = (reason: string) => new BrokerError("authorization_session_invalid", "x", { reason });
+  const invalid = (reason: ErrorReason) => new BrokerError("authorization_session_invalid", "x", { reason });
   it.each([
     [invalid("ISSUER_MISMATCH"), undefined, "invalid_issuer"],
     [invalid("ISSUER_MISSING"), undefined, "invalid_issuer"],

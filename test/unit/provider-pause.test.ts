@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { BrokerError, isBrokerError } from "../../src/domain/errors.js";
+import type { ErrorReason } from "../../src/domain/error-reasons.js";
 import { createProviderPauses, PROVIDER_RETRY_AFTER_KEY } from "../../src/domain/tokens/provider-pause.js";
 import type { Clock } from "../../src/domain/ports.js";
 
@@ -8,7 +9,7 @@ function manualClock(): Clock & { advance(ms: number): void } {
   return { now: () => new Date(now), advance: (ms) => (now += ms) };
 }
 
-const limited = (retryAfterSeconds?: number, reason = "PROVIDER_RATE_LIMITED") =>
+const limited = (retryAfterSeconds?: number, reason: ErrorReason = "PROVIDER_RATE_LIMITED") =>
   new BrokerError("provider_rate_limited", "rate limited", {
     reason,
     metadata: retryAfterSeconds === undefined ? { provider: "p" } : { provider: "p", [PROVIDER_RETRY_AFTER_KEY]: String(retryAfterSeconds) },

@@ -2,7 +2,7 @@
  * "Last used" of an integration, written at most once a minute per integration and never on
  * the caller's time: the write runs in the background and a failure is only logged.
  */
-import type { Clock, TokenServiceLogger, TokenStore } from "../ports.js";
+import type { Clock, Logger, TokenStore } from "../ports.js";
 import type { Integration } from "../types.js";
 
 const TOUCH_EVERY_MS = 60_000;
@@ -10,7 +10,7 @@ const TOUCH_EVERY_MS = 60_000;
 export function createLastUse(deps: {
   readonly integrations: TokenStore["integrations"];
   readonly clock: Clock;
-  readonly logger: TokenServiceLogger;
+  readonly logger: Logger;
   readonly maxEntries: number;
 }): (integration: Integration) => void {
   const lastTouched = new Map<string, number>();

@@ -5,7 +5,7 @@
  * the pause feed, on any other.
  */
 import { BrokerError, isBrokerError } from "../errors.js";
-import type { Clock, ProviderClient, ProviderGrant, ProviderPauseFeed, TokenServiceLogger } from "../ports.js";
+import type { Clock, ProviderClient, ProviderGrant, ProviderPauseFeed, Logger } from "../ports.js";
 import type { Integration } from "../types.js";
 import { fullJitterBackoff, sleep } from "../waiting.js";
 import { createCircuitBreaker, type CircuitBreaker, type CircuitState } from "./circuit-breaker.js";
@@ -17,7 +17,7 @@ export const NOT_SENT_REASONS: ReadonlySet<string> = new Set(["PROVIDER_CIRCUIT_
 export interface ProviderCallDeps {
   readonly providers: { get(id: string): ProviderClient | undefined };
   readonly clock: Clock;
-  readonly logger: TokenServiceLogger;
+  readonly logger: Logger;
   readonly pauseFeed?: ProviderPauseFeed | undefined;
   readonly settings: {
     readonly providerPause?: { readonly maxPauseMs: number; readonly backoffCapMs: number } | undefined;

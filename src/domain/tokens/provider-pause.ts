@@ -8,6 +8,7 @@
  * the remaining pause as RetryInfo and nothing is sent; the first request after the pause is the
  * probe, and a success ends the backoff. Other replicas hear of a pause (`adopt`) and obey it too.
  */
+import type { ErrorReason } from "../error-reasons.js";
 import { BrokerError } from "../errors.js";
 import type { Clock } from "../ports.js";
 
@@ -27,7 +28,7 @@ export interface ProviderPauses {
 export interface ProviderPauseNotice {
   readonly provider: string;
   readonly remainingMs: number;
-  readonly reason: string;
+  readonly reason: ErrorReason;
 }
 
 /** Metadata key the provider layer sets when the provider said how long to wait. */
@@ -38,7 +39,7 @@ const BACKOFF_BASE_MS = 1_000;
 interface Pause {
   until: number;
   strikes: number;
-  reason: string;
+  reason: ErrorReason;
 }
 
 export function createProviderPauses(options: {

@@ -4,7 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { isBrokerError } from "../errors.js";
-import { auditCaller, auditSubject, type AuditLog, type TokenServiceLogger } from "../ports.js";
+import { auditCaller, auditSubject, type AuditLog, type Logger } from "../ports.js";
 import type { Integration, RequestContext } from "../types.js";
 
 /** Why a refresh ran; recorded in its audit event. */
@@ -37,7 +37,7 @@ export interface RefreshAudit {
   failedWith(integration: Integration, by: RefreshCaller, error: unknown): Promise<void>;
 }
 
-export function createRefreshAudit(deps: { readonly audit: AuditLog | undefined; readonly logger: TokenServiceLogger }): RefreshAudit {
+export function createRefreshAudit(deps: { readonly audit: AuditLog | undefined; readonly logger: Logger }): RefreshAudit {
   const { audit, logger } = deps;
 
   function record(integration: Integration, by: RefreshCaller, failure: string | undefined, details: Record<string, string>): Promise<void> {

@@ -7,7 +7,7 @@
  */
 import { BrokerError, isBrokerError } from "../errors.js";
 import { integrationNotFound } from "../policy.js";
-import type { Clock, TokenChangeFeed, TokenServiceLogger, TokenStore } from "../ports.js";
+import type { Clock, TokenChangeFeed, Logger, TokenStore } from "../ports.js";
 import type { Integration, RequestContext, TokenSet } from "../types.js";
 import type { Wakeups } from "./token-waits.js";
 import { checkStatus, noRefreshToken, noTokens, operationAbandoned } from "./integration-checks.js";
@@ -57,7 +57,7 @@ export interface RefreshCoordinatorDeps {
   readonly wakeups: Wakeups;
   readonly changes: TokenChangeFeed | undefined;
   readonly clock: Clock;
-  readonly logger: TokenServiceLogger;
+  readonly logger: Logger;
   /** A refresh's own deadline: it runs on the broker's clock, not the first caller's. */
   readonly refreshBudgetMs: number;
   /** Told when the integration's grant was refused (its resolved memory is stale). */

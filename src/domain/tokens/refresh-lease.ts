@@ -5,7 +5,7 @@
  * what the provider did with the request (refresh-takeover.ts).
  */
 import { BrokerError } from "../errors.js";
-import type { TokenServiceLogger, TokenStore } from "../ports.js";
+import type { Logger, TokenStore } from "../ports.js";
 import { startLeaseHeartbeat } from "./lease-heartbeat.js";
 import type { RefreshSentMark } from "./refresh-takeover.js";
 
@@ -40,7 +40,7 @@ export function createRefreshLeases(deps: {
   readonly replicaId: string;
   readonly leaseMs: number;
   readonly heartbeatMs: number;
-  readonly logger: TokenServiceLogger;
+  readonly logger: Logger;
 }): RefreshLeases {
   const { store, replicaId, leaseMs, logger } = deps;
 

@@ -5,7 +5,7 @@
  * and a refusal is `ROTATED_TOKEN_LOST` with an ALERT naming that holder.
  */
 import { isBrokerError } from "../errors.js";
-import type { ProviderGrant, TokenServiceLogger } from "../ports.js";
+import type { ProviderGrant, Logger } from "../ports.js";
 import type { Integration } from "../types.js";
 import { NOT_SENT_REASONS, type ProviderCalls } from "./provider-calls.js";
 import type { HeldLease } from "./refresh-lease.js";
@@ -15,7 +15,7 @@ import { possiblySpent, rotatedTokenLost } from "./refresh-takeover.js";
 const UNKNOWN_OUTCOME_REASONS: ReadonlySet<string> = new Set(["PROVIDER_TIMEOUT", "PROVIDER_UNREACHABLE", "CANCELLED"]);
 
 export async function sendRefresh(
-  deps: { readonly provider: ProviderCalls; readonly logger: TokenServiceLogger },
+  deps: { readonly provider: ProviderCalls; readonly logger: Logger },
   integration: Integration,
   refreshToken: string,
   version: number,

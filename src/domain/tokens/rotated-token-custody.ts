@@ -7,7 +7,7 @@
  * never dropped, and this replica's next refresh of the integration starts from it.
  */
 import { BrokerError } from "../errors.js";
-import type { TokenChangeFeed, TokenServiceLogger, TokenStore, TokenWrite } from "../ports.js";
+import type { TokenChangeFeed, Logger, TokenStore, EncryptedTokenWrite } from "../ports.js";
 import type { EncryptedTokenSet, Integration, TokenSet } from "../types.js";
 import { fullJitterBackoff, sleep } from "../waiting.js";
 import type { RefreshAudit, RefreshCaller } from "./refresh-audit.js";
@@ -31,7 +31,7 @@ export interface UnstoredRefresh {
   readonly expectedVersion: number;
   readonly tokens: TokenSet;
   /** Absent while the key service could not encrypt it either. */
-  readonly write: TokenWrite | undefined;
+  readonly write: EncryptedTokenWrite | undefined;
   readonly by: RefreshCaller;
 }
 
@@ -65,7 +65,7 @@ export interface CustodyDeps {
   readonly cache: TokenCache;
   readonly changes: TokenChangeFeed | undefined;
   readonly audit: RefreshAudit;
-  readonly logger: TokenServiceLogger;
+  readonly logger: Logger;
   readonly writeRetry?: { readonly attempts?: number; readonly baseMs?: number; readonly capMs?: number } | undefined;
   /** One write attempt of a kept set, through the same single flight and lease as refreshes. */
   readonly flush: (pending: UnstoredRefresh) => Promise<unknown>;
@@ -108,7 +108,7 @@ export function createRotatedTokenCustody(deps: CustodyDeps): RotatedTokenCustod
 
     async write(integration, expectedVersion, tokens, by) {
       const rotated = tokens.refreshToken !== undefined;
-      let write: TokenWrite | undefined;
+      let write: EncryptedTokenWrite | undefined;
       let failure: unknown;
       for (let attempt = 1; attempt <= writeAttempts; attempt++) {
         try {

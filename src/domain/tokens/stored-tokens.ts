@@ -2,7 +2,7 @@
  * The token sets as stored, in plaintext only in memory: reading decrypts both tokens in one
  * batch call and fills the cache; writing encrypts both, bound to the integration id.
  */
-import type { Cipher, Clock, TokenStore, TokenWrite } from "../ports.js";
+import type { Cipher, Clock, TokenStore, EncryptedTokenWrite } from "../ports.js";
 import type { EncryptedTokenSet, TokenSet } from "../types.js";
 import type { TokenCache } from "./token-cache.js";
 
@@ -17,7 +17,7 @@ export interface StoredTokens {
   decrypt(integrationId: string, stored: EncryptedTokenSet): Promise<CurrentTokens>;
   /** The stored set, decrypted and cached; undefined when there is none (deleted). */
   load(integrationId: string): Promise<CurrentTokens | undefined>;
-  encrypt(integrationId: string, tokens: TokenSet): Promise<TokenWrite>;
+  encrypt(integrationId: string, tokens: TokenSet): Promise<EncryptedTokenWrite>;
   /**
    * After a failed write the commit may still have landed, with only its acknowledgement lost:
    * the stored set is ours when it holds our access token (a provider never issues one twice).

@@ -2,7 +2,7 @@
  * The token service's contract: what it needs (ports, settings, hooks) and what it offers
  * (token-service.ts implements it).
  */
-import type { AuditLog, Cipher, Clock, ProviderClient, ProviderPauseFeed, TokenChangeFeed, TokenServiceLogger, TokenStore } from "../ports.js";
+import type { AuditLog, Cipher, Clock, ProviderClient, ProviderPauseFeed, TokenChangeFeed, Logger, TokenStore } from "../ports.js";
 import type { DatabaseOutcomes } from "../database-bound.js";
 import type { Integration, RequestContext, TokenSet } from "../types.js";
 import type { CircuitState } from "./circuit-breaker.js";
@@ -13,7 +13,7 @@ export interface TokenServiceDeps {
   readonly cipher: Cipher;
   readonly providers: { get(id: string): ProviderClient | undefined };
   readonly clock: Clock;
-  readonly logger: TokenServiceLogger;
+  readonly logger: Logger;
   /** Unique per replica: the lease owner. */
   readonly replicaId: string;
   readonly changes?: TokenChangeFeed | undefined;
