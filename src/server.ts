@@ -39,6 +39,7 @@ import { createIntegrationEventStore } from "./storage/integration-events.js";
 import { createRevocationQueue } from "./storage/revocation-queue.js";
 import { createStatusQueries } from "./storage/status-queries.js";
 import { createIntegrationDeletion } from "./domain/integration-deletion.js";
+import { refreshBudget } from "./domain/tokens/lease-heartbeat.js";
 import { createIntegrationSync } from "./domain/integration-sync.js";
 import { createAuditServiceHandlers } from "./transport/handlers/audit-service.js";
 import { createAuthorizationService } from "./domain/authorization-service.js";
@@ -340,7 +341,13 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       replicaId,
       // Other replicas learn of it from the delete's own transaction (NOTIFY on commit).
       onDeleted: (id) => tokenService.evict(id),
-      settings: { leaseMs: config.tokens.leaseSeconds * 1000, maxAttempts: REVOCATION_MAX_ATTEMPTS, giveUpAfterMs: REVOCATION_GIVE_UP_MS },
+      settings: {
+        leaseMs: config.tokens.leaseSeconds * 1000,
+        // Same settings as the token service's: how long one of its refreshes may keep the lease.
+        holdLimitMs: refreshBudget({ databaseCallTimeoutMs: config.databaseCallTimeoutMs }).holdLimitMs,
+        maxAttempts: REVOCATION_MAX_ATTEMPTS,
+        giveUpAfterMs: REVOCATION_GIVE_UP_MS,
+      },
     });
     const revocationRetry = startPeriodicJob({
       name: "revocation retry",

@@ -41,6 +41,8 @@ export interface IntegrationDeletionDeps {
   readonly onDeleted: (integrationId: string) => void;
   readonly settings: {
     readonly leaseMs: number;
+    /** The longest a live refresh holder keeps renewing its lease (lease-heartbeat.ts `refreshBudget`). */
+    readonly holdLimitMs: number;
     /** Attempts before a revocation is given up (and alarmed). */
     readonly maxAttempts: number;
     /** Age after which a revocation is given up whatever its attempts. */
@@ -60,20 +62,19 @@ const FIRST_RETRY_MS = 30_000;
 /** How long one attempt may hold a pending revocation before the retry job may take it. */
 const REVOCATION_CLAIM_MS = 120_000;
 const MAX_RETRY_MS = 6 * 3_600_000;
-/** The longest a lease holder's refresh runs (token-service's default refresh budget). */
-const REFRESH_BUDGET_MS = 10_000;
 
 export function createIntegrationDeletion(deps: IntegrationDeletionDeps): IntegrationDeletion {
   const { store, logger } = deps;
   const owner = `${deps.replicaId}/delete`;
 
   /**
-   * Waits out a refresh in flight. Its holder renews the lease while the refresh runs (at most
-   * the refresh budget, 10 s by default), so the wait is bounded by that plus one lease: a holder
-   * that died stops renewing and its lease lapses within one lease period.
+   * Waits out a refresh in flight. Its holder renews the lease while the refresh runs, its write
+   * retries included (at most `holdLimitMs`), so the wait is bounded by that plus one lease: a
+   * holder that died stops renewing and its lease lapses within one lease period. Giving up
+   * sooner would erase the tokens under a live refresh whose rotated token nobody then revokes.
    */
   async function takeLease(integrationId: string): Promise<boolean> {
-    const giveUpAt = Date.now() + deps.settings.leaseMs + REFRESH_BUDGET_MS + 1_000;
+    const giveUpAt = Date.now() + deps.settings.leaseMs + deps.settings.holdLimitMs + 1_000;
     for (let attempt = 0; ; attempt++) {
       const lease = await store.tokenSets.acquireLease(integrationId, owner, deps.settings.leaseMs);
       if (lease.acquired) return true;

@@ -136,6 +136,11 @@ export interface ProviderClient {
   refresh(refreshToken: string, options?: { signal?: AbortSignal | undefined }): Promise<ProviderGrant>;
   revoke(token: string, hint: "access_token" | "refresh_token"): Promise<RevocationResult>;
   /**
+   * False: the provider never rotates refresh tokens, so a refused refresh token is a revoked
+   * grant, never a rotated one lost. Absent: unknown, treated as rotating.
+   */
+  readonly rotatesRefreshTokens?: boolean;
+  /**
    * The spelling a scope is compared in when a granted scope is matched with the requested ones:
    * providers answer in their own form (Google grants `email` as
    * `https://www.googleapis.com/auth/userinfo.email`; Microsoft names Graph permissions

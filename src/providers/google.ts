@@ -50,6 +50,8 @@ export function googleTemplate(_config: ProviderConfig): OpenIdTemplate {
     defaultEndpoints: GOOGLE_ENDPOINTS,
     requiredScopes: ["openid"],
     revocation: true,
+    // Google refresh tokens stay the same until revoked or expired (no rotation).
+    rotatesRefreshTokens: false,
     offlineAccess: "by_template",
     authorizationParams: googleAuthorizationParams,
     canonicalScope: googleCanonicalScope,

@@ -264,7 +264,8 @@ export function createOpenIdProviderClient(
     },
   };
   const canonicalScope = template.canonicalScope;
-  const withScopes: ProviderClient = canonicalScope === undefined ? client : { ...client, canonicalScope };
+  const withRotation: ProviderClient = template.rotatesRefreshTokens === undefined ? client : { ...client, rotatesRefreshTokens: template.rotatesRefreshTokens };
+  const withScopes: ProviderClient = canonicalScope === undefined ? withRotation : { ...withRotation, canonicalScope };
   if (template.lookupAccount !== undefined) {
     const lookupAccount = template.lookupAccount;
     return { ...withScopes, fetchAccount: (accessToken) => lookupAccount(accessToken, lookups()) };

@@ -42,6 +42,8 @@ export interface OpenIdTemplate {
   readonly requiredScopes: readonly string[];
   /** False: revocation answers `not_supported` unless an endpoint is configured explicitly. */
   readonly revocation: boolean;
+  /** `ProviderClient.rotatesRefreshTokens`: false when the provider documents it never rotates them. */
+  readonly rotatesRefreshTokens?: boolean;
   /**
    * How the template gets a refresh token. `"when_advertised"`: asks for `offline_access`, with
    * `prompt=consent` (OIDC Core §11), whenever the provider lists it in `scopes_supported`.

@@ -27,6 +27,8 @@ export function youtubeTemplate(config: ProviderConfig): OpenIdTemplate {
     // The channel identifies the account, so `openid` is not needed.
     requiredScopes: [],
     revocation: true,
+    // Google's token endpoint: refresh tokens are not rotated.
+    rotatesRefreshTokens: false,
     offlineAccess: "by_template",
     authorizationParams: googleAuthorizationParams,
     canonicalScope: googleCanonicalScope,

@@ -111,6 +111,8 @@ describe("google template against a Google-like peer", () => {
     const second = await client.refresh(refreshToken);
     expect(second.tokens.accessToken).not.toBe(first.tokens.accessToken);
     secrets.push(first.tokens.accessToken, second.tokens.accessToken);
+    // The broker relies on it: a refused Google refresh token is a revoked grant, never a lost rotation.
+    expect(client.rotatesRefreshTokens).toBe(false);
   });
 
   it("revokes a refresh token (RFC 7009), after which refreshing needs re-authorization", async () => {

@@ -86,6 +86,9 @@ describe("a provider pause across replicas", () => {
       expect(isBrokerError(refused, "provider_rate_limited") && [refused.reason, refused.metadata["paused"]]).toEqual(["PROVIDER_RATE_LIMITED", "true"]);
       expect(isBrokerError(refused) && refused.retryAfterMs).toBeGreaterThan(25_000);
       expect(peer.tokenRequests() - before).toBe(1);
+      // Answered before any lease or write: the refused call records no refresh failure.
+      const [row] = await db.sql<{ refresh_failure_count: number }[]>`select refresh_failure_count from integrations where id = ${second.integrationId}`;
+      expect(row?.refresh_failure_count).toBe(0);
     } finally {
       peer.setTokenEndpointFault("none");
       peer.setRetryAfter(RETRY_AFTER_SECONDS);

@@ -53,7 +53,7 @@ describe("token writes when the database goes away after the provider answered",
   let hasty: TokenService;
   let cutAfterNextRefresh = false;
 
-  async function tokenService(replicaId: string, writeRetry?: NonNullable<TokenServiceDeps["settings"]["writeRetry"]>): Promise<TokenService> {
+  async function tokenService(replicaId: string, writeRetry?: NonNullable<TokenServiceDeps["settings"]["writeRetry"]>, leaseSeconds = 5): Promise<TokenService> {
     const database = createDatabase({ url: proxy.via(db.url), poolSize: 4, logger, connectTimeoutSeconds: 2 });
     pools.push(database);
     const service = createTokenService({
@@ -80,7 +80,7 @@ describe("token writes when the database goes away after the provider answered",
       logger,
       replicaId,
       audit,
-      settings: { cacheMaxEntries: 100, leaseSeconds: 5, breakerFailureThreshold: 100, writeRetry },
+      settings: { cacheMaxEntries: 100, leaseSeconds, breakerFailureThreshold: 100, writeRetry },
     });
     services.push(service);
     return service;
@@ -230,6 +230,49 @@ describe("token writes when the database goes away after the provider answered",
     hasty.evict(integrationId);
     const next = await hasty.tokenFor(ctx, integration, 60_000, []);
     expect(await tokenIsAccepted(next.tokens.accessToken)).toBe(true);
+    expect(await statusOf(integrationId)).toBe("active");
+  });
+
+  it("lets a replica cut off from the database store its kept rotated token before another replica tries the stored one", async () => {
+    const { integrationId, refreshToken: original } = await connect("two-replicas");
+    // A short lease: it lapses while the keeper cannot renew it.
+    const keeper = await tokenService("replica-keeper", { attempts: 2, baseMs: 20, capMs: 50 }, 1);
+    // The other replica reaches PostgreSQL directly: the cut is between the keeper and the database.
+    const taker = createTokenService({
+      store: { integrations: createIntegrationRepository(db.sql), tokenSets: createTokenSetRepository(db.sql) },
+      cipher,
+      providers: { get: (id) => (id === "microsoft" ? client : undefined) },
+      clock: systemClock,
+      logger,
+      replicaId: "replica-taker",
+      settings: { cacheMaxEntries: 100, leaseSeconds: 3 },
+    });
+    services.push(taker);
+    await expire(integrationId);
+    const integration = await keeper.resolve({ integrationId });
+    const before = peer.tokenRequests();
+    cutAfterNextRefresh = true;
+    const failure = await keeper.tokenFor(ctx, integration, 60_000, []).catch((e: unknown) => e);
+    expect(isBrokerError(failure, "database_unavailable")).toBe(true);
+    await waitUntil(
+      async () =>
+        (await db.sql`select 1 from token_sets where integration_id = ${integrationId} and refresh_sent_by = 'replica-keeper' and lease_expires_at < now()`).length > 0,
+      "the keeper's lease lapsed while its rotated token waits in memory",
+    );
+
+    const taking = taker.tokenFor(ctx, integration, 60_000, []);
+    await waitUntil(
+      () => log.lines.some((line) => line["integrationId"] === integrationId && String(line["msg"]).startsWith("the refresh lease is marked sent by another replica")),
+      "the taker waits for the replica that marked the lease",
+    );
+    proxy.restore();
+    const issued = await taking;
+
+    // The keeper's rotated set, stored after the restore: the spent refresh token was never replayed.
+    expect(peer.tokenRequests() - before).toBe(1);
+    expect(await tokenIsAccepted(issued.tokens.accessToken)).toBe(true);
+    expect(await versionOf(integrationId)).toBe(2);
+    expect(await storedRefreshToken(integrationId)).not.toBe(original);
     expect(await statusOf(integrationId)).toBe("active");
   });
 });

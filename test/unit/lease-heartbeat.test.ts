@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { startLeaseHeartbeat } from "../../src/domain/tokens/lease-heartbeat.js";
 
 /** Resolves when `count` renewals have happened (each beat calls `renew` once). */
@@ -22,7 +22,7 @@ describe("lease heartbeat", () => {
     const { renew, reached } = renewals([true, failure, false, true]);
     const errors: unknown[] = [];
     let lost = 0;
-    const heartbeat = startLeaseHeartbeat({ renew, everyMs: 5, onLost: () => (lost += 1), onError: (e) => errors.push(e) });
+    const heartbeat = startLeaseHeartbeat({ renew, everyMs: 5, maxMs: 60_000, onLost: () => (lost += 1), onError: (e) => errors.push(e) });
     await reached(4);
     heartbeat.stop();
     expect(errors).toEqual([failure]);
@@ -31,7 +31,7 @@ describe("lease heartbeat", () => {
 
   it("renews no more once stopped", async () => {
     const { renew, reached, calls } = renewals([true]);
-    const heartbeat = startLeaseHeartbeat({ renew, everyMs: 5, onLost: () => undefined, onError: () => undefined });
+    const heartbeat = startLeaseHeartbeat({ renew, everyMs: 5, maxMs: 60_000, onLost: () => undefined, onError: () => undefined });
     await reached(1);
     heartbeat.stop();
     const after = calls();
@@ -48,10 +48,29 @@ describe("lease heartbeat", () => {
           return true;
         },
         everyMs: 5,
+        maxMs: 60_000,
         onLost: () => undefined,
         onError: () => undefined,
       });
     });
     expect(calls()).toBe(after);
+  });
+
+  it("stops renewing at its limit, so a holder hung after taking the lease lets it lapse", async () => {
+    vi.useFakeTimers();
+    try {
+      const { renew, calls } = renewals([true]);
+      let lost = 0;
+      const heartbeat = startLeaseHeartbeat({ renew, everyMs: 1_000, maxMs: 3_500, onLost: () => (lost += 1), onError: () => undefined });
+      await vi.advanceTimersByTimeAsync(3_000);
+      expect(calls()).toBe(3);
+      // A holder that never calls stop(): no renewal once the limit is past.
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(calls()).toBe(3);
+      expect(lost).toBe(0);
+      heartbeat.stop();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

@@ -78,4 +78,29 @@ describe("provider pauses", () => {
     // Adopted pauses count no strike: the first own rate-limited answer backs off 1 s.
     expect(pauses.rateLimited("p", limited())).toBe(1_000);
   });
+
+  it("keeps a pause when a success arrives inside it (a request sent before the 429), ending only the backoff", () => {
+    const clock = manualClock();
+    const pauses = createProviderPauses({ clock, maxPauseMs: 300_000, backoffCapMs: 60_000 });
+    pauses.rateLimited("p", limited(10));
+    pauses.rateLimited("p", limited());
+    pauses.succeeded("p");
+    clock.advance(1_000);
+    expect(refusal(() => pauses.check("p"))).toMatchObject({ reason: "PROVIDER_RATE_LIMITED", retryAfterMs: 9_000 });
+    clock.advance(9_000);
+    expect(refusal(() => pauses.check("p"))).toBeUndefined();
+    // The success reset the strikes: the next answer without Retry-After backs off 1 s, not 4 s.
+    expect(pauses.rateLimited("p", limited())).toBe(1_000);
+  });
+
+  it("backs off when Retry-After is 0 or in the past (clamped to 0): it is no pause at all", () => {
+    const clock = manualClock();
+    const told: boolean[] = [];
+    const pauses = createProviderPauses({ clock, maxPauseMs: 300_000, backoffCapMs: 60_000, onPause: (_notice, fromProvider) => told.push(fromProvider) });
+    expect(pauses.rateLimited("p", limited(0))).toBe(1_000);
+    expect(refusal(() => pauses.check("p"))).toMatchObject({ retryAfterMs: 1_000 });
+    clock.advance(1_000);
+    expect(pauses.rateLimited("p", limited(0))).toBe(2_000);
+    expect(told).toEqual([false, false]);
+  });
 });

@@ -11,6 +11,7 @@ import { createTokenLifetimes } from "../../src/domain/tokens/integration-memory
 import { createProviderCalls } from "../../src/domain/tokens/provider-calls.js";
 import { createRefreshAudit } from "../../src/domain/tokens/refresh-audit.js";
 import { createRefreshCoordinator, type RefreshNeed } from "../../src/domain/tokens/refresh-coordinator.js";
+import { refreshBudget } from "../../src/domain/tokens/lease-heartbeat.js";
 import { createRefreshLeases } from "../../src/domain/tokens/refresh-lease.js";
 import { createRotatedTokenCustody, type RotatedTokenCustody } from "../../src/domain/tokens/rotated-token-custody.js";
 import { createStoredTokens } from "../../src/domain/tokens/stored-tokens.js";
@@ -44,7 +45,7 @@ function setUp(answer: (refreshToken: string, call: number) => Promise<ProviderG
   const store = fakeTokenStore(clock);
   const cache = createTokenCache(100);
   const stored = createStoredTokens({ store, cipher: fakeCipher(), cache });
-  const leases = createRefreshLeases({ store, replicaId: "replica-a", leaseMs: LEASE_MS, heartbeatMs: 10_000, logger: silentLogger });
+  const leases = createRefreshLeases({ store, replicaId: "replica-a", leaseMs: LEASE_MS, heartbeatMs: 10_000, holdLimitMs: refreshBudget({}).holdLimitMs, logger: silentLogger });
   const auditLog = recordingAudit();
   const audit = createRefreshAudit({ audit: auditLog, logger: silentLogger });
   const provider = fakeProvider(answer);
@@ -57,6 +58,7 @@ function setUp(answer: (refreshToken: string, call: number) => Promise<ProviderG
     changes: undefined,
     audit,
     logger: silentLogger,
+    budget: refreshBudget({}),
     flush: (pending) => coordinator.refresh(undefined, pending.integration, { minValidForMs: Number.NEGATIVE_INFINITY, force: false, trigger: pending.by.trigger }),
   });
   custodies.push(custody);
@@ -128,9 +130,15 @@ describe("refresh coordinator", () => {
 
   it("tries a refresh token a dead holder may have spent once only, and a refusal is ROTATED_TOKEN_LOST", async () => {
     const refused = new BrokerError("integration_needs_reauth", "refused", { reason: "INTEGRATION_NEEDS_REAUTH", metadata: { error: "invalid_grant" } });
-    const { store, provider, auditLog, coordinator } = setUp(() => Promise.reject(refused));
+    const { store, provider, auditLog, wakeups, coordinator } = setUp(() => Promise.reject(refused));
     store.leases.set(integration.id, { owner: "replica-dead", expiresAt: 0, sent: { version: 1, by: "replica-dead", at: new Date(0) } });
-    await expect(coordinator.refresh(callerContext(), integration, expiring)).rejects.toMatchObject({ code: "integration_needs_reauth", reason: "ROTATED_TOKEN_LOST" });
+    const refreshing = coordinator.refresh(callerContext(), integration, expiring);
+    // The marking holder is given a lease and a refresh budget to store what it may keep; it never does.
+    await expect.poll(() => store.reads.tokenSets).toBeGreaterThanOrEqual(1);
+    expect(provider.sent).toEqual([]);
+    clock.advance(LEASE_MS + BUDGET_MS);
+    wakeups.wake(integration.id);
+    await expect(refreshing).rejects.toMatchObject({ code: "integration_needs_reauth", reason: "ROTATED_TOKEN_LOST" });
     expect(provider.sent).toEqual(["rt-1"]);
     expect(store.records.get(integration.id)).toMatchObject({ status: "needs_reauth", statusReason: "rotated_token_lost" });
     expect(auditLog.events).toMatchObject([{ action: "token.refresh_failed", reason: "INTEGRATION_NEEDS_REAUTH", details: { cause: "rotated_token_lost" } }]);

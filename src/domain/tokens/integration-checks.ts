@@ -24,7 +24,8 @@ export function noRefreshToken(integration: Pick<Integration, "id" | "provider">
 
 /**
  * Deleted → NOT_FOUND; NEEDS_REAUTH → FAILED_PRECONDITION `INTEGRATION_NEEDS_REAUTH`, or
- * `ROTATED_TOKEN_LOST` when the grant was lost with a replica that died mid-refresh.
+ * `ROTATED_TOKEN_LOST` when the stored refresh token was refused after a refresh with it got no
+ * recorded answer (refresh-takeover.ts).
  */
 export function checkStatus(integration: Integration): void {
   if (integration.status === "deleted") {
@@ -46,7 +47,7 @@ export function checkStatus(integration: Integration): void {
 function needsReauthCause(statusReason: string): string {
   // Earlier versions marked a grant without refresh token this way at its first expiry.
   if (statusReason === NO_REFRESH_TOKEN_CAUSE) return "the provider granted no refresh token";
-  if (statusReason === ROTATED_TOKEN_LOST) return "its rotated refresh token was lost with a broker replica that stopped mid-refresh";
+  if (statusReason === ROTATED_TOKEN_LOST) return "the provider refused the stored refresh token after a refresh with it got no recorded answer; a rotated successor, if any, is lost";
   if (statusReason === GRANT_REVOKED_SCOPE_WIDENED) {
     return "the provider ended the account's whole grant when the broker revoked a later grant with scopes nobody asked for";
   }

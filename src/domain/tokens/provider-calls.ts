@@ -10,6 +10,7 @@ import type { Integration } from "../types.js";
 import { fullJitterBackoff, sleep } from "../waiting.js";
 import { createCircuitBreaker, type CircuitBreaker, type CircuitState } from "./circuit-breaker.js";
 import { createProviderPauses } from "./provider-pause.js";
+import { mayHaveBeenProcessed } from "./refresh-takeover.js";
 
 /** Failures raised before a request was sent. */
 export const NOT_SENT_REASONS: ReadonlySet<string> = new Set(["PROVIDER_CIRCUIT_OPEN"]);
@@ -34,6 +35,10 @@ export interface ProviderCallDeps {
 export interface ProviderCalls {
   /** Refreshes at the provider, at most `maxAttempts` times, giving up once `deadline` (epoch ms, on the clock) passes. */
   refresh(integration: Integration, refreshToken: string, deadline: number, maxAttempts?: number): Promise<ProviderGrant>;
+  /** Throws `provider_rate_limited` while `provider` is paused: nothing is sent then. */
+  checkPause(provider: string): void;
+  /** False when the provider never rotates refresh tokens (ProviderClient.rotatesRefreshTokens); unknown counts as rotating. */
+  rotatesRefreshTokens(provider: string): boolean;
   circuitStates(): ReadonlyMap<string, CircuitState>;
   /** Remaining pause (ms) of each provider that rate-limited the broker. */
   paused(): ReadonlyMap<string, number>;
@@ -112,10 +117,17 @@ export function createProviderCalls(deps: ProviderCallDeps): ProviderCalls {
           }
           breaker.failure();
           const wait = fullJitterBackoff(attempt);
-          if (code !== "provider_unavailable" || attempt + 1 >= maxAttempts || wait >= remainingMs()) throw error;
+          // A request the provider may have processed is not sent again: it may have rotated the token.
+          if (code !== "provider_unavailable" || mayHaveBeenProcessed(error) || attempt + 1 >= maxAttempts || wait >= remainingMs()) throw error;
           await sleep(wait);
         }
       }
+    },
+    checkPause(provider) {
+      pauses.check(provider);
+    },
+    rotatesRefreshTokens(provider) {
+      return deps.providers.get(provider)?.rotatesRefreshTokens !== false;
     },
     circuitStates() {
       return new Map([...breakers].map(([provider, breaker]) => [provider, breaker.state()]));

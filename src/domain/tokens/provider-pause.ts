@@ -6,7 +6,9 @@
  * Either is capped at `maxPauseMs`, so an absurd Retry-After (a day) costs one probe per cap
  * instead of every token expiring unrefreshed. While paused, callers are answered at once with
  * the remaining pause as RetryInfo and nothing is sent; the first request after the pause is the
- * probe, and a success ends the backoff. Other replicas hear of a pause (`adopt`) and obey it too.
+ * probe, and a success ends the backoff. A success never ends a pause: it may answer a request
+ * sent before the rate-limited answer arrived. A `Retry-After` of 0 or in the past (clock skew)
+ * says nothing usable, so the backoff applies. Other replicas hear of a pause (`adopt`) and obey it too.
  */
 import type { ErrorReason } from "../error-reasons.js";
 import { BrokerError } from "../errors.js";
@@ -17,6 +19,7 @@ export interface ProviderPauses {
   check(provider: string): void;
   /** Pauses `provider` after a rate-limited answer; returns the pause it set, in ms. */
   rateLimited(provider: string, error: BrokerError): number;
+  /** Ends the backoff (the next rate-limited answer starts at 1 s again); a pause set still lasts. */
   succeeded(provider: string): void;
   /** Obeys a pause another replica was told (never shortening one, never counting a strike). */
   adopt(notice: ProviderPauseNotice): void;
@@ -67,12 +70,13 @@ export function createProviderPauses(options: {
       const strikes = (previous?.strikes ?? 0) + 1;
       const told = error.metadata[PROVIDER_RETRY_AFTER_KEY];
       const toldMs = told === undefined ? Number.NaN : Number(told) * 1000;
-      const wanted = Number.isFinite(toldMs) ? toldMs : Math.min(options.backoffCapMs, BACKOFF_BASE_MS * 2 ** (strikes - 1));
+      const obeyed = Number.isFinite(toldMs) && toldMs > 0;
+      const wanted = obeyed ? toldMs : Math.min(options.backoffCapMs, BACKOFF_BASE_MS * 2 ** (strikes - 1));
       const ms = Math.max(0, Math.min(wanted, options.maxPauseMs));
       // A later answer never shortens a pause already set (concurrent requests answered in any order).
       const until = Math.max(previous?.until ?? 0, now() + ms);
       pauses.set(provider, { until, strikes, reason: error.reason });
-      options.onPause?.({ provider, remainingMs: until - now(), reason: error.reason }, Number.isFinite(toldMs));
+      options.onPause?.({ provider, remainingMs: until - now(), reason: error.reason }, obeyed);
       return until - now();
     },
     adopt(notice) {
@@ -82,7 +86,10 @@ export function createProviderPauses(options: {
       pauses.set(notice.provider, { until, strikes: previous?.strikes ?? 0, reason: notice.reason });
     },
     succeeded(provider) {
-      pauses.delete(provider);
+      const pause = pauses.get(provider);
+      if (pause === undefined) return;
+      if (pause.until <= now()) pauses.delete(provider);
+      else pause.strikes = 0;
     },
     paused() {
       const at = now();

@@ -16,6 +16,7 @@ import type { ProviderCalls } from "./provider-calls.js";
 import { refreshCallerOf, type RefreshAudit, type RefreshCaller, type RefreshTrigger } from "./refresh-audit.js";
 import type { HeldLease, RefreshLeases } from "./refresh-lease.js";
 import { sendRefresh } from "./refresh-sending.js";
+import { awaitSentMarkHolder, possiblySpent } from "./refresh-takeover.js";
 import type { RotatedTokenCustody } from "./rotated-token-custody.js";
 import { createSingleFlight } from "./single-flight.js";
 import { validForMs, type CurrentTokens, type StoredTokens } from "./stored-tokens.js";
@@ -88,8 +89,14 @@ export function createRefreshCoordinator(deps: RefreshCoordinatorDeps): RefreshC
     // over. A caller's own deadline still ends its wait sooner (awaitWithin).
     const waitUntil = clock.now().getTime() + leases.leaseMs + deps.refreshBudgetMs;
     let seenVersion: number | undefined;
+    let awaitedMarkHolder = false;
     for (let attempt = 0; ; attempt++) {
       const acquisition = await leases.acquire(integration.id);
+      if (acquisition.acquired && !awaitedMarkHolder && (await handedBackToMarkHolder(integration, acquisition.lease, waitUntil))) {
+        awaitedMarkHolder = true;
+        seenVersion ??= acquisition.lease.version;
+        continue;
+      }
       if (acquisition.acquired) return underLease(ctx, integration, need, seenVersion, acquisition.lease);
       // Another replica holds the lease: wait for its write (notification) or poll.
       deps.onLeaseWait?.();
@@ -111,6 +118,28 @@ export function createRefreshCoordinator(deps: RefreshCoordinatorDeps): RefreshC
       const latest = await store.integrations.get(integration.id);
       if (latest) checkStatus(latest);
     }
+  }
+
+  /**
+   * A lease marked sent by another replica for the current version: its holder may be alive with
+   * a rotated token kept in memory, its write waiting for the database (refresh-takeover.ts). The
+   * lease goes back (the mark kept) and the holder gets time to store it; whether it went back.
+   */
+  async function handedBackToMarkHolder(integration: Integration, lease: HeldLease, waitUntil: number): Promise<boolean> {
+    const foreignMark = possiblySpent(lease.inheritedMark, lease.version);
+    if (foreignMark === undefined || foreignMark.by === leases.replicaId) return false;
+    await lease.end(false);
+    logger.warn({ integrationId: integration.id, sentBy: foreignMark.by }, "the refresh lease is marked sent by another replica: waiting for its write before trying the stored refresh token");
+    await awaitSentMarkHolder({
+      waitMs: Math.min(leases.leaseMs + custody.backgroundWriteCapMs, waitUntil - clock.now().getTime()),
+      settled: async () =>
+        (await store.tokenSets.get(integration.id))?.version !== lease.version || (await store.integrations.get(integration.id))?.status !== "active",
+      wait: (ms) => deps.wakeups.wait(integration.id, ms),
+      now: () => clock.now().getTime(),
+    });
+    const latest = await store.integrations.get(integration.id);
+    if (latest) checkStatus(latest);
+    return true;
   }
 
   async function underLease(

@@ -13,6 +13,8 @@ import type { RefreshSentMark } from "./refresh-takeover.js";
 export interface HeldLease {
   /** The request an earlier holder sent under this lease without a recorded answer, if any. */
   readonly inheritedMark: RefreshSentMark | undefined;
+  /** The token-set version stored when the lease was acquired. */
+  readonly version: number;
   /** Records that the refresh token of `version` is being sent now; REFRESH_LEASE_LOST when the lease passed to another replica. */
   markSent(version: number): Promise<void>;
   /**
@@ -27,6 +29,8 @@ export interface HeldLease {
 
 export interface RefreshLeases {
   readonly leaseMs: number;
+  /** This replica: the owner of the leases it takes. */
+  readonly replicaId: string;
   acquire(integrationId: string): Promise<{ readonly acquired: true; readonly lease: HeldLease } | { readonly acquired: false; readonly expiresAt: Date | undefined }>;
   /** Takes the lease again, come what may: this replica keeps it while it retries a write. */
   hold(integrationId: string): Promise<void>;
@@ -40,6 +44,8 @@ export function createRefreshLeases(deps: {
   readonly replicaId: string;
   readonly leaseMs: number;
   readonly heartbeatMs: number;
+  /** The longest a live holder renews the lease for one refresh (lease-heartbeat.ts `refreshBudget`). */
+  readonly holdLimitMs: number;
   readonly logger: Logger;
 }): RefreshLeases {
   const { store, replicaId, leaseMs, logger } = deps;
@@ -50,16 +56,18 @@ export function createRefreshLeases(deps: {
     );
   }
 
-  function held(integrationId: string, inheritedMark: RefreshSentMark | undefined): HeldLease {
+  function held(integrationId: string, inheritedMark: RefreshSentMark | undefined, version: number): HeldLease {
     const heartbeat = startLeaseHeartbeat({
       renew: () => store.tokenSets.renewLease(integrationId, replicaId, leaseMs),
       everyMs: deps.heartbeatMs,
+      maxMs: deps.holdLimitMs,
       onLost: () => logger.warn({ integrationId }, "the refresh lease passed to another replica while this one held it"),
       onError: (e) => logger.warn({ err: e, integrationId }, "could not renew the refresh lease; it lapses unless a later renewal lands"),
     });
     let keepMark = inheritedMark !== undefined;
     return {
       inheritedMark,
+      version,
       async markSent(version) {
         if (await store.tokenSets.markRefreshSent(integrationId, replicaId, version)) return;
         throw new BrokerError("provider_unavailable", "the refresh lease passed to another replica; retry", {
@@ -80,9 +88,10 @@ export function createRefreshLeases(deps: {
 
   return {
     leaseMs,
+    replicaId,
     async acquire(integrationId) {
       const lease = await store.tokenSets.acquireLease(integrationId, replicaId, leaseMs);
-      return lease.acquired ? { acquired: true, lease: held(integrationId, lease.sent) } : lease;
+      return lease.acquired ? { acquired: true, lease: held(integrationId, lease.sent, lease.version) } : lease;
     },
     async hold(integrationId) {
       await store.tokenSets.acquireLease(integrationId, replicaId, leaseMs).catch(() => undefined);

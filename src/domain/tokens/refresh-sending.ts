@@ -9,10 +9,7 @@ import type { ProviderGrant, Logger } from "../ports.js";
 import type { Integration } from "../types.js";
 import { NOT_SENT_REASONS, type ProviderCalls } from "./provider-calls.js";
 import type { HeldLease } from "./refresh-lease.js";
-import { possiblySpent, rotatedTokenLost } from "./refresh-takeover.js";
-
-/** Provider failures after which nobody knows whether the provider processed the request. */
-const UNKNOWN_OUTCOME_REASONS: ReadonlySet<string> = new Set(["PROVIDER_TIMEOUT", "PROVIDER_UNREACHABLE", "CANCELLED"]);
+import { mayHaveBeenProcessed, possiblySpent, rotatedTokenLost, rotatedTokenLostAlert } from "./refresh-takeover.js";
 
 export async function sendRefresh(
   deps: { readonly provider: ProviderCalls; readonly logger: Logger },
@@ -37,13 +34,17 @@ export async function sendRefresh(
     return grant;
   } catch (error) {
     const reason = isBrokerError(error) ? error.reason : "";
-    if (UNKNOWN_OUTCOME_REASONS.has(reason)) lease.keepSentMark(true);
+    const refused = isBrokerError(error, "integration_needs_reauth");
+    // An inherited mark stands until the provider accepts or refuses the token: a 5xx or a 429
+    // says nothing about the earlier request.
+    if (mayHaveBeenProcessed(error) || (spent !== undefined && !refused)) lease.keepSentMark(true);
     // Refused before sending (paused, circuit open): what was known before still holds.
     else if (!NOT_SENT_REASONS.has(reason) && !(isBrokerError(error, "provider_rate_limited") && error.metadata["paused"] === "true")) lease.keepSentMark(false);
-    if (!spent || !isBrokerError(error, "integration_needs_reauth")) throw error;
+    // A provider that never rotates refused a revoked grant, not a lost rotation.
+    if (!spent || !refused || !deps.provider.rotatesRefreshTokens(integration.provider)) throw error;
     logger.error(
       { integrationId: integration.id, provider: integration.provider, lostWith: spent.by, sentAt: spent.at, providerError: error.metadata["error"] },
-      `ALERT: the ${integration.provider} refresh token was lost with replica ${spent.by}: its refresh request reached the provider, which rotated the token, and the replica died (or lost the answer) before storing it; the provider refused the stored one, so the integration needs re-authorization`,
+      rotatedTokenLostAlert(integration, spent),
     );
     throw rotatedTokenLost(integration, error);
   }

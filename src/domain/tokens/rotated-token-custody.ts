@@ -10,12 +10,12 @@ import { BrokerError } from "../errors.js";
 import type { TokenChangeFeed, Logger, TokenStore, EncryptedTokenWrite } from "../ports.js";
 import type { EncryptedTokenSet, Integration, TokenSet } from "../types.js";
 import { fullJitterBackoff, sleep } from "../waiting.js";
+import type { RefreshBudget } from "./lease-heartbeat.js";
 import type { RefreshAudit, RefreshCaller } from "./refresh-audit.js";
 import type { RefreshLeases } from "./refresh-lease.js";
 import type { CurrentTokens, StoredTokens } from "./stored-tokens.js";
 import type { TokenCache } from "./token-cache.js";
 
-const WRITE_ATTEMPTS = 5;
 /** Upper bound between background writes of an unstored rotated token (each also renews the lease). */
 const BACKGROUND_WRITE_CAP_MS = 30_000;
 /** How long shutdown waits for the last write of unstored rotated tokens. */
@@ -54,6 +54,8 @@ export interface RotatedTokenCustody {
    * thrown and the set stays kept.
    */
   storeKept(pending: UnstoredRefresh, stored: EncryptedTokenSet): Promise<CurrentTokens | undefined>;
+  /** The longest wait between background writes of a kept set (a taker waits that long for one, refresh-takeover.ts). */
+  readonly backgroundWriteCapMs: number;
   /** Stops the background writes; kept tokens get one last, bounded write attempt. */
   close(): Promise<void>;
 }
@@ -66,16 +68,15 @@ export interface CustodyDeps {
   readonly changes: TokenChangeFeed | undefined;
   readonly audit: RefreshAudit;
   readonly logger: Logger;
-  readonly writeRetry?: { readonly attempts?: number; readonly baseMs?: number; readonly capMs?: number } | undefined;
+  /** How often and how fast a write is retried while the caller waits. */
+  readonly budget: Pick<RefreshBudget, "writeAttempts" | "writeBaseMs" | "writeCapMs">;
   /** One write attempt of a kept set, through the same single flight and lease as refreshes. */
   readonly flush: (pending: UnstoredRefresh) => Promise<unknown>;
 }
 
 export function createRotatedTokenCustody(deps: CustodyDeps): RotatedTokenCustody {
   const { store, stored, leases, cache, changes, audit, logger } = deps;
-  const writeAttempts = Math.max(1, deps.writeRetry?.attempts ?? WRITE_ATTEMPTS);
-  const writeBaseMs = deps.writeRetry?.baseMs ?? 200;
-  const writeCapMs = deps.writeRetry?.capMs ?? 2_000;
+  const { writeAttempts, writeBaseMs, writeCapMs } = deps.budget;
   // Each background write renews the kept lease: several chances per lease period.
   const backgroundCapMs = Math.max(10, Math.min(BACKGROUND_WRITE_CAP_MS, leases.leaseMs / 3));
   const unstored = new Map<string, UnstoredRefresh>();
@@ -102,6 +103,7 @@ export function createRotatedTokenCustody(deps: CustodyDeps): RotatedTokenCustod
   }
 
   return {
+    backgroundWriteCapMs: backgroundCapMs,
     holds: (integrationId) => unstored.has(integrationId),
     kept: (integrationId) => unstored.get(integrationId),
     drop: (integrationId) => unstored.delete(integrationId),

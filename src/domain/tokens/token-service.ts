@@ -20,6 +20,7 @@ import { checkScopes, lifetimeTooShort, noTokens, operationAbandoned } from "./i
 import { createTokenLifetimes } from "./integration-memory.js";
 import { createIntegrationResolver } from "./integration-resolution.js";
 import { createLastUse } from "./last-use.js";
+import { refreshBudget } from "./lease-heartbeat.js";
 import { createProviderCalls } from "./provider-calls.js";
 import { createRefreshAudit } from "./refresh-audit.js";
 import { createRefreshCoordinator } from "./refresh-coordinator.js";
@@ -33,7 +34,6 @@ import type { TokenService, TokenServiceDeps } from "./token-service-api.js";
 export type { IssuedToken, TokenService, TokenServiceDeps } from "./token-service-api.js";
 export type { TokenSelector } from "./integration-resolution.js";
 
-const DATABASE_CALL_MS = 1_000;
 const MAX_WAIT_MS = 30_000;
 /**
  * How long the token lifetime seen at a refresh is trusted to refuse a longer `min_valid_for`
@@ -44,7 +44,8 @@ const LIFETIME_MEMORY_MS = 15 * 60_000;
 export function createTokenService(deps: TokenServiceDeps): TokenService {
   const { clock, logger, settings } = deps;
   // No wait on the database outlasts its bound (issue 17: a cut wedged calls for good).
-  const databaseMs = settings.databaseCallTimeoutMs ?? DATABASE_CALL_MS;
+  const budget = refreshBudget(settings);
+  const databaseMs = budget.databaseCallMs;
   const maxWaitMs = settings.maxWaitMs ?? MAX_WAIT_MS;
   const store: TokenStore = {
     integrations: boundDatabaseCalls(deps.store.integrations, "integrations", databaseMs, deps.database),
@@ -61,11 +62,14 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
   const wakeups = createWakeups();
   const provider = createProviderCalls({ providers: deps.providers, clock, logger, pauseFeed: deps.pauseFeed, settings, events: deps.events });
   const leaseMs = settings.leaseSeconds * 1000;
-  const leases = createRefreshLeases({ store, replicaId: deps.replicaId, leaseMs, heartbeatMs: Math.max(10, settings.leaseHeartbeatMs ?? leaseMs / 3), logger });
+  const leases = createRefreshLeases({ store, replicaId: deps.replicaId, leaseMs, heartbeatMs: Math.max(10, settings.leaseHeartbeatMs ?? leaseMs / 3),
+    holdLimitMs: budget.holdLimitMs,
+    logger,
+  });
   // Any stored token is good enough for a kept set's write: the point is the write, not a fresh token.
   const flush = (pending: UnstoredRefresh) =>
     coordinator.refresh(undefined, pending.integration, { minValidForMs: Number.NEGATIVE_INFINITY, force: false, trigger: pending.by.trigger });
-  const custody = createRotatedTokenCustody({ store, stored, leases, cache, changes, audit: refreshAudit, logger, writeRetry: settings.writeRetry, flush });
+  const custody = createRotatedTokenCustody({ store, stored, leases, cache, changes, audit: refreshAudit, logger, budget, flush });
   const coordinator = createRefreshCoordinator({
     store,
     stored,
@@ -81,7 +85,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     logger,
     // Its holder renews the lease meanwhile (heartbeat), so the budget need not fit in one lease;
     // a takeover while the holder's renewals fail finds the lease's "sent" mark and does not blindly replay.
-    refreshBudgetMs: settings.defaultDeadlineMs ?? 10_000,
+    refreshBudgetMs: budget.refreshMs,
     forget: (integrationId) => resolver.forget(integrationId),
     onLeaseWait: () => deps.events?.leaseWait?.(),
   });
@@ -117,6 +121,8 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
           // No refresh can help when the provider's tokens live shorter than asked for.
           const lifetime = lifetimes.known(integration.id);
           if (lifetime !== undefined && lifetime < minValidForMs) throw lifetimeTooShort(integration, lifetime, minValidForMs);
+          // A paused provider is answered before any lease or write (a kept rotated token still gets stored).
+          if (!custody.holds(integration.id)) provider.checkPause(integration.provider);
           const refreshing = coordinator.refresh(ctx, integration, { minValidForMs, force: false, trigger: "expiring" });
           tokens = (await awaitWithin(refreshing, ctx, maxWaitMs, clock)).tokens;
         }
@@ -134,6 +140,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
 
     async refreshNow(ctx, integrationId) {
       const integration = await resolver.resolve({ integrationId });
+      if (!custody.holds(integration.id)) provider.checkPause(integration.provider);
       const refreshing = coordinator.refresh(ctx, integration, { minValidForMs: 0, force: true, trigger: "forced" });
       const result = await awaitWithin(refreshing, ctx, maxWaitMs, clock);
       const latest = (await store.integrations.get(integration.id)) ?? integration;
