@@ -138,7 +138,9 @@ describe("the database going away under load", () => {
     const notReady = await readyz();
     expect(notReady.status).toBe(503);
     expect(notReady.body.checks.find((check) => check.name === "database")?.ok).toBe(false);
-    expect(notReady.ms).toBeLessThan(250);
+    // A probe that waited for the database would take its whole call bound; on an idle machine
+    // this answer takes a few milliseconds, and half the bound leaves room for a loaded one.
+    expect(notReady.ms).toBeLessThan(DATABASE_CALL_MS / 2);
 
     proxy.restore();
     await waitUntil(async () => (await round()).every((outcome) => outcome.failure === undefined), "every caller gets a token again", 20_000, 50);
