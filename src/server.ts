@@ -31,6 +31,7 @@ import { createPostgresAuditLog } from "./storage/audit-log.js";
 import { createAuditChainMonitor } from "./storage/audit-chain-monitor.js";
 import { startAuditRetentionJob } from "./jobs/audit-retention.js";
 import { createAuditRetentionStore } from "./storage/audit-retention-store.js";
+import { createAuditTrailReader } from "./storage/audit-query.js";
 import { startProactiveRefresher } from "./jobs/proactive-refresh.js";
 import { createProviderPauseNotifications } from "./storage/provider-pause-notifications.js";
 import { startPeriodicJob, type PeriodicJob } from "./jobs/periodic.js";
@@ -47,6 +48,7 @@ import { createTokenService } from "./domain/tokens/token-service.js";
 import { createAuthorizationServiceHandlers } from "./transport/handlers/authorization-service.js";
 import { createTokenServiceHandlers } from "./transport/handlers/token-service.js";
 import { createIntegrationServiceHandlers } from "./transport/handlers/integration-service.js";
+import { createIntegrationAccess } from "./domain/integration-access.js";
 import { createOAuthCallbackRoute } from "./transport/oauth-callback-route.js";
 import { enforceStartAuthorizationLimit } from "./transport/interceptors/rate-limit.js";
 import { createCipher } from "./crypto/create-cipher.js";
@@ -400,6 +402,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
         void notifications.publish({ integrationId: id, version: 0 });
       },
     });
+    const integrationAccess = createIntegrationAccess(policyHolder);
     const brokerBindings: ServiceBinding[] = [
       bindService(
         ProviderService,
@@ -427,16 +430,16 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
         TokenService,
         createTokenServiceHandlers({
           tokenService,
-          policy: policyHolder,
+          access: integrationAccess,
           defaultMinValidForSeconds: config.tokens.defaultMinValidForSeconds,
         }),
       ),
       bindService(AuthorizationService, createAuthorizationServiceHandlers({ service: authorization })),
       bindService(
         IntegrationService,
-        createIntegrationServiceHandlers({ integrations, tokenService, policy: policyHolder, deletion, sync, changes: changeFeed }),
+        createIntegrationServiceHandlers({ integrations, tokenService, access: integrationAccess, deletion, sync, changes: changeFeed }),
       ),
-      bindService(AuditService, createAuditServiceHandlers({ sql: database.sql })),
+      bindService(AuditService, createAuditServiceHandlers({ auditTrail: createAuditTrailReader(database.sql) })),
     ];
     const servedServices: DescService[] = [...brokerBindings.map((b) => b.service), Health];
     const health = createHealth(brokerBindings.map((b) => b.service.typeName));

@@ -271,7 +271,7 @@ export function createPolicy(config: PolicyRules): Policy {
 }
 
 /**
- * The `not_found` a user gets for another user's integration. Handlers use it for a missing id
+ * The `not_found` a user gets for another user's integration. integration-access.ts uses it for a missing id
  * too, so the two answers are identical.
  */
 export function integrationNotFound(integrationId?: string, denial?: HiddenDenial): BrokerError {

@@ -6,7 +6,7 @@
  */
 import type { ProviderPauseNotice } from "./tokens/provider-pause.js";
 import type { RefreshSentMark } from "./tokens/refresh-takeover.js";
-import type { EncryptedTokenSet, ExternalAccount, Integration, IntegrationChange, RequestContext, TokenSet } from "./types.js";
+import type { EncryptedTokenSet, ExternalAccount, Integration, IntegrationChange, IntegrationStatus, RequestContext, TokenSet } from "./types.js";
 
 export interface Clock {
   now(): Date;
@@ -156,6 +156,20 @@ export interface ProviderClients {
   get(id: string): ProviderClient | undefined;
 }
 
+/** GetIntegration's and ListIntegrations' reads (storage/integration-repository.ts). */
+export interface IntegrationReader {
+  get(id: string): Promise<Integration | undefined>;
+  /** Keyset pages, newest first: `after` is the last integration of the previous page. */
+  list(query: {
+    userId?: string | undefined;
+    provider?: string | undefined;
+    providers?: readonly string[] | undefined;
+    status?: IntegrationStatus | undefined;
+    pageSize: number;
+    after?: { createdAt: Date; id: string } | undefined;
+  }): Promise<{ items: Integration[]; next?: { createdAt: Date; id: string } | undefined }>;
+}
+
 /** WatchIntegrations' feed of changes, kept in PostgreSQL (change-feed.ts). */
 export interface ChangeFilter {
   readonly userId?: string | undefined;
@@ -268,6 +282,46 @@ export function auditSubject(integration: Pick<Integration, "id" | "userId" | "p
  */
 export interface AuditLog {
   record(event: AuditEventInput): Promise<void>;
+}
+
+/** Which audit events to read; every field is optional and empty strings mean "any". */
+export interface AuditEventFilter {
+  /** Events at or after this time. */
+  readonly startTime?: Date | undefined;
+  /** Events before this time. */
+  readonly endTime?: Date | undefined;
+  readonly userId?: string | undefined;
+  readonly caller?: string | undefined;
+  readonly integrationId?: string | undefined;
+  readonly action?: string | undefined;
+  readonly outcome?: string | undefined;
+}
+
+/** One event as the trail holds it, with its place in the hash chain. */
+export interface RecordedAuditEvent {
+  /** Gap-free and increasing: the chain order, and the keyset pages continue after it. */
+  readonly sequence: bigint;
+  readonly time: Date;
+  readonly action: string;
+  readonly outcome: string;
+  readonly reason: string;
+  readonly caller: string;
+  readonly callerKind: string;
+  readonly userId: string;
+  readonly integrationId: string;
+  readonly provider: string;
+  readonly requestId: string;
+  readonly peer: string;
+  readonly scopes: readonly string[];
+  readonly details: Readonly<Record<string, string>>;
+  readonly hash: string;
+  readonly previousHash: string;
+}
+
+/** Reading the audit trail (storage/audit-query.ts), for AuditService.ListAuditEvents. */
+export interface AuditTrailReader {
+  /** Up to `limit` events after `afterSequence` (0n: from the oldest) that match `filter`, oldest first. */
+  list(filter: AuditEventFilter, page: { readonly afterSequence: bigint; readonly limit: number }): Promise<RecordedAuditEvent[]>;
 }
 
 /** A token set as stored: ciphertexts only (`Cipher`, bound to the integration id). */

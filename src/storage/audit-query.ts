@@ -6,20 +6,8 @@
  */
 import type postgres from "postgres";
 import { toBrokerError } from "./database.js";
+import type { AuditEventFilter, AuditTrailReader, RecordedAuditEvent } from "../domain/ports.js";
 import { AUDIT_EVENT_COLUMNS, type AuditEventRow } from "./audit-hash.js";
-
-/** Every field is optional; empty strings mean "any". */
-export interface AuditEventFilter {
-  /** Events at or after this time. */
-  readonly startTime?: Date | undefined;
-  /** Events before this time. */
-  readonly endTime?: Date | undefined;
-  readonly userId?: string | undefined;
-  readonly caller?: string | undefined;
-  readonly integrationId?: string | undefined;
-  readonly action?: string | undefined;
-  readonly outcome?: string | undefined;
-}
 
 function equals(sql: postgres.Sql, column: string, value: string | undefined): postgres.Fragment {
   return value ? sql`and ${sql(column)} = ${value}` : sql``;
@@ -64,4 +52,34 @@ export async function* streamAuditEvents(
     if (last === undefined || rows.length < batchSize) return;
     after = BigInt(last.sequence);
   }
+}
+
+function recordedEvent(row: AuditEventRow): RecordedAuditEvent {
+  return {
+    sequence: BigInt(row.sequence),
+    time: row.time,
+    action: row.action,
+    outcome: row.outcome,
+    reason: row.reason,
+    caller: row.caller,
+    callerKind: row.caller_kind,
+    userId: row.user_id,
+    integrationId: row.integration_id,
+    provider: row.provider,
+    requestId: row.request_id,
+    peer: row.peer,
+    scopes: row.scopes,
+    details: row.details,
+    hash: row.hash,
+    previousHash: row.previous_hash,
+  };
+}
+
+/** The audit-trail port of the domain over this database. */
+export function createAuditTrailReader(sql: postgres.Sql): AuditTrailReader {
+  return {
+    async list(filter, page) {
+      return (await listAuditEvents(sql, filter, page)).map(recordedEvent);
+    },
+  };
 }

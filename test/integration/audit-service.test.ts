@@ -11,6 +11,7 @@ import { BadRequestSchema } from "../../src/gen/google/rpc/error_details_pb.js";
 import { AuditService, type ListAuditEventsRequestSchema } from "../../src/gen/oauthbroker/v1/audit_service_pb.js";
 import type { AuditEventInput } from "../../src/domain/ports.js";
 import { createPostgresAuditLog } from "../../src/storage/audit-log.js";
+import { createAuditTrailReader } from "../../src/storage/audit-query.js";
 import { createAuditServiceHandlers } from "../../src/transport/handlers/audit-service.js";
 import { bindService } from "../../src/transport/service-binding.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
@@ -44,7 +45,7 @@ beforeAll(async () => {
   const log = createPostgresAuditLog({ sql: db.sql, logger: captureLogger().logger, maxDelayMs: 0, clock: { now: () => new Date(T0 + index * MINUTE) } });
   for (index = 0; index < EVENTS.length; index += 1) await log.record(EVENTS[index]!);
   await log.close();
-  fixture = await startTransportFixture({ bindings: [bindService(AuditService, createAuditServiceHandlers({ sql: db.sql }))] });
+  fixture = await startTransportFixture({ bindings: [bindService(AuditService, createAuditServiceHandlers({ auditTrail: createAuditTrailReader(db.sql) }))] });
   client = createClient(AuditService, createConnectTransport({ baseUrl: fixture.httpUrl, httpVersion: "1.1" }));
 });
 afterAll(async () => {

@@ -1,20 +1,16 @@
 /**
  * AuditService: the audit trail for operators, oldest first. Who may call it is the
- * authorization interceptor's business; this file maps the request to a filtered keyset query and
- * the rows back to `AuditEvent`s, hashes included so a reader can check the chain.
- *
- * Page tokens are opaque (AIP-158): base64url of the last sequence returned and a fingerprint of
- * the filters, so a token replayed with other filters is refused instead of silently skipping.
+ * authorization interceptor's business; this file maps the request to a filter and a keyset page
+ * of the trail (`AuditTrailReader`, storage/audit-query.ts) and the events back to `AuditEvent`s,
+ * hashes included so a reader can check the chain. Page tokens: transport/page-token.ts, the
+ * position being the last sequence returned.
  */
-import { createHash } from "node:crypto";
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
-import type postgres from "postgres";
 import { invalidArgument } from "../../domain/errors.js";
-import type { AuditOutcome } from "../../domain/ports.js";
+import type { AuditEventFilter, AuditOutcome, AuditTrailReader, RecordedAuditEvent } from "../../domain/ports.js";
 import type { AuditService, ListAuditEventsRequest } from "../../gen/oauthbroker/v1/audit_service_pb.js";
-import type { AuditEventRow } from "../../storage/audit-hash.js";
-import { listAuditEvents, type AuditEventFilter } from "../../storage/audit-query.js";
+import { pageTokenCodec } from "../page-token.js";
 
 export const DEFAULT_AUDIT_PAGE_SIZE = 100;
 export const MAX_AUDIT_PAGE_SIZE = 1_000;
@@ -52,9 +48,9 @@ function pageSizeOf(requested: number): number {
   return requested;
 }
 
-/** A short digest of the filters a page token belongs to; page size may change between pages. */
-function fingerprint(filter: AuditEventFilter): string {
-  const canonical = JSON.stringify([
+/** The filters a page token belongs to, in a fixed order. */
+function canonicalFilter(filter: AuditEventFilter): readonly string[] {
+  return [
     filter.startTime?.toISOString() ?? "",
     filter.endTime?.toISOString() ?? "",
     filter.userId ?? "",
@@ -62,66 +58,36 @@ function fingerprint(filter: AuditEventFilter): string {
     filter.integrationId ?? "",
     filter.action ?? "",
     filter.outcome ?? "",
-  ]);
-  return createHash("sha256").update(canonical).digest("base64url").slice(0, 16);
+  ];
 }
 
-export function encodeAuditPageToken(lastSequence: bigint, filter: AuditEventFilter): string {
-  return Buffer.from(JSON.stringify({ s: lastSequence.toString(), f: fingerprint(filter) })).toString("base64url");
+const pageTokens = pageTokenCodec<bigint>({
+  fieldsOf: (lastSequence) => ({ s: lastSequence.toString() }),
+  positionOf: (fields) => {
+    const sequence = fields["s"];
+    if (typeof sequence !== "string" || !/^[0-9]{1,19}$/.test(sequence) || typeof fields["f"] !== "string") return undefined;
+    return BigInt(sequence);
+  },
+  notIssued: "is not a token returned by ListAuditEvents; omit it to start from the first page",
+  otherFilters: "belongs to a request with different filters; repeat the filters of the first page or omit the token",
+});
+
+function toAuditEvent(event: RecordedAuditEvent) {
+  return { ...event, time: timestampFromDate(event.time), scopes: [...event.scopes], details: { ...event.details } };
 }
 
-/** The sequence to continue after; `invalid_argument` on `page_token` for anything else. */
-export function decodeAuditPageToken(token: string, filter: AuditEventFilter): bigint {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
-  } catch {
-    parsed = undefined;
-  }
-  const fields = typeof parsed === "object" && parsed !== null ? (parsed as Record<string, unknown>) : {};
-  const sequence = fields["s"];
-  if (typeof sequence !== "string" || !/^[0-9]{1,19}$/.test(sequence) || typeof fields["f"] !== "string") {
-    throw invalidArgument("page_token", "is not a token returned by ListAuditEvents; omit it to start from the first page");
-  }
-  if (fields["f"] !== fingerprint(filter)) {
-    throw invalidArgument("page_token", "belongs to a request with different filters; repeat the filters of the first page or omit the token");
-  }
-  return BigInt(sequence);
-}
-
-function toAuditEvent(row: AuditEventRow) {
-  return {
-    sequence: BigInt(row.sequence),
-    time: timestampFromDate(row.time),
-    action: row.action,
-    outcome: row.outcome,
-    reason: row.reason,
-    caller: row.caller,
-    callerKind: row.caller_kind,
-    userId: row.user_id,
-    integrationId: row.integration_id,
-    provider: row.provider,
-    requestId: row.request_id,
-    peer: row.peer,
-    scopes: [...row.scopes],
-    details: { ...row.details },
-    hash: row.hash,
-    previousHash: row.previous_hash,
-  };
-}
-
-export function createAuditServiceHandlers(deps: { sql: postgres.Sql }): ServiceImpl<typeof AuditService> {
+export function createAuditServiceHandlers(deps: { auditTrail: AuditTrailReader }): ServiceImpl<typeof AuditService> {
   return {
     async listAuditEvents(request) {
       const pageSize = pageSizeOf(request.pageSize);
       const filter = filterOf(request);
-      const afterSequence = request.pageToken === "" ? 0n : decodeAuditPageToken(request.pageToken, filter);
-      const rows = await listAuditEvents(deps.sql, filter, { afterSequence, limit: pageSize + 1 });
-      const page = rows.slice(0, pageSize);
+      const afterSequence = request.pageToken === "" ? 0n : pageTokens.decode(request.pageToken, canonicalFilter(filter));
+      const events = await deps.auditTrail.list(filter, { afterSequence, limit: pageSize + 1 });
+      const page = events.slice(0, pageSize);
       const last = page.at(-1);
       return {
         events: page.map(toAuditEvent),
-        nextPageToken: rows.length > pageSize && last ? encodeAuditPageToken(BigInt(last.sequence), filter) : "",
+        nextPageToken: events.length > pageSize && last ? pageTokens.encode(last.sequence, canonicalFilter(filter)) : "",
       };
     },
   };

@@ -3,13 +3,11 @@
  * The flow and its checks live in `domain/authorization-service.ts`. StartAuthorization also
  * sets the browser-binding cookie when the caller is a signed-in user's browser.
  */
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { BrokerError } from "../../domain/errors.js";
 import { flowCookieName, type AuthorizationService as Flow } from "../../domain/authorization-service.js";
-import type { RequestContext } from "../../domain/types.js";
 import type { AuthorizationService } from "../../gen/oauthbroker/v1/authorization_service_pb.js";
-import { callOf } from "../service-binding.js";
+import { requestContextOf } from "../service-binding.js";
 import { formatFlowCookie, readCookie } from "../oauth-callback-route.js";
 import { toProtoIntegration } from "./integration-mapping.js";
 
@@ -18,7 +16,7 @@ export function createAuthorizationServiceHandlers(deps: {
 }): ServiceImpl<typeof AuthorizationService> {
   return {
     async startAuthorization(request, ctx) {
-      const result = await deps.service.start(requestContext(ctx), {
+      const result = await deps.service.start(requestContextOf(ctx), {
         provider: request.provider,
         scopes: request.scopes,
         returnTo: request.returnTo,
@@ -35,7 +33,7 @@ export function createAuthorizationServiceHandlers(deps: {
     },
 
     async completeAuthorization(request, ctx) {
-      const result = await deps.service.complete(requestContext(ctx), {
+      const result = await deps.service.complete(requestContextOf(ctx), {
         provider: request.provider,
         state: request.state,
         code: request.code,
@@ -49,12 +47,4 @@ export function createAuthorizationServiceHandlers(deps: {
       return { integration: toProtoIntegration(result.integration), returnTo: result.returnTo };
     },
   };
-}
-
-function requestContext(ctx: HandlerContext): RequestContext {
-  const call = callOf(ctx);
-  if (call.principal === undefined) {
-    throw new BrokerError("unauthenticated", "AuthorizationService needs an authenticated caller");
-  }
-  return { principal: call.principal, requestId: call.requestId, peer: call.peer, signal: call.signal, deadline: call.deadline };
 }

@@ -1,34 +1,22 @@
 /**
- * IntegrationService: list, get and refresh, with the callers' roles and policy. Never returns
- * a token. Page tokens (AIP-158) are opaque, bound to the filters they were issued for, and
- * keyset-based, so pages stay stable while integrations are added.
+ * IntegrationService: proto ⇄ domain for list, get, refresh, sync, delete and watch. Who may use
+ * which integration is domain/integration-access.ts; never returns a token. Page tokens
+ * (transport/page-token.ts) are keyset positions, so pages stay stable while integrations are added.
  */
-import { createHash } from "node:crypto";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { BrokerError, invalidArgument } from "../../domain/errors.js";
-import { integrationNotFound, type PolicyHolder } from "../../domain/policy.js";
+import { invalidArgument } from "../../domain/errors.js";
+import type { IntegrationAccess } from "../../domain/integration-access.js";
+import type { IntegrationReader } from "../../domain/ports.js";
 import type { TokenService } from "../../domain/tokens/token-service.js";
-import type { Integration, IntegrationStatus } from "../../domain/types.js";
 import type { IntegrationService } from "../../gen/oauthbroker/v1/integration_service_pb.js";
 import { requestContextOf } from "../service-binding.js";
+import { pageTokenCodec, type PageTokenCodec } from "../page-token.js";
 import { watchChanges, type ChangeFeedStore, type IntegrationChangeType } from "../../domain/change-feed.js";
 import type { DeletionRevocation, IntegrationDeletion } from "../../domain/integration-deletion.js";
 import type { IntegrationSync } from "../../domain/integration-sync.js";
 import { IntegrationEventType, RevocationOutcome } from "../../gen/oauthbroker/v1/integration_service_pb.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { fromProtoStatus, toProtoIntegration } from "./integration-mapping.js";
-
-export interface IntegrationReader {
-  get(id: string): Promise<Integration | undefined>;
-  list(query: {
-    userId?: string | undefined;
-    provider?: string | undefined;
-    providers?: readonly string[] | undefined;
-    status?: IntegrationStatus | undefined;
-    pageSize: number;
-    after?: { createdAt: Date; id: string } | undefined;
-  }): Promise<{ items: Integration[]; next?: { createdAt: Date; id: string } | undefined }>;
-}
 
 const DEFAULT_PAGE_SIZE = 50;
 const DEFAULT_SYNC_PAGE_SIZE = 100;
@@ -70,102 +58,81 @@ function pageSizeOf(requested: number, defaultSize: number): number {
 }
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-function filterHash(filter: object): string {
-  return createHash("sha256").update(JSON.stringify(filter)).digest("base64url").slice(0, 16);
-}
-
-export function encodePageToken(cursor: { createdAt: Date; id: string }, filter: object): string {
-  return Buffer.from(JSON.stringify({ c: cursor.createdAt.toISOString(), i: cursor.id, f: filterHash(filter) })).toString("base64url");
+interface KeysetPosition {
+  readonly createdAt: Date;
+  readonly id: string;
 }
 
 /** `rpc`: the method whose earlier answer the token must come from, named in the refusal. */
-export function decodePageToken(token: string, filter: object, rpc = "ListIntegrations"): { createdAt: Date; id: string } {
-  try {
-    const parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { c?: unknown; i?: unknown; f?: unknown };
-    const createdAt = new Date(String(parsed.c));
-    if (typeof parsed.i !== "string" || !UUID.test(parsed.i) || Number.isNaN(createdAt.getTime())) throw new Error("malformed");
-    if (parsed.f !== filterHash(filter)) {
-      throw invalidArgument("page_token", "was issued for other filters: keep user_id, provider and status unchanged while paging");
-    }
-    return { createdAt, id: parsed.i };
-  } catch (error) {
-    if (error instanceof BrokerError) throw error;
-    throw invalidArgument("page_token", `is not a page token from a previous ${rpc} response`);
-  }
+function keysetPageTokens(rpc: string): PageTokenCodec<KeysetPosition> {
+  return pageTokenCodec<KeysetPosition>({
+    fieldsOf: (position) => ({ c: position.createdAt.toISOString(), i: position.id }),
+    positionOf: (fields) => {
+      const createdAt = new Date(String(fields["c"]));
+      const id = fields["i"];
+      return typeof id === "string" && UUID.test(id) && !Number.isNaN(createdAt.getTime()) ? { createdAt, id } : undefined;
+    },
+    notIssued: `is not a page token from a previous ${rpc} response`,
+    otherFilters: "was issued for other filters: keep user_id, provider and status unchanged while paging",
+  });
 }
 
-function requireId(id: string): string {
-  if (!UUID.test(id)) throw invalidArgument("id", "must be an integration id (a UUID)");
-  return id;
-}
+const listPageTokens = keysetPageTokens("ListIntegrations");
+const syncPageTokens = keysetPageTokens("SyncIntegrations");
 
 export function createIntegrationServiceHandlers(deps: {
   integrations: IntegrationReader;
   tokenService: Pick<TokenService, "refreshNow">;
-  policy: PolicyHolder;
+  access: IntegrationAccess;
   deletion: IntegrationDeletion;
   sync: IntegrationSync;
   changes: ChangeFeedStore;
 }): ServiceImpl<typeof IntegrationService> {
-  async function accessible(ctx: Parameters<typeof requestContextOf>[0], id: string): Promise<Integration> {
-    const context = requestContextOf(ctx);
-    // Refusals that do not depend on the id come first, so they say nothing about it.
-    deps.policy.current().assertMayActForUsers(context.principal);
-    const integration = await deps.integrations.get(requireId(id));
-    // The same answer as for another user's integration: existence is not revealed.
-    if (!integration) throw integrationNotFound(id);
-    deps.policy.current().assertCanAccess(context.principal, integration.userId, { provider: integration.provider, integrationId: id });
-    return integration;
-  }
+  const find = (id: string) => deps.integrations.get(id);
 
   return {
     async listIntegrations(request, ctx) {
       const context = requestContextOf(ctx);
-      const policy = deps.policy.current();
-      const userId = policy.resolveUser(context.principal, request.userId, "list_integrations");
+      const { userId, providers } = deps.access.scope(context.principal, request.userId, "list_integrations");
       const pageSize = pageSizeOf(request.pageSize, DEFAULT_PAGE_SIZE);
       const status = fromProtoStatus(request.status);
       const filter = { u: request.userId, p: request.provider, s: request.status };
-      const after = request.pageToken === "" ? undefined : decodePageToken(request.pageToken, filter);
+      const after = request.pageToken === "" ? undefined : listPageTokens.decode(request.pageToken, filter);
       const page = await deps.integrations.list({
         userId,
         provider: request.provider || undefined,
-        providers: policy.visibleProviders(context.principal),
+        providers,
         status,
         pageSize,
         after,
       });
       return {
         integrations: page.items.map(toProtoIntegration),
-        nextPageToken: page.next ? encodePageToken(page.next, filter) : "",
+        nextPageToken: page.next ? listPageTokens.encode(page.next, filter) : "",
       };
     },
 
     async getIntegration(request, ctx) {
-      return { integration: toProtoIntegration(await accessible(ctx, request.id)) };
+      return { integration: toProtoIntegration(await deps.access.one(requestContextOf(ctx).principal, request.id, find)) };
     },
 
     async refreshIntegration(request, ctx) {
-      const integration = await accessible(ctx, request.id);
-      const result = await deps.tokenService.refreshNow(requestContextOf(ctx), integration.id);
+      const context = requestContextOf(ctx);
+      const integration = await deps.access.one(context.principal, request.id, find);
+      const result = await deps.tokenService.refreshNow(context, integration.id);
       return { integration: toProtoIntegration(result.integration), refreshed: result.refreshed };
     },
 
     async syncIntegrations(request, ctx) {
       const context = requestContextOf(ctx);
-      const policy = deps.policy.current();
-      const userId = policy.resolveUser(context.principal, request.userId, "sync_integrations");
-      // Everyone's integrations at once is an operator's action, not a service's.
-      if (userId === undefined && context.principal.kind !== "admin") {
-        throw invalidArgument("user_id", `required when a ${context.principal.kind} calls SyncIntegrations (only admins sync every user)`);
-      }
+      const { userId, providers } = deps.access.syncScope(context.principal, request.userId);
       const pageSize = pageSizeOf(request.pageSize, DEFAULT_SYNC_PAGE_SIZE);
       const filter = { sync: true, u: request.userId, p: request.provider };
-      const after = request.pageToken === "" ? undefined : decodePageToken(request.pageToken, filter, "SyncIntegrations");
+      const after = request.pageToken === "" ? undefined : syncPageTokens.decode(request.pageToken, filter);
       const result = await deps.sync.sync(context, {
         userId,
         provider: request.provider || undefined,
-        providers: policy.visibleProviders(context.principal),
+        providers,
         pageSize,
         after,
       });
@@ -175,23 +142,21 @@ export function createIntegrationServiceHandlers(deps: {
         needsReauth: result.needsReauth,
         failed: result.failed,
         skipped: result.skipped,
-        nextPageToken: result.next ? encodePageToken(result.next, filter) : "",
+        nextPageToken: result.next ? syncPageTokens.encode(result.next, filter) : "",
       };
     },
 
     async deleteIntegration(request, ctx) {
-      const integration = await accessible(ctx, request.id);
-      const result = await deps.deletion.delete(requestContextOf(ctx), integration);
+      const context = requestContextOf(ctx);
+      const integration = await deps.access.one(context.principal, request.id, find);
+      const result = await deps.deletion.delete(context, integration);
       return { integration: toProtoIntegration(result.integration), revocation: REVOCATION_OUTCOMES[result.revocation] };
     },
 
     async *watchIntegrations(request, ctx) {
       const context = requestContextOf(ctx);
-      const filter = () => {
-        const policy = deps.policy.current();
-        const userId = policy.resolveUser(context.principal, request.userId, "watch_integrations");
-        return { userId, provider: request.provider || undefined, providers: policy.visibleProviders(context.principal) };
-      };
+      // Read again for every batch, so a policy reload narrows a running watch.
+      const filter = () => ({ ...deps.access.scope(context.principal, request.userId, "watch_integrations"), provider: request.provider || undefined });
       filter();
       const from = request.cursor === "" ? undefined : decodeWatchCursor(request.cursor);
       for await (const item of watchChanges(deps.changes, filter, from, ctx.signal)) {

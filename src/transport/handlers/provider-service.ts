@@ -2,6 +2,7 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { ProviderConfig } from "../../config/types.js";
 import type { ProviderService } from "../../gen/oauthbroker/v1/provider_service_pb.js";
+import { credentialsConfigured } from "../../providers/provider-profile.js";
 
 /** Kinds whose provider documents a revocation endpoint (providers.md). */
 const REVOCABLE_KINDS: ReadonlySet<string> = new Set(["google", "youtube", "notion", "sandbox"]);
@@ -23,9 +24,8 @@ export function createProviderServiceHandlers(deps: {
           kind: provider.kind,
           defaultScopes: [...provider.defaultScopes],
           allowedScopes: [...provider.allowedScopes],
-          credentialsConfigured:
-            provider.clientId !== undefined &&
-            (provider.clientSecret !== undefined || provider.clientAuthMethod === "none"),
+          // The rule StartAuthorization refuses by, so the page never offers a flow that cannot run.
+          credentialsConfigured: credentialsConfigured(provider),
           supportsRevocation: supportsRevocation(provider),
           supportsPkce: provider.pkce,
           redirectUri: deps.redirectUri(provider.id),

@@ -1,9 +1,12 @@
-/** TokenService: edge validation and policy, then the token lifecycle in the domain. */
+/**
+ * TokenService: edge validation and proto ⇄ domain mapping. Which integration the caller may have
+ * a token of is domain/integration-access.ts; the token lifecycle is domain/tokens/.
+ */
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate, type Duration } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { invalidArgument } from "../../domain/errors.js";
-import { HiddenDenial, integrationNotFound, type PolicyHolder } from "../../domain/policy.js";
+import type { IntegrationAccess } from "../../domain/integration-access.js";
 import type { IssuedToken, TokenService as DomainTokenService } from "../../domain/tokens/token-service.js";
 import type { Integration, TokenSet } from "../../domain/types.js";
 import {
@@ -48,7 +51,7 @@ function createResponseMemo(): (issued: IssuedToken) => GetAccessTokenResponse {
 
 export function createTokenServiceHandlers(deps: {
   tokenService: DomainTokenService;
-  policy: PolicyHolder;
+  access: Pick<IntegrationAccess, "tokenIntegration">;
   defaultMinValidForSeconds: number;
 }): ServiceImpl<typeof TokenService> {
   const responseFor = createResponseMemo();
@@ -69,30 +72,12 @@ export function createTokenServiceHandlers(deps: {
       });
 
       const context = requestContextOf(ctx);
-      const policy = deps.policy.current();
-      let integration;
-      if (byId) {
-        // An integration the caller may not use answers exactly like a missing id: the policy
-        // decides before its status is checked, and before any refresh, audit or last-use write.
-        policy.assertMayActForUsers(context.principal);
-        integration = await deps.tokenService.resolve({ integrationId: request.integrationId }, (found) => {
-          if (!policy.canSeeIntegration(context.principal, found.userId, found.provider)) {
-            throw integrationNotFound(
-              request.integrationId,
-              new HiddenDenial("INTEGRATION_NOT_ACCESSIBLE", "GetAccessToken asked for an integration outside the caller's policy", request.integrationId),
-            );
-          }
-        });
-      } else {
-        const userId = policy.resolveUser(context.principal, request.userId, "get_access_token");
-        policy.assertProviderAllowed(context.principal, request.provider);
-        integration = await deps.tokenService.resolve({ userId, provider: request.provider, externalAccountId: request.externalAccountId });
-      }
-      policy.checkTokenRequest(context.principal, {
-        provider: integration.provider,
-        requiredScopes: request.scopes,
-        grantedScopes: integration.grantedScopes,
-      });
+      const integration = await deps.access.tokenIntegration(
+        context.principal,
+        byId ? { integrationId: request.integrationId } : { userId: request.userId, provider: request.provider, externalAccountId: request.externalAccountId },
+        request.scopes,
+        deps.tokenService,
+      );
       const issued = await deps.tokenService.tokenFor(context, integration, minValidForMs, request.scopes);
       callOf(ctx).responseHeader.set("cache-control", "no-store");
       return responseFor(issued);
