@@ -26,6 +26,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
   const closers = new Closers();
   const wiring: Wiring = { config, logger, clock, closers, replicaId: replicaIdentity() };
   try {
+    // Each step registers what it started with `closers`: reordering these lines reorders shutdown.
     const errorReporter = startErrorReporter(wiring);
     const reservation = await reserveAddresses(wiring);
     const storage = await openStorage(wiring);
