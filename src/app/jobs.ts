@@ -1,0 +1,89 @@
+/** Wiring of the periodic jobs: audit retention, proactive refresh, revocation retry and cleanup. */
+import type { IntegrationDeletion } from "../domain/integration-deletion.js";
+import type { TokenService } from "../domain/tokens/token-service.js";
+import { startAuditRetentionJob, type AuditRetentionJob } from "../jobs/audit-retention.js";
+import { logCleanup, runCleanup } from "../jobs/cleanup.js";
+import { startPeriodicJob, type PeriodicJob } from "../jobs/periodic.js";
+import { startProactiveRefresher, type ProactiveRefresher } from "../jobs/proactive-refresh.js";
+import { runInBackgroundContext } from "../observability/request-context.js";
+import { createAuditRetentionStore } from "../storage/audit-retention-store.js";
+import type { ChangeFeed, Storage } from "./storage.js";
+import type { Wiring } from "./wiring.js";
+
+const REVOCATION_BATCH = 20;
+
+export function startAuditRetention({ config, logger, closers }: Wiring, { database }: Storage): AuditRetentionJob {
+  const auditRetention = startAuditRetentionJob({
+    store: createAuditRetentionStore(database.sql),
+    retentionDays: config.retention.auditDays,
+    intervalMs: 3_600_000,
+    logger,
+  });
+  closers.add("audit retention", async () => auditRetention.stop());
+  return auditRetention;
+}
+
+export function startProactiveRefresh(
+  { config, logger, closers, replicaId }: Wiring,
+  { tokenSets }: Storage,
+  tokenService: TokenService,
+): ProactiveRefresher {
+  const refresher = startProactiveRefresher({
+    claim: (request) => tokenSets.claimExpiring(request),
+    // Each refresh gets its own request id: its log lines, provider and Vault requests correlate.
+    tokenService: {
+      refreshAhead: (integrationId, withinMs) =>
+        runInBackgroundContext("proactive-refresh", () => tokenService.refreshAhead(integrationId, withinMs)),
+    },
+    logger,
+    replicaId,
+    windowMs: config.tokens.proactiveRefreshWindowSeconds * 1000,
+    intervalMs: config.tokens.proactiveRefreshIntervalSeconds * 1000,
+    leaseMs: config.tokens.leaseSeconds * 1000,
+  });
+  closers.add("proactive refresher", () => refresher.stop());
+  return refresher;
+}
+
+export interface Housekeeping {
+  readonly revocationRetry: PeriodicJob;
+  readonly cleanup: PeriodicJob;
+}
+
+export function startHousekeeping(
+  { config, logger, clock, closers }: Wiring,
+  { integrations, sessions }: Storage,
+  changeFeed: ChangeFeed,
+  deletion: IntegrationDeletion,
+): Housekeeping {
+  const revocationRetry = startPeriodicJob({
+    name: "revocation retry",
+    intervalMs: 30_000,
+    logger,
+    run: async (signal) => {
+      while (!signal.aborted && (await deletion.retryDue(REVOCATION_BATCH)) === REVOCATION_BATCH);
+    },
+  });
+  closers.add("revocation retry", () => revocationRetry.stop());
+  const cleanup = startPeriodicJob({
+    name: "cleanup",
+    intervalMs: 600_000,
+    logger,
+    run: async (signal) => {
+      const counts = await runCleanup(
+        {
+          purgeExpiredSessions: (before, limit) => sessions.purgeExpired(before, limit),
+          purgeTombstones: (before, limit) => integrations.purgeTombstones(before, limit),
+          purgeChangeEvents: (before, limit) => changeFeed.purgeOlderThan(before, limit),
+          eraseDeadRefreshTokens: (before, limit) => integrations.eraseDeadRefreshTokens(before, limit),
+        },
+        config.retention,
+        clock,
+        signal,
+      );
+      logCleanup(logger, counts);
+    },
+  });
+  closers.add("cleanup", () => cleanup.stop());
+  return { revocationRetry, cleanup };
+}
