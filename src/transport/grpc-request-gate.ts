@@ -24,7 +24,7 @@ type HandlerListener = Parameters<grpc.ServerInterceptingCall["start"]>[0];
 class GatedCall extends grpc.ServerInterceptingCall {
   private decision: boolean | undefined;
   private readPending = false;
-  private deliveredPlaceholder = false;
+  private deliveredStandIn = false;
   private handlerListener: HandlerListener | undefined;
 
   constructor(next: grpc.ServerInterceptingCallInterface, service: string, admission: Admission, maxRequestBytes: number) {
@@ -65,10 +65,10 @@ class GatedCall extends grpc.ServerInterceptingCall {
       super.startRead();
       return;
     }
-    // Refused: the handler reads one placeholder message, then the end of the requests.
+    // Refused: the handler reads one stand-in message, then the end of the requests.
     const listener = this.handlerListener;
-    if (!this.deliveredPlaceholder) {
-      this.deliveredPlaceholder = true;
+    if (!this.deliveredStandIn) {
+      this.deliveredStandIn = true;
       listener?.onReceiveMessage(UNREAD_BODY);
     } else listener?.onReceiveHalfClose();
   }
