@@ -9,6 +9,7 @@ import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import * as v1 from "../gen/grpc/reflection/v1/reflection_pb.js";
 import * as v1alpha from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { decodedRequests } from "./request-refusal.js";
 import { bindService, type ServiceBinding } from "./service-binding.js";
 
 const NOT_FOUND = 5;
@@ -127,12 +128,14 @@ export function createReflectionBindings(services: readonly DescService[]): Serv
   const index = buildIndex(all);
   const v1Impl: ServiceImpl<typeof v1.ServerReflection> = {
     async *serverReflectionInfo(requests) {
-      for await (const request of requests) yield create(v1.ServerReflectionResponseSchema, answer(v1, index, request));
+      for await (const request of decodedRequests(requests, v1.ServerReflectionRequestSchema.typeName)) {
+        yield create(v1.ServerReflectionResponseSchema, answer(v1, index, request));
+      }
     },
   };
   const v1alphaImpl: ServiceImpl<typeof v1alpha.ServerReflection> = {
     async *serverReflectionInfo(requests) {
-      for await (const request of requests) {
+      for await (const request of decodedRequests(requests, v1alpha.ServerReflectionRequestSchema.typeName)) {
         yield create(v1alpha.ServerReflectionResponseSchema, answer(v1alpha, index, request) as never);
       }
     },

@@ -4,6 +4,7 @@
  * answered by the listener, so it is authenticated first (UNAUTHENTICATED wins over anything
  * about the body), logged, counted and audited like every other failed call.
  */
+import { Code, ConnectError } from "@connectrpc/connect";
 import { BrokerError } from "../domain/errors.js";
 
 export class RequestRefusal {
@@ -25,4 +26,20 @@ export function requestTooLarge(maxRequestBytes: number): BrokerError {
  */
 export function malformedRequest(typeName: string): BrokerError {
   return new BrokerError("invalid_argument", `the request is not a valid ${typeName} message`, { reason: "MALFORMED_REQUEST" });
+}
+
+/**
+ * The request messages of a client or bidi stream, with connect-node's decode failure ("parse
+ * binary: premature EOF", an INTERNAL ConnectError raised while iterating) turned into the same
+ * INVALID_ARGUMENT a unary call gets: undecodable bytes are the caller's fault.
+ */
+export async function* decodedRequests<T>(requests: AsyncIterable<T>, typeName: string): AsyncGenerator<T> {
+  try {
+    for await (const request of requests) yield request;
+  } catch (error) {
+    if (error instanceof ConnectError && error.code === Code.Internal && /^parse (binary|json)/.test(error.rawMessage)) {
+      throw malformedRequest(typeName);
+    }
+    throw error;
+  }
 }

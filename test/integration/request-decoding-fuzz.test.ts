@@ -120,3 +120,15 @@ describe.each(PROTOCOLS)("request decoding over %s", (protocol) => {
     expect(health.status).toBe(200);
   }, 120_000);
 });
+
+describe.each(["http-grpc", "grpc"] as const)("reflection's request stream over %s", (protocol) => {
+  it.each(["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"])(
+    "answers an undecodable %s request with INVALID_ARGUMENT, not the parser's words",
+    async (service) => {
+      const truncated = Uint8Array.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01, 0x02]);
+      const answer = await sendRaw(target, protocol, `/${service}/ServerReflectionInfo`, { message: truncated });
+      expect(answer.code, answer.message).toBe(Code.InvalidArgument);
+      expect(answer.message).not.toMatch(/EOF|parse/i);
+    },
+  );
+});
