@@ -32,7 +32,9 @@ import { parseStaticKeys } from "./static-keys.js";
 import { createVerifiedTokenCache, VERIFIED_TOKEN_CACHE_MAX_ENTRIES } from "./verified-token-cache.js";
 import { ACCEPTED_JWT_ALGORITHMS, DEFAULT_MAX_TOKEN_LIFETIME_SECONDS } from "../config/read-issuers.js";
 import { lifetimeRefusal } from "./token-lifetime.js";
+import { CredentialRejected, describeError, joseCode, Rejection, verificationFailure } from "./auth-failure.js";
 
+export { authFailureReason, CredentialRejected, type AuthFailureReason } from "./auth-failure.js";
 
 /** Longer than any sane JWT; bounds the work an unauthenticated caller can cause. */
 const MAX_TOKEN_LENGTH = 16 * 1024;
@@ -91,57 +93,6 @@ interface VerifiedEntry {
   readonly input: FlattenedJWSInput;
 }
 
-/**
- * Why a credential was refused, in words stable enough to count and alert on (audit `auth.failed`
- * reason). The caller never learns it: every refusal answers "missing or invalid credentials".
- */
-export type AuthFailureReason =
-  | "missing_credentials"
-  | "not_bearer"
-  | "token_too_long"
-  | "malformed"
-  | "algorithm_not_allowed"
-  | "unknown_issuer"
-  | "wrong_audience"
-  | "expired"
-  | "not_yet_valid"
-  | "lifetime_too_long"
-  | "bad_signature"
-  | "unknown_key"
-  | "invalid_claims"
-  | "issuer_keys_unavailable"
-  | "authenticator_closed"
-  | "unexpected";
-
-/** The `cause` of the `unauthenticated` error: kept server-side (audit, logs), never serialized. */
-export class CredentialRejected extends Error {
-  override readonly name = "CredentialRejected";
-  constructor(
-    readonly reason: AuthFailureReason,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-/** The reason behind an `unauthenticated` error the authenticator threw, if it was one. */
-export function authFailureReason(error: unknown): AuthFailureReason | undefined {
-  const cause = error instanceof Error ? error.cause : undefined;
-  return cause instanceof CredentialRejected ? cause.reason : undefined;
-}
-
-/** Raised internally with the reason to log; the caller only ever sees the generic error. */
-class Rejection extends Error {
-  constructor(
-    readonly reason: AuthFailureReason,
-    message: string,
-    readonly level: "debug" | "warn" = "warn",
-    readonly details: Readonly<Record<string, string>> = {},
-  ) {
-    super(message);
-  }
-}
-
 export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
   const clock = options.clock ?? systemClock;
   const logger = options.logger;
@@ -170,7 +121,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       return (await fromCache(cacheKey)) ?? (await verify(token, cacheKey));
     } catch (error) {
       const rejection =
-        error instanceof Rejection ? error : new Rejection("unexpected", `unexpected verification failure: ${describe(error)}`);
+        error instanceof Rejection ? error : new Rejection("unexpected", `unexpected verification failure: ${describeError(error)}`);
       logger[rejection.level]({ reason: rejection.message, failure: rejection.reason, ...rejection.details }, "authentication failed");
       throw new BrokerError("unauthenticated", "missing or invalid credentials", {
         cause: new CredentialRejected(rejection.reason, rejection.message),
@@ -389,47 +340,7 @@ function verificationRejection(error: unknown, issuer: TrustedIssuer, details: R
   const code = joseCode(error);
   // jose messages name the failed check ("\"exp\" claim timestamp check failed") and never
   // contain the token; their `payload` property (the claims) is deliberately not logged.
-  return new Rejection(verificationFailure(error, code), `issuer ${issuer.name}: ${describe(error)}`, "warn", { ...details, code: code ?? "" });
-}
-
-/** jose's error codes (and, for claim checks, the claim) mapped to the audit vocabulary. */
-function verificationFailure(error: unknown, code: string | undefined): AuthFailureReason {
-  switch (code) {
-    case "ERR_JWT_EXPIRED":
-      return "expired";
-    case "ERR_JWS_SIGNATURE_VERIFICATION_FAILED":
-      return "bad_signature";
-    case "ERR_JWKS_NO_MATCHING_KEY":
-      return "unknown_key";
-    case "ERR_JOSE_ALG_NOT_ALLOWED":
-      return "algorithm_not_allowed";
-    case "ERR_JWS_INVALID":
-    case "ERR_JWT_INVALID":
-      return "malformed";
-    case "ERR_JWKS_TIMEOUT":
-    case "ERR_JWKS_INVALID":
-    case "ERR_JOSE_GENERIC":
-      return "issuer_keys_unavailable";
-    case "ERR_JWT_CLAIM_VALIDATION_FAILED": {
-      const claimName = (error as { claim?: unknown }).claim;
-      if (claimName === "aud") return "wrong_audience";
-      if (claimName === "iss") return "unknown_issuer";
-      if (claimName === "nbf" || claimName === "iat") return "not_yet_valid";
-      return "invalid_claims";
-    }
-    default:
-      return "unexpected";
-  }
-}
-
-function joseCode(error: unknown): string | undefined {
-  if (typeof error !== "object" || error === null) return undefined;
-  const code = (error as { code?: unknown }).code;
-  return typeof code === "string" ? code : undefined;
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return new Rejection(verificationFailure(error, code), `issuer ${issuer.name}: ${describeError(error)}`, "warn", { ...details, code: code ?? "" });
 }
 
 function isMultipleMatchingKeys(error: unknown): error is AsyncIterable<CryptoKey> {
