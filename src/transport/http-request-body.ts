@@ -3,7 +3,7 @@
  * on that port (Connect unary and streaming, binary and JSON, GET; gRPC-Web; gRPC over h2c).
  * connect-node reads and inflates the whole body before any interceptor runs, and answers an
  * undecodable binary message with INTERNAL and the parser's text. Here:
- * - a caller the admission check refused has no byte of its body read (a placeholder message
+ * - a caller the admission check refused has no byte of its body read (a stand-in message
  *   goes on, and the authentication interceptor answers UNAUTHENTICATED);
  * - the body is read up to `maxRequestBytes` and inflated with zlib's `maxOutputLength` set to
  *   the same bound, so a bomb stops after that many bytes;
@@ -102,7 +102,7 @@ function frame(payload: Uint8Array): Uint8Array {
 }
 
 /** An empty message in the body's format: what a handler gets when the body was refused. */
-function placeholderMessage(binary: boolean): Uint8Array {
+function standInMessage(binary: boolean): Uint8Array {
   return binary ? new Uint8Array(0) : new TextEncoder().encode("{}");
 }
 
@@ -152,7 +152,7 @@ export interface PreparedRequest {
 
 /**
  * The request connect-node is handed for a unary or server-streaming method: the body read,
- * bounded and inflated here, or a placeholder and the refusal.
+ * bounded and inflated here, or a stand-in and the refusal.
  */
 export async function prepareRequest(
   request: UniversalServerRequest,
@@ -177,11 +177,11 @@ export async function prepareRequest(
   };
   if (!admitted || !known) {
     discard(nodeBody);
-    return replaced(placeholderMessage(format.binary), admitted ? undefined : UNREAD_BODY, true);
+    return replaced(standInMessage(format.binary), admitted ? undefined : UNREAD_BODY, true);
   }
   const envelopeBytes = format.enveloped ? 5 : 0;
   const body = await readBounded(nodeBody, maxRequestBytes + envelopeBytes, header.get("content-length"));
-  if (body === undefined) return replaced(placeholderMessage(format.binary), new RequestRefusal(requestTooLarge(maxRequestBytes)), true);
+  if (body === undefined) return replaced(standInMessage(format.binary), new RequestRefusal(requestTooLarge(maxRequestBytes)), true);
   try {
     let message = body;
     let compressed = encoding !== null && encoding !== "identity";
@@ -193,10 +193,10 @@ export async function prepareRequest(
     }
     if (compressed && encoding !== null) message = await inflateBounded(message, encoding, maxRequestBytes);
     const overLimits = checkMessage(schema, message, format.binary);
-    return overLimits ? replaced(placeholderMessage(format.binary), overLimits, false) : replaced(message, undefined, false);
+    return overLimits ? replaced(standInMessage(format.binary), overLimits, false) : replaced(message, undefined, false);
   } catch (error) {
     const refusal = error instanceof TooLarge ? requestTooLarge(maxRequestBytes) : malformedRequest(schema.typeName);
-    return replaced(placeholderMessage(format.binary), new RequestRefusal(refusal), false);
+    return replaced(standInMessage(format.binary), new RequestRefusal(refusal), false);
   }
 }
 
@@ -218,16 +218,16 @@ async function prepareGet(request: UniversalServerRequest, schema: DescMessage, 
     }
     return { request: { ...request, url: url.toString() }, refusal, leftUnread: false };
   };
-  if (!admitted || !known) return replaced(placeholderMessage(binary), admitted ? undefined : UNREAD_BODY);
+  if (!admitted || !known) return replaced(standInMessage(binary), admitted ? undefined : UNREAD_BODY);
   try {
     const raw = query.get("message") ?? "";
     let message: Uint8Array = query.get("base64") === "1" ? base64Decode(raw) : new TextEncoder().encode(raw);
     if (compression !== null && compression !== "identity") message = await inflateBounded(message, compression, maxRequestBytes);
     const overLimits = checkMessage(schema, message, binary);
-    return overLimits ? replaced(placeholderMessage(binary), overLimits) : replaced(message, undefined);
+    return overLimits ? replaced(standInMessage(binary), overLimits) : replaced(message, undefined);
   } catch (error) {
     const refusal = error instanceof TooLarge ? requestTooLarge(maxRequestBytes) : malformedRequest(schema.typeName);
-    return replaced(placeholderMessage(binary), new RequestRefusal(refusal));
+    return replaced(standInMessage(binary), new RequestRefusal(refusal));
   }
 }
 

@@ -26,7 +26,7 @@ export const peerKey = createContextKey<string>("unknown");
 export const certificatePrincipalKey = createContextKey<Principal | undefined>(undefined);
 /** Set by a listener that has its own view of the call's headers (the gRPC listener). */
 export const callHeadersKey = createContextKey<CallHeaders | undefined>(undefined);
-/** Set by the HTTP listener when it refused the body itself; the handler's input is then a placeholder. */
+/** Set by the HTTP listener when it refused the body itself; the handler's input is then a stand-in. */
 export const requestRefusalKey = createContextKey<RequestRefusal | undefined>(undefined);
 const callKey = createContextKey<CallContext | undefined>(undefined);
 
