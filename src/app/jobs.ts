@@ -1,4 +1,7 @@
-/** Wiring of the periodic jobs: audit retention, proactive refresh, revocation retry and cleanup. */
+/**
+ * Wiring of the periodic jobs: audit retention, proactive refresh, the counts of repeated token
+ * disclosures, revocation retry and cleanup.
+ */
 import type { IntegrationDeletion } from "../domain/integration-deletion.js";
 import type { TokenService } from "../domain/tokens/token-service.js";
 import { startAuditRetentionJob, type AuditRetentionJob } from "../jobs/audit-retention.js";
@@ -43,6 +46,23 @@ export function startProactiveRefresh(
   });
   closers.add("proactive refresher", () => refresher.stop());
   return refresher;
+}
+
+/**
+ * Writes the repeats counted since the last pass (`token.reissued`). Stopped before the token
+ * service closes, whose own last pass runs before the audit log closes.
+ */
+export function startDisclosureCounts({ config, logger, closers }: Wiring, tokenService: TokenService): PeriodicJob {
+  const intervalMs = config.tokens.reissueFlushSeconds * 1000;
+  const job = startPeriodicJob({
+    name: "disclosure counts",
+    intervalMs,
+    firstRunAfterMs: intervalMs,
+    logger,
+    run: () => tokenService.flushDisclosures(),
+  });
+  closers.add("disclosure counts", () => job.stop());
+  return job;
 }
 
 export interface Housekeeping {

@@ -18,7 +18,13 @@ export interface RunningBroker {
    */
   reload(next: Config): void;
   /** The background jobs, to run a pass now (operations, tests) instead of at the next interval. */
-  readonly jobs: { readonly revocations: PeriodicJob; readonly cleanup: PeriodicJob; readonly proactiveRefresh: { runOnce(): Promise<unknown> } };
+  readonly jobs: {
+    readonly revocations: PeriodicJob;
+    readonly cleanup: PeriodicJob;
+    readonly proactiveRefresh: { runOnce(): Promise<unknown> };
+    /** Writes the counted repeat disclosures (`token.reissued`). */
+    readonly disclosureCounts: PeriodicJob;
+  };
   /** Turns health NOT_SERVING and refuses new calls; running calls continue. */
   drain(): void;
   /** Drains, waits for running calls (bounded by the configured grace), closes everything. */

@@ -9,7 +9,7 @@ import { createRateLimiter } from "../domain/rate-limiter.js";
 import { ServingStatus } from "../transport/health.js";
 import { Closers } from "./closers.js";
 import { createDomainServices, openTokenService } from "./domain.js";
-import { startAuditRetention, startHousekeeping, startProactiveRefresh } from "./jobs.js";
+import { startAuditRetention, startDisclosureCounts, startHousekeeping, startProactiveRefresh } from "./jobs.js";
 import { createDrainState, createLiveSettings } from "./live-settings.js";
 import { createTelemetry, startErrorReporter } from "./observability.js";
 import { openProviders } from "./providers.js";
@@ -43,6 +43,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
     const feeds = await openTokenFeeds(wiring, storage);
     const tokenService = openTokenService(wiring, { storage, cipher, providers, auditing, feeds, databaseHealth, metrics });
     const refresher = startProactiveRefresh(wiring, storage, tokenService);
+    const disclosureCounts = startDisclosureCounts(wiring, tokenService);
     const changeFeed = openChangeFeed(wiring, storage);
     const services = createDomainServices(wiring, { storage, cipher, providers, auditing, feeds, tokenService, live, limiter });
     const { revocationRetry, cleanup } = startHousekeeping(wiring, storage, changeFeed, services.deletion);
@@ -87,7 +88,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       database: storage.database,
       cipher,
       drain,
-      jobs: { revocations: revocationRetry, cleanup, proactiveRefresh: refresher },
+      jobs: { revocations: revocationRetry, cleanup, proactiveRefresh: refresher, disclosureCounts },
       reload(next) {
         live.reload(next);
         logger.info({ policies: next.policies.length }, "policies and limits reloaded");

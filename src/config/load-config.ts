@@ -128,7 +128,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
     limits: readLimits(root.section("limits", ["perPrincipal", "startAuthorizationPerUser", "maxRequestBytes"])),
     authorization: readAuthorization(context, root.section("authorization", ["returnToAllowList", "sessionTtlSeconds"]), publicUrl),
     tokens: readTokens(
-      root.section("tokens", ["defaultMinValidForSeconds", "cacheMaxEntries", "proactiveRefreshWindowSeconds", "proactiveRefreshIntervalSeconds", "leaseSeconds", "providerPauseMaxSeconds", "rateLimitBackoffMaxSeconds", "maxWaitSeconds"]),
+      root.section("tokens", ["defaultMinValidForSeconds", "cacheMaxEntries", "proactiveRefreshWindowSeconds", "proactiveRefreshIntervalSeconds", "leaseSeconds", "providerPauseMaxSeconds", "rateLimitBackoffMaxSeconds", "maxWaitSeconds", "reissueFlushSeconds"]),
     ),
     retention: readRetention(root.section("retention", ["tombstoneDays", "auditDays", "needsReauthEraseDays", "changeFeedDays"])),
     shutdownGraceMs: root.integer("shutdownGraceMs", 10_000, { min: 0, max: 600_000 }),
@@ -276,6 +276,8 @@ function readTokens(tokens: YamlReader): Config["tokens"] {
     providerPauseMaxSeconds: tokens.integer("providerPauseMaxSeconds", 300, { min: 1, max: 86_400 }),
     rateLimitBackoffMaxSeconds: tokens.integer("rateLimitBackoffMaxSeconds", 60, { min: 1, max: 3_600 }),
     maxWaitSeconds: tokens.integer("maxWaitSeconds", 30, { min: 1, max: 600 }),
+    // At most 10: the audit trail promises that a crash loses no more than 10 s of counted repeats.
+    reissueFlushSeconds: tokens.integer("reissueFlushSeconds", 10, { min: 1, max: 10 }),
   };
 }
 

@@ -183,6 +183,8 @@ export interface Config {
     readonly rateLimitBackoffMaxSeconds: number;
     /** Longest any call waits for a token when its own deadline is later or unset. */
     readonly maxWaitSeconds: number;
+    /** How often counted repeat disclosures are written as `token.reissued` events. */
+    readonly reissueFlushSeconds: number;
   };
   readonly retention: {
     readonly tombstoneDays: number;

@@ -39,6 +39,8 @@ export interface TokenServiceDeps {
     readonly databaseCallTimeoutMs?: number;
     /** Longest a call waits for a token when it set no shorter deadline (`tokens.maxWaitSeconds`); default 30 000. */
     readonly maxWaitMs?: number;
+    /** Most (caller, integration, token version, scope set) keys whose disclosure is remembered; default 2 × `cacheMaxEntries`. */
+    readonly disclosureMaxKeys?: number;
   };
   /** Told of each database call's outcome (readiness learns of an outage from them). */
   readonly database?: DatabaseOutcomes | undefined;
@@ -72,7 +74,7 @@ export interface TokenService {
     requiredScopes: readonly string[],
     /**
      * `internal`: the broker itself uses the token (sync reads the account with it): nobody is
-     * handed a token, so no `token.issued` event and no "last used" update.
+     * handed a token, so no disclosure is audited and "last used" is not updated.
      */
     options?: { readonly internal?: boolean },
   ): Promise<IssuedToken>;
@@ -83,8 +85,10 @@ export interface TokenService {
    * else's fresher token counts). Returns whether this call refreshed at the provider.
    */
   refreshAhead(integrationId: string, withinMs: number): Promise<boolean>;
-  /** Drops the cached copy (delete, re-authorization). */
+  /** Drops the cached copy (delete, re-authorization); its counted disclosures are written and forgotten. */
   evict(integrationId: string): void;
+  /** Writes the counted repeat disclosures (`token.reissued`, disclosures.ts); the broker runs it periodically. */
+  flushDisclosures(): Promise<void>;
   circuitStates(): ReadonlyMap<string, CircuitState>;
   /** Remaining pause (ms) of each provider that rate-limited the broker (provider-pause.ts). */
   providerPauses(): ReadonlyMap<string, number>;

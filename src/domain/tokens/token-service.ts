@@ -7,18 +7,20 @@
  * across replicas (refresh-coordinator.ts) and sent through the provider's breaker and pause
  * (provider-calls.ts); a rotated refresh token the database would not take stays in custody
  * (rotated-token-custody.ts). Every refresh, by a caller or the proactive refresher, leaves
- * exactly one audit event (refresh-audit.ts).
+ * exactly one audit event (refresh-audit.ts). A token handed out is audited once per caller,
+ * token version and scope set, its repeats counted (disclosures.ts).
  *
  * When a provider's tokens live shorter than a caller's `min_valid_for`, the lifetime seen at the
  * last refresh answers TOKEN_LIFETIME_TOO_SHORT at once instead of refreshing on every call.
  */
-import { auditCaller, auditSubject, type TokenStore } from "../ports.js";
+import type { TokenStore } from "../ports.js";
 import type { TokenSet } from "../types.js";
 import { awaitWithin, createWakeups } from "./token-waits.js";
-import { boundDatabaseCalls } from "../database-bound.js";
+import { boundDatabaseCalls, withinDatabaseBound } from "../database-bound.js";
 import { checkScopes, lifetimeTooShort, noTokens, operationAbandoned } from "./integration-checks.js";
 import { createTokenLifetimes } from "./integration-memory.js";
 import { createIntegrationResolver } from "./integration-resolution.js";
+import { createDisclosureLedger } from "./disclosures.js";
 import { createLastUse } from "./last-use.js";
 import { refreshBudget } from "./lease-heartbeat.js";
 import { createProviderCalls } from "./provider-calls.js";
@@ -54,6 +56,8 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
   const changes = deps.changes && boundDatabaseCalls(deps.changes, "changes", databaseMs);
   const audit = deps.audit && boundDatabaseCalls(deps.audit, "audit", databaseMs, deps.database);
   const refreshAudit = createRefreshAudit({ audit, logger });
+  // Unbounded: a count written late is still written once; a caller's wait for a record is bounded in tokenFor.
+  const disclosures = deps.audit && createDisclosureLedger({ audit: deps.audit, logger, maxKeys: settings.disclosureMaxKeys ?? 2 * settings.cacheMaxEntries });
   const cache = createTokenCache(settings.cacheMaxEntries);
   const stored = createStoredTokens({ store, cipher: deps.cipher, cache });
   const resolver = createIntegrationResolver({ integrations: store.integrations, clock, maxEntries: settings.cacheMaxEntries });
@@ -99,6 +103,8 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
 
   const unsubscribe = deps.changes?.subscribe((change) => {
     cache.evict(change.integrationId, change.version || Number.MAX_SAFE_INTEGER);
+    // Version 0: replaced by a version not named (a re-authorization).
+    disclosures?.replaced(change.integrationId, change.version || undefined);
     resolver.forget(change.integrationId);
     wakeups.wake(change.integrationId);
   });
@@ -108,13 +114,15 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
 
     async tokenFor(ctx, integration, minValidForMs, requiredScopes, options) {
       checkScopes(integration, requiredScopes);
-      const now = clock.now().getTime();
-      let tokens = cache.get(integration.id, now)?.tokens;
+      let now = clock.now().getTime();
+      const cached = cache.get(integration.id, now);
+      let tokens = cached?.tokens;
+      let version = cached?.version ?? 0;
       deps.events?.cache?.(tokens !== undefined && tokens.expiresAt.getTime() - now >= minValidForMs);
       if (!tokens || tokens.expiresAt.getTime() - now < minValidForMs) {
         const loaded = await awaitWithin(loads.run(integration.id, () => stored.load(integration.id)), ctx, maxWaitMs, clock);
         if (!loaded) throw noTokens(integration.id);
-        tokens = loaded.tokens;
+        ({ tokens, version } = loaded);
         // A refresh this caller joins may have been started for a shorter min_valid_for: check
         // the result against this caller's own need and refresh again once if it falls short.
         for (let round = 0; round < 2 && validFor(tokens) < minValidForMs; round++) {
@@ -124,8 +132,9 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
           // A paused provider is answered before any lease or write (a kept rotated token still gets stored).
           if (!custody.holds(integration.id)) provider.checkPause(integration.provider);
           const refreshing = coordinator.refresh(ctx, integration, { minValidForMs, force: false, trigger: "expiring" });
-          tokens = (await awaitWithin(refreshing, ctx, maxWaitMs, clock)).tokens;
+          ({ tokens, version } = await awaitWithin(refreshing, ctx, maxWaitMs, clock));
         }
+        now = clock.now().getTime();
       }
       if (validFor(tokens) < minValidForMs) {
         const lifetime = lifetimes.known(integration.id);
@@ -133,7 +142,9 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       }
       const handedOut = withoutRefreshToken(tokens);
       if (options?.internal) return { tokens: handedOut, integration };
-      await audit?.record({ action: "token.issued", outcome: "success", ...auditCaller(ctx), ...auditSubject(integration), scopes: requiredScopes });
+      const recording = disclosures?.disclose(ctx, integration, version, requiredScopes, now);
+      // A first disclosure: answered once its record is durable, within the bound of any database wait.
+      if (recording !== undefined) await withinDatabaseBound(recording, databaseMs, "write the audit record", deps.database);
       touch(integration);
       return { tokens: handedOut, integration };
     },
@@ -167,6 +178,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
 
     evict(integrationId) {
       cache.evict(integrationId);
+      disclosures?.replaced(integrationId);
       resolver.forget(integrationId);
       lifetimes.forget(integrationId);
     },
@@ -174,10 +186,14 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
     circuitStates: () => provider.circuitStates(),
     providerPauses: () => provider.paused(),
 
+    flushDisclosures: () => disclosures?.flush() ?? Promise.resolve(),
+
     async close() {
       unsubscribe?.();
       provider.close();
       await custody.close();
+      // Before the audit log closes (the broker closes it after the token service).
+      await disclosures?.flush().catch((error: unknown) => logger.error({ err: error }, "repeated token disclosures counted since the last pass could not be written at shutdown"));
     },
   };
 }
