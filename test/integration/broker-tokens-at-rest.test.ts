@@ -140,9 +140,10 @@ describe.each([
     expect(session?.["n"]).toBe(0);
     const output = log.text();
     for (const token of issued) expect(output).not.toContain(token);
-    // Every token handed out and the authorization left an audit event; the chain verifies.
+    // Each token's first disclosure, its counted repeat and the authorization left an audit event; the chain verifies.
+    await broker.jobs.disclosureCounts.runOnce();
     const actions = await sql<{ action: string; n: number }[]>`select action, count(*)::int as n from audit_events group by action`;
-    expect(Object.fromEntries(actions.map((a) => [a.action, a.n]))).toMatchObject({ "token.issued": 3, "authorization.completed": 1 });
+    expect(Object.fromEntries(actions.map((a) => [a.action, a.n]))).toMatchObject({ "token.issued": 2, "token.reissued": 1, "authorization.completed": 1 });
     expect((await verifyAuditChain(sql)).intact).toBe(true);
     expect(output).toContain("token refreshed");
   });
