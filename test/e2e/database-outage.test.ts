@@ -1,12 +1,14 @@
 /**
  * The database going away under load, with the broker as a process whose pool reaches
  * PostgreSQL through a TCP proxy the test cuts, and eight callers on three integrations of a
- * Microsoft-like peer. Every call made while the database is away must fail fast (within the
- * 1 s database bound, with slack for a loaded machine, not the 15-20 s postgres.js's reconnect
- * backoff used to add) and honestly: UNAVAILABLE, reason DATABASE_UNAVAILABLE, RetryInfo, also
- * when the audit write is what failed (it used to be INTERNAL "internal error"). `/readyz` must
- * answer 503 at once once the broker has seen a failing call, and everything must work again
- * after the restore, without a restart.
+ * Microsoft-like peer. Every call that needs the database while it is away must fail fast
+ * (within the 1 s database bound, with slack for a loaded machine, not the 15-20 s postgres.js's
+ * reconnect backoff used to add) and honestly: UNAVAILABLE, reason DATABASE_UNAVAILABLE,
+ * RetryInfo, also when the audit write is what failed (it used to be INTERNAL "internal error"):
+ * a caller's first disclosure at once, and a repeat of a token already handed out once the
+ * counts of repeats could not be written (within one pass of `tokens.reissueFlushSeconds`).
+ * `/readyz` must answer 503 at once once the broker has seen a failing call, and everything must
+ * work again after the restore, without a restart.
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -33,6 +35,7 @@ const DATABASE_CALL_MS = 1_000;
 /** The bound plus what a loaded two-core machine adds; the old behaviour took 15-20 s. */
 const FAST_FAILURE_MS = 2.5 * DATABASE_CALL_MS;
 const GRPC_UNAVAILABLE = 14;
+const REISSUE_FLUSH_SECONDS = 1;
 
 interface Outcome {
   readonly ms: number;
@@ -48,6 +51,8 @@ describe("the database going away under load", () => {
   let broker: BrokerProcess;
   let grpc: grpc.Client;
   let adminToken: string;
+  /** An admin that has received no token yet: each of its calls is a first disclosure. */
+  let newcomerToken: string;
   const integrationIds: string[] = [];
 
   beforeAll(async () => {
@@ -57,7 +62,9 @@ describe("the database going away under load", () => {
     dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-db-outage-"));
     const { logger } = captureLogger();
     const cipher = await createLocalKeyringCipher({ dataDir, logger });
-    adminToken = await signLocalToken(await loadOrCreateLocalSigningKey(dataDir), { subject: "ops", kind: "service", roles: ["admin"] });
+    const signingKey = await loadOrCreateLocalSigningKey(dataDir);
+    adminToken = await signLocalToken(signingKey, { subject: "ops", kind: "service", roles: ["admin"] });
+    newcomerToken = await signLocalToken(signingKey, { subject: "newcomer", kind: "service", roles: ["admin"] });
     ({ peer, client } = await startMicrosoftPeer({ secret: SECRET, redirectUri: REDIRECT_URI, logger }));
     for (const username of ["ada", "brian", "chen"]) {
       const { integrationId } = await connectAtPeer({ peer, client, cipher, sql: db.sql, username, provider: "microsoft", redirectUri: REDIRECT_URI });
@@ -79,6 +86,7 @@ describe("the database going away under load", () => {
         `  callTimeoutMs: ${DATABASE_CALL_MS}`,
         "tokens:",
         "  proactiveRefreshIntervalSeconds: 3600",
+        `  reissueFlushSeconds: ${REISSUE_FLUSH_SECONDS}`,
       ].join("\n"),
     );
     broker = await startBrokerProcess(
@@ -98,10 +106,10 @@ describe("the database going away under load", () => {
     await rm(dataDir, { recursive: true, force: true });
   });
 
-  async function call(integrationId: string): Promise<Outcome> {
+  async function call(integrationId: string, token: string): Promise<Outcome> {
     const started = performance.now();
     try {
-      await unary(grpc, TokenService.method.getAccessToken, { integrationId }, { metadata: { authorization: `Bearer ${adminToken}` }, deadlineMs: 30_000 });
+      await unary(grpc, TokenService.method.getAccessToken, { integrationId }, { metadata: { authorization: `Bearer ${token}` }, deadlineMs: 30_000 });
       return { ms: performance.now() - started, failure: undefined };
     } catch (error) {
       return { ms: performance.now() - started, failure: error as GrpcFailure };
@@ -109,7 +117,7 @@ describe("the database going away under load", () => {
   }
 
   /** One call per caller, all at once, spread over the three integrations. */
-  const round = () => Promise.all(Array.from({ length: CALLERS }, (_, i) => call(integrationIds[i % integrationIds.length] ?? "")));
+  const round = (token = adminToken) => Promise.all(Array.from({ length: CALLERS }, (_, i) => call(integrationIds[i % integrationIds.length] ?? "", token)));
 
   async function readyz(): Promise<{ status: number; ms: number; body: { checks: Array<{ name: string; ok: boolean }> } }> {
     const started = performance.now();
@@ -118,14 +126,18 @@ describe("the database going away under load", () => {
     return { status: response.status, ms: performance.now() - started, body };
   }
 
-  it("fails every call within the bound with UNAVAILABLE/DATABASE_UNAVAILABLE and RetryInfo, turns /readyz 503 at once, and recovers", async () => {
+  it("fails every call that needs the database within the bound with UNAVAILABLE/DATABASE_UNAVAILABLE and RetryInfo, turns /readyz 503 at once, and recovers", async () => {
     for (const outcome of await round()) expect(outcome.failure).toBeUndefined();
     expect((await readyz()).status).toBe(200);
 
     proxy.cut();
-    const outcomes: Outcome[] = [];
-    // Warm calls (the token is cached, the audit write is what fails) and, once the cached
-    // integrations are forgotten, cold ones: several rounds while the database stays away.
+    // A caller's first disclosure of a cached token: the audit write is what fails.
+    const outcomes: Outcome[] = await round(newcomerToken);
+    // Repeats of tokens handed out before are counted in memory until a pass cannot write the
+    // counts; from then on each waits for the retry and fails with it.
+    await waitUntil(async () => (await round()).every((outcome) => outcome.failure !== undefined), "repeats fail once their counts cannot be written", 20_000, 50);
+    // Warm repeats and, once the cached integrations are forgotten, cold calls: several rounds
+    // while the database stays away.
     for (let i = 0; i < 4; i++) outcomes.push(...(await round()));
     for (const { failure, ms } of outcomes) {
       expect(failure?.code, failure?.details).toBe(GRPC_UNAVAILABLE);
@@ -144,6 +156,7 @@ describe("the database going away under load", () => {
 
     proxy.restore();
     await waitUntil(async () => (await round()).every((outcome) => outcome.failure === undefined), "every caller gets a token again", 20_000, 50);
+    expect((await round(newcomerToken)).every((outcome) => outcome.failure === undefined)).toBe(true);
     await waitUntil(async () => (await readyz()).status === 200, "/readyz answers 200 again", 10_000, 50);
     const metrics = await (await fetch(`${broker.httpUrl}/metrics`)).text();
     expect(metrics).toMatch(/^oauth_broker_inflight_overdue_calls 0$/m);
