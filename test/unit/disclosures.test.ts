@@ -167,6 +167,12 @@ describe("the disclosure ledger", () => {
     expect(again).toBeInstanceOf(Promise);
     await again;
     expect(actions()).toEqual(["token.issued"]);
+    // Nothing of a failure stays behind, not even the version it was for.
+    state.mode = "fail";
+    await expect(disclose(caller(), integrationFixture("int-2"), 5)).rejects.toThrow();
+    state.mode = "write";
+    await disclose(caller(), integrationFixture("int-2"), 4);
+    expect(disclose(caller(), integrationFixture("int-2"), 4)).toBeUndefined();
   });
 
   it("makes a call arriving while the first record is being written wait for it, then counts it as a repeat; both fail with it", async () => {

@@ -270,6 +270,8 @@ export function createDisclosureLedger(options: DisclosureLedgerOptions): Disclo
           record.keys.delete(key);
           size -= 1;
         }
+        // Failures must not leave records behind: only keys count towards the bound.
+        if (record.keys.size === 0 && integrations.get(integration.id) === record) integrations.delete(integration.id);
         throw error;
       },
     );
@@ -296,10 +298,9 @@ export function createDisclosureLedger(options: DisclosureLedgerOptions): Disclo
       writeSoon();
       record = undefined;
     }
-    if (record === undefined) {
-      record = { version: tokenVersion, keys: new Map() };
-      integrations.set(integration.id, record);
-    }
+    if (record === undefined) record = { version: tokenVersion, keys: new Map() };
+    integrations.delete(integration.id);
+    integrations.set(integration.id, record);
     const key = callerKey(ctx.principal, requiredScopes);
     const entry = record.keys.get(key);
     if (entry === undefined) return recordFirst(ctx, integration, tokenVersion, requiredScopes, { record, key });
