@@ -77,6 +77,21 @@ describe("token service facade", () => {
     expect(provider.sent).toEqual([]);
   });
 
+  it("audits a token set once per caller and token version: repeats are counted, a refreshed set is disclosed anew", async () => {
+    const { store, audit, service } = setUp(async () => grant("at-2", "rt-2"));
+    store.put(integration, tokensValidFor(2 * 60_000, "at-1", "rt-1"));
+    for (let i = 0; i < 3; i++) await service.tokenFor(callerContext({ requestId: `req-${i}` }), integration, 60_000, ["read"]);
+    // A longer min_valid_for makes the cached set fall short: refreshed to version 2.
+    await service.tokenFor(callerContext({ requestId: "req-refreshed" }), integration, 5 * 60_000, ["read"]);
+    const disclosures = audit.events.filter((e) => e.action === "token.issued" || e.action === "token.reissued");
+    // The old version's counts went out when the refresh replaced it, before the new first disclosure.
+    expect(disclosures.map((e) => [e.action, e.requestId, e.details?.["token_version"], e.details?.["count"]])).toEqual([
+      ["token.issued", "req-0", "1", undefined],
+      ["token.reissued", "req-2", "1", "2"],
+      ["token.issued", "req-refreshed", "2", undefined],
+    ]);
+  });
+
   it("loads a cold token set once for many concurrent callers: one read, one batch decrypt", async () => {
     const { store, cipher, service } = setUp(async () => grant("never"));
     store.put(integration, tokensValidFor(HOUR, "at-1", "rt-1"));
