@@ -29,7 +29,7 @@ import { grpcClient, serverStream, unary, type GrpcFailure } from "../support/gr
 import { startOidcPeer, type OidcPeer } from "../support/peers/oidc-peer.js";
 import { connectAccount } from "../support/sandbox-connect.js";
 import { freePort } from "../support/free-port.js";
-import { waitUntil } from "../support/wait-until.js";
+import { awaitedLater, waitUntil } from "../support/wait-until.js";
 
 const GOOGLE_SECRET = "google-client-secret-for-tests";
 
@@ -330,7 +330,7 @@ describe("DeleteIntegration", () => {
         ),
       ),
     );
-    const deleted = rpc<{ revocation: number }>("deleteIntegration", "alice", { id });
+    const deleted = awaitedLater(rpc<{ revocation: number }>("deleteIntegration", "alice", { id }));
     const outcomes = await Promise.all(calls);
     expect((await deleted).revocation).toBe(RevocationOutcome.REVOKED);
     expect(outcomes.filter((o) => o !== "token" && o !== "not_found")).toEqual([]);

@@ -5,7 +5,7 @@ import { isBrokerError, type BrokerError } from "../../src/domain/errors.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { createDatabase, toBrokerError } from "../../src/storage/database.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { waitUntil } from "../support/wait-until.js";
+import { awaitedLater, waitUntil } from "../support/wait-until.js";
 
 const logger = createLogger({ level: "silent" });
 let db: TestDatabase;
@@ -148,7 +148,7 @@ describe("createDatabase", () => {
       for (let round = 0; round < 5; round++) {
         // Shut down while a query runs on the connection: that query always sees the shutdown.
         const [busy] = await database.sql<{ pid: number }[]>`select pg_backend_pid() as pid`;
-        const running = failure(database.sql`select pg_sleep(60)`);
+        const running = awaitedLater(failure(database.sql`select pg_sleep(60)`));
         await waitUntil(
           async () => (await db.sql`select 1 from pg_stat_activity where pid = ${busy?.pid ?? 0} and state = 'active' and query like '%pg_sleep%'`).length === 1,
           "the query runs on the backend",

@@ -26,7 +26,7 @@ import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { type OidcPeer } from "../support/peers/oidc-peer.js";
 import { capturingLogger } from "../support/peers/provider-config.js";
 import { startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
-import { waitUntil } from "../support/wait-until.js";
+import { awaitedLater, waitUntil } from "../support/wait-until.js";
 
 const REDIRECT_URI = "http://127.0.0.1:18080/oauth/callback/microsoft";
 const SECRET = "ms~secret.value_1";
@@ -279,7 +279,7 @@ describe("token lifecycle", () => {
       // The refresher on the same replica (same lease owner) now finds the integration revoked.
       await db.sql`update integrations set status = 'needs_reauth' where id = ${id}`;
       const readsBefore = replica.integrationReads();
-      const ahead = replica.tokens.refreshAhead(id, 300_000);
+      const ahead = awaitedLater(replica.tokens.refreshAhead(id, 300_000));
       // Its read of the integration is the step before its decision about the lease.
       await waitUntil(() => replica.integrationReads() > readsBefore, "refreshAhead reads the integration");
       const [held] = await db.sql<{ lease_owner: string | null }[]>`select lease_owner from token_sets where integration_id = ${id}`;

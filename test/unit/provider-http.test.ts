@@ -1,6 +1,7 @@
 /** Bounds on outbound provider calls: HTTPS except loopback, timeout, cancellation, concurrency. */
 import { describe, expect, it } from "vitest";
 import { createProviderHttp, ProviderTransportError } from "../../src/providers/provider-http.js";
+import { awaitedLater } from "../support/wait-until.js";
 
 /** A fetch that never answers until its signal aborts. */
 const hangingFetch = ((_url: URL, init?: RequestInit) =>
@@ -81,7 +82,7 @@ describe("createProviderHttp", () => {
   it("times out while waiting for a concurrency slot", async () => {
     const http = createProviderHttp({ providerId: "p", timeoutMs: 50, maxConcurrency: 1, fetch: hangingFetch });
     const first = transportFailure(http.fetch("https://p.example/a"));
-    const second = transportFailure(http.fetch("https://p.example/b"));
+    const second = awaitedLater(transportFailure(http.fetch("https://p.example/b")));
     expect((await first).kind).toBe("timeout");
     expect((await second).kind).toBe("timeout");
   });
