@@ -246,7 +246,9 @@ describe("token writes when the database goes away after the provider answered",
       clock: systemClock,
       logger,
       replicaId: "replica-taker",
-      settings: { cacheMaxEntries: 100, leaseSeconds: 3 },
+      // Its patience with the marking keeper is a lease of its own: one long enough that only a
+      // keeper that never stores runs it out, not one slowed by a loaded machine's reconnect.
+      settings: { cacheMaxEntries: 100, leaseSeconds: 30 },
     });
     services.push(taker);
     await expire(integrationId);
