@@ -76,7 +76,9 @@ describe("token lifecycle", () => {
       logger,
       replicaId: name,
       changes: notifications,
-      settings: { cacheMaxEntries: 100, leaseSeconds: 5, breakerFailureThreshold: 3, breakerCooldownMs: 60_000 },
+      // The bound on one database call is not under test here (token-wait-bounds.test.ts tests it):
+      // one that a storm of callers queued on a loaded machine's pool stays inside.
+      settings: { cacheMaxEntries: 100, leaseSeconds: 5, breakerFailureThreshold: 3, breakerCooldownMs: 60_000, databaseCallTimeoutMs: 20_000 },
     });
     const r = { database, notifications, tokens, integrationReads: () => integrationReads };
     replicas.push(r);
