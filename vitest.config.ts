@@ -4,6 +4,9 @@ export default defineConfig({
   test: {
     testTimeout: 30_000,
     hookTimeout: 60_000,
+    // expect.poll waits as long as test/support/wait-until.ts does: vitest's 1 s is a fast idle
+    // machine's pace, not a loaded one's.
+    expect: { poll: { timeout: 10_000 } },
     // Two cores: integration files each get their own database, so files may run in parallel.
     pool: "forks",
     maxWorkers: 2,

@@ -165,14 +165,14 @@ describe("start-up failures", () => {
   });
 
   it("exits non-zero with a clear message when the database is unreachable", async () => {
-    const started = Date.now();
     const { code, output } = await runToExit(
       spawnBroker({ BROKER_DATA_DIR: dataDir, DATABASE_URL: "postgres://nobody:secretpw@127.0.0.1:1/none" }),
     );
-    expect(code).not.toBe(0);
+    // An exit code of its own: a broker that hung instead is killed by runToExit and has none,
+    // however long a loaded machine takes to start the process.
+    expect(code).toBeGreaterThan(0);
     expect(output).toContain("cannot reach PostgreSQL");
     expect(output).not.toContain("secretpw");
-    expect(Date.now() - started).toBeLessThan(15_000);
   });
 
   it("applies migrations with npm run migrate", async () => {

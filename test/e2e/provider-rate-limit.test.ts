@@ -105,8 +105,10 @@ describe("a provider answering 429", () => {
     const before = peer.tokenRequests();
     peer.setRetryAfter(RETRY_AFTER_SECONDS);
     peer.setTokenEndpointFault("429");
+    // Taken before the call that draws the 429: the pause starts no earlier, so a broker that
+    // waits it out serves no sooner than Retry-After after this, however slow the machine.
+    const askedAt = Date.now();
     const first = await getToken(ids[0] ?? "");
-    const pausedAt = Date.now();
     expect(first.ok).toBe(false);
     if (first.ok) return;
     expect(first.error.code).toBe(GrpcStatus.RESOURCE_EXHAUSTED);
@@ -126,7 +128,7 @@ describe("a provider answering 429", () => {
       expect(refusal.retryDelayMs).toBeGreaterThan(0);
       expect(refusal.retryDelayMs).toBeLessThanOrEqual(RETRY_AFTER_SECONDS * 1000);
     }
-    expect(servedAt - pausedAt).toBeGreaterThanOrEqual(RETRY_AFTER_SECONDS * 1000 - 300);
+    expect(servedAt - askedAt).toBeGreaterThanOrEqual(RETRY_AFTER_SECONDS * 1000);
     // The 429 and the refresh that resumed traffic: nothing was sent inside the pause.
     expect(peer.tokenRequests() - before).toBe(2);
     for (const id of ids) expect((await getToken(id)).ok).toBe(true);

@@ -7,7 +7,7 @@
  * - a provider that treats the replay as theft (oidc-provider) revokes the grant: every waiting
  *   caller gets FAILED_PRECONDITION / ROTATED_TOKEN_LOST, the integration is NEEDS_REAUTH, an
  *   ALERT names the dead replica, and nothing is sent to the provider again;
- * - a provider that forgives reuse for 10 s answers again: every caller gets that token and
+ * - a provider that forgives reuse for 30 s answers again: every caller gets that token and
  *   the grant lives on.
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -31,7 +31,15 @@ import { captureLogger } from "../support/transport-fixture.js";
 const SECRET = "ms~secret.value_7";
 const REDIRECT_URI = "http://127.0.0.1:18087/oauth/callback/microsoft";
 const LEASE_SECONDS = 2;
-const REUSE_WINDOW_MS = 10_000;
+/** Far longer than a takeover on a loaded machine, so the forgiving peer's window never decides a run. */
+const REUSE_WINDOW_MS = 30_000;
+/**
+ * A takeover waits out the dead holder's lease, then gives a holder that left a sent mark a lease
+ * and a background write to store what it kept (a few seconds here), before its one try: a bound
+ * that a loaded machine's polling stretches by seconds but that stays far below the 30 s call
+ * deadline, which a fixed wait for it would reach.
+ */
+const TAKEOVER_BOUND_MS = 20_000;
 
 interface Peer {
   readonly peer: OidcPeer;
@@ -160,7 +168,7 @@ describe("a replica killed after its refresh request reached a rotating provider
       expect(answer.error.errorInfo?.reason).toBe("ROTATED_TOKEN_LOST");
     }
     // Noticed within seconds of the kill: one lease period plus polling, not a fixed 30 s.
-    expect(tookMs).toBeLessThan(LEASE_SECONDS * 1000 + 6_000);
+    expect(tookMs).toBeLessThan(TAKEOVER_BOUND_MS);
     // The holder's request and one try by a survivor: no second replay.
     expect(strict.peer.tokenRequests() - requestsBefore).toBe(2);
     expect(await rowOf(integrationId)).toMatchObject({ status: "needs_reauth", status_reason: "rotated_token_lost", version: 1 });
@@ -176,7 +184,7 @@ describe("a replica killed after its refresh request reached a rotating provider
     expect(strict.peer.tokenRequests() - requestsBefore).toBe(2);
   }, 90_000);
 
-  it("with a provider that forgives reuse for 10 s: one try, answered, and the grant lives on", async () => {
+  it("with a provider that forgives reuse for a while: one try, answered, and the grant lives on", async () => {
     // The first test killed one replica: a fourth one starts, so this kill again leaves two survivors.
     const third = await startBrokerProcess(
       { DATABASE_URL: db.url, BROKER_DATA_DIR: dataDir, BROKER_CONFIG: join(dataDir, "broker.yaml"), MS_SECRET: SECRET },
@@ -194,7 +202,7 @@ describe("a replica killed after its refresh request reached a rotating provider
     expect(tokens.size).toBe(1);
     const [accessToken = ""] = tokens;
     expect((await fetch(`${forgiving.peer.apiBase}/v1.0/me`, { headers: { authorization: `Bearer ${accessToken}` } })).status).toBe(200);
-    expect(tookMs).toBeLessThan(LEASE_SECONDS * 1000 + 6_000);
+    expect(tookMs).toBeLessThan(TAKEOVER_BOUND_MS);
     expect(forgiving.peer.tokenRequests() - requestsBefore).toBe(2);
     expect(forgiving.peer.forgivenReuses()).toBe(1);
     expect(await rowOf(integrationId)).toMatchObject({ status: "active", version: 2, refresh_sent_by: null });

@@ -10,6 +10,7 @@ import { auditEventHash, type AuditEventRow } from "../../src/storage/audit-hash
 import { createPostgresAuditLog } from "../../src/storage/audit-log.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { captureLogger } from "../support/transport-fixture.js";
+import { waitUntil } from "../support/wait-until.js";
 
 let db: TestDatabase;
 
@@ -175,9 +176,7 @@ describe("createAuditChainMonitor", () => {
     try {
       await monitor.start();
       await db.sql`delete from audit_events where sequence = 2`;
-      const deadline = Date.now() + 5_000;
-      while (monitor.intact() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
-      expect(monitor.intact()).toBe(false);
+      await waitUntil(() => !monitor.intact(), "the monitor finds the gap");
       expect(verdicts[0]).toBe(true);
       expect(verdicts.at(-1)).toBe(false);
     } finally {

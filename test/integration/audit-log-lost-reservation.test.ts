@@ -40,7 +40,9 @@ describe("the audit writer when a connection reservation never settles", () => {
     const log = createPostgresAuditLog({ sql, logger, lockTimeoutMs: 200, batchTimeoutMs: 400 });
     const started = performance.now();
     const failure = await log.record({ action: "token.issued", outcome: "success", requestId: "lost" }).catch((e: unknown) => e);
-    expect(performance.now() - started).toBeLessThan(2_000);
+    // Ended by the 400 ms batch bound: a wait that ignored it would never end, and a loaded
+    // machine's late timer stays far below this.
+    expect(performance.now() - started).toBeLessThan(15_000);
     expect(failure).toMatchObject({ code: "database_unavailable", retryAfterMs: 1_000 });
     await log.record({ action: "token.issued", outcome: "success", requestId: "next" });
     const rows = await db.sql<{ request_id: string }[]>`select request_id from audit_events order by sequence`;

@@ -11,6 +11,7 @@ import { auditEventHash, GENESIS_HASH, type AuditEventRow } from "../../src/stor
 import { AUDIT_APPEND_LOCK_KEY, AUDIT_WRITE_FAILED_MESSAGE, createPostgresAuditLog } from "../../src/storage/audit-log.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { captureLogger } from "../support/transport-fixture.js";
+import { awaitedLater } from "../support/wait-until.js";
 
 let db: TestDatabase;
 
@@ -176,7 +177,7 @@ describe("createPostgresAuditLog", () => {
       await Promise.all([db.sql`select 1`, otherPool`select 1`]);
       const writes: Promise<void>[] = [];
       for (let i = 0; i < 150; i += 1) {
-        writes.push(replicaA.record(event(i, "a")), replicaB.record(event(i, "b")));
+        writes.push(awaitedLater(replicaA.record(event(i, "a"))), awaitedLater(replicaB.record(event(i, "b"))));
         // Spread the calls over several ticks so batches of both replicas interleave.
         if (i % 20 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
       }
@@ -332,10 +333,8 @@ describe("createPostgresAuditLog", () => {
     await withAppendLockHolder({ poolSize: 2, lockTimeoutMs: 30_000 }, async ({ log, takeLock, releaseLock }) => {
       await log.record(event(1, "a"));
       await takeLock();
-      const pending = log.record(event(2, "a"));
-      // Its rejection may arrive while the test still awaits the termination below: handled from
-      // the start, so Node never reports it as unhandled; the assertions read the same promise.
-      pending.catch(() => undefined);
+      // Its rejection may arrive while the test still awaits the termination below.
+      const pending = awaitedLater(log.record(event(2, "a")));
       const waiting = async () =>
         (await db.sql<{ pid: number }[]>`select pid from pg_locks where locktype = 'advisory' and not granted`)[0]?.pid;
       await expect.poll(waiting, { timeout: 5_000 }).toBeDefined();

@@ -108,12 +108,17 @@ describe.each([
     issued.push(first.response.accessToken);
     expect(first.response.integration?.grantedScopes).toContain("sandbox.read");
 
-    // Asking for more than the token has left forces a refresh at the provider.
-    await new Promise((resolve) => setTimeout(resolve, 3_000));
-    const second = await getToken((TTL_SECONDS - 1) * 1000);
+    // Asking for more than the token has left forces a refresh at the provider: the ask is made
+    // once the first token's expiry (rounded up from the wire's whole seconds) is nearer than it.
+    const askMs = (TTL_SECONDS - 1) * 1000;
+    const firstExpiresBy = (Number(first.response.expireTime?.seconds) + 1) * 1000;
+    await waitUntil(() => firstExpiresBy - Date.now() < askMs, "the first token has less left than the ask");
+    const askedAt = Date.now();
+    const second = await getToken(askMs);
     issued.push(second.response.accessToken);
     expect(second.response.accessToken).not.toBe(first.response.accessToken);
-    expect(Number(second.response.expireTime?.seconds) * 1000).toBeGreaterThan(Date.now() + (TTL_SECONDS - 2) * 1000);
+    // Valid for the ask from when it was answered, which is no earlier than when it was asked.
+    expect((Number(second.response.expireTime?.seconds) + 1) * 1000).toBeGreaterThan(askedAt + askMs);
 
     // The cache answers the next call with the same token.
     const third = await getToken(30_000);

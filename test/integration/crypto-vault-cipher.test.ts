@@ -161,11 +161,14 @@ describe("round trips", () => {
 
 describe("unavailability", () => {
   it("answers key_service_unavailable fast while Vault is sealed, and resumes by itself", async () => {
+    // A call timeout far above any loaded machine's answer: a refusal that waited for it, instead
+    // of answering from Vault's 503, would exceed the bound below.
+    const patient = await open(configFor(vault, { timeoutMs: 30_000 }));
     const ciphertext = await cipher.encrypt({ plaintext: "v", context: "row-s" });
     vault.seal();
     const started = Date.now();
-    const error = await rejection(cipher.decrypt({ ciphertext, context: "row-s" }));
-    expect(Date.now() - started).toBeLessThan(500);
+    const error = await rejection(patient.decrypt({ ciphertext, context: "row-s" }));
+    expect(Date.now() - started).toBeLessThan(15_000);
     expect(error.code).toBe("key_service_unavailable");
     expect(error.retryAfterMs).toBeGreaterThan(0);
     expect((await rejection(cipher.check())).code).toBe("key_service_unavailable");
@@ -182,11 +185,13 @@ describe("unavailability", () => {
   });
 
   it("bounds every call with the configured timeout", async () => {
+    // The emulator answers after 30 s: only the 150 ms timeout ends the call before then, however
+    // late a loaded machine runs its timer.
     const quick = await open(configFor(vault, { timeoutMs: 150 }));
-    vault.setLatency(1000);
+    vault.setLatency(30_000);
     const started = Date.now();
     const error = await rejection(quick.encrypt({ plaintext: "x", context: "c" }));
-    expect(Date.now() - started).toBeLessThan(900);
+    expect(Date.now() - started).toBeLessThan(15_000);
     expect(error.code).toBe("key_service_unavailable");
   });
 

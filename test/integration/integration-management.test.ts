@@ -29,6 +29,7 @@ import { grpcClient, serverStream, unary, type GrpcFailure } from "../support/gr
 import { startOidcPeer, type OidcPeer } from "../support/peers/oidc-peer.js";
 import { connectAccount } from "../support/sandbox-connect.js";
 import { freePort } from "../support/free-port.js";
+import { awaitedLater, waitUntil } from "../support/wait-until.js";
 
 const GOOGLE_SECRET = "google-client-secret-for-tests";
 
@@ -241,7 +242,7 @@ describe("WatchIntegrations", () => {
 
   it("refuses a cursor it did not issue and one older than the retention horizon", async () => {
     const bogus = watch("admin", { cursor: "not-a-cursor" });
-    await bogus.until(() => bogus.failure() !== undefined, "the refusal").catch(() => undefined);
+    await bogus.until(() => bogus.failure() !== undefined, "the refusal");
     expect((bogus.failure() as GrpcFailure).code).toBe(Code.InvalidArgument);
     await bogus.close();
 
@@ -329,7 +330,7 @@ describe("DeleteIntegration", () => {
         ),
       ),
     );
-    const deleted = rpc<{ revocation: number }>("deleteIntegration", "alice", { id });
+    const deleted = awaitedLater(rpc<{ revocation: number }>("deleteIntegration", "alice", { id }));
     const outcomes = await Promise.all(calls);
     expect((await deleted).revocation).toBe(RevocationOutcome.REVOKED);
     expect(outcomes.filter((o) => o !== "token" && o !== "not_found")).toEqual([]);
@@ -341,20 +342,22 @@ describe("DeleteIntegration", () => {
     const id = await connectAccount(httpUrl, tokens.alice, "google", "alice-inflight");
     peer.setTokenEndpointFault("slow");
     const requestsBefore = peer.tokenRequests();
+    const settled: string[] = [];
     const refreshing = rpc("refreshIntegration", "alice", { id }).then(
       () => "refreshed",
       (error: GrpcFailure) => `code ${error.code}`,
     );
+    void refreshing.then(() => settled.push("refresh"));
     try {
       // The refresh holds the lease while the provider is slow.
-      const deadline = Date.now() + 5_000;
-      while (peer.tokenRequests() === requestsBefore && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-      const started = Date.now();
+      await waitUntil(() => peer.tokenRequests() > requestsBefore, "the refresh reaches the provider");
       const deleted = await rpc<{ revocation: number }>("deleteIntegration", "alice", { id });
+      settled.push("delete");
       expect(deleted.revocation).toBe(RevocationOutcome.REVOKED);
-      // The delete waited for the refresh rather than revoking a token about to be replaced.
+      // The delete waited for the refresh rather than revoking a token about to be replaced: the
+      // refresh stored its token (a delete that went first would have failed it) and settled first.
       expect(await refreshing).toBe("refreshed");
-      expect(Date.now() - started).toBeGreaterThan(1_000);
+      expect(settled).toEqual(["refresh", "delete"]);
     } finally {
       peer.setTokenEndpointFault("none");
     }

@@ -24,6 +24,13 @@ import { startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
 const REDIRECT_URI = "http://127.0.0.1:18089/oauth/callback/microsoft";
 const ctx: RequestContext = { principal: { kind: "admin", subject: "test", issuer: "test" }, requestId: "r", peer: "127.0.0.1:1" };
 
+/**
+ * The refresh budget, after which a call whose answer the peer withholds gives up: long enough for
+ * the peer to have processed the refresh even on a loaded machine (every lost answer below costs
+ * one budget of waiting, so it is not longer still).
+ */
+const REFRESH_BUDGET_MS = 2_000;
+
 describe("a refresh whose answer was lost", () => {
   const { logger, lines } = capturingLogger();
   let db: TestDatabase;
@@ -35,7 +42,7 @@ describe("a refresh whose answer was lost", () => {
   const others: TokenService[] = [];
 
   /** Another token service on the same database, whose provider is `provider`. */
-  function tokenServiceWith(provider: ProviderClient, replicaId: string, defaultDeadlineMs = 500): TokenService {
+  function tokenServiceWith(provider: ProviderClient, replicaId: string, defaultDeadlineMs = REFRESH_BUDGET_MS): TokenService {
     const service = createTokenService({
       store: { integrations: createIntegrationRepository(db.sql), tokenSets: createTokenSetRepository(db.sql) },
       cipher,
@@ -77,8 +84,7 @@ describe("a refresh whose answer was lost", () => {
       clock: systemClock,
       logger,
       replicaId: "replica-a",
-      // The provider call gives up after 500 ms: long enough for the peer to process the refresh.
-      settings: { cacheMaxEntries: 100, leaseSeconds: 5, defaultDeadlineMs: 500 },
+      settings: { cacheMaxEntries: 100, leaseSeconds: 5, defaultDeadlineMs: REFRESH_BUDGET_MS },
     });
   });
 

@@ -21,6 +21,7 @@ import { rewrapAll, type RewrapProgress } from "../../src/jobs/rewrap.js";
 import { createRewrapStore } from "../../src/storage/rewrap-store.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { startVaultEmulator, type VaultEmulator } from "../support/vault-transit-emulator.js";
+import { awaitedLater, waitUntil } from "../support/wait-until.js";
 
 const secret = (value: string): Secret => ({ reveal: () => value, toString: () => "[redacted]", toJSON: () => "[redacted]" });
 
@@ -153,29 +154,33 @@ describe("rewrapAll", () => {
     let stop = false;
     let reads = 0;
     const failures: unknown[] = [];
-    const reader = (async () => {
-      while (!stop) {
-        const rows = await db.sql<TokenRow[]>`
-          select integration_id::text as id, access_token_ciphertext as access, refresh_token_ciphertext as refresh, version::text as version
-          from token_sets order by random() limit 4`;
-        for (const row of rows) {
-          try {
-            const expected = seeded.tokens.get(row.id);
-            const inputs = [{ ciphertext: row.access, context: row.id }, ...(row.refresh === null ? [] : [{ ciphertext: row.refresh, context: row.id }])];
-            const plaintexts = await cipher.decryptBatch(inputs);
-            expect(plaintexts).toEqual([expected?.access, ...(row.refresh === null ? [] : [expected?.refresh])]);
-            reads += 1;
-          } catch (error) {
-            failures.push(error);
+    const reader = awaitedLater(
+      (async () => {
+        while (!stop) {
+          const rows = await db.sql<TokenRow[]>`
+            select integration_id::text as id, access_token_ciphertext as access, refresh_token_ciphertext as refresh, version::text as version
+            from token_sets order by random() limit 4`;
+          for (const row of rows) {
+            try {
+              const expected = seeded.tokens.get(row.id);
+              const inputs = [{ ciphertext: row.access, context: row.id }, ...(row.refresh === null ? [] : [{ ciphertext: row.refresh, context: row.id }])];
+              const plaintexts = await cipher.decryptBatch(inputs);
+              expect(plaintexts).toEqual([expected?.access, ...(row.refresh === null ? [] : [expected?.refresh])]);
+              reads += 1;
+            } catch (error) {
+              failures.push(error);
+            }
           }
         }
-      }
-    })();
+      })(),
+    );
 
     const progress: RewrapProgress[] = [];
     const result = await rewrapAll({ store: createRewrapStore(db.sql), cipher, logger: logs.logger, batchSize: 7, onProgress: (p) => progress.push(p) });
-    // Keep reading a little after the job, against the re-wrapped rows.
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Keep reading after the job, against the re-wrapped rows: two more rounds of four, and
+    // enough in all for the count below, however the reader and the job shared the machine.
+    const attemptsAtEnd = reads + failures.length;
+    await waitUntil(() => reads + failures.length >= Math.max(attemptsAtEnd + 8, 11), "reads of the re-wrapped rows");
     stop = true;
     await reader;
 

@@ -1,11 +1,11 @@
 /** The pool and the PostgreSQL failure mapping, against real servers (and a closed port). */
-import { createServer } from "node:net";
+import { connect, createServer, type AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isBrokerError, type BrokerError } from "../../src/domain/errors.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { createDatabase, toBrokerError } from "../../src/storage/database.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { waitUntil } from "../support/wait-until.js";
+import { awaitedLater, waitUntil } from "../support/wait-until.js";
 
 const logger = createLogger({ level: "silent" });
 let db: TestDatabase;
@@ -35,20 +35,74 @@ async function closedPort(): Promise<number> {
   return typeof address === "object" && address ? address.port : 1;
 }
 
+/**
+ * A relay between the pool and PostgreSQL that can hide a server's goodbye: once `conceal()`
+ * has been called, what the server then sends on the connections open at that moment (its FATAL
+ * message, its FIN) is not passed on, and the client's next write on such a connection is
+ * answered with a reset, as a socket whose peer is gone answers. So the client meets the dead
+ * socket on its next query every time, instead of only when it writes before the close arrives.
+ */
+async function concealingRelay(url: string) {
+  const target = new URL(url);
+  const pairs = new Set<{ concealed: boolean; upstreamGone: boolean; destroy(): void }>();
+  let hiddenClosures = 0;
+  const server = createServer((client) => {
+    const upstream = connect(Number(target.port || 5432), target.hostname);
+    const pair = { concealed: false, upstreamGone: false, destroy: () => (client.destroy(), upstream.destroy()) };
+    pairs.add(pair);
+    client.on("error", () => undefined);
+    upstream.on("error", () => undefined);
+    upstream.on("data", (chunk: Buffer) => {
+      if (!pair.concealed) client.write(chunk);
+    });
+    upstream.on("close", () => {
+      pair.upstreamGone = true;
+      if (pair.concealed) hiddenClosures += 1;
+      else client.destroy();
+    });
+    client.on("data", (chunk: Buffer) => {
+      if (pair.upstreamGone) client.resetAndDestroy();
+      else upstream.write(chunk);
+    });
+    client.on("close", () => {
+      pairs.delete(pair);
+      upstream.destroy();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const via = new URL(url);
+  via.hostname = "127.0.0.1";
+  via.port = String((server.address() as AddressInfo).port);
+  return {
+    url: via.toString(),
+    conceal: () => pairs.forEach((pair) => (pair.concealed = true)),
+    /** Server-side closes hidden so far: the signal that a concealed connection's server is gone. */
+    hiddenClosures: () => hiddenClosures,
+    async close() {
+      pairs.forEach((pair) => pair.destroy());
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
 describe("createDatabase", () => {
   it("pings a reachable database", async () => {
     const database = createDatabase({ url: db.url, logger, poolSize: 2 });
     try {
-      const ms = await database.ping();
+      // A bound of its own, far above the default: a first connection on a loaded machine may take
+      // longer than 2 s, and this test is about the answer, not about the machine's speed.
+      const ms = await database.ping(20_000);
       expect(ms).toBeGreaterThan(0);
-      expect(ms).toBeLessThan(2_000);
+      expect(ms).toBeLessThan(20_000);
     } finally {
       await database.close(1);
     }
   });
 
-  it("turns a refused connection into database_unavailable quickly, without the password", async () => {
-    const database = createDatabase({ url: `postgres://user:hunter2@127.0.0.1:${await closedPort()}/none`, logger, connectTimeoutSeconds: 2 });
+  it("turns a refused connection into database_unavailable at once, without the password", async () => {
+    // A connect timeout no loaded machine's answer approaches: a refusal that waited for it
+    // instead of failing on ECONNREFUSED would exceed the bound below.
+    const database = createDatabase({ url: `postgres://user:hunter2@127.0.0.1:${await closedPort()}/none`, logger, connectTimeoutSeconds: 20 });
     try {
       const started = Date.now();
       const failure = await database.ping().catch((e: unknown) => e);
@@ -58,7 +112,7 @@ describe("createDatabase", () => {
       expect(((failure as Error).cause as { code?: string }).code).toBe("ECONNREFUSED");
       const query = await database.sql`select 1`.catch((e: unknown) => toBrokerError(e, "read"));
       expect(isBrokerError(query, "database_unavailable")).toBe(true);
-      expect(Date.now() - started).toBeLessThan(3_000);
+      expect(Date.now() - started).toBeLessThan(20_000);
     } finally {
       await database.close(1);
     }
@@ -74,7 +128,9 @@ describe("createDatabase", () => {
       const started = Date.now();
       const failure = await database.ping(300).catch((e: unknown) => e);
       expect(isBrokerError(failure, "database_unavailable")).toBe(true);
-      expect(Date.now() - started).toBeLessThan(1_500);
+      // The ping's own bound ended it, not the 30 s connect timeout: a bound between the two
+      // that only a ping waiting for the connection attempt exceeds.
+      expect(Date.now() - started).toBeLessThan(15_000);
     } finally {
       await database.close(0);
       silent.close();
@@ -84,14 +140,15 @@ describe("createDatabase", () => {
   it("maps an administrator's shutdown of the connection to database_unavailable, and never loses the next query", async () => {
     // A terminated backend makes the next write fail with ECONNRESET; a query issued right
     // after that must still settle, with its own result (see ClosingSocket in database.ts).
-    const database = createDatabase({ url: db.url, logger, poolSize: 1 });
+    const relay = await concealingRelay(db.url);
+    const database = createDatabase({ url: relay.url, logger, poolSize: 1 });
     try {
       /** Long enough that only a lost query, not a loaded machine's reconnect, reaches it. */
       const settles = <T,>(query: Promise<T>) => Promise.race([query, new Promise((resolve) => setTimeout(() => resolve("hung"), 10_000))]);
       for (let round = 0; round < 5; round++) {
         // Shut down while a query runs on the connection: that query always sees the shutdown.
         const [busy] = await database.sql<{ pid: number }[]>`select pg_backend_pid() as pid`;
-        const running = failure(database.sql`select pg_sleep(60)`);
+        const running = awaitedLater(failure(database.sql`select pg_sleep(60)`));
         await waitUntil(
           async () => (await db.sql`select 1 from pg_stat_activity where pid = ${busy?.pid ?? 0} and state = 'active' and query like '%pg_sleep%'`).length === 1,
           "the query runs on the backend",
@@ -100,24 +157,23 @@ describe("createDatabase", () => {
         expect((await running).code).toBe("database_unavailable");
         expect(await settles(database.sql<{ n: number }[]>`select ${round}::int as n`.then((rows) => rows[0]?.n))).toBe(round);
 
-        // Shut down while the connection is idle: whether the next write still meets the dead socket
-        // (ECONNRESET) or the pool noticed the close first is a race, so either outcome is allowed,
-        // but nothing else, and the query after it must still settle with its own result.
+        // Shut down while the connection is idle, before the pool hears of it: the next query is
+        // written to the dead socket (the path ClosingSocket in database.ts exists for), fails as
+        // database_unavailable, and the query after it must still settle with its own result.
         const [idle] = await database.sql<{ pid: number }[]>`select pg_backend_pid() as pid`;
+        const hiddenBefore = relay.hiddenClosures();
+        relay.conceal();
         await db.sql`select pg_terminate_backend(${idle?.pid ?? 0})`;
-        // Not a wait for a result: it lets the backend exit, so the write usually meets the dead
-        // socket, the path ClosingSocket in database.ts exists for.
-        await new Promise((resolve) => setTimeout(resolve, 5));
-        const first = await database.sql`select 1`.then(
-          () => "answered",
-          (error: unknown) => toBrokerError(error, "read").code,
-        );
-        expect(["answered", "database_unavailable"]).toContain(first);
+        await waitUntil(() => relay.hiddenClosures() > hiddenBefore, "the terminated backend closes its connection");
+        const first = await failure(database.sql`select 1`);
+        expect(first.code).toBe("database_unavailable");
+        expect((first.cause as { code?: string }).code).toBe("ECONNRESET");
         expect(await settles(database.sql<{ n: number }[]>`select ${round}::int as n`.then((rows) => rows[0]?.n))).toBe(round);
       }
       expect(await database.ping()).toBeGreaterThan(0);
     } finally {
       await database.close(1);
+      await relay.close();
     }
   });
 

@@ -10,6 +10,7 @@ import { createIntegrationEventStore } from "../../src/storage/integration-event
 import { createTokenSetRepository } from "../../src/storage/token-set-repository.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { awaitedLater, waitUntil } from "../support/wait-until.js";
 
 let db: TestDatabase;
 let repo: ReturnType<typeof createIntegrationRepository>;
@@ -98,18 +99,36 @@ describe("the change-feed trigger", () => {
       cursor = Math.max(cursor, page.scannedThrough);
     };
 
-    // The slow transaction makes its change first and commits last.
-    const slowTx = db.sql.begin(async (tx) => {
-      await tx`update integrations set granted_scopes = '{openid,email}' where id = ${slow.id}`;
-      await tx`select pg_sleep(0.4)`;
-    });
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const fastTx = db.sql.begin(async (tx) => {
-      await tx`update integrations set granted_scopes = '{openid,email}' where id = ${fast.id}`;
-    });
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    await read();
-    await Promise.all([slowTx, fastTx]);
+    // The slow transaction makes its change first and commits last: it stays open until the
+    // fast one is seen waiting for the feed's lock and a reader has looked meanwhile.
+    let commitSlow = () => {};
+    const slowMayCommit = new Promise<void>((resolve) => (commitSlow = resolve));
+    let slowChanged = false;
+    const slowTx = awaitedLater(
+      db.sql.begin(async (tx) => {
+        await tx`update integrations set granted_scopes = '{openid,email}' where id = ${slow.id}`;
+        slowChanged = true;
+        await slowMayCommit;
+      }),
+    );
+    try {
+      await waitUntil(() => slowChanged, "the slow transaction's change");
+      const fastTx = awaitedLater(
+        db.sql.begin(async (tx) => {
+          await tx`update integrations set granted_scopes = '{openid,email}' where id = ${fast.id}`;
+        }),
+      );
+      await waitUntil(
+        async () =>
+          (await db.sql`select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and wait_event = 'advisory'`).length > 0,
+        "the fast transaction waits for the feed's lock",
+      );
+      await read();
+      commitSlow();
+      await Promise.all([slowTx, fastTx]);
+    } finally {
+      commitSlow();
+    }
     await read();
     expect(seen).toEqual([slow.id, fast.id]);
   });

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isBrokerError } from "../../src/domain/errors.js";
 import { latestMigrationVersion, loadMigrations, migrationStatus, runMigrations } from "../../src/storage/migrate.js";
 import { createTestDatabase } from "../support/database.js";
+import { awaitedLater, waitUntil } from "../support/wait-until.js";
 
 const SHIPPED = fileURLToPath(new URL("../../src/storage/migrations/", import.meta.url));
 let scratch: string;
@@ -29,6 +30,9 @@ async function directory(name: string, extra: Record<string, string>): Promise<s
   return dir;
 }
 
+
+/** An advisory lock the test holds to keep a migration waiting (any id the migrations do not use). */
+const GATE_LOCK_ID = 4242;
 describe("runMigrations", () => {
   it("applies the shipped migrations once and is idempotent", async () => {
     const db = await createTestDatabase({ migrate: false });
@@ -52,15 +56,26 @@ describe("runMigrations", () => {
   });
 
   it("lets two replicas start at once on a fresh database: both succeed, each version applied once", async () => {
-    // 0002 sleeps so the two runners really overlap; without the lock the second would fail
-    // on "relation already exists" (or a duplicate schema_migrations row).
+    // 0002 waits for a lock the test holds until one runner is inside it and the other queued
+    // behind the migration lock, so the two really overlap however the machine schedules them;
+    // without the migration lock the second would fail on "relation already exists" (or a
+    // duplicate schema_migrations row).
     const dir = await directory("concurrent", {
-      "0002_slow.sql": "select pg_sleep(0.3);\ncreate table slow_marker (id int primary key);\ninsert into slow_marker values (1);\n",
+      "0002_slow.sql": `select pg_advisory_xact_lock(${GATE_LOCK_ID});\ncreate table slow_marker (id int primary key);\ninsert into slow_marker values (1);\n`,
     });
     const db = await createTestDatabase({ migrate: false });
     const other = postgres(db.url, { max: 2, onnotice: () => {} });
+    const gate = await db.sql.reserve();
     try {
-      const [a, b] = await Promise.all([runMigrations(db.sql, { directory: dir }), runMigrations(other, { directory: dir })]);
+      await gate`select pg_advisory_lock(${GATE_LOCK_ID})`;
+      const both = awaitedLater(Promise.all([runMigrations(db.sql, { directory: dir }), runMigrations(other, { directory: dir })]));
+      await waitUntil(
+        async () =>
+          (await db.sql`select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and wait_event = 'advisory'`).length === 2,
+        "one runner waits inside 0002, the other for the migration lock",
+      );
+      await gate`select pg_advisory_unlock(${GATE_LOCK_ID})`;
+      const [a, b] = await both;
       expect([...a.applied, ...b.applied].sort()).toEqual([1, 2]);
       expect(a.current).toBe(2);
       expect(b.current).toBe(2);
@@ -68,6 +83,7 @@ describe("runMigrations", () => {
       expect(rows.map((r) => r.version)).toEqual([1, 2]);
       expect((await db.sql`select id from slow_marker`).count).toBe(1);
     } finally {
+      gate.release();
       await other.end();
       await db.drop();
     }

@@ -194,8 +194,9 @@ describe("claimExpiring", () => {
     const leased = await connect({ provider, expiresInMs: 60_000 });
     await tokens.acquireLease(leased, "other-replica", 30_000);
     const leaseExpired = await connect({ provider, expiresInMs: 60_000 });
-    await tokens.acquireLease(leaseExpired, "dead-replica", 1);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await tokens.acquireLease(leaseExpired, "dead-replica", 30_000);
+    // Its holder died a lease ago: the database's clock moved past the lease, without a wait.
+    await db.sql`update token_sets set lease_expires_at = now() - interval '1 second' where integration_id = ${leaseExpired}`;
 
     const claimed = (await tokens.claimExpiring({ withinMs: 300_000, limit: 1_000, owner: "me", ttlMs: 30_000 })).filter((c) => c.provider === provider);
     expect(claimed.map((c) => c.integrationId).sort()).toEqual([soon, expired, backedOff, leaseExpired].sort());

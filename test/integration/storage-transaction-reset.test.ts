@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../src/observability/logger.js";
 import { createDatabase } from "../../src/storage/database.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { waitUntil } from "../support/wait-until.js";
 
 let db: TestDatabase;
 beforeAll(async () => {
@@ -29,17 +30,19 @@ describe("a transaction whose connection dies", () => {
         const transaction = database.sql.begin(async (tx) => {
           const [row] = await tx<{ pid: number }[]>`select pg_backend_pid() as pid`;
           pid = row?.pid;
-          await tx`select pg_sleep(5)`;
+          // Longer than the test may run: only the termination below ends it.
+          await tx`select pg_sleep(60)`;
         });
         const outcome = transaction.then(
           () => "committed",
           () => "rejected",
         );
-        while (pid === undefined) await new Promise((resolve) => setTimeout(resolve, 10));
-        await db.sql`select pg_terminate_backend(${pid})`;
+        await waitUntil(() => pid !== undefined, "the transaction reports its backend");
+        await db.sql`select pg_terminate_backend(${pid ?? 0})`;
         expect(await outcome).toBe("rejected");
-        // The driver's deferred writes run on the next turns of the event loop.
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        // The driver's deferred writes run from setImmediate, queued before the transaction
+        // settled: one turn of the check phase later they have run (and thrown, unpatched).
+        await new Promise((resolve) => setImmediate(resolve));
         const [after] = await database.sql<{ one: number }[]>`select 1 as one`;
         expect(after?.one).toBe(1);
       }

@@ -120,8 +120,9 @@ describe("refreshes in the audit trail", () => {
       logger,
       replicaId: "replica-audit",
       audit,
-      // A failing provider is given up on after 1.5 s, keeping the outage tests short.
-      settings: { cacheMaxEntries: 100, leaseSeconds: 5, breakerFailureThreshold: 100, defaultDeadlineMs: 1_500 },
+      // A failing provider is given up on after 4 s: the outage tests wait that long, and an
+      // ordinary refresh on a loaded machine stays well inside it.
+      settings: { cacheMaxEntries: 100, leaseSeconds: 5, breakerFailureThreshold: 100, defaultDeadlineMs: 4_000 },
     });
   });
 

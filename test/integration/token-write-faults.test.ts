@@ -27,6 +27,7 @@ import { type OidcPeer } from "../support/peers/oidc-peer.js";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
 import { captureLogger } from "../support/transport-fixture.js";
 import { startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
+import { awaitedLater } from "../support/wait-until.js";
 
 const REDIRECT_URI = "http://127.0.0.1:18081/oauth/callback/microsoft";
 const SECRET = "ms~secret.value_2";
@@ -144,7 +145,7 @@ describe("token writes when the database goes away after the provider answered",
     const blocker = await db.sql.reserve();
     await blocker`begin`;
     await blocker`select 1 from integrations where id = ${integrationId} for update`;
-    const issuing = patient.tokenFor(ctx, integration, 60_000, []);
+    const issuing = awaitedLater(patient.tokenFor(ctx, integration, 60_000, []));
     await waitUntil(
       async () =>
         (
@@ -245,7 +246,9 @@ describe("token writes when the database goes away after the provider answered",
       clock: systemClock,
       logger,
       replicaId: "replica-taker",
-      settings: { cacheMaxEntries: 100, leaseSeconds: 3 },
+      // Its patience with the marking keeper is a lease of its own: one long enough that only a
+      // keeper that never stores runs it out, not one slowed by a loaded machine's reconnect.
+      settings: { cacheMaxEntries: 100, leaseSeconds: 30 },
     });
     services.push(taker);
     await expire(integrationId);
@@ -260,7 +263,7 @@ describe("token writes when the database goes away after the provider answered",
       "the keeper's lease lapsed while its rotated token waits in memory",
     );
 
-    const taking = taker.tokenFor(ctx, integration, 60_000, []);
+    const taking = awaitedLater(taker.tokenFor(ctx, integration, 60_000, []));
     await waitUntil(
       () => log.lines.some((line) => line["integrationId"] === integrationId && String(line["msg"]).startsWith("the refresh lease is marked sent by another replica")),
       "the taker waits for the replica that marked the lease",

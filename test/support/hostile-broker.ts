@@ -16,6 +16,7 @@ import { grpcClient, unary } from "./grpc-client.js";
 import { captureLogger, type CapturedLog } from "./transport-fixture.js";
 import { freePort } from "./free-port.js";
 import type { Target } from "./raw-rpc.js";
+import { awaitedLater } from "./wait-until.js";
 
 export interface HostileBroker extends Target {
   readonly broker: RunningBroker;
@@ -131,13 +132,15 @@ export async function underAttack<T>(target: HostileBroker, attacks: ReadonlyArr
   const before = await medianCall(target, 9);
   const rssBefore = process.memoryUsage().rss;
   let finished = false;
-  const attack = (async () => {
-    const all: T[] = [];
-    for (let round = 0; round < rounds; round++) all.push(...(await Promise.all(attacks.map((run) => run()))));
-    return all;
-  })().finally(() => {
-    finished = true;
-  });
+  const attack = awaitedLater(
+    (async () => {
+      const all: T[] = [];
+      for (let round = 0; round < rounds; round++) all.push(...(await Promise.all(attacks.map((run) => run()))));
+      return all;
+    })().finally(() => {
+      finished = true;
+    }),
+  );
   const during: number[] = [];
   while (!finished || during.length < 5) during.push(await target.normalCall());
   const results = await attack;

@@ -668,9 +668,8 @@ describe("the callback", () => {
     const slow = harness({ exchangeTimeoutMs: 50 });
     provider(slow, "google").exchangeOverride = () => new Promise<ProviderGrant>(() => {});
     const { result, query } = await startFlow(slow, alice);
-    const started = Date.now();
+    // The exchange never settles: only the 50 ms bound can end the callback, however late it runs.
     const outcome = await callback(slow, "google", query(), result.browserBinding?.value);
-    expect(Date.now() - started).toBeLessThan(2_000);
     expect(outcome).toMatchObject({ kind: "failed", code: "temporarily_unavailable" });
     expect(outcome.kind === "failed" && outcome.error.reason).toBe("PROVIDER_TIMEOUT");
     expect(provider(slow, "google").exchanges[0]?.signal?.aborted).toBe(true);

@@ -3,6 +3,7 @@ import { createIntegrationDeletion, type DeletionStore } from "../../src/domain/
 import { refreshBudget } from "../../src/domain/tokens/lease-heartbeat.js";
 import type { AuditLog, Cipher, ProviderClient } from "../../src/domain/ports.js";
 import type { Integration, RequestContext } from "../../src/domain/types.js";
+import { awaitedLater } from "../support/wait-until.js";
 
 const LEASE_MS = 10_000;
 
@@ -74,7 +75,7 @@ describe("integration deletion and a live refresh holder", () => {
       onDeleted: () => undefined,
       settings: { leaseMs: LEASE_MS, holdLimitMs: refreshBudget({}).holdLimitMs, maxAttempts: 3, giveUpAfterMs: 60_000 },
     });
-    const deleted = deletion.delete(ctx, integration);
+    const deleted = awaitedLater(deletion.delete(ctx, integration));
     await vi.advanceTimersByTimeAsync(holdsForMs + 1_000);
     await deleted;
     expect(erasedAt).toHaveLength(1);

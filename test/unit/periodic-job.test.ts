@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { startPeriodicJob } from "../../src/jobs/periodic.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { currentRequestContext } from "../../src/observability/request-context.js";
+import { awaitedLater } from "../support/wait-until.js";
 
 const logger = createLogger({ level: "silent" });
 
@@ -68,7 +69,7 @@ describe("startPeriodicJob", () => {
     expect(ids).toEqual([]);
     expect(job.nextRunAt()).toBeUndefined();
     const first = job.runOnce();
-    const joined = job.runOnce();
+    const joined = awaitedLater(job.runOnce());
     finish();
     expect(await first).toBe(1);
     expect(await joined).toBe(1);
@@ -90,7 +91,7 @@ describe("startPeriodicJob", () => {
       },
     });
     let stopped = false;
-    const stopping = job.stop().then(() => (stopped = true));
+    const stopping = awaitedLater(job.stop().then(() => (stopped = true)));
     await vi.advanceTimersByTimeAsync(0);
     expect(signal?.aborted).toBe(true);
     expect(stopped).toBe(false);

@@ -10,6 +10,7 @@ import {
   observingFetch,
   type ProviderHttpCall,
 } from "../../src/providers/provider-http.js";
+import { awaitedLater } from "../support/wait-until.js";
 
 const answering = (status: number): typeof fetch => (async () => new Response("{}", { status })) as typeof fetch;
 
@@ -88,7 +89,7 @@ describe("createProviderHttp observation", () => {
     let release: (() => void) | undefined;
     const slow = (() => new Promise<Response>((resolve) => (release = () => resolve(new Response("{}"))))) as typeof fetch;
     const http = createProviderHttp({ providerId: "p", timeoutMs: 50, maxConcurrency: 1, fetch: slow, observe: (c) => calls.push(c) });
-    const first = http.fetch("https://p.example/token", { method: "POST", body: "grant_type=x" });
+    const first = awaitedLater(http.fetch("https://p.example/token", { method: "POST", body: "grant_type=x" }));
     await expect(http.fetch("https://p.example/token", { method: "POST", body: "grant_type=x" })).rejects.toMatchObject({ kind: "timeout" });
     release?.();
     await first;

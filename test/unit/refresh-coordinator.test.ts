@@ -19,6 +19,7 @@ import { createTokenCache } from "../../src/domain/tokens/token-cache.js";
 import type { TokenSet } from "../../src/domain/types.js";
 import { createWakeups } from "../../src/domain/tokens/token-waits.js";
 import { callerContext, fakeCipher, fakeProvider, fakeTokenStore, integrationFixture, manualClock, recordingAudit, silentLogger } from "../support/token-fakes.js";
+import { awaitedLater } from "../support/wait-until.js";
 
 const HOUR = 3_600_000;
 const LEASE_MS = 30_000;
@@ -97,7 +98,7 @@ describe("refresh coordinator", () => {
   it("waits for the replica holding the lease and answers with the set it stored, without calling the provider", async () => {
     const { tokens, store, provider, wakeups, coordinator } = setUp(async () => ({ tokens: tokens(HOUR, "never") }));
     store.leases.set(integration.id, { owner: "replica-b", expiresAt: clock.now().getTime() + LEASE_MS });
-    const waiting = coordinator.refresh(callerContext(), integration, expiring);
+    const waiting = awaitedLater(coordinator.refresh(callerContext(), integration, expiring));
     await expect.poll(() => store.reads.tokenSets).toBeGreaterThanOrEqual(1);
     store.put(integration, tokens(HOUR, "at-from-b", "rt-from-b"));
     wakeups.wake(integration.id);
@@ -108,7 +109,7 @@ describe("refresh coordinator", () => {
   it("takes over once the holder's lease lapses on the clock, and refreshes itself", async () => {
     const { tokens, store, provider, wakeups, coordinator } = setUp(async () => ({ tokens: tokens(HOUR, "at-2", "rt-2") }));
     store.leases.set(integration.id, { owner: "replica-b", expiresAt: clock.now().getTime() + LEASE_MS });
-    const waiting = coordinator.refresh(callerContext(), integration, expiring);
+    const waiting = awaitedLater(coordinator.refresh(callerContext(), integration, expiring));
     await expect.poll(() => store.reads.tokenSets).toBeGreaterThanOrEqual(2);
     expect(provider.sent).toEqual([]);
     clock.advance(LEASE_MS);
@@ -132,7 +133,7 @@ describe("refresh coordinator", () => {
     const refused = new BrokerError("integration_needs_reauth", "refused", { reason: "INTEGRATION_NEEDS_REAUTH", metadata: { error: "invalid_grant" } });
     const { store, provider, auditLog, wakeups, coordinator } = setUp(() => Promise.reject(refused));
     store.leases.set(integration.id, { owner: "replica-dead", expiresAt: 0, sent: { version: 1, by: "replica-dead", at: new Date(0) } });
-    const refreshing = coordinator.refresh(callerContext(), integration, expiring);
+    const refreshing = awaitedLater(coordinator.refresh(callerContext(), integration, expiring));
     // The marking holder is given a lease and a refresh budget to store what it may keep; it never does.
     await expect.poll(() => store.reads.tokenSets).toBeGreaterThanOrEqual(1);
     expect(provider.sent).toEqual([]);
@@ -148,7 +149,7 @@ describe("refresh coordinator", () => {
     const { store, wakeups, coordinator } = setUp(async () => Promise.reject(new Error("never sent")));
     // A holder that keeps renewing but never writes.
     store.leases.set(integration.id, { owner: "replica-b", expiresAt: Number.MAX_SAFE_INTEGER });
-    const waiting = coordinator.refresh(callerContext(), integration, expiring);
+    const waiting = awaitedLater(coordinator.refresh(callerContext(), integration, expiring));
     await expect.poll(() => store.reads.tokenSets).toBeGreaterThanOrEqual(2);
     clock.advance(LEASE_MS + BUDGET_MS);
     wakeups.wake(integration.id);

@@ -21,6 +21,7 @@ import {
   recordingAudit,
   silentLogger,
 } from "../support/token-fakes.js";
+import { awaitedLater } from "../support/wait-until.js";
 
 const HOUR = 3_600_000;
 const clock = manualClock();
@@ -115,7 +116,7 @@ describe("token service facade", () => {
     const { store, provider, changes, service } = setUp(async () => grant("never"));
     store.put(integration, tokensValidFor(10_000, "at-1", "rt-1"));
     store.leases.set(integration.id, { owner: "replica-b", expiresAt: clock.now().getTime() + 30_000 });
-    const waiting = service.tokenFor(callerContext(), integration, 60_000, []);
+    const waiting = awaitedLater(service.tokenFor(callerContext(), integration, 60_000, []));
     await expect.poll(() => store.reads.tokenSets).toBeGreaterThanOrEqual(2);
     // Replica b stores its refreshed set and announces it.
     store.put(integration, tokensValidFor(HOUR, "at-from-b", "rt-from-b"));
