@@ -1,0 +1,158 @@
+/**
+ * One RPC made the way each kind of client makes it: a `@grpc/grpc-js` client on the gRPC
+ * listener, and a Connect client on the HTTP listener. A refusal comes back in one shape
+ * whichever the wire (status, `ErrorInfo`, `RetryInfo`), so a test can demand that both
+ * listeners refuse a call alike.
+ */
+import { type DescMessage, type DescMethodServerStreaming, type DescMethodUnary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Transport } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { ErrorInfoSchema, RetryInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
+import { grpcClient, serverStream, unary, type GrpcFailure } from "./grpc-client.js";
+import type { Target } from "./raw-rpc.js";
+
+export type Wire = "grpc" | "connect";
+export const WIRES: readonly Wire[] = ["grpc", "connect"];
+
+export interface WireRefusal {
+  readonly code: Code;
+  readonly message: string;
+  readonly reason: string | undefined;
+  readonly domain: string | undefined;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly retryDelayMs: number | undefined;
+}
+
+/** What a call that should have been refused did instead, or a refusal without a status. */
+export class NotRefused extends Error {}
+
+export interface CallOptions {
+  /** The whole `authorization` header value (`Bearer …`); none when absent. */
+  readonly authorization?: string | undefined;
+  readonly deadlineMs?: number | undefined;
+}
+
+export interface WireCaller {
+  readonly wire: Wire;
+  unary<I extends DescMessage, O extends DescMessage>(method: DescMethodUnary<I, O>, request: MessageInitShape<I>, options?: CallOptions): Promise<MessageShape<O>>;
+  /** Opens a server stream and reads it until its first message (returned) or its end. */
+  firstOfStream<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodServerStreaming<I, O>,
+    request: MessageInitShape<I>,
+    options?: CallOptions,
+  ): Promise<MessageShape<O> | undefined>;
+  close(): void;
+}
+
+class Refused extends Error {
+  constructor(readonly refusal: WireRefusal) {
+    super(`refused with ${Code[refusal.code]} ${refusal.reason ?? "(no reason)"}: ${refusal.message}`);
+  }
+}
+
+function fromGrpc(error: unknown): Refused {
+  const failure = error as GrpcFailure;
+  if (typeof failure.code !== "number") throw error;
+  return new Refused({
+    code: failure.code as number as Code,
+    message: failure.details,
+    reason: failure.errorInfo?.reason,
+    domain: failure.errorInfo?.domain,
+    metadata: { ...(failure.errorInfo?.metadata ?? {}) },
+    retryDelayMs: failure.retryDelayMs,
+  });
+}
+
+function fromConnect(error: unknown): Refused {
+  if (!(error instanceof ConnectError)) throw error;
+  const [info] = error.findDetails(ErrorInfoSchema);
+  const [retry] = error.findDetails(RetryInfoSchema);
+  const delay = retry?.retryDelay;
+  return new Refused({
+    code: error.code,
+    message: error.rawMessage,
+    reason: info?.reason,
+    domain: info?.domain,
+    metadata: { ...(info?.metadata ?? {}) },
+    retryDelayMs: delay === undefined ? undefined : Number(delay.seconds) * 1000 + delay.nanos / 1e6,
+  });
+}
+
+function grpcMetadata(options: CallOptions): Record<string, string> {
+  return options.authorization === undefined ? {} : { authorization: options.authorization };
+}
+
+function grpcCaller(target: Target): WireCaller {
+  const client = grpcClient(`127.0.0.1:${target.grpcPort}`);
+  return {
+    wire: "grpc",
+    async unary(method, request, options = {}) {
+      try {
+        const { response } = await unary(client, method, request, { metadata: grpcMetadata(options), ...(options.deadlineMs ? { deadlineMs: options.deadlineMs } : {}) });
+        return response;
+      } catch (error) {
+        throw fromGrpc(error);
+      }
+    },
+    async firstOfStream(method, request, options = {}) {
+      const stream = serverStream(client, method, request, { metadata: grpcMetadata(options) });
+      try {
+        for await (const message of stream.messages) {
+          stream.cancel();
+          return message;
+        }
+        return undefined;
+      } catch (error) {
+        throw fromGrpc(error);
+      }
+    },
+    close: () => client.close(),
+  };
+}
+
+function connectCaller(target: Target): WireCaller {
+  const transport: Transport = createConnectTransport({ baseUrl: `http://127.0.0.1:${target.httpPort}`, httpVersion: "1.1" });
+  const headers = (options: CallOptions): Record<string, string> => (options.authorization === undefined ? {} : { authorization: options.authorization });
+  return {
+    wire: "connect",
+    async unary(method, request, options = {}) {
+      try {
+        return (await transport.unary(method, undefined, options.deadlineMs, headers(options), request)).message;
+      } catch (error) {
+        throw fromConnect(ConnectError.from(error));
+      }
+    },
+    async firstOfStream(method, request, options = {}) {
+      const abort = new AbortController();
+      try {
+        const response = await transport.stream(method, abort.signal, options.deadlineMs, headers(options), (async function* () {
+          yield request;
+        })());
+        for await (const message of response.message) {
+          abort.abort();
+          return message;
+        }
+        return undefined;
+      } catch (error) {
+        throw fromConnect(ConnectError.from(error));
+      }
+    },
+    close: () => undefined,
+  };
+}
+
+export function wireCallers(target: Target): Record<Wire, WireCaller> {
+  return { grpc: grpcCaller(target), connect: connectCaller(target) };
+}
+
+/** The refusal `call` ends with; throws `NotRefused` when it succeeds instead. */
+export async function refusalOf(call: Promise<unknown>): Promise<WireRefusal> {
+  let answer: unknown;
+  try {
+    answer = await call;
+  } catch (error) {
+    if (error instanceof Refused) return error.refusal;
+    throw error;
+  }
+  throw new NotRefused(`the call was answered instead of refused: ${JSON.stringify(answer, (_key, value: unknown) => (typeof value === "bigint" ? String(value) : value))}`);
+}
