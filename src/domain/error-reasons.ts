@@ -7,6 +7,8 @@
  * One line per reason, sorted: the list merges cleanly when several changes add reasons.
  * `startupOnly` marks the reasons raised only while the broker (or a command) starts, before any
  * listener accepts a call: no client ever receives them, so the README's tables leave them out.
+ * `seenAs` marks a reason the broker raises inside and always translates before an answer leaves
+ * it: the caller receives that reason instead, and the README lists only that one.
  * The upper-cased name of every code is listed too: it is the reason of an error raised
  * without a more specific one.
  */
@@ -17,6 +19,8 @@ export interface ErrorReasonEntry {
   readonly codes: readonly BrokerErrorCode[];
   readonly meaning: string;
   readonly startupOnly?: true;
+  /** The reason a caller receives in its place. */
+  readonly seenAs?: string;
 }
 
 export const ERROR_REASONS = {
@@ -60,7 +64,7 @@ export const ERROR_REASONS = {
   INTERNAL: { codes: ["internal"], meaning: "default reason: a broker fault" },
   INVALID_ARGUMENT: { codes: ["invalid_argument"], meaning: "default reason: a request field is wrong (BadRequest names it)" },
   INVALID_AUDIT_EVENT: { codes: ["internal"], meaning: "the broker built an audit event that breaks the event schema" },
-  INVALID_GRANT: { codes: ["integration_needs_reauth"], meaning: "the provider refused the refresh token (RFC 6749 §5.2 invalid_grant)" },
+  INVALID_GRANT: { codes: ["integration_needs_reauth"], meaning: "the provider refused the refresh token (RFC 6749 §5.2 invalid_grant)", seenAs: "INTEGRATION_NEEDS_REAUTH" },
   INVALID_STATE: { codes: ["authorization_session_invalid"], meaning: "the authorization session is unknown, used, or belongs to someone else" },
   ISSUER_MISMATCH: { codes: ["authorization_session_invalid"], meaning: "the authorization response comes from another issuer (RFC 9207 mix-up defence)" },
   ISSUER_MISSING: { codes: ["authorization_session_invalid"], meaning: "the provider advertises RFC 9207 but its response has no iss" },

@@ -27,8 +27,8 @@ export interface ReasonWorld {
   close(): Promise<void>;
 }
 
-/** Providers at the scripted peer, each its own pause and circuit; `extraYaml` goes under `providers:` too. */
-export const PEER_PROVIDERS = ["lookalike", "lookalike-b", "paused", "quota", "tripped"] as const;
+/** Providers at the scripted peer; a row that pauses or trips one has one per wire, as its state outlives the call. */
+export const PEER_PROVIDERS = ["lookalike", "lookalike-b", ...["paused", "quota", "tripped"].flatMap((id) => [`${id}-grpc`, `${id}-connect`])];
 
 export interface ReasonWorldOptions {
   /** More providers, under `providers:`; given the scripted peer's base URL. */

@@ -6,7 +6,7 @@
  */
 import type { Code } from "@connectrpc/connect";
 import { expect, it } from "vitest";
-import type { ErrorReason } from "../../src/domain/error-reasons.js";
+import { ERROR_REASONS, type ErrorReason } from "../../src/domain/error-reasons.js";
 import { ERROR_DOMAIN } from "../../src/transport/error-mapping.js";
 import { refusalOf, WIRES, type Wire, type WireCaller, type WireRefusal } from "./wire-call.js";
 
@@ -25,6 +25,12 @@ export interface WireCase<World> {
 
 export type WireCases<World> = Partial<Record<ErrorReason, WireCase<World>>>;
 
+/** The reason a caller receives for `reason`: itself, or the one the broker translates it into. */
+export function answeredReason(reason: ErrorReason): string {
+  const entry: { readonly seenAs?: string } = ERROR_REASONS[reason];
+  return entry.seenAs ?? reason;
+}
+
 /** Runs every row over both wires, in the table's order. */
 export function itRefusesOnTheWire<World extends { readonly callers: Record<Wire, WireCaller> }>(cases: WireCases<World>, world: () => World): void {
   for (const [reason, row] of Object.entries(cases) as [ErrorReason, WireCase<World>][]) {
@@ -32,7 +38,7 @@ export function itRefusesOnTheWire<World extends { readonly callers: Record<Wire
       it(`${reason} over ${wire === "grpc" ? "gRPC" : "Connect"}`, async () => {
         const current = world();
         const refusal = await refusalOf(row.produce(current, current.callers[wire]));
-        expect({ code: refusal.code, reason: refusal.reason, domain: refusal.domain }, refusal.message).toEqual({ code: row.status, reason, domain: ERROR_DOMAIN });
+        expect({ code: refusal.code, reason: refusal.reason, domain: refusal.domain }, refusal.message).toEqual({ code: row.status, reason: answeredReason(reason), domain: ERROR_DOMAIN });
         expect(Object.keys(refusal.metadata).sort()).toEqual([...row.metadataKeys].sort());
         if (row.retry !== undefined) expect(refusal.retryDelayMs !== undefined).toBe(row.retry);
         row.check?.(refusal, current);
