@@ -1,0 +1,101 @@
+/**
+ * The wire tests of error reasons against the catalogue: every reason a client can receive has
+ * a row (a real call refused with it, over both listeners) in one of the wire tables, with a
+ * status its codes map to; every start-up reason names the test that raises it. A reason added
+ * to the catalogue without either fails here. The code → status table is pinned whole.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { Code } from "@connectrpc/connect";
+import { describe, expect, it } from "vitest";
+import { ERROR_REASONS, type ErrorReason } from "../../src/domain/error-reasons.js";
+import type { BrokerErrorCode } from "../../src/domain/errors.js";
+import { GRPC_CODE_BY_ERROR } from "../../src/transport/error-mapping.js";
+import { answeredReason, type WireCases } from "../support/wire-cases.js";
+import { AUTHORIZATION_CASES } from "./error-reasons-wire-authorization.cases.js";
+import { KEY_CASES } from "./error-reasons-wire-keys.cases.js";
+import { TOKEN_CASES } from "./error-reasons-wire-tokens.cases.js";
+
+const WIRE_TABLES: Record<string, WireCases<never>> = {
+  "error-reasons-wire-authorization": AUTHORIZATION_CASES,
+  "error-reasons-wire-tokens": TOKEN_CASES,
+  "error-reasons-wire-keys": KEY_CASES,
+};
+
+/** Where each start-up reason is raised and checked (paths under test/). */
+const STARTUP_ONLY_TESTED_IN: Partial<Record<ErrorReason, string>> = {};
+
+/**
+ * Reasons a client can receive that no wire row produces yet. Each is a gap in what a green run
+ * proves; the list may only shrink (a reason with a row must leave it).
+ */
+const WITHOUT_WIRE_ROW: readonly ErrorReason[] = [];
+
+const catalogue = Object.entries(ERROR_REASONS) as [ErrorReason, (typeof ERROR_REASONS)[ErrorReason]][];
+
+function rowsOf(reason: ErrorReason): string[] {
+  return Object.entries(WIRE_TABLES)
+    .filter(([, table]) => Object.hasOwn(table, reason))
+    .map(([name]) => name);
+}
+
+describe("the error-reason wire tables", () => {
+  it("hold a row for every reason a client can receive, in one table only", () => {
+    const visible = catalogue.filter(([, entry]) => !("startupOnly" in entry)).map(([reason]) => reason);
+    const missing = visible.filter((reason) => rowsOf(reason).length === 0 && !WITHOUT_WIRE_ROW.includes(reason));
+    expect(missing, "reasons without a wire row").toEqual([]);
+    expect(WITHOUT_WIRE_ROW.filter((reason) => rowsOf(reason).length > 0), "listed as missing, yet with a row").toEqual([]);
+    expect(visible.filter((reason) => rowsOf(reason).length > 1), "rows in several tables").toEqual([]);
+  });
+
+  it("hold no row for a start-up reason, and name the test of each", () => {
+    for (const [reason, entry] of catalogue) {
+      if (!("startupOnly" in entry)) continue;
+      expect(rowsOf(reason), reason).toEqual([]);
+      const file = STARTUP_ONLY_TESTED_IN[reason];
+      expect(file, `${reason}: the test that raises it`).toBeDefined();
+      const path = new URL(`../${file ?? ""}`, import.meta.url);
+      expect(existsSync(path), `${reason}: ${file ?? ""}`).toBe(true);
+      expect(readFileSync(path, "utf8"), `${reason} in ${file ?? ""}`).toContain(`"${reason}"`);
+    }
+  });
+
+  it("expect of each reason a status its codes map to", () => {
+    for (const table of Object.values(WIRE_TABLES)) {
+      for (const [reason, row] of Object.entries(table) as [ErrorReason, { status: Code }][]) {
+        const answered = answeredReason(reason) as ErrorReason;
+        const statuses = ERROR_REASONS[answered].codes.map((code: BrokerErrorCode) => GRPC_CODE_BY_ERROR[code]);
+        expect(statuses, reason).toContain(row.status);
+      }
+    }
+  });
+});
+
+describe("the code → status table", () => {
+  it("maps every broker error code to its gRPC status", () => {
+    expect(GRPC_CODE_BY_ERROR).toStrictEqual({
+      invalid_argument: Code.InvalidArgument,
+      not_found: Code.NotFound,
+      already_exists: Code.AlreadyExists,
+      unauthenticated: Code.Unauthenticated,
+      permission_denied: Code.PermissionDenied,
+      rate_limited: Code.ResourceExhausted,
+      request_too_large: Code.ResourceExhausted,
+      integration_needs_reauth: Code.FailedPrecondition,
+      scope_not_granted: Code.FailedPrecondition,
+      authorization_session_invalid: Code.FailedPrecondition,
+      authorization_denied: Code.PermissionDenied,
+      failed_precondition: Code.FailedPrecondition,
+      provider_rate_limited: Code.ResourceExhausted,
+      provider_unavailable: Code.Unavailable,
+      provider_misconfigured: Code.FailedPrecondition,
+      provider_error: Code.Unavailable,
+      database_unavailable: Code.Unavailable,
+      key_service_unavailable: Code.Unavailable,
+      key_service_error: Code.Internal,
+      draining: Code.Unavailable,
+      deadline_exceeded: Code.DeadlineExceeded,
+      unimplemented: Code.Unimplemented,
+      internal: Code.Internal,
+    } satisfies Record<BrokerErrorCode, Code>);
+  });
+});
