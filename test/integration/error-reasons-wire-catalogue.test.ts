@@ -12,6 +12,7 @@ import type { BrokerErrorCode } from "../../src/domain/errors.js";
 import { GRPC_CODE_BY_ERROR } from "../../src/transport/error-mapping.js";
 import { answeredReason, type WireCases } from "../support/wire-cases.js";
 import { AUTHORIZATION_CASES } from "./error-reasons-wire-authorization.cases.js";
+import { EDGE_CASES } from "./error-reasons-wire-edge.cases.js";
 import { KEY_CASES } from "./error-reasons-wire-keys.cases.js";
 import { TOKEN_CASES } from "./error-reasons-wire-tokens.cases.js";
 
@@ -19,6 +20,7 @@ const WIRE_TABLES: Record<string, WireCases<never>> = {
   "error-reasons-wire-authorization": AUTHORIZATION_CASES,
   "error-reasons-wire-tokens": TOKEN_CASES,
   "error-reasons-wire-keys": KEY_CASES,
+  "error-reasons-wire-edge": EDGE_CASES,
 };
 
 /** Where each start-up reason is raised and checked (paths under test/). */

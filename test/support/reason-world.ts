@@ -38,6 +38,8 @@ export interface ReasonWorldOptions {
   /** More top-level sections. */
   readonly yaml?: string;
   readonly env?: Readonly<Record<string, string>>;
+  /** The database URL the broker is given (a proxy's, say), from the test database's. */
+  readonly brokerDatabaseUrl?: (url: string) => string;
 }
 
 export async function startReasonWorld(options: ReasonWorldOptions = {}): Promise<ReasonWorld> {
@@ -65,7 +67,7 @@ export async function startReasonWorld(options: ReasonWorldOptions = {}): Promis
       options.limitsYaml ?? "",
       options.yaml ?? "",
     ].join("\n");
-    broker = await startWireBroker({ yaml, databaseUrl: db.url, env: { PEER_SECRET: SCRIPTED_CLIENT_SECRET, ...options.env } });
+    broker = await startWireBroker({ yaml, databaseUrl: options.brokerDatabaseUrl?.(db.url) ?? db.url, env: { PEER_SECRET: SCRIPTED_CLIENT_SECRET, ...options.env } });
     const started = broker;
     const admin = await started.bearer("ops", "service", ["admin"]);
     const setup = started.callers.connect;

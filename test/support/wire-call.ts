@@ -4,11 +4,12 @@
  * whichever the wire (status, `ErrorInfo`, `RetryInfo`), so a test can demand that both
  * listeners refuse a call alike.
  */
-import { type DescMessage, type DescMethodServerStreaming, type DescMethodUnary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { Metadata } from "@grpc/grpc-js";
+import { fromBinary, type DescMessage, type DescMethodServerStreaming, type DescMethodUnary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { ErrorInfoSchema, RetryInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
-import { grpcClient, serverStream, unary, type GrpcFailure } from "./grpc-client.js";
+import { decorate, grpcClient, serverStream, unary, type GrpcFailure } from "./grpc-client.js";
 import type { Target } from "./raw-rpc.js";
 
 export type Wire = "grpc" | "connect";
@@ -41,6 +42,8 @@ export interface WireCaller {
     request: MessageInitShape<I>,
     options?: CallOptions,
   ): Promise<MessageShape<O> | undefined>;
+  /** Sends `body` as the encoded request message of `/service/method`, whatever it holds. */
+  rawUnary(path: string, body: Uint8Array, options?: CallOptions): Promise<Uint8Array>;
   close(): void;
 }
 
@@ -106,6 +109,15 @@ function grpcCaller(target: Target): WireCaller {
         throw fromGrpc(error);
       }
     },
+    rawUnary(path, body, options = {}) {
+      const metadata = new Metadata();
+      for (const [key, value] of Object.entries(grpcMetadata(options))) metadata.set(key, value);
+      return new Promise((resolve, reject) => {
+        client.makeUnaryRequest(path, (bytes: Uint8Array) => Buffer.from(bytes), (bytes: Buffer) => new Uint8Array(bytes), body, metadata, (error, answer) =>
+          error ? reject(fromGrpc(decorate(error))) : resolve(answer ?? new Uint8Array(0)),
+        );
+      });
+    },
     close: () => client.close(),
   };
 }
@@ -137,8 +149,42 @@ function connectCaller(target: Target): WireCaller {
         throw fromConnect(ConnectError.from(error));
       }
     },
+    async rawUnary(path, body, options = {}) {
+      const response = await fetch(`http://127.0.0.1:${target.httpPort}${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/proto", "connect-protocol-version": "1", ...headers(options) },
+        body,
+      });
+      const answer = new Uint8Array(await response.arrayBuffer());
+      if (response.ok) return answer;
+      throw fromConnectJson(answer, response.status);
+    },
     close: () => undefined,
   };
+}
+
+/** A Connect error body (`{code, message, details: [{type, value}]}`) as the refusal it describes. */
+function fromConnectJson(body: Uint8Array, httpStatus: number): Refused {
+  let parsed: { code?: string; message?: string; details?: Array<{ type?: string; value?: string }> };
+  try {
+    parsed = JSON.parse(Buffer.from(body).toString("utf8")) as typeof parsed;
+  } catch {
+    parsed = { message: `HTTP ${httpStatus} without a Connect error body` };
+  }
+  const detail = (type: string) => parsed.details?.find((d) => d.type === type)?.value;
+  const info = detail("google.rpc.ErrorInfo");
+  const retry = detail("google.rpc.RetryInfo");
+  const errorInfo = info === undefined ? undefined : fromBinary(ErrorInfoSchema, Buffer.from(info, "base64"));
+  const delay = retry === undefined ? undefined : fromBinary(RetryInfoSchema, Buffer.from(retry, "base64")).retryDelay;
+  const code = Object.entries(Code).find(([name]) => name.replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase() === parsed.code)?.[1];
+  return new Refused({
+    code: typeof code === "number" ? code : Code.Unknown,
+    message: parsed.message ?? "",
+    reason: errorInfo?.reason,
+    domain: errorInfo?.domain,
+    metadata: { ...(errorInfo?.metadata ?? {}) },
+    retryDelayMs: delay === undefined ? undefined : Number(delay.seconds) * 1000 + delay.nanos / 1e6,
+  });
 }
 
 export function wireCallers(target: Target): Record<Wire, WireCaller> {

@@ -6,7 +6,7 @@
  */
 import type { Code } from "@connectrpc/connect";
 import { expect, it } from "vitest";
-import { ERROR_REASONS, type ErrorReason } from "../../src/domain/error-reasons.js";
+import { ERROR_REASONS, type ErrorReason, type ErrorReasonEntry } from "../../src/domain/error-reasons.js";
 import { ERROR_DOMAIN } from "../../src/transport/error-mapping.js";
 import { refusalOf, WIRES, type Wire, type WireCaller, type WireRefusal } from "./wire-call.js";
 
@@ -27,7 +27,7 @@ export type WireCases<World> = Partial<Record<ErrorReason, WireCase<World>>>;
 
 /** The reason a caller receives for `reason`: itself, or the one the broker translates it into. */
 export function answeredReason(reason: ErrorReason): string {
-  const entry: { readonly seenAs?: string } = ERROR_REASONS[reason];
+  const entry: ErrorReasonEntry = ERROR_REASONS[reason];
   return entry.seenAs ?? reason;
 }
 
