@@ -8,7 +8,8 @@
  * `startupOnly` marks the reasons raised only while the broker (or a command) starts, before any
  * listener accepts a call: no client ever receives them, so the README's tables leave them out.
  * `seenAs` marks a reason the broker raises inside and always translates before an answer leaves
- * it: the caller receives that reason instead, and the README lists only that one.
+ * it: the caller receives that reason instead, and the README lists only that one. `unanswered`
+ * marks a reason raised only once the caller has gone (it is logged, never received).
  * The upper-cased name of every code is listed too: it is the reason of an error raised
  * without a more specific one.
  */
@@ -21,6 +22,7 @@ export interface ErrorReasonEntry {
   readonly startupOnly?: true;
   /** The reason a caller receives in its place. */
   readonly seenAs?: string;
+  readonly unanswered?: true;
 }
 
 export const ERROR_REASONS = {
@@ -37,7 +39,7 @@ export const ERROR_REASONS = {
   AUTHORIZATION_ERROR: { codes: ["provider_error"], meaning: "the provider answered the authorization with an error the broker does not classify" },
   AUTHORIZATION_REQUEST_REJECTED: { codes: ["provider_misconfigured"], meaning: "the provider rejected the authorization request: client registration or scopes are wrong" },
   AUTHORIZATION_SESSION_INVALID: { codes: ["authorization_session_invalid"], meaning: "default reason: the authorization session cannot be used" },
-  CANCELLED: { codes: ["deadline_exceeded"], meaning: "the provider call was cancelled because the caller went away or its deadline passed" },
+  CANCELLED: { codes: ["deadline_exceeded"], meaning: "the provider call was cancelled because the caller went away or its deadline passed", unanswered: true },
   CANNOT_ACT_FOR_OTHER_USER: { codes: ["permission_denied"], meaning: "a user caller named another user" },
   CANNOT_ACT_FOR_USERS: { codes: ["permission_denied"], meaning: "the service's policy does not let it act for users" },
   CIPHERTEXT_AUTHENTICATION_FAILED: { codes: ["key_service_error"], meaning: "a stored ciphertext failed authentication: tampered, or bound to another row" },

@@ -7,11 +7,12 @@
 import { existsSync, readFileSync } from "node:fs";
 import { Code } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { ERROR_REASONS, type ErrorReason } from "../../src/domain/error-reasons.js";
+import { ERROR_REASONS, type ErrorReason, type ErrorReasonEntry } from "../../src/domain/error-reasons.js";
 import type { BrokerErrorCode } from "../../src/domain/errors.js";
 import { GRPC_CODE_BY_ERROR } from "../../src/transport/error-mapping.js";
 import { answeredReason, type WireCases } from "../support/wire-cases.js";
 import { AUTHORIZATION_CASES } from "./error-reasons-wire-authorization.cases.js";
+import { DEADLINE_CASES } from "./error-reasons-wire-deadlines.cases.js";
 import { EDGE_CASES } from "./error-reasons-wire-edge.cases.js";
 import { KEY_CASES } from "./error-reasons-wire-keys.cases.js";
 import { TOKEN_CASES } from "./error-reasons-wire-tokens.cases.js";
@@ -21,10 +22,13 @@ const WIRE_TABLES: Record<string, WireCases<never>> = {
   "error-reasons-wire-tokens": TOKEN_CASES,
   "error-reasons-wire-keys": KEY_CASES,
   "error-reasons-wire-edge": EDGE_CASES,
+  "error-reasons-wire-deadlines": DEADLINE_CASES,
 };
 
-/** Where each start-up reason is raised and checked (paths under test/). */
-const STARTUP_ONLY_TESTED_IN: Partial<Record<ErrorReason, string>> = {};
+/** Where each reason no caller receives (start-up only, or raised once the caller has gone) is raised and checked (paths under test/). */
+const OFF_THE_WIRE_TESTED_IN: Partial<Record<ErrorReason, string>> = {
+  CANCELLED: "integration/refresh-lost-answer.test.ts",
+};
 
 /**
  * Reasons a client can receive that no wire row produces yet. Each is a gap in what a green run
@@ -32,7 +36,8 @@ const STARTUP_ONLY_TESTED_IN: Partial<Record<ErrorReason, string>> = {};
  */
 const WITHOUT_WIRE_ROW: readonly ErrorReason[] = [];
 
-const catalogue = Object.entries(ERROR_REASONS) as [ErrorReason, (typeof ERROR_REASONS)[ErrorReason]][];
+const catalogue = Object.entries(ERROR_REASONS) as [ErrorReason, ErrorReasonEntry][];
+const offTheWire = (entry: ErrorReasonEntry): boolean => entry.startupOnly === true || entry.unanswered === true;
 
 function rowsOf(reason: ErrorReason): string[] {
   return Object.entries(WIRE_TABLES)
@@ -42,18 +47,18 @@ function rowsOf(reason: ErrorReason): string[] {
 
 describe("the error-reason wire tables", () => {
   it("hold a row for every reason a client can receive, in one table only", () => {
-    const visible = catalogue.filter(([, entry]) => !("startupOnly" in entry)).map(([reason]) => reason);
+    const visible = catalogue.filter(([, entry]) => !offTheWire(entry)).map(([reason]) => reason);
     const missing = visible.filter((reason) => rowsOf(reason).length === 0 && !WITHOUT_WIRE_ROW.includes(reason));
     expect(missing, "reasons without a wire row").toEqual([]);
     expect(WITHOUT_WIRE_ROW.filter((reason) => rowsOf(reason).length > 0), "listed as missing, yet with a row").toEqual([]);
     expect(visible.filter((reason) => rowsOf(reason).length > 1), "rows in several tables").toEqual([]);
   });
 
-  it("hold no row for a start-up reason, and name the test of each", () => {
+  it("hold no row for a reason no caller receives, and name the test of each", () => {
     for (const [reason, entry] of catalogue) {
-      if (!("startupOnly" in entry)) continue;
+      if (!offTheWire(entry)) continue;
       expect(rowsOf(reason), reason).toEqual([]);
-      const file = STARTUP_ONLY_TESTED_IN[reason];
+      const file = OFF_THE_WIRE_TESTED_IN[reason];
       expect(file, `${reason}: the test that raises it`).toBeDefined();
       const path = new URL(`../${file ?? ""}`, import.meta.url);
       expect(existsSync(path), `${reason}: ${file ?? ""}`).toBe(true);

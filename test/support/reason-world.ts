@@ -31,6 +31,10 @@ export interface ReasonWorld {
 export const PEER_PROVIDERS = ["lookalike", "lookalike-b", ...["paused", "quota", "tripped"].flatMap((id) => [`${id}-grpc`, `${id}-connect`])];
 
 export interface ReasonWorldOptions {
+  /** More providers at the scripted peer, with their own timeout. */
+  readonly extraPeerProviders?: readonly { readonly id: string; readonly timeoutMs: number }[];
+  /** More settings under `tokens:`. */
+  readonly tokensYaml?: string;
   /** More providers, under `providers:`; given the scripted peer's base URL. */
   readonly providersYaml?: (peerBaseUrl: string) => string;
   /** More limits, under `limits:` (whose per-principal limits are generous). */
@@ -51,6 +55,7 @@ export async function startReasonWorld(options: ReasonWorldOptions = {}): Promis
     const yaml = [
       "providers:",
       ...PEER_PROVIDERS.map((id) => peer.providerYaml(id)),
+      ...(options.extraPeerProviders ?? []).map(({ id, timeoutMs }) => peer.providerYaml(id, { timeoutMs })),
       "  gone:",
       "    kind: oauth2",
       "    clientId: broker-client",
@@ -60,6 +65,7 @@ export async function startReasonWorld(options: ReasonWorldOptions = {}): Promis
       options.providersYaml?.(peer.baseUrl) ?? "",
       "tokens:",
       "  proactiveRefreshIntervalSeconds: 3600",
+      options.tokensYaml ?? "",
       // The refusals come from the row's own cause, never from the calls set-ups make.
       "limits:",
       "  perPrincipal:",

@@ -31,6 +31,11 @@ export interface CallOptions {
   /** The whole `authorization` header value (`Bearer …`); none when absent. */
   readonly authorization?: string | undefined;
   readonly deadlineMs?: number | undefined;
+  /**
+   * A deadline only the broker is told of (`grpc-timeout`, `connect-timeout-ms`): the client
+   * waits for the broker's answer to it rather than giving up itself at the same instant.
+   */
+  readonly serverDeadlineMs?: number | undefined;
 }
 
 export interface WireCaller {
@@ -82,7 +87,10 @@ function fromConnect(error: unknown): Refused {
 }
 
 function grpcMetadata(options: CallOptions): Record<string, string> {
-  return options.authorization === undefined ? {} : { authorization: options.authorization };
+  return {
+    ...(options.authorization === undefined ? {} : { authorization: options.authorization }),
+    ...(options.serverDeadlineMs === undefined ? {} : { "grpc-timeout": `${options.serverDeadlineMs}m` }),
+  };
 }
 
 function grpcCaller(target: Target): WireCaller {
@@ -124,7 +132,10 @@ function grpcCaller(target: Target): WireCaller {
 
 function connectCaller(target: Target): WireCaller {
   const transport: Transport = createConnectTransport({ baseUrl: `http://127.0.0.1:${target.httpPort}`, httpVersion: "1.1" });
-  const headers = (options: CallOptions): Record<string, string> => (options.authorization === undefined ? {} : { authorization: options.authorization });
+  const headers = (options: CallOptions): Record<string, string> => ({
+    ...(options.authorization === undefined ? {} : { authorization: options.authorization }),
+    ...(options.serverDeadlineMs === undefined ? {} : { "connect-timeout-ms": String(options.serverDeadlineMs) }),
+  });
   return {
     wire: "connect",
     async unary(method, request, options = {}) {

@@ -13,8 +13,8 @@ import { GRPC_CODE_BY_ERROR } from "../../src/transport/error-mapping.js";
 const README = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
 const REASON_COLUMN = "`ErrorInfo.reason`";
 const catalogue = Object.entries(ERROR_REASONS) as [ErrorReason, (typeof ERROR_REASONS)[ErrorReason]][];
-/** Raised only at start-up, or always translated into another reason before an answer leaves. */
-const hidden = (entry: (typeof ERROR_REASONS)[ErrorReason]): boolean => "startupOnly" in entry || "seenAs" in entry;
+/** Raised only at start-up, always translated into another reason, or raised once the caller has gone. */
+const hidden = (entry: (typeof ERROR_REASONS)[ErrorReason]): boolean => "startupOnly" in entry || "seenAs" in entry || "unanswered" in entry;
 const clientVisible = catalogue.filter(([, entry]) => !hidden(entry)).map(([reason]) => reason);
 
 interface ReasonTable {

@@ -24,7 +24,7 @@ export type ScriptedEndpoint = "token" | "userinfo";
 export interface ScriptedOauth2Peer {
   readonly baseUrl: string;
   /** The YAML of a provider `id` at this peer, for the broker's `providers:` mapping. */
-  providerYaml(id: string, extra?: string): string;
+  providerYaml(id: string, options?: { readonly timeoutMs?: number }): string;
   /** The next `count` answers of `endpoint` (default: every answer until `reset`). */
   script(endpoint: ScriptedEndpoint, answer: ScriptedAnswer, count?: number): void;
   reset(): void;
@@ -109,7 +109,7 @@ export async function startScriptedOauth2Peer(): Promise<ScriptedOauth2Peer> {
 
   return {
     baseUrl,
-    providerYaml(id, extra = "") {
+    providerYaml(id, options = {}) {
       return [
         `  ${id}:`,
         "    kind: oauth2",
@@ -117,9 +117,8 @@ export async function startScriptedOauth2Peer(): Promise<ScriptedOauth2Peer> {
         "    clientSecret: ${PEER_SECRET}",
         "    defaultScopes: [read]",
         "    allowedScopes: [read, write]",
-        "    timeoutMs: 1500",
+        `    timeoutMs: ${options.timeoutMs ?? 1500}`,
         `    endpoints: { authorization: '${baseUrl}/authorize', token: '${baseUrl}/token', userinfo: '${baseUrl}/userinfo', revocation: '${baseUrl}/revoke' }`,
-        ...(extra === "" ? [] : [extra]),
         "",
       ].join("\n");
     },
