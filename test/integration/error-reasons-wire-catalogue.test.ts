@@ -26,8 +26,18 @@ const WIRE_TABLES: Record<string, WireCases<never>> = {
 };
 
 /** Where each reason no caller receives (start-up only, or raised once the caller has gone) is raised and checked (paths under test/). */
+const STARTUP_TEST = "integration/error-reasons-startup.test.ts";
 const OFF_THE_WIRE_TESTED_IN: Partial<Record<ErrorReason, string>> = {
   CANCELLED: "integration/refresh-lost-answer.test.ts",
+  LISTEN_ADDRESS_UNAVAILABLE: STARTUP_TEST,
+  LOCAL_KEYRING_INVALID: STARTUP_TEST,
+  LOCAL_KEYRING_LOCKED: STARTUP_TEST,
+  LOCAL_KEYRING_REFUSED_IN_PRODUCTION: STARTUP_TEST,
+  MIGRATION_CHANGED: STARTUP_TEST,
+  MIGRATION_FAILED: STARTUP_TEST,
+  VAULT_CREDENTIALS_MISSING: STARTUP_TEST,
+  VAULT_KEY_MISSING: STARTUP_TEST,
+  VAULT_KEY_NOT_DERIVED: "integration/crypto-vault-cipher.test.ts",
 };
 
 /**
