@@ -14,6 +14,7 @@ import { answeredReason, type WireCases } from "../support/wire-cases.js";
 import { AUTHORIZATION_CASES } from "./error-reasons-wire-authorization.cases.js";
 import { DEADLINE_CASES } from "./error-reasons-wire-deadlines.cases.js";
 import { EDGE_CASES } from "./error-reasons-wire-edge.cases.js";
+import { OPENID_CASES } from "./error-reasons-wire-openid.cases.js";
 import { KEY_CASES } from "./error-reasons-wire-keys.cases.js";
 import { TOKEN_CASES } from "./error-reasons-wire-tokens.cases.js";
 
@@ -23,6 +24,7 @@ const WIRE_TABLES: Record<string, WireCases<never>> = {
   "error-reasons-wire-keys": KEY_CASES,
   "error-reasons-wire-edge": EDGE_CASES,
   "error-reasons-wire-deadlines": DEADLINE_CASES,
+  "error-reasons-wire-openid": OPENID_CASES,
 };
 
 /** Where each reason no caller receives (start-up only, or raised once the caller has gone) is raised and checked (paths under test/). */

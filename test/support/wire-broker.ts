@@ -26,10 +26,18 @@ export interface WireBroker {
   close(): Promise<void>;
 }
 
-export async function startWireBroker(options: { readonly yaml: string; readonly databaseUrl: string; readonly env?: Readonly<Record<string, string>> }): Promise<WireBroker> {
+export interface WireBrokerOptions {
+  readonly yaml: string;
+  readonly databaseUrl: string;
+  readonly env?: Readonly<Record<string, string>>;
+  /** The HTTP listener's port, when peers must know the callback URLs beforehand. */
+  readonly httpPort?: number;
+}
+
+export async function startWireBroker(options: WireBrokerOptions): Promise<WireBroker> {
   const dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-wire-"));
   try {
-    const port = await freePort();
+    const port = options.httpPort ?? (await freePort());
     const httpUrl = `http://127.0.0.1:${port}`;
     const configPath = join(dataDir, "broker.yaml");
     await writeFile(configPath, options.yaml);

@@ -19,6 +19,7 @@ export interface ScriptedAnswer {
   readonly delayMs?: number;
 }
 
+/** `userinfo` is any account lookup (`…/userinfo`, YouTube's `…/channels`). */
 export type ScriptedEndpoint = "token" | "userinfo";
 
 export interface ScriptedOauth2Peer {
@@ -92,7 +93,8 @@ export async function startScriptedOauth2Peer(): Promise<ScriptedOauth2Peer> {
         const user = form.get("grant_type") === "refresh_token" ? (form.get("refresh_token") ?? "").split("-")[1] ?? "someone" : userOfCode(form.get("code") ?? "");
         return send(res, issue(user, form.get("scope")));
       }
-      if (path.endsWith("/userinfo")) {
+      // The account lookup: userinfo, or YouTube's channel list.
+      if (path.endsWith("/userinfo") || path.endsWith("/channels")) {
         counts.userinfo += 1;
         const scripted = nextScripted("userinfo");
         if (scripted !== undefined) return send(res, scripted);
