@@ -1,10 +1,11 @@
 /**
  * Reasons of the request edge and of the broker's own dependencies: bytes that are not the
  * method's message, a request over the size limit, fields over theirs, a stored ciphertext of a
- * key version the local keyring lacks, PostgreSQL cut off, and a replica shutting down (last:
- * it leaves the broker draining).
+ * key version the local keyring lacks, PostgreSQL cut off or refusing a write or a schema it was
+ * not migrated to, and a replica shutting down (last: it leaves the broker draining).
  */
 import { Code } from "@connectrpc/connect";
+import { AuthorizationService } from "../../src/gen/oauthbroker/v1/authorization_service_pb.js";
 import { ProviderService } from "../../src/gen/oauthbroker/v1/provider_service_pb.js";
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
 import type { ReasonWorld } from "../support/reason-world.js";
@@ -64,6 +65,36 @@ export const EDGE_CASES = {
         return await wire.unary(TokenService.method.getAccessToken, { integrationId }, { authorization: world.admin });
       } finally {
         world.proxy.restore();
+      }
+    },
+  },
+  // PostgreSQL's own refusals the broker has no better name for: a schema that is not the one it migrated.
+  INTERNAL: {
+    status: Code.Internal,
+    metadataKeys: [],
+    produce: async (world, wire) => {
+      const integrationId = await world.connect(userFor("INTERNAL", wire));
+      await world.db.sql`alter table token_sets rename column token_type to token_type_elsewhere`;
+      try {
+        return await wire.unary(TokenService.method.getAccessToken, { integrationId }, { authorization: world.admin });
+      } finally {
+        await world.db.sql`alter table token_sets rename column token_type_elsewhere to token_type`;
+      }
+    },
+  },
+  ALREADY_EXISTS: {
+    status: Code.AlreadyExists,
+    metadataKeys: [],
+    produce: async (world, wire) => {
+      const user = userFor("ALREADY_EXISTS", wire);
+      await world.connect(user, { account: `${user}-first` });
+      // A uniqueness the broker does not know of: one integration per user and provider.
+      await world.db.sql.unsafe(`create unique index one_integration_of_${wire.wire} on integrations (user_id, provider) where user_id = '${user}'`);
+      try {
+        const state = await world.session(user);
+        return await wire.unary(AuthorizationService.method.completeAuthorization, { provider: "lookalike", state, code: `code-for-${user}-second` }, { authorization: world.admin });
+      } finally {
+        await world.db.sql.unsafe(`drop index one_integration_of_${wire.wire}`);
       }
     },
   },
