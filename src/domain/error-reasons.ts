@@ -6,7 +6,8 @@
  *
  * One line per reason, sorted: the list merges cleanly when several changes add reasons.
  * `startupOnly` marks the reasons raised only while the broker (or a command) starts, before any
- * listener accepts a call: no client ever receives them, so the README's tables leave them out.
+ * listener accepts a call, and those guarding a configuration the loader already refuses at
+ * start-up: no client ever receives them, so the README's tables leave them out.
  * `seenAs` marks a reason the broker raises inside and always translates before an answer leaves
  * it: the caller receives that reason instead, and the README lists only that one. `unanswered`
  * marks a reason raised only once the caller has gone (it is logged, never received).
@@ -45,15 +46,15 @@ export const ERROR_REASONS = {
   CIPHERTEXT_AUTHENTICATION_FAILED: { codes: ["key_service_error"], meaning: "a stored ciphertext failed authentication: tampered, or bound to another row" },
   CIPHERTEXT_MALFORMED: { codes: ["key_service_error"], meaning: "a stored ciphertext is not in a format the key service reads" },
   CIPHERTEXT_VERSION_DISALLOWED: { codes: ["key_service_error"], meaning: "Vault refuses to decrypt a ciphertext of a key version older than its minimum" },
-  CLIENT_ID_MISSING: { codes: ["provider_misconfigured"], meaning: "the provider has no client id configured" },
-  CLIENT_SECRET_MISSING: { codes: ["provider_misconfigured"], meaning: "the provider's client authentication needs a secret and none is configured" },
+  CLIENT_ID_MISSING: { codes: ["provider_misconfigured"], meaning: "the provider has no client id configured", startupOnly: true },
+  CLIENT_SECRET_MISSING: { codes: ["provider_misconfigured"], meaning: "the provider's client authentication needs a secret and none is configured", startupOnly: true },
   CODE_MISSING: { codes: ["provider_error"], meaning: "the provider's authorization response has no code" },
   CONSENT_REQUIRED: { codes: ["authorization_denied", "integration_needs_reauth"], meaning: "the provider needs the user's consent again (OIDC consent_required)" },
   CURSOR_EXPIRED: { codes: ["failed_precondition"], meaning: "a WatchIntegrations cursor is older than the change feed keeps" },
   DATABASE_UNAVAILABLE: { codes: ["database_unavailable"], meaning: "PostgreSQL cannot be reached or did not answer in time" },
   DEADLINE_EXCEEDED: { codes: ["deadline_exceeded"], meaning: "the caller's deadline passed (a refresh goes on and its token is cached)" },
   DRAINING: { codes: ["draining"], meaning: "the replica is shutting down" },
-  ENDPOINTS_MISSING: { codes: ["provider_misconfigured"], meaning: "the provider has neither discovery nor the endpoints the operation needs" },
+  ENDPOINTS_MISSING: { codes: ["provider_misconfigured"], meaning: "the provider has neither discovery nor the endpoints the operation needs", startupOnly: true },
   EXPIRED_STATE: { codes: ["authorization_session_invalid"], meaning: "the authorization session expired" },
   FAILED_PRECONDITION: { codes: ["failed_precondition"], meaning: "default reason: the operation does not fit the current state or configuration" },
   FIELD_LIMIT_EXCEEDED: { codes: ["invalid_argument"], meaning: "a request field is over its documented maximum (length or count)" },
@@ -108,11 +109,11 @@ export const ERROR_REASONS = {
   RATE_LIMITED: { codes: ["rate_limited"], meaning: "the caller exceeded one of the broker's rate limits" },
   REFRESH_LEASE_LOST: { codes: ["provider_unavailable"], meaning: "the refresh lease passed to another replica before the request was sent" },
   REQUEST_TOO_LARGE: { codes: ["request_too_large"], meaning: "the request body, as sent or decompressed, is over limits.maxRequestBytes" },
-  RETURN_TO_ALLOW_LIST_EMPTY: { codes: ["failed_precondition"], meaning: "no return_to is allowed: authorization.returnToAllowList is empty" },
-  RETURN_TO_ALLOW_LIST_INVALID: { codes: ["failed_precondition"], meaning: "an entry of authorization.returnToAllowList is not an absolute http(s) URL" },
+  RETURN_TO_ALLOW_LIST_EMPTY: { codes: ["failed_precondition"], meaning: "no return_to is allowed: authorization.returnToAllowList is empty", startupOnly: true },
+  RETURN_TO_ALLOW_LIST_INVALID: { codes: ["failed_precondition"], meaning: "an entry of authorization.returnToAllowList is not an absolute http(s) URL", startupOnly: true },
   ROTATED_TOKEN_LOST: { codes: ["integration_needs_reauth"], meaning: "a rotated refresh token died with a replica and the provider refused the stored one" },
   RPC_NOT_ALLOWED: { codes: ["permission_denied"], meaning: "the caller's role or policy does not allow the RPC" },
-  SANDBOX_NOT_RUNNING: { codes: ["provider_misconfigured"], meaning: "the sandbox provider is configured but not running" },
+  SANDBOX_NOT_RUNNING: { codes: ["provider_misconfigured"], meaning: "the sandbox provider is configured but not running", startupOnly: true },
   SCOPE_NOT_ALLOWED: { codes: ["permission_denied"], meaning: "the service's policy does not allow a requested scope" },
   SCOPE_NOT_GRANTED: { codes: ["scope_not_granted"], meaning: "the grant lacks scopes the caller requires" },
   SCOPE_WIDENED: { codes: ["authorization_denied"], meaning: "the provider granted scopes the flow did not ask for; the grant was revoked" },

@@ -18,10 +18,14 @@ import { createVaultTransitCipher } from "../../src/crypto/vault-transit-cipher.
 import type { ErrorReason } from "../../src/domain/error-reasons.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { startBroker } from "../../src/server.js";
+import { parseReturnToAllowList, resolveReturnTo } from "../../src/domain/return-to.js";
+import { clientCredentials } from "../../src/providers/client-auth.js";
+import { createProviderClient } from "../../src/providers/create-provider-client.js";
 import { runMigrations } from "../../src/storage/migrate.js";
 import { caught } from "../support/caught.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { freePort } from "../support/free-port.js";
+import { testProviderConfig } from "../support/peers/provider-config.js";
 import { startVaultEmulator, type VaultEmulator } from "../support/vault-transit-emulator.js";
 
 const silent = createLogger({ level: "silent" });
@@ -137,5 +141,43 @@ describe("start-up reasons, where they arise", () => {
     const error = await caught(startBroker({ config: loadConfig({ env }), logger: silent }));
     expectReason(error, "VAULT_KEY_MISSING");
     expect(error.code).toBe("failed_precondition");
+  });
+});
+
+/** Checks behind configuration the loader refuses, raised from a configuration built past it. */
+describe("configuration reasons, where they arise", () => {
+  it("CLIENT_ID_MISSING and CLIENT_SECRET_MISSING: a provider client without its credentials", () => {
+    const noId = (() => {
+      try {
+        clientCredentials(testProviderConfig({ id: "nameless", kind: "oauth2", clientId: undefined }));
+      } catch (error) {
+        return error as { reason: string };
+      }
+      throw new Error("expected CLIENT_ID_MISSING");
+    })();
+    expectReason(noId, "CLIENT_ID_MISSING");
+    const noSecret = (() => {
+      try {
+        clientCredentials(testProviderConfig({ id: "secretless", kind: "oauth2" }));
+      } catch (error) {
+        return error as { reason: string };
+      }
+      throw new Error("expected CLIENT_SECRET_MISSING");
+    })();
+    expectReason(noSecret, "CLIENT_SECRET_MISSING");
+  });
+
+  it("ENDPOINTS_MISSING and SANDBOX_NOT_RUNNING: provider clients that cannot be built", async () => {
+    // Built without endpoints, the client finds out when a flow first needs them.
+    const client = await createProviderClient(testProviderConfig({ id: "nowhere", kind: "oauth2", clientSecret: "s" }), { logger: silent });
+    const endpointless = await caught(client.authorizationUrl({ state: "state", scopes: [], redirectUri: "https://app.example/callback", codeVerifier: "verifier" }));
+    expectReason(endpointless, "ENDPOINTS_MISSING");
+    const sandbox = await caught(createProviderClient(testProviderConfig({ id: "sandbox", kind: "sandbox" }), { logger: silent }));
+    expectReason(sandbox, "SANDBOX_NOT_RUNNING");
+  });
+
+  it("RETURN_TO_ALLOW_LIST_EMPTY and RETURN_TO_ALLOW_LIST_INVALID: an allow-list the loader would refuse", async () => {
+    expectReason(await caught(Promise.resolve().then(() => resolveReturnTo("", []))), "RETURN_TO_ALLOW_LIST_EMPTY");
+    expectReason(await caught(Promise.resolve().then(() => parseReturnToAllowList(["not a url"]))), "RETURN_TO_ALLOW_LIST_INVALID");
   });
 });
