@@ -8,12 +8,7 @@ import { AuthorizationService } from "../../src/gen/oauthbroker/v1/authorization
 import type { ScriptedAnswer, ScriptedEndpoint } from "../support/peers/scripted-oauth2-peer.js";
 import type { ReasonWorld } from "../support/reason-world.js";
 import type { WireCaller } from "../support/wire-call.js";
-import type { WireCase, WireCases } from "../support/wire-cases.js";
-
-/** A user of its own for each row and wire: sessions and rate limits never meet. */
-function userFor(tag: string, wire: WireCaller): string {
-  return `${tag.toLowerCase().replace(/_/g, "-")}-${wire.wire}`;
-}
+import { userFor, type WireCase, type WireCases } from "../support/wire-cases.js";
 
 async function complete(world: ReasonWorld, wire: WireCaller, tag: string, fields: { code?: string; error?: string; iss?: string; provider?: string; sessionProvider?: string }) {
   const user = userFor(tag, wire);

@@ -7,7 +7,7 @@ import { Code } from "@connectrpc/connect";
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
 import type { ReasonWorld } from "../support/reason-world.js";
 import type { WireCaller } from "../support/wire-call.js";
-import type { WireCases } from "../support/wire-cases.js";
+import { userFor, type WireCases } from "../support/wire-cases.js";
 
 /** `tokens.maxWaitSeconds` of the world these rows run in. */
 export const MAX_WAIT_SECONDS = 1;
@@ -17,10 +17,6 @@ const CALLER_DEADLINE_MS = 400;
 
 /** A provider with a generous timeout, so the peer's slowness meets the broker's waits first. */
 export const PATIENT_PROVIDER = "patient";
-
-function userFor(tag: string, wire: WireCaller): string {
-  return `${tag.toLowerCase().replace(/_/g, "-")}-${wire.wire}`;
-}
 
 async function slowRefresh(world: ReasonWorld, wire: WireCaller, tag: string, serverDeadlineMs?: number) {
   const integrationId = await world.connect(userFor(tag, wire), { provider: PATIENT_PROVIDER });

@@ -10,8 +10,7 @@ import { ProviderService } from "../../src/gen/oauthbroker/v1/provider_service_p
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
 import type { ReasonWorld } from "../support/reason-world.js";
 import type { TcpProxy } from "../support/tcp-proxy.js";
-import type { WireCaller } from "../support/wire-call.js";
-import type { WireCases } from "../support/wire-cases.js";
+import { userFor, type WireCases } from "../support/wire-cases.js";
 
 export interface EdgeWorld extends ReasonWorld {
   /** Between the broker and PostgreSQL. */
@@ -22,10 +21,6 @@ export interface EdgeWorld extends ReasonWorld {
 export const MAX_REQUEST_BYTES = 65_536;
 
 const LIST_PROVIDERS = `/${ProviderService.typeName}/${ProviderService.method.listProviders.name}`;
-
-function userFor(tag: string, wire: WireCaller): string {
-  return `${tag.toLowerCase().replace(/_/g, "-")}-${wire.wire}`;
-}
 
 export const EDGE_CASES = {
   MALFORMED_REQUEST: {

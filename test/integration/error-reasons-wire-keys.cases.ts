@@ -7,8 +7,7 @@ import { Code } from "@connectrpc/connect";
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
 import type { ReasonWorld } from "../support/reason-world.js";
 import type { VaultEmulator } from "../support/vault-transit-emulator.js";
-import type { WireCaller } from "../support/wire-call.js";
-import type { WireCase, WireCases } from "../support/wire-cases.js";
+import { userFor, type WireCase, type WireCases } from "../support/wire-cases.js";
 
 export interface KeysWorld extends ReasonWorld {
   readonly vault: VaultEmulator;
@@ -16,10 +15,6 @@ export interface KeysWorld extends ReasonWorld {
 
 /** The transit key the broker uses by default. */
 export const TRANSIT_KEY = "oauth-broker";
-
-function userFor(tag: string, wire: WireCaller): string {
-  return `${tag.toLowerCase().replace(/_/g, "-")}-${wire.wire}`;
-}
 
 const VAULT_KEYS = ["backend", "path", "status"];
 

@@ -8,7 +8,7 @@ import { AuthorizationService } from "../../src/gen/oauthbroker/v1/authorization
 import type { OidcPeer } from "../support/peers/oidc-peer.js";
 import type { ScriptedAnswer, ScriptedOauth2Peer } from "../support/peers/scripted-oauth2-peer.js";
 import type { Wire, WireCaller } from "../support/wire-call.js";
-import type { WireCases } from "../support/wire-cases.js";
+import { userFor, type WireCases } from "../support/wire-cases.js";
 
 export interface OpenIdWorld {
   readonly callers: Record<Wire, WireCaller>;
@@ -23,10 +23,6 @@ export interface OpenIdWorld {
 }
 
 export const OPENID_PROVIDERS = ["google", "google-without-pkce", "youtube"] as const;
-
-function userFor(tag: string, wire: WireCaller): string {
-  return `${tag.toLowerCase().replace(/_/g, "-")}-${wire.wire}`;
-}
 
 function complete(world: OpenIdWorld, wire: WireCaller, provider: string, redirect: URL, overrides: { state?: string; iss?: string } = {}) {
   const param = (name: string) => redirect.searchParams.get(name) ?? "";

@@ -15,11 +15,7 @@ import { ROTATED_TOKEN_LOST } from "../../src/domain/tokens/refresh-takeover.js"
 import type { ScriptedAnswer } from "../support/peers/scripted-oauth2-peer.js";
 import type { ReasonWorld } from "../support/reason-world.js";
 import { refusalOf, type WireCaller } from "../support/wire-call.js";
-import type { WireCase, WireCases } from "../support/wire-cases.js";
-
-function userFor(tag: string, wire: WireCaller): string {
-  return `${tag.toLowerCase().replace(/_/g, "-")}-${wire.wire}`;
-}
+import { userFor, type WireCase, type WireCases } from "../support/wire-cases.js";
 
 /** A connected integration whose access token has expired: the next call refreshes it at the peer. */
 async function expiredIntegration(world: ReasonWorld, user: string, provider = "lookalike"): Promise<string> {

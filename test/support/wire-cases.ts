@@ -25,6 +25,11 @@ export interface WireCase<World> {
 
 export type WireCases<World> = Partial<Record<ErrorReason, WireCase<World>>>;
 
+/** A user of its own for each row and wire: sessions, integrations and rate limits never meet. */
+export function userFor(tag: string, wire: WireCaller): string {
+  return `${tag.toLowerCase().replace(/_/g, "-")}-${wire.wire}`;
+}
+
 /** The reason a caller receives for `reason`: itself, or the one the broker translates it into. */
 export function answeredReason(reason: ErrorReason): string {
   const entry: ErrorReasonEntry = ERROR_REASONS[reason];
