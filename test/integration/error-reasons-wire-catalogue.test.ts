@@ -79,9 +79,9 @@ const WITHOUT_WIRE_ROW: readonly ErrorReason[] = [
   "INTEGRATION_ID_CHANGED",
   "OPERATION_ABANDONED",
   "REFRESH_LEASE_LOST",
-  // Guards against the broker's own faults or states no RPC reports: an event the schema
-  // refuses, the keyring file unreadable (readiness reports it), a discovery document without
-  // a userinfo endpoint for an account lookup.
+  // Guards against the broker's own faults, and states no refusal reports: an event the schema
+  // refuses, the keyring file unreadable (GetStatus and /readyz report it as a component down),
+  // a discovery document without a userinfo endpoint for an account lookup.
   "INVALID_AUDIT_EVENT",
   "LOCAL_KEYRING_UNREADABLE",
   "USERINFO_ENDPOINT_MISSING",
