@@ -28,7 +28,7 @@ export interface ReasonWorld {
 }
 
 /** Providers at the scripted peer; a row that pauses or trips one has one per wire, as its state outlives the call. */
-export const PEER_PROVIDERS = ["lookalike", "lookalike-b", ...["paused", "quota", "tripped"].flatMap((id) => [`${id}-grpc`, `${id}-connect`])];
+export const PEER_PROVIDERS = ["lookalike", "lookalike-b", ...["paused", "tripped"].flatMap((id) => [`${id}-grpc`, `${id}-connect`])];
 
 export interface ReasonWorldOptions {
   /** More providers at the scripted peer, with their own timeout. */
