@@ -6,7 +6,11 @@
  *
  * One line per reason, sorted: the list merges cleanly when several changes add reasons.
  * `startupOnly` marks the reasons raised only while the broker (or a command) starts, before any
- * listener accepts a call: no client ever receives them, so the README's tables leave them out.
+ * listener accepts a call, and those guarding a configuration the loader already refuses at
+ * start-up: no client ever receives them, so the README's tables leave them out.
+ * `seenAs` marks a reason the broker raises inside and always translates before an answer leaves
+ * it: the caller receives that reason instead, and the README lists only that one. `unanswered`
+ * marks a reason raised only once the caller has gone (it is logged, never received).
  * The upper-cased name of every code is listed too: it is the reason of an error raised
  * without a more specific one.
  */
@@ -17,6 +21,9 @@ export interface ErrorReasonEntry {
   readonly codes: readonly BrokerErrorCode[];
   readonly meaning: string;
   readonly startupOnly?: true;
+  /** The reason a caller receives in its place. */
+  readonly seenAs?: string;
+  readonly unanswered?: true;
 }
 
 export const ERROR_REASONS = {
@@ -33,21 +40,21 @@ export const ERROR_REASONS = {
   AUTHORIZATION_ERROR: { codes: ["provider_error"], meaning: "the provider answered the authorization with an error the broker does not classify" },
   AUTHORIZATION_REQUEST_REJECTED: { codes: ["provider_misconfigured"], meaning: "the provider rejected the authorization request: client registration or scopes are wrong" },
   AUTHORIZATION_SESSION_INVALID: { codes: ["authorization_session_invalid"], meaning: "default reason: the authorization session cannot be used" },
-  CANCELLED: { codes: ["deadline_exceeded"], meaning: "the provider call was cancelled because the caller went away or its deadline passed" },
+  CANCELLED: { codes: ["deadline_exceeded"], meaning: "the provider call was cancelled because the caller went away or its deadline passed", unanswered: true },
   CANNOT_ACT_FOR_OTHER_USER: { codes: ["permission_denied"], meaning: "a user caller named another user" },
   CANNOT_ACT_FOR_USERS: { codes: ["permission_denied"], meaning: "the service's policy does not let it act for users" },
   CIPHERTEXT_AUTHENTICATION_FAILED: { codes: ["key_service_error"], meaning: "a stored ciphertext failed authentication: tampered, or bound to another row" },
   CIPHERTEXT_MALFORMED: { codes: ["key_service_error"], meaning: "a stored ciphertext is not in a format the key service reads" },
   CIPHERTEXT_VERSION_DISALLOWED: { codes: ["key_service_error"], meaning: "Vault refuses to decrypt a ciphertext of a key version older than its minimum" },
-  CLIENT_ID_MISSING: { codes: ["provider_misconfigured"], meaning: "the provider has no client id configured" },
-  CLIENT_SECRET_MISSING: { codes: ["provider_misconfigured"], meaning: "the provider's client authentication needs a secret and none is configured" },
+  CLIENT_ID_MISSING: { codes: ["provider_misconfigured"], meaning: "the provider has no client id configured", startupOnly: true },
+  CLIENT_SECRET_MISSING: { codes: ["provider_misconfigured"], meaning: "the provider's client authentication needs a secret and none is configured", startupOnly: true },
   CODE_MISSING: { codes: ["provider_error"], meaning: "the provider's authorization response has no code" },
   CONSENT_REQUIRED: { codes: ["authorization_denied", "integration_needs_reauth"], meaning: "the provider needs the user's consent again (OIDC consent_required)" },
   CURSOR_EXPIRED: { codes: ["failed_precondition"], meaning: "a WatchIntegrations cursor is older than the change feed keeps" },
   DATABASE_UNAVAILABLE: { codes: ["database_unavailable"], meaning: "PostgreSQL cannot be reached or did not answer in time" },
   DEADLINE_EXCEEDED: { codes: ["deadline_exceeded"], meaning: "the caller's deadline passed (a refresh goes on and its token is cached)" },
   DRAINING: { codes: ["draining"], meaning: "the replica is shutting down" },
-  ENDPOINTS_MISSING: { codes: ["provider_misconfigured"], meaning: "the provider has neither discovery nor the endpoints the operation needs" },
+  ENDPOINTS_MISSING: { codes: ["provider_misconfigured"], meaning: "the provider has neither discovery nor the endpoints the operation needs", startupOnly: true },
   EXPIRED_STATE: { codes: ["authorization_session_invalid"], meaning: "the authorization session expired" },
   FAILED_PRECONDITION: { codes: ["failed_precondition"], meaning: "default reason: the operation does not fit the current state or configuration" },
   FIELD_LIMIT_EXCEEDED: { codes: ["invalid_argument"], meaning: "a request field is over its documented maximum (length or count)" },
@@ -60,7 +67,7 @@ export const ERROR_REASONS = {
   INTERNAL: { codes: ["internal"], meaning: "default reason: a broker fault" },
   INVALID_ARGUMENT: { codes: ["invalid_argument"], meaning: "default reason: a request field is wrong (BadRequest names it)" },
   INVALID_AUDIT_EVENT: { codes: ["internal"], meaning: "the broker built an audit event that breaks the event schema" },
-  INVALID_GRANT: { codes: ["integration_needs_reauth"], meaning: "the provider refused the refresh token (RFC 6749 §5.2 invalid_grant)" },
+  INVALID_GRANT: { codes: ["integration_needs_reauth"], meaning: "the provider refused the refresh token (RFC 6749 §5.2 invalid_grant)", seenAs: "INTEGRATION_NEEDS_REAUTH" },
   INVALID_STATE: { codes: ["authorization_session_invalid"], meaning: "the authorization session is unknown, used, or belongs to someone else" },
   ISSUER_MISMATCH: { codes: ["authorization_session_invalid"], meaning: "the authorization response comes from another issuer (RFC 9207 mix-up defence)" },
   ISSUER_MISSING: { codes: ["authorization_session_invalid"], meaning: "the provider advertises RFC 9207 but its response has no iss" },
@@ -102,11 +109,11 @@ export const ERROR_REASONS = {
   RATE_LIMITED: { codes: ["rate_limited"], meaning: "the caller exceeded one of the broker's rate limits" },
   REFRESH_LEASE_LOST: { codes: ["provider_unavailable"], meaning: "the refresh lease passed to another replica before the request was sent" },
   REQUEST_TOO_LARGE: { codes: ["request_too_large"], meaning: "the request body, as sent or decompressed, is over limits.maxRequestBytes" },
-  RETURN_TO_ALLOW_LIST_EMPTY: { codes: ["failed_precondition"], meaning: "no return_to is allowed: authorization.returnToAllowList is empty" },
-  RETURN_TO_ALLOW_LIST_INVALID: { codes: ["failed_precondition"], meaning: "an entry of authorization.returnToAllowList is not an absolute http(s) URL" },
+  RETURN_TO_ALLOW_LIST_EMPTY: { codes: ["failed_precondition"], meaning: "no return_to is allowed: authorization.returnToAllowList is empty", startupOnly: true },
+  RETURN_TO_ALLOW_LIST_INVALID: { codes: ["failed_precondition"], meaning: "an entry of authorization.returnToAllowList is not an absolute http(s) URL", startupOnly: true },
   ROTATED_TOKEN_LOST: { codes: ["integration_needs_reauth"], meaning: "a rotated refresh token died with a replica and the provider refused the stored one" },
   RPC_NOT_ALLOWED: { codes: ["permission_denied"], meaning: "the caller's role or policy does not allow the RPC" },
-  SANDBOX_NOT_RUNNING: { codes: ["provider_misconfigured"], meaning: "the sandbox provider is configured but not running" },
+  SANDBOX_NOT_RUNNING: { codes: ["provider_misconfigured"], meaning: "the sandbox provider is configured but not running", startupOnly: true },
   SCOPE_NOT_ALLOWED: { codes: ["permission_denied"], meaning: "the service's policy does not allow a requested scope" },
   SCOPE_NOT_GRANTED: { codes: ["scope_not_granted"], meaning: "the grant lacks scopes the caller requires" },
   SCOPE_WIDENED: { codes: ["authorization_denied"], meaning: "the provider granted scopes the flow did not ask for; the grant was revoked" },

@@ -28,7 +28,8 @@ export interface GrpcFailure extends grpc.ServiceError {
 
 const detailRegistry = createRegistry(ErrorInfoSchema, RetryInfoSchema, BadRequestSchema);
 
-function decorate(error: grpc.ServiceError): GrpcFailure {
+/** The error with the `google.rpc` details of its status read into fields. */
+export function decorate(error: grpc.ServiceError): GrpcFailure {
   const raw = error.metadata?.get("grpc-status-details-bin")[0];
   if (!raw || typeof raw === "string") return error;
   const status = fromBinary(StatusSchema, raw);

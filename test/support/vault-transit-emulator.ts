@@ -91,6 +91,8 @@ export interface VaultEmulator {
   /** Delay before answering every request, to exercise client timeouts. */
   setLatency(ms: number): void;
   key(name: string): KeySnapshot | undefined;
+  /** Makes the key unknown (as if deleted) until the returned function puts it back. */
+  hideKey(name: string): () => void;
 }
 
 export interface VaultEmulatorOptions {
@@ -832,6 +834,13 @@ export async function startVaultEmulator(options: VaultEmulatorOptions = {}): Pr
     },
     setLatency(ms) {
       latencyMs = ms;
+    },
+    hideKey(name) {
+      const hidden = keys.get(name);
+      keys.delete(name);
+      return () => {
+        if (hidden) keys.set(name, hidden);
+      };
     },
     key(name) {
       const key = keys.get(name);

@@ -13,7 +13,9 @@ import { GRPC_CODE_BY_ERROR } from "../../src/transport/error-mapping.js";
 const README = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
 const REASON_COLUMN = "`ErrorInfo.reason`";
 const catalogue = Object.entries(ERROR_REASONS) as [ErrorReason, (typeof ERROR_REASONS)[ErrorReason]][];
-const clientVisible = catalogue.filter(([, entry]) => !("startupOnly" in entry)).map(([reason]) => reason);
+/** Raised only at start-up, always translated into another reason, or raised once the caller has gone. */
+const hidden = (entry: (typeof ERROR_REASONS)[ErrorReason]): boolean => "startupOnly" in entry || "seenAs" in entry || "unanswered" in entry;
+const clientVisible = catalogue.filter(([, entry]) => !hidden(entry)).map(([reason]) => reason);
 
 interface ReasonTable {
   readonly heading: string;
@@ -81,6 +83,13 @@ describe("the error reason catalogue", () => {
     }
   });
 
+  it("translates a hidden reason into one a caller can receive", () => {
+    for (const [reason, entry] of catalogue) {
+      if (!("seenAs" in entry)) continue;
+      expect(clientVisible, reason).toContain(entry.seenAs);
+    }
+  });
+
   it("recognises only its own reasons", () => {
     expect(isErrorReason("PROVIDER_RATE_LIMITED")).toBe(true);
     expect(isErrorReason("KEY_SERVICE_SEALED")).toBe(false);
@@ -107,10 +116,10 @@ describe("the README's error tables", () => {
     expect(reasonsInProse("answers with reason `NOT_A_REASON` (or `NEITHER`)")).toEqual(["NOT_A_REASON", "NEITHER"]);
   });
 
-  it("document every reason a caller can receive, and none raised only at start-up", () => {
+  it("document every reason a caller can receive, and none raised only at start-up or translated", () => {
     expect(clientVisible.filter((reason) => !documented.has(reason))).toEqual([]);
-    const startupOnly = catalogue.filter(([, entry]) => "startupOnly" in entry).map(([reason]) => reason);
-    expect(startupOnly.filter((reason) => documented.has(reason))).toEqual([]);
+    const invisible = catalogue.filter(([, entry]) => hidden(entry)).map(([reason]) => reason);
+    expect(invisible.filter((reason) => documented.has(reason))).toEqual([]);
   });
 
   it("give each reason of the complete table the status of its codes", () => {

@@ -87,6 +87,7 @@ export function createProviderCalls(deps: ProviderCallDeps): ProviderCalls {
       const provider = deps.providers.get(integration.provider);
       if (!provider) {
         throw new BrokerError("failed_precondition", `provider ${integration.provider} is not configured on this broker`, {
+          reason: "PROVIDER_NOT_CONFIGURED",
           metadata: { provider: integration.provider },
         });
       }

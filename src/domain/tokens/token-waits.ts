@@ -7,6 +7,13 @@ import type { Clock } from "../ports.js";
 import type { RequestContext } from "../types.js";
 
 /**
+ * How long before the caller's deadline its wait ends. At the deadline itself the transport
+ * gives up on its own (grpc-js answers a bare DEADLINE_EXCEEDED, a client stops reading): the
+ * broker's refusal, with its retry hint, must be on its way before that.
+ */
+export const DEADLINE_ANSWER_MARGIN_MS = 50;
+
+/**
  * Waits for `work` on behalf of one caller: the caller's deadline or cancellation ends its own
  * wait, never the shared work (other callers, and a rotated refresh token, depend on it).
  * `maxMs` bounds the wait of a caller who set no deadline, or a longer one: no call waits
@@ -17,7 +24,7 @@ export function awaitWithin<T>(work: Promise<T>, ctx: RequestContext | undefined
   const deadline = ctx?.deadline;
   const now = clock.now().getTime();
   const limitedByCaller = deadline !== undefined && (maxMs === undefined || deadline - now <= maxMs);
-  const waitMs = limitedByCaller ? Math.max(0, deadline - now) : maxMs;
+  const waitMs = limitedByCaller ? Math.max(0, deadline - now - DEADLINE_ANSWER_MARGIN_MS) : maxMs;
   return new Promise<T>((resolve, reject) => {
     const fail = () => {
       cleanup();

@@ -49,6 +49,8 @@ export interface OidcPeerOptions {
   readonly impliedConsentPrompt?: boolean;
   /** A rotated-out refresh token presented again this soon gets the same answer (refresh-answer-tap.ts). */
   readonly refreshReuseWindowMs?: number;
+  /** Default true; false also serves clients that send no PKCE challenge (as many providers do). */
+  readonly pkceRequired?: boolean;
 }
 
 const OPENID_SCOPES = new Set(["openid", "profile", "email", "offline_access"]);
@@ -160,7 +162,7 @@ export async function startOidcPeer(options: OidcPeerOptions): Promise<OidcPeer>
       },
       userinfo: { enabled: true },
     },
-    pkce: { required: () => true },
+    pkce: { required: () => options.pkceRequired ?? true },
     ttl: {
       AccessToken: options.accessTokenTtlSeconds ?? 3599,
       AuthorizationCode: 60,
