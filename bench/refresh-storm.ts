@@ -18,7 +18,7 @@ import { GetAccessTokenResponseSchema } from "../src/gen/oauthbroker/v1/token_se
 import { createLogger } from "../src/observability/logger.js";
 import { createProviderClient } from "../src/providers/create-provider-client.js";
 import { startBrokerProcess, type BrokerProcess } from "../test/support/broker-process.js";
-import { createBrowser, driveConsent } from "../test/support/peers/browser.js";
+import { connectAccount } from "../test/support/browser-flow.js";
 import { startOidcPeer, type OidcPeer } from "../test/support/peers/oidc-peer.js";
 import { testProviderConfig } from "../test/support/peers/provider-config.js";
 import { freePort, logLevel, UNLIMITED_TOKEN_CALLS } from "./support/broker.js";
@@ -31,27 +31,6 @@ const REPLICAS = 3;
 const CLIENT_ID = "broker-client";
 const CLIENT_SECRET = "bench-peer-secret";
 const DIRECT_REDIRECT = "http://127.0.0.1:1/direct-callback";
-
-/** Connects `username`'s Google account through `replica` the way a browser does. */
-async function connectAccount(replica: BrokerProcess, userToken: string, username: string): Promise<string> {
-  const browser = createBrowser();
-  const started = await fetch(`${replica.httpUrl}/oauthbroker.v1.AuthorizationService/StartAuthorization`, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${userToken}` },
-    body: JSON.stringify({ provider: "google" }),
-  });
-  if (started.status !== 200) throw new Error(`StartAuthorization answered ${started.status}: ${await started.text()}`);
-  const [cookie = ""] = started.headers.getSetCookie();
-  const [pair = ""] = cookie.split(";");
-  browser.cookies.set(pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1));
-  const { authorizationUrl } = (await started.json()) as { authorizationUrl: string };
-  const callback = await driveConsent(authorizationUrl, { username }, browser);
-  const arrival = await browser.request(callback);
-  const outcome = new URL(arrival.headers.get("location") ?? "", replica.httpUrl);
-  const id = outcome.searchParams.get("integration_id");
-  if (!id) throw new Error(`the flow did not connect: ${outcome.searchParams.get("error") ?? arrival.status}`);
-  return id;
-}
 
 /** One provider round trip as the broker's provider client makes it: a refresh at the peer, median of `n`. */
 async function providerRoundTrip(peer: OidcPeer, n: number): Promise<number> {
@@ -148,8 +127,8 @@ export async function benchRefreshStorm(server: BenchServer): Promise<BenchRepor
     const admin = await signLocalToken(key, { subject: "bench", kind: "service", roles: ["admin"] });
     const metadata = new grpc.Metadata();
     metadata.set("authorization", `Bearer ${admin}`);
-    const stormId = await connectAccount(replicas[0] as BrokerProcess, user, "storm-user");
-    const warmId = await connectAccount(replicas[0] as BrokerProcess, user, "warm-user");
+    const stormId = await connectAccount((replicas[0] as BrokerProcess).httpUrl, user, "google", "storm-user");
+    const warmId = await connectAccount((replicas[0] as BrokerProcess).httpUrl, user, "google", "warm-user");
 
     // Connections and JIT warm on every replica, on another integration.
     for (const replica of replicas) clients.push(new grpc.Client(replica.grpcAddress, grpc.credentials.createInsecure()));

@@ -17,7 +17,7 @@ import { GetAccessTokenRequestSchema, GetAccessTokenResponseSchema, TokenService
 import { createDatabase, type Database } from "../src/storage/database.js";
 import { createPostgresAuditLog, type PostgresAuditLog } from "../src/storage/audit-log.js";
 import { runMigrations } from "../src/storage/migrate.js";
-import { connectSandboxAccount } from "../test/support/sandbox-connect.js";
+import { connectSandboxAccount } from "../test/support/browser-flow.js";
 import { benchLogger, logLevel, startBenchBroker } from "./support/broker.js";
 import { combine, formatLoad, interleave, median, runLoad, unaryCall, type LoadResult } from "./support/load.js";
 import type { BenchServer } from "./support/postgres.js";

@@ -5,15 +5,12 @@
  * destination `npm start` writes stdout with (logger.ts, `logDestination`): the cost of every log
  * line stays in the measurement without flooding the terminal.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { loadConfig } from "../../src/config/load-config.js";
-import { loadOrCreateLocalSigningKey, signLocalToken, type LocalSigningKey } from "../../src/auth/local-signing-key.js";
+import type { LocalSigningKey } from "../../src/auth/local-signing-key.js";
 import { createLogger, logDestination, type Logger } from "../../src/observability/logger.js";
-import { startBroker, type RunningBroker } from "../../src/server.js";
+import type { RunningBroker } from "../../src/server.js";
 import { freePort } from "../../test/support/free-port.js";
+import { startInProcessBroker } from "../../test/support/in-process-broker.js";
 
 export { freePort };
 
@@ -40,38 +37,22 @@ export function benchLogger(): Logger {
 }
 
 export async function startBenchBroker(options: { databaseUrl?: string | undefined; extraYaml?: string } = {}): Promise<BenchBroker> {
-  const dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-bench-"));
-  const port = await freePort();
-  const httpUrl = `http://127.0.0.1:${port}`;
-  const configPath = join(dataDir, "bench.yaml");
-  await writeFile(configPath, `${UNLIMITED_TOKEN_CALLS}sandbox:\n  enabled: true\n${options.extraYaml ?? ""}`);
-  const env: Record<string, string> = {
-    BROKER_DATA_DIR: dataDir,
-    BROKER_CONFIG: configPath,
-    BROKER_GRPC_ADDR: "127.0.0.1:0",
-    BROKER_HTTP_ADDR: `127.0.0.1:${port}`,
-    BROKER_PUBLIC_URL: httpUrl,
-    LOG_LEVEL: logLevel(),
-  };
-  if (options.databaseUrl !== undefined) env["DATABASE_URL"] = options.databaseUrl;
-  const broker = await startBroker({
-    config: loadConfig({ env }),
+  const running = await startInProcessBroker({
+    yaml: `${UNLIMITED_TOKEN_CALLS}sandbox:\n  enabled: true\n${options.extraYaml ?? ""}`,
+    databaseUrl: options.databaseUrl,
+    env: { LOG_LEVEL: logLevel() },
     logger: benchLogger(),
+    name: "oauth-broker-bench",
   });
-  const signingKey = await loadOrCreateLocalSigningKey(dataDir);
-  const admin = await signLocalToken(signingKey, { subject: "bench", kind: "service", roles: ["admin"] });
   const adminMetadata = new grpc.Metadata();
-  adminMetadata.set("authorization", `Bearer ${admin}`);
+  adminMetadata.set("authorization", `Bearer ${await running.token("bench", "service", ["admin"])}`);
   return {
-    broker,
-    grpcAddress: `127.0.0.1:${broker.grpcPort}`,
-    httpUrl,
-    dataDir,
-    signingKey,
+    broker: running.broker,
+    grpcAddress: running.grpcAddress,
+    httpUrl: running.httpUrl,
+    dataDir: running.dataDir,
+    signingKey: running.signingKey,
     adminMetadata,
-    async stop() {
-      await broker.stop();
-      await rm(dataDir, { recursive: true, force: true });
-    },
+    stop: () => running.stop(),
   };
 }

@@ -31,14 +31,8 @@ import { createTokenServiceHandlers } from "../transport/handlers/token-service.
 import { createHealth, type HealthState } from "../transport/health.js";
 import { startHttpListener, type HttpListener, type HttpRequest, type HttpResponse } from "../transport/http-listener.js";
 import { healthzRoute, metricsRoute, readyzRoute } from "../transport/http-routes.js";
-import { createAuthenticationInterceptor } from "../transport/interceptors/authentication.js";
-import { createDrainingInterceptor } from "../transport/interceptors/draining.js";
-import { createErrorInterceptor } from "../transport/interceptors/errors.js";
-import { createObserveInterceptor, type ObserveInterceptor } from "../transport/interceptors/observe.js";
-import { createRateLimitInterceptor } from "../transport/interceptors/rate-limit.js";
-import { createRequestEdgeInterceptor } from "../transport/interceptors/request-edge.js";
-import { createRequestIdInterceptor } from "../transport/interceptors/request-id.js";
-import { createSecurityAuditInterceptor } from "../transport/interceptors/security-audit.js";
+import { createInterceptorChain } from "../transport/interceptors/chain.js";
+import type { ObserveInterceptor } from "../transport/interceptors/observe.js";
 import { OPEN_SERVICES } from "../transport/open-services.js";
 import { webPageRoute } from "../transport/web-page.js";
 import { createOAuthCallbackRoute } from "../transport/oauth-callback-route.js";
@@ -98,17 +92,18 @@ export async function startTransport({ config, logger, closers }: Wiring, parts:
   const { telemetry, authenticator, live, storage, providers, tokenService, services } = parts;
   const { metrics } = telemetry;
   const shutdown = new AbortController();
-  const observe = createObserveInterceptor({ logger, metrics, watchdog: telemetry.watchdog });
-  const interceptors = [
-    createRequestIdInterceptor(),
-    observe.interceptor,
-    createErrorInterceptor({ reporter: parts.errorReporter }),
-    createSecurityAuditInterceptor({ recorder: parts.securityAudit }),
-    createDrainingInterceptor({ isDraining: () => parts.drain.isDraining(), openServices: OPEN_SERVICES }),
-    createAuthenticationInterceptor({ authenticator, policyHolder: live.policy, openServices: OPEN_SERVICES }),
-    createRateLimitInterceptor({ limiter: parts.limiter, limits: () => live.current().limits }),
-    createRequestEdgeInterceptor(),
-  ];
+  const { interceptors, observe } = createInterceptorChain({
+    logger,
+    metrics,
+    watchdog: telemetry.watchdog,
+    errorReporter: parts.errorReporter,
+    securityAudit: parts.securityAudit,
+    isDraining: () => parts.drain.isDraining(),
+    authenticator,
+    policyHolder: live.policy,
+    limiter: parts.limiter,
+    limits: () => live.current().limits,
+  });
   const admission = createAdmission({ authenticator, openServices: OPEN_SERVICES });
   const { maxRequestBytes } = config.limits;
   const { integrations } = storage;

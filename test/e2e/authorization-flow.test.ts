@@ -4,41 +4,34 @@
  * sandbox's sign-in page and the broker's callback back to `return_to` with a stored,
  * encrypted integration; the state cannot be replayed; nothing secret reaches the output.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
-import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
-import { createBrowser, driveConsent } from "../support/peers/browser.js";
+import { createLogger } from "../../src/observability/logger.js";
+import type { BrokerProcess } from "../support/broker-process.js";
+import { createBrokerDataDir, type BrokerDataDir } from "../support/broker-data-dir.js";
+import { createBrowser } from "../support/peers/browser.js";
+import { consentAtProvider, startAuthorization } from "../support/browser-flow.js";
 import { freePort } from "../support/free-port.js";
-import { rootServerHome } from "../../src/storage/embedded-postgres-layout.js";
 
 describe("authorization flow against the broker process (embedded default, sandbox)", () => {
   let broker: BrokerProcess;
-  let dataDir: string;
+  let data: BrokerDataDir;
   let publicUrl: string;
   let userToken: string;
   let adminToken: string;
 
   beforeAll(async () => {
-    dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-e2e-authz-"));
+    data = await createBrokerDataDir("oauth-broker-e2e-authz", createLogger({ level: "silent" }));
     const port = await freePort();
     publicUrl = `http://127.0.0.1:${port}`;
     // The public URL must name the real port: it is the sandbox's issuer and the redirect URI.
-    broker = await startBrokerProcess({ BROKER_DATA_DIR: dataDir, BROKER_HTTP_ADDR: `127.0.0.1:${port}`, BROKER_PUBLIC_URL: publicUrl }, 90_000);
-    const key = await loadOrCreateLocalSigningKey(dataDir);
-    userToken = await signLocalToken(key, { subject: "alice", kind: "user", ttlSeconds: 600 });
-    adminToken = await signLocalToken(key, { subject: "ops", kind: "user", roles: ["admin"], ttlSeconds: 600 });
+    broker = await data.startBroker({ BROKER_HTTP_ADDR: `127.0.0.1:${port}`, BROKER_PUBLIC_URL: publicUrl }, 90_000);
+    userToken = await data.token("alice", "user");
+    adminToken = data.adminToken;
   }, 120_000);
 
   afterAll(async () => {
     if (broker !== undefined) expect(await broker.stop()).toBe(0);
-    if (dataDir !== undefined) {
-      // As root the embedded server's home is outside the data directory.
-      await rm(rootServerHome(join(dataDir, "postgres")), { recursive: true, force: true });
-      await rm(dataDir, { recursive: true, force: true });
-    }
+    await data?.remove();
   });
 
   async function call(method: string, token: string, body: Record<string, unknown>) {
@@ -52,18 +45,14 @@ describe("authorization flow against the broker process (embedded default, sandb
 
   it("connects a sandbox account from StartAuthorization to return_to, once", async () => {
     const browser = createBrowser();
-    const started = await call("AuthorizationService/StartAuthorization", userToken, { provider: "sandbox", scopes: ["sandbox.read"] });
-    expect(started.status, JSON.stringify(started.json)).toBe(200);
+    const started = await startAuthorization(broker.httpUrl, { authorization: `Bearer ${userToken}` }, { provider: "sandbox", scopes: ["sandbox.read"] }, browser);
     expect(started.headers.get("cache-control")).toBe("no-store");
-    const [cookie = ""] = started.headers.getSetCookie();
-    expect(cookie).toMatch(/^oauth_broker_flow_sandbox=[A-Za-z0-9_-]{43}; HttpOnly; SameSite=Lax; Path=\/oauth\/callback\/sandbox; Max-Age=\d+$/);
-    const [pair = ""] = cookie.split(";");
-    browser.cookies.set(pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1));
+    expect(started.setCookie).toMatch(/^oauth_broker_flow_sandbox=[A-Za-z0-9_-]{43}; HttpOnly; SameSite=Lax; Path=\/oauth\/callback\/sandbox; Max-Age=\d+$/);
 
-    const authorizationUrl = new URL(String(started.json["authorizationUrl"]));
+    const { authorizationUrl } = started;
     expect(authorizationUrl.origin + authorizationUrl.pathname).toBe(`${publicUrl}/sandbox/auth`);
     const state = authorizationUrl.searchParams.get("state") ?? "";
-    const callbackUrl = await driveConsent(authorizationUrl, { username: "newcomer" }, browser);
+    const callbackUrl = await consentAtProvider(authorizationUrl, { username: "newcomer" }, browser);
     expect(callbackUrl.origin + callbackUrl.pathname).toBe(`${publicUrl}/oauth/callback/sandbox`);
     const code = callbackUrl.searchParams.get("code") ?? "";
 
@@ -84,6 +73,7 @@ describe("authorization flow against the broker process (embedded default, sandb
     expect(replay.status).toBe(400);
 
     // No state, code or binding value reached the process output.
-    for (const secret of [state, code, pair.slice(pair.indexOf("=") + 1)]) expect(broker.output()).not.toContain(secret);
+    const binding = (started.setCookie ?? "").split(";")[0]?.split("=")[1] ?? "";
+    for (const secret of [state, code, binding]) expect(broker.output()).not.toContain(secret);
   });
 });

@@ -10,23 +10,20 @@
  * `/readyz` must answer 503 at once once the broker has seen a failing call, and everything must
  * work again after the restore, without a restart.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
-import { createLocalKeyringCipher } from "../../src/crypto/local-keyring-cipher.js";
 import type { ProviderClient } from "../../src/domain/ports.js";
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
-import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
+import type { BrokerProcess } from "../support/broker-process.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { scrapeMetrics } from "../support/prometheus-text.js";
 import { grpcClient, unary, type GrpcFailure } from "../support/grpc-client.js";
 import { connectAtPeer, waitUntil } from "../support/peer-connect.js";
 import { type OidcPeer } from "../support/peers/oidc-peer.js";
-import { startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
+import { microsoftPeerProviderYaml, startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
+import { createBrokerDataDir, type BrokerDataDir } from "../support/broker-data-dir.js";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
-import { captureLogger } from "../support/transport-fixture.js";
+import { captureLogger } from "../support/log-capture.js";
 
 const SECRET = "ms~secret.value_17";
 const REDIRECT_URI = "http://127.0.0.1:18097/oauth/callback/microsoft";
@@ -45,7 +42,7 @@ interface Outcome {
 describe("the database going away under load", () => {
   let db: TestDatabase;
   let proxy: TcpProxy;
-  let dataDir: string;
+  let data: BrokerDataDir;
   let peer: OidcPeer;
   let client: ProviderClient;
   let broker: BrokerProcess;
@@ -59,40 +56,26 @@ describe("the database going away under load", () => {
     db = await createTestDatabase();
     const target = new URL(db.url);
     proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 5432) });
-    dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-db-outage-"));
     const { logger } = captureLogger();
-    const cipher = await createLocalKeyringCipher({ dataDir, logger });
-    const signingKey = await loadOrCreateLocalSigningKey(dataDir);
-    adminToken = await signLocalToken(signingKey, { subject: "ops", kind: "service", roles: ["admin"] });
-    newcomerToken = await signLocalToken(signingKey, { subject: "newcomer", kind: "service", roles: ["admin"] });
+    data = await createBrokerDataDir("oauth-broker-db-outage", logger);
+    const { cipher } = data;
+    adminToken = data.adminToken;
+    newcomerToken = await data.token("newcomer", "service", ["admin"]);
     ({ peer, client } = await startMicrosoftPeer({ secret: SECRET, redirectUri: REDIRECT_URI, logger }));
     for (const username of ["ada", "brian", "chen"]) {
       const { integrationId } = await connectAtPeer({ peer, client, cipher, sql: db.sql, username, provider: "microsoft", redirectUri: REDIRECT_URI });
       integrationIds.push(integrationId);
     }
-    const configPath = join(dataDir, "broker.yaml");
-    await writeFile(
-      configPath,
-      [
-        "providers:",
-        "  microsoft:",
-        "    kind: microsoft",
-        "    clientId: broker-client",
-        "    clientSecret: ${MS_SECRET}",
-        "    clientAuthMethod: client_secret_post",
-        "    tenant: organizations",
-        `    endpoints: { issuer: '${peer.issuer}', api: '${peer.apiBase}' }`,
-        "database:",
-        `  callTimeoutMs: ${DATABASE_CALL_MS}`,
-        "tokens:",
-        "  proactiveRefreshIntervalSeconds: 3600",
-        `  reissueFlushSeconds: ${REISSUE_FLUSH_SECONDS}`,
-      ].join("\n"),
-    );
-    broker = await startBrokerProcess(
-      { DATABASE_URL: proxy.via(db.url), BROKER_DATA_DIR: dataDir, BROKER_CONFIG: configPath, MS_SECRET: SECRET },
-      60_000,
-    );
+    await data.writeConfig([
+      "providers:",
+      ...microsoftPeerProviderYaml("microsoft", peer),
+      "database:",
+      `  callTimeoutMs: ${DATABASE_CALL_MS}`,
+      "tokens:",
+      "  proactiveRefreshIntervalSeconds: 3600",
+      `  reissueFlushSeconds: ${REISSUE_FLUSH_SECONDS}`,
+    ]);
+    broker = await data.startBroker({ DATABASE_URL: proxy.via(db.url), MS_SECRET: SECRET });
     grpc = grpcClient(broker.grpcAddress);
   }, 90_000);
 
@@ -103,7 +86,7 @@ describe("the database going away under load", () => {
     await proxy?.close();
     await peer?.close();
     await db?.drop();
-    await rm(dataDir, { recursive: true, force: true });
+    await data?.remove();
   });
 
   async function call(integrationId: string, token: string): Promise<Outcome> {
@@ -158,8 +141,8 @@ describe("the database going away under load", () => {
     await waitUntil(async () => (await round()).every((outcome) => outcome.failure === undefined), "every caller gets a token again", 20_000, 50);
     expect((await round(newcomerToken)).every((outcome) => outcome.failure === undefined)).toBe(true);
     await waitUntil(async () => (await readyz()).status === 200, "/readyz answers 200 again", 10_000, 50);
-    const metrics = await (await fetch(`${broker.httpUrl}/metrics`)).text();
-    expect(metrics).toMatch(/^oauth_broker_inflight_overdue_calls 0$/m);
+    const metrics = await scrapeMetrics(broker.httpUrl);
+    expect(metrics).toContainEqual({ name: "oauth_broker_inflight_overdue_calls", labels: {}, value: 0 });
     expect(broker.output()).not.toContain("internal error");
   }, 90_000);
 });

@@ -20,7 +20,7 @@ import { grpcClient, unary } from "../support/grpc-client.js";
 import { connectAtPeer, waitUntil } from "../support/peer-connect.js";
 import { type OidcPeer } from "../support/peers/oidc-peer.js";
 import { startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
-import { captureLogger } from "../support/transport-fixture.js";
+import { captureLogger } from "../support/log-capture.js";
 
 const SECRET = "ms~secret.value_counts";
 const REDIRECT_URI = "http://127.0.0.1:18092/oauth/callback/microsoft";

@@ -6,33 +6,31 @@
  * answers NO_REFRESH_TOKEN once its token cannot last as long as asked. The peers play a plain
  * OpenID provider: a refresh token only for a consented `offline_access` (OIDC Core §11).
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
 import { IntegrationService } from "../../src/gen/oauthbroker/v1/integration_service_pb.js";
 import { StatusService } from "../../src/gen/oauthbroker/v1/status_service_pb.js";
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
-import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
+import { createLogger } from "../../src/observability/logger.js";
+import type { BrokerProcess } from "../support/broker-process.js";
+import { createBrokerDataDir, type BrokerDataDir } from "../support/broker-data-dir.js";
 import { freePort } from "../support/free-port.js";
 import { grpcClient, unary, type GrpcFailure } from "../support/grpc-client.js";
 import { startOidcPeer, type OidcPeer } from "../support/peers/oidc-peer.js";
 import { parseExposition, series } from "../support/prometheus-text.js";
-import { connectAccount } from "../support/sandbox-connect.js";
+import { connectAccount, startAuthorization } from "../support/browser-flow.js";
 
 const PEER_TOKEN_TTL_SECONDS = 600;
 
 describe("oidc providers configured by discovery alone", () => {
   let broker: BrokerProcess;
-  let dataDir: string;
+  let data: BrokerDataDir;
   let refreshing: OidcPeer;
   let plain: OidcPeer;
   let userToken: string;
   let adminToken: string;
 
   beforeAll(async () => {
-    dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-e2e-offline-"));
+    data = await createBrokerDataDir("oauth-broker-e2e-offline", createLogger({ level: "silent" }));
     const port = await freePort();
     const publicUrl = `http://127.0.0.1:${port}`;
     const client = (id: string) => ({
@@ -44,42 +42,31 @@ describe("oidc providers configured by discovery alone", () => {
     const common = { flavor: "microsoft" as const, impliedConsentPrompt: false, accessTokenTtlSeconds: PEER_TOKEN_TTL_SECONDS, scopes: ["files.read"] };
     refreshing = await startOidcPeer({ ...common, clients: [client("idp")] });
     plain = await startOidcPeer({ ...common, clients: [client("plain")], offlineAccess: false });
-    const provider = (id: string, issuer: string) =>
-      [
-        `  ${id}:`,
-        "    kind: oidc",
-        "    clientId: broker-client",
-        "    clientSecret: ${PEER_SECRET}",
-        "    allowedScopes: [openid, offline_access, files.read]",
-        `    endpoints: { issuer: '${issuer}' }`,
-      ].join("\n");
-    const configPath = join(dataDir, "broker.yaml");
-    await writeFile(configPath, `providers:\n${provider("idp", refreshing.issuer)}\n${provider("plain", plain.issuer)}\n`);
-    broker = await startBrokerProcess(
-      { BROKER_DATA_DIR: dataDir, BROKER_CONFIG: configPath, BROKER_HTTP_ADDR: `127.0.0.1:${port}`, BROKER_PUBLIC_URL: publicUrl, PEER_SECRET: "peer-secret" },
-      90_000,
-    );
-    const key = await loadOrCreateLocalSigningKey(dataDir);
-    userToken = await signLocalToken(key, { subject: "alice", kind: "user", ttlSeconds: 600 });
-    adminToken = await signLocalToken(key, { subject: "ops", kind: "user", roles: ["admin"], ttlSeconds: 600 });
+    const provider = (id: string, issuer: string) => [
+      `  ${id}:`,
+      "    kind: oidc",
+      "    clientId: broker-client",
+      "    clientSecret: ${PEER_SECRET}",
+      "    allowedScopes: [openid, offline_access, files.read]",
+      `    endpoints: { issuer: '${issuer}' }`,
+    ];
+    await data.writeConfig(["providers:", ...provider("idp", refreshing.issuer), ...provider("plain", plain.issuer), ""]);
+    broker = await data.startBroker({ BROKER_HTTP_ADDR: `127.0.0.1:${port}`, BROKER_PUBLIC_URL: publicUrl, PEER_SECRET: "peer-secret" }, 90_000);
+    userToken = await data.token("alice", "user");
+    adminToken = data.adminToken;
   }, 120_000);
 
   afterAll(async () => {
     if (broker !== undefined) expect(await broker.stop()).toBe(0);
     await refreshing?.close();
     await plain?.close();
-    if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
+    await data?.remove();
   });
 
   const asAdmin = () => ({ metadata: { authorization: `Bearer ${adminToken}` } });
 
   it("asks an advertising provider for offline_access with prompt=consent besides the caller's scopes, and the grant refreshes", async () => {
-    const started = await fetch(`${broker.httpUrl}/oauthbroker.v1.AuthorizationService/StartAuthorization`, {
-      method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${userToken}` },
-      body: JSON.stringify({ provider: "idp", scopes: ["files.read"] }),
-    });
-    const url = new URL(((await started.json()) as { authorizationUrl: string }).authorizationUrl);
+    const { authorizationUrl: url } = await startAuthorization(broker.httpUrl, { authorization: `Bearer ${userToken}` }, { provider: "idp", scopes: ["files.read"] });
     expect(url.searchParams.get("scope")).toBe("files.read openid offline_access");
     expect(url.searchParams.get("prompt")).toBe("consent");
 

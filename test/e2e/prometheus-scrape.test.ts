@@ -29,7 +29,7 @@ import { waitUntil } from "../support/peer-connect.js";
 import { declaredFamilies, parseExposition } from "../support/prometheus-text.js";
 import { startPrometheus, type MatrixSeries, type QueryResult, type RunningPrometheus } from "../support/prometheus-server.js";
 import { runPromtool, skipWithout } from "../support/prometheus-tools.js";
-import { connectSandboxAccount } from "../support/sandbox-connect.js";
+import { connectSandboxAccount } from "../support/browser-flow.js";
 
 interface Panel {
   readonly type: string;

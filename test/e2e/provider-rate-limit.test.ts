@@ -6,23 +6,19 @@
  * remaining pause as RetryInfo; afterwards traffic resumes with one refresh per integration.
  * Without `Retry-After`, the pause backs off exponentially (1 s, then 2 s).
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
-import { createLocalKeyringCipher } from "../../src/crypto/local-keyring-cipher.js";
 import type { Cipher, ProviderClient } from "../../src/domain/ports.js";
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
 import { TOKEN_CHANNEL } from "../../src/storage/token-notifications.js";
-import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
+import type { BrokerProcess } from "../support/broker-process.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { grpcClient, unary, type GrpcFailure } from "../support/grpc-client.js";
 import { connectAtPeer } from "../support/peer-connect.js";
 import type { OidcPeer } from "../support/peers/oidc-peer.js";
-import { startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
-import { captureLogger } from "../support/transport-fixture.js";
+import { microsoftPeerProviderYaml, startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
+import { createBrokerDataDir, type BrokerDataDir } from "../support/broker-data-dir.js";
+import { captureLogger } from "../support/log-capture.js";
 
 const SECRET = "ms~secret.value_8";
 const REDIRECT_URI = "http://127.0.0.1:18088/oauth/callback/microsoft";
@@ -30,7 +26,7 @@ const RETRY_AFTER_SECONDS = 2;
 
 describe("a provider answering 429", () => {
   let db: TestDatabase;
-  let dataDir: string;
+  let data: BrokerDataDir;
   let peer: OidcPeer;
   let client: ProviderClient;
   let cipher: Cipher;
@@ -41,28 +37,12 @@ describe("a provider answering 429", () => {
 
   beforeAll(async () => {
     db = await createTestDatabase();
-    dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-rate-limit-"));
     const { logger } = captureLogger();
-    cipher = await createLocalKeyringCipher({ dataDir, logger });
-    adminToken = await signLocalToken(await loadOrCreateLocalSigningKey(dataDir), { subject: "ops", kind: "service", roles: ["admin"] });
+    data = await createBrokerDataDir("oauth-broker-rate-limit", logger);
+    ({ cipher, adminToken } = data);
     ({ peer, client } = await startMicrosoftPeer({ secret: SECRET, redirectUri: REDIRECT_URI, logger }));
-    const configPath = join(dataDir, "broker.yaml");
-    await writeFile(
-      configPath,
-      [
-        "providers:",
-        "  microsoft:",
-        "    kind: microsoft",
-        "    clientId: broker-client",
-        "    clientSecret: ${MS_SECRET}",
-        "    clientAuthMethod: client_secret_post",
-        "    tenant: organizations",
-        `    endpoints: { issuer: '${peer.issuer}', api: '${peer.apiBase}' }`,
-        "tokens:",
-        "  proactiveRefreshIntervalSeconds: 3600",
-      ].join("\n"),
-    );
-    broker = await startBrokerProcess({ DATABASE_URL: db.url, BROKER_DATA_DIR: dataDir, BROKER_CONFIG: configPath, MS_SECRET: SECRET }, 60_000);
+    await data.writeConfig(["providers:", ...microsoftPeerProviderYaml("microsoft", peer), "tokens:", "  proactiveRefreshIntervalSeconds: 3600"]);
+    broker = await data.startBroker({ DATABASE_URL: db.url, MS_SECRET: SECRET });
     grpc = grpcClient(broker.grpcAddress);
     for (const username of ["judy", "kim", "leo"]) {
       ids.push((await connectAtPeer({ peer, client, cipher, sql: db.sql, username, provider: "microsoft", redirectUri: REDIRECT_URI })).integrationId);
@@ -74,7 +54,7 @@ describe("a provider answering 429", () => {
     await broker?.stop("SIGTERM");
     await peer?.close();
     await db?.drop();
-    await rm(dataDir, { recursive: true, force: true });
+    await data?.remove();
   });
 
   const getToken = (integrationId: string) =>

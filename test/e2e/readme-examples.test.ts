@@ -16,7 +16,7 @@ import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/loca
 import { rootServerHome } from "../../src/storage/embedded-postgres-layout.js";
 import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
 import { freePort } from "../support/free-port.js";
-import { connectSandboxAccount } from "../support/sandbox-connect.js";
+import { connectSandboxAccount } from "../support/browser-flow.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const run = promisify(execFile);

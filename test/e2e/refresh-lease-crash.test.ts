@@ -8,22 +8,19 @@
  * provider, so the stored refresh token is still the good one, and the survivor stores its
  * rotation.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
-import { createLocalKeyringCipher } from "../../src/crypto/local-keyring-cipher.js";
 import type { Cipher, ProviderClient } from "../../src/domain/ports.js";
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
 import { TOKEN_CHANNEL } from "../../src/storage/token-notifications.js";
-import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
+import type { BrokerProcess } from "../support/broker-process.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { scrapeMetrics, unlabelledValue } from "../support/prometheus-text.js";
 import { grpcClient, unary } from "../support/grpc-client.js";
 import { connectAtPeer, waitUntil } from "../support/peer-connect.js";
 import { type OidcPeer } from "../support/peers/oidc-peer.js";
-import { captureLogger } from "../support/transport-fixture.js";
-import { startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
+import { captureLogger } from "../support/log-capture.js";
+import { microsoftPeerProviderYaml, startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
+import { createBrokerDataDir, type BrokerDataDir } from "../support/broker-data-dir.js";
 
 const SECRET = "ms~secret.value_5";
 const REDIRECT_URI = "http://127.0.0.1:18084/oauth/callback/microsoft";
@@ -31,7 +28,7 @@ const LEASE_SECONDS = 4;
 
 describe("a replica killed while it holds the refresh lease", () => {
   let db: TestDatabase;
-  let dataDir: string;
+  let data: BrokerDataDir;
   let peer: OidcPeer;
   let client: ProviderClient;
   let cipher: Cipher;
@@ -40,36 +37,20 @@ describe("a replica killed while it holds the refresh lease", () => {
 
   beforeAll(async () => {
     db = await createTestDatabase();
-    dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-lease-crash-"));
     const { logger } = captureLogger();
     // Created before the brokers start, so all three share one keyring and one signing key.
-    cipher = await createLocalKeyringCipher({ dataDir, logger });
-    adminToken = await signLocalToken(await loadOrCreateLocalSigningKey(dataDir), { subject: "ops", kind: "service", roles: ["admin"] });
+    data = await createBrokerDataDir("oauth-broker-lease-crash", logger);
+    ({ cipher, adminToken } = data);
     ({ peer, client } = await startMicrosoftPeer({ secret: SECRET, redirectUri: REDIRECT_URI, logger }));
-    const configPath = join(dataDir, "broker.yaml");
-    await writeFile(
-      configPath,
-      [
-        "providers:",
-        "  microsoft:",
-        "    kind: microsoft",
-        "    clientId: broker-client",
-        "    clientSecret: ${MS_SECRET}",
-        "    clientAuthMethod: client_secret_post",
-        "    tenant: organizations",
-        "    timeoutMs: 10000",
-        `    endpoints: { issuer: '${peer.issuer}', api: '${peer.apiBase}' }`,
-        "tokens:",
-        `  leaseSeconds: ${LEASE_SECONDS}`,
-        // The proactive refresher stays out of the way: only callers refresh here.
-        "  proactiveRefreshIntervalSeconds: 3600",
-      ].join("\n"),
-    );
-    brokers = await Promise.all(
-      ["a", "b", "c"].map(() =>
-        startBrokerProcess({ DATABASE_URL: db.url, BROKER_DATA_DIR: dataDir, BROKER_CONFIG: configPath, MS_SECRET: SECRET }, 60_000),
-      ),
-    );
+    await data.writeConfig([
+      "providers:",
+      ...microsoftPeerProviderYaml("microsoft", peer, ["timeoutMs: 10000"]),
+      "tokens:",
+      `  leaseSeconds: ${LEASE_SECONDS}`,
+      // The proactive refresher stays out of the way: only callers refresh here.
+      "  proactiveRefreshIntervalSeconds: 3600",
+    ]);
+    brokers = await Promise.all(["a", "b", "c"].map(() => data.startBroker({ DATABASE_URL: db.url, MS_SECRET: SECRET })));
   }, 90_000);
 
   // A test that fails while the token endpoint holds would leave the survivors' calls held; their
@@ -83,7 +64,7 @@ describe("a replica killed while it holds the refresh lease", () => {
     for (const broker of brokers) await broker.stop("SIGTERM").catch(() => undefined);
     await peer?.close();
     await db?.drop();
-    await rm(dataDir, { recursive: true, force: true });
+    await data?.remove();
   });
 
   function getToken(broker: BrokerProcess, integrationId: string) {
@@ -93,10 +74,7 @@ describe("a replica killed while it holds the refresh lease", () => {
     );
   }
 
-  async function leaseWaits(broker: BrokerProcess): Promise<number> {
-    const metrics = await (await fetch(`${broker.httpUrl}/metrics`)).text();
-    return Number(/^oauth_broker_refresh_lease_waits_total (\d+)/m.exec(metrics)?.[1] ?? 0);
-  }
+  const leaseWaits = async (broker: BrokerProcess) => unlabelledValue(await scrapeMetrics(broker.httpUrl), "oauth_broker_refresh_lease_waits_total");
 
   const leaseOf = async (id: string) =>
     (await db.sql<{ lease_owner: string | null; lease_expires_at: Date | null; version: number }[]>`

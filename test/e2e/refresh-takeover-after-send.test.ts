@@ -10,23 +10,20 @@
  * - a provider that forgives reuse for 30 s answers again: every caller gets that token and
  *   the grant lives on.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
-import { createLocalKeyringCipher } from "../../src/crypto/local-keyring-cipher.js";
 import type { Cipher, ProviderClient } from "../../src/domain/ports.js";
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
 import { TOKEN_CHANNEL } from "../../src/storage/token-notifications.js";
-import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
+import type { BrokerProcess } from "../support/broker-process.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { scrapeMetrics, unlabelledValue } from "../support/prometheus-text.js";
 import { grpcClient, unary, type GrpcFailure } from "../support/grpc-client.js";
 import { connectAtPeer, waitUntil } from "../support/peer-connect.js";
 import type { OidcPeer } from "../support/peers/oidc-peer.js";
-import { startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
-import { captureLogger } from "../support/transport-fixture.js";
+import { microsoftPeerProviderYaml, startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
+import { createBrokerDataDir, type BrokerDataDir } from "../support/broker-data-dir.js";
+import { captureLogger } from "../support/log-capture.js";
 
 const SECRET = "ms~secret.value_7";
 const REDIRECT_URI = "http://127.0.0.1:18087/oauth/callback/microsoft";
@@ -48,7 +45,7 @@ interface Peer {
 
 describe("a replica killed after its refresh request reached a rotating provider", () => {
   let db: TestDatabase;
-  let dataDir: string;
+  let data: BrokerDataDir;
   let strict: Peer;
   let forgiving: Peer;
   let cipher: Cipher;
@@ -57,39 +54,20 @@ describe("a replica killed after its refresh request reached a rotating provider
 
   beforeAll(async () => {
     db = await createTestDatabase();
-    dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-takeover-"));
     const { logger } = captureLogger();
-    cipher = await createLocalKeyringCipher({ dataDir, logger });
-    adminToken = await signLocalToken(await loadOrCreateLocalSigningKey(dataDir), { subject: "ops", kind: "service", roles: ["admin"] });
+    data = await createBrokerDataDir("oauth-broker-takeover", logger);
+    ({ cipher, adminToken } = data);
     strict = await startMicrosoftPeer({ secret: SECRET, redirectUri: REDIRECT_URI, logger });
     forgiving = await startMicrosoftPeer({ secret: SECRET, redirectUri: REDIRECT_URI, logger, refreshReuseWindowMs: REUSE_WINDOW_MS });
-    const provider = (id: string, peer: OidcPeer) => [
-      `  ${id}:`,
-      "    kind: microsoft",
-      "    clientId: broker-client",
-      "    clientSecret: ${MS_SECRET}",
-      "    clientAuthMethod: client_secret_post",
-      "    tenant: organizations",
-      "    timeoutMs: 10000",
-      `    endpoints: { issuer: '${peer.issuer}', api: '${peer.apiBase}' }`,
-    ];
-    const configPath = join(dataDir, "broker.yaml");
-    await writeFile(
-      configPath,
-      [
-        "providers:",
-        ...provider("microsoft", strict.peer),
-        ...provider("graceful", forgiving.peer),
-        "tokens:",
-        `  leaseSeconds: ${LEASE_SECONDS}`,
-        "  proactiveRefreshIntervalSeconds: 3600",
-      ].join("\n"),
-    );
-    brokers = await Promise.all(
-      ["a", "b", "c"].map(() =>
-        startBrokerProcess({ DATABASE_URL: db.url, BROKER_DATA_DIR: dataDir, BROKER_CONFIG: configPath, MS_SECRET: SECRET }, 60_000),
-      ),
-    );
+    await data.writeConfig([
+      "providers:",
+      ...microsoftPeerProviderYaml("microsoft", strict.peer, ["timeoutMs: 10000"]),
+      ...microsoftPeerProviderYaml("graceful", forgiving.peer, ["timeoutMs: 10000"]),
+      "tokens:",
+      `  leaseSeconds: ${LEASE_SECONDS}`,
+      "  proactiveRefreshIntervalSeconds: 3600",
+    ]);
+    brokers = await Promise.all(["a", "b", "c"].map(() => data.startBroker({ DATABASE_URL: db.url, MS_SECRET: SECRET })));
   }, 90_000);
 
   afterAll(async () => {
@@ -97,7 +75,7 @@ describe("a replica killed after its refresh request reached a rotating provider
     await strict?.peer.close();
     await forgiving?.peer.close();
     await db?.drop();
-    await rm(dataDir, { recursive: true, force: true });
+    await data?.remove();
   });
 
   function getToken(broker: BrokerProcess, integrationId: string) {
@@ -107,10 +85,7 @@ describe("a replica killed after its refresh request reached a rotating provider
     );
   }
 
-  async function leaseWaits(broker: BrokerProcess): Promise<number> {
-    const metrics = await (await fetch(`${broker.httpUrl}/metrics`)).text();
-    return Number(/^oauth_broker_refresh_lease_waits_total (\d+)/m.exec(metrics)?.[1] ?? 0);
-  }
+  const leaseWaits = async (broker: BrokerProcess) => unlabelledValue(await scrapeMetrics(broker.httpUrl), "oauth_broker_refresh_lease_waits_total");
 
   const rowOf = async (id: string) =>
     (
@@ -186,10 +161,7 @@ describe("a replica killed after its refresh request reached a rotating provider
 
   it("with a provider that forgives reuse for a while: one try, answered, and the grant lives on", async () => {
     // The first test killed one replica: a fourth one starts, so this kill again leaves two survivors.
-    const third = await startBrokerProcess(
-      { DATABASE_URL: db.url, BROKER_DATA_DIR: dataDir, BROKER_CONFIG: join(dataDir, "broker.yaml"), MS_SECRET: SECRET },
-      60_000,
-    );
+    const third = await data.startBroker({ DATABASE_URL: db.url, MS_SECRET: SECRET });
     brokers.push(third);
     const [, holder, ...survivors] = brokers as [BrokerProcess, BrokerProcess, BrokerProcess, BrokerProcess];
     const { integrationId } = await connectAtPeer({ ...forgiving, cipher, sql: db.sql, username: "ivan", provider: "graceful", redirectUri: REDIRECT_URI });

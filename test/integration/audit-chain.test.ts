@@ -9,7 +9,7 @@ import { verifyAuditChain } from "../../src/storage/audit-chain.js";
 import { auditEventHash, type AuditEventRow } from "../../src/storage/audit-hash.js";
 import { createPostgresAuditLog } from "../../src/storage/audit-log.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { captureLogger } from "../support/transport-fixture.js";
+import { captureLogger } from "../support/log-capture.js";
 import { waitUntil } from "../support/wait-until.js";
 
 let db: TestDatabase;

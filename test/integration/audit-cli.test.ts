@@ -8,7 +8,7 @@ import { auditEventHash, GENESIS_HASH } from "../../src/storage/audit-hash.js";
 import { exportAuditEvents, type AuditEventJson } from "../../src/storage/audit-export.js";
 import { createPostgresAuditLog } from "../../src/storage/audit-log.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { captureLogger } from "../support/transport-fixture.js";
+import { captureLogger } from "../support/log-capture.js";
 
 const T0 = Date.parse("2024-02-01T00:00:00.000Z");
 const HOUR = 3_600_000;

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { verifyAuditChain } from "../../src/storage/audit-chain.js";
 import { createPostgresAuditLog } from "../../src/storage/audit-log.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { captureLogger } from "../support/transport-fixture.js";
+import { captureLogger } from "../support/log-capture.js";
 
 describe("the audit writer when a connection reservation never settles", () => {
   let db: TestDatabase;

@@ -10,7 +10,7 @@ import { verifyAuditChain } from "../../src/storage/audit-chain.js";
 import { auditEventHash, GENESIS_HASH, type AuditEventRow } from "../../src/storage/audit-hash.js";
 import { AUDIT_APPEND_LOCK_KEY, AUDIT_WRITE_FAILED_MESSAGE, createPostgresAuditLog } from "../../src/storage/audit-log.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { captureLogger } from "../support/transport-fixture.js";
+import { captureLogger } from "../support/log-capture.js";
 import { awaitedLater } from "../support/wait-until.js";
 
 let db: TestDatabase;

@@ -9,7 +9,7 @@ import { createAuditChainMonitor } from "../../src/storage/audit-chain-monitor.j
 import { verifyAuditChain } from "../../src/storage/audit-chain.js";
 import { createPostgresAuditLog } from "../../src/storage/audit-log.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { captureLogger } from "../support/transport-fixture.js";
+import { captureLogger } from "../support/log-capture.js";
 import { waitUntil } from "../support/wait-until.js";
 
 const DAY = 86_400_000;

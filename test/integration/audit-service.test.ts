@@ -15,7 +15,8 @@ import { createAuditTrailReader } from "../../src/storage/audit-query.js";
 import { createAuditServiceHandlers } from "../../src/transport/handlers/audit-service.js";
 import { bindService } from "../../src/transport/service-binding.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { captureLogger, startTransportFixture, type TransportFixture } from "../support/transport-fixture.js";
+import { captureLogger } from "../support/log-capture.js";
+import { startTransportFixture, type TransportFixture } from "../support/transport-fixture.js";
 
 const T0 = Date.parse("2024-06-01T00:00:00.000Z");
 const MINUTE = 60_000;

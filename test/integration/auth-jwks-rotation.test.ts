@@ -5,7 +5,7 @@ import { generateKeyPair, exportJWK, SignJWT, type CryptoKey, type JWK } from "j
 import { createAuthenticator, type JwksOptions } from "../../src/auth/authenticator.js";
 import type { JwtIssuerConfig } from "../../src/config/types.js";
 import { BrokerError } from "../../src/domain/errors.js";
-import { createLogger } from "../../src/observability/logger.js";
+import { captureLogger } from "../support/log-capture.js";
 
 const ISS = "https://idp.test";
 
@@ -55,8 +55,7 @@ afterAll(async () => {
 });
 
 function make(jwks: JwksOptions) {
-  const lines: string[] = [];
-  const logger = createLogger({ level: "debug", destination: { write: (line: string) => void lines.push(line) } });
+  const { logger, log } = captureLogger();
   const issuer: JwtIssuerConfig = {
     name: "idp",
     issuer: ISS,
@@ -71,7 +70,7 @@ function make(jwks: JwksOptions) {
     allowAdmin: false,
     subjectClaim: "sub",
   };
-  return { authenticator: createAuthenticator({ issuers: [issuer], logger, jwks }), lines };
+  return { authenticator: createAuthenticator({ issuers: [issuer], logger, jwks }), log };
 }
 
 async function rejected(promise: Promise<unknown>): Promise<BrokerError> {
@@ -164,13 +163,12 @@ describe("JWKS from a URL", () => {
     const a = await signingKey("a");
     served = [a.publicJwk];
     status = 503;
-    const { authenticator, lines } = make({ cooldownMs: 0 });
+    const { authenticator, log } = make({ cooldownMs: 0 });
     const token = await tokenFor(a);
     await rejected(authenticator.authenticate(`Bearer ${token}`));
-    const log = lines.join("");
-    expect(log).toContain("authentication failed");
-    expect(log).toContain("ERR_JOSE_GENERIC");
-    expect(log).not.toContain(token);
+    expect(log.text()).toContain("authentication failed");
+    expect(log.text()).toContain("ERR_JOSE_GENERIC");
+    expect(log.text()).not.toContain(token);
     status = 200;
   });
 });

@@ -8,15 +8,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { SignJWT, generateKeyPair } from "jose";
 import { createAuthenticator } from "../../src/auth/authenticator.js";
 import { loadOrCreateLocalSigningKey, signLocalToken, LOCAL_AUDIENCE, LOCAL_ISSUER, type LocalSigningKey } from "../../src/auth/local-signing-key.js";
 import { createPolicyHolder } from "../../src/domain/policy.js";
 import { createRpcPolicy } from "../../src/transport/rpc-policy.js";
-import { createRateLimiter } from "../../src/domain/rate-limiter.js";
-import { systemClock } from "../../src/domain/ports.js";
 import { AuditService } from "../../src/gen/oauthbroker/v1/audit_service_pb.js";
 import { AuthorizationService } from "../../src/gen/oauthbroker/v1/authorization_service_pb.js";
 import { IntegrationService } from "../../src/gen/oauthbroker/v1/integration_service_pb.js";
@@ -25,23 +23,12 @@ import { StatusService } from "../../src/gen/oauthbroker/v1/status_service_pb.js
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
 import { Health } from "../../src/gen/grpc/health/v1/health_pb.js";
 import { createLogger } from "../../src/observability/logger.js";
-import { createAuthenticationInterceptor } from "../../src/transport/interceptors/authentication.js";
-import { createRateLimitInterceptor } from "../../src/transport/interceptors/rate-limit.js";
-import { OPEN_SERVICES } from "../../src/transport/open-services.js";
 import { bindService } from "../../src/transport/service-binding.js";
-import type { Config, ProviderConfig } from "../../src/config/types.js";
-import { startTransportFixture, type TransportFixture } from "../support/transport-fixture.js";
+import type { ProviderConfig } from "../../src/config/types.js";
+import { startTransportFixture, succeedingImpl, type TransportFixture } from "../support/transport-fixture.js";
 import { grpcClient, serverStream, unary, type GrpcFailure } from "../support/grpc-client.js";
 
 const SERVICES: DescService[] = [TokenService, AuthorizationService, IntegrationService, ProviderService, StatusService, AuditService];
-
-function succeedingImpl(service: DescService): ServiceImpl<DescService> {
-  const impl: Record<string, unknown> = {};
-  for (const method of service.methods) {
-    impl[method.localName] = method.methodKind === "unary" ? () => ({}) : async function* () {};
-  }
-  return impl as ServiceImpl<DescService>;
-}
 
 const google: ProviderConfig = {
   id: "google",
@@ -59,13 +46,6 @@ const google: ProviderConfig = {
   tenant: undefined,
   timeoutMs: 1000,
   maxConcurrency: 4,
-};
-
-const generous = { ratePerSecond: 10_000, burst: 10_000 };
-const limits: Config["limits"] = {
-  perPrincipal: { token: generous, read: generous, write: generous, admin: generous },
-  startAuthorizationPerUser: generous,
-  maxRequestBytes: 1024 * 1024,
 };
 
 type Role = "user" | "service" | "admin" | "unpoliced";
@@ -114,10 +94,7 @@ beforeAll(async () => {
   );
   fixture = await startTransportFixture({
     bindings: SERVICES.map((s) => bindService(s, succeedingImpl(s))),
-    extraInterceptors: [
-      createAuthenticationInterceptor({ authenticator, policyHolder, openServices: OPEN_SERVICES }),
-      createRateLimitInterceptor({ limiter: createRateLimiter({ clock: systemClock }), limits }),
-    ],
+    authentication: { authenticator, policyHolder },
   });
   tokens.user = await signLocalToken(key, { subject: "alice", kind: "user" });
   tokens.service = await signLocalToken(key, { subject: "billing", kind: "service" });

@@ -17,8 +17,6 @@ import { createRpcPolicy } from "../../src/transport/rpc-policy.js";
 import { ProviderService } from "../../src/gen/oauthbroker/v1/provider_service_pb.js";
 import { StatusService } from "../../src/gen/oauthbroker/v1/status_service_pb.js";
 import { createLogger } from "../../src/observability/logger.js";
-import { createAuthenticationInterceptor } from "../../src/transport/interceptors/authentication.js";
-import { OPEN_SERVICES } from "../../src/transport/open-services.js";
 import { bindService } from "../../src/transport/service-binding.js";
 import { startTransportFixture, type TransportFixture } from "../support/transport-fixture.js";
 import { unary, type GrpcFailure } from "../support/grpc-client.js";
@@ -59,13 +57,10 @@ beforeAll(async () => {
       bindService(ProviderService, { listProviders: () => ({ providers: [] }) }),
       bindService(StatusService, { getStatus: () => ({ version: "test" }) }),
     ],
-    extraInterceptors: [
-      createAuthenticationInterceptor({
-        authenticator: createAuthenticator({ issuers: [], localKey: key, logger }),
-        policyHolder: createPolicyHolder(createRpcPolicy({ policies: [], providers: [] })),
-        openServices: OPEN_SERVICES,
-      }),
-    ],
+    authentication: {
+      authenticator: createAuthenticator({ issuers: [], localKey: key, logger }),
+      policyHolder: createPolicyHolder(createRpcPolicy({ policies: [], providers: [] })),
+    },
     grpcTls: { certFile: join(dir, "server.pem"), keyFile: join(dir, "server.key"), clientCaFile: join(dir, "ca.pem") },
   });
 });

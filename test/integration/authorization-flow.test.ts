@@ -13,7 +13,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AuditEventInput, Cipher } from "../../src/domain/ports.js";
-import type { Principal, PrincipalKind } from "../../src/domain/types.js";
 import { createAuthorizationService, type AuthorizationService as Flow } from "../../src/domain/authorization-service.js";
 import { createRpcPolicy } from "../../src/transport/rpc-policy.js";
 import { createLocalKeyringCipher } from "../../src/crypto/local-keyring-cipher.js";
@@ -22,18 +21,20 @@ import { createProviderRegistry } from "../../src/providers/provider-registry.js
 import { createSandboxProvider, type SandboxProvider } from "../../src/providers/sandbox-provider.js";
 import { createIntegrationRepository } from "../../src/storage/integration-repository.js";
 import { createSessionRepository } from "../../src/storage/session-repository.js";
-import type { Interceptor } from "../../src/transport/call.js";
 import { createAuthorizationServiceHandlers } from "../../src/transport/handlers/authorization-service.js";
-import { startHttpListener, type HttpListener, type HttpRoute } from "../../src/transport/http-listener.js";
-import { createErrorInterceptor } from "../../src/transport/interceptors/errors.js";
-import { createRequestIdInterceptor } from "../../src/transport/interceptors/request-id.js";
+import type { HttpRoute } from "../../src/transport/http-listener.js";
 import { createOAuthCallbackRoute } from "../../src/transport/oauth-callback-route.js";
-import { bindService, interceptBinding } from "../../src/transport/service-binding.js";
+import { bindService } from "../../src/transport/service-binding.js";
+import { namedCallers, startTransportFixture, type TransportFixture } from "../support/transport-fixture.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { createBrowser, driveConsent, type Browser, type ConsentChoices } from "../support/peers/browser.js";
-import { startNotionPeer, type NotionPeer } from "../support/peers/notion-peer.js";
-import { startOidcPeer, type OidcPeer } from "../support/peers/oidc-peer.js";
-import { capturingLogger, testProviderConfig } from "../support/peers/provider-config.js";
+import { createBrowser, type Browser, type ConsentChoices } from "../support/peers/browser.js";
+import { arriveAtCallback, consentAtProvider, startAuthorization } from "../support/browser-flow.js";
+import type { ProviderConfig } from "../../src/config/types.js";
+import type { NotionPeer } from "../support/peers/notion-peer.js";
+import type { OidcPeer } from "../support/peers/oidc-peer.js";
+import { startFlowPeers } from "../support/peers/flow-peers.js";
+import { testProviderConfig } from "../support/peers/provider-config.js";
+import { captureLogger } from "../support/log-capture.js";
 
 const GOOGLE_SECRET = "g00gle:secret+with/odd=chars%&";
 const MICROSOFT_SECRET = "ms~secret.value_1";
@@ -65,7 +66,7 @@ interface IntegrationRow {
 }
 
 describe("authorization flow", () => {
-  const { logger, lines } = capturingLogger();
+  const { logger, log } = captureLogger();
   const audit: AuditEventInput[] = [];
   const changed: string[] = [];
   /** Every secret seen during the run: none may appear in any observed output. */
@@ -75,21 +76,18 @@ describe("authorization flow", () => {
   let db: TestDatabase;
   let dataDir: string;
   let cipher: Cipher;
-  let listener: HttpListener;
+  let listener: TransportFixture;
   let base: string;
   let google: OidcPeer;
   let microsoft: OidcPeer;
   let notion: NotionPeer;
+  let peerConfigs: ProviderConfig[];
   let sandbox: SandboxProvider;
   let flow: Flow;
   let returnTo: string;
 
-  const testPrincipal: Interceptor = async (call, invoke) => {
-    const [kind = "", subject = ""] = (call.requestHeader.get("x-test-principal") ?? "").split(":");
-    const principal: Principal = { kind: kind as PrincipalKind, subject, issuer: "test" };
-    call.principal = principal;
-    return invoke();
-  };
+  /** Callers name themselves (`user:alice`); the policy set below decides what they may call. */
+  const callers = namedCallers();
 
   beforeAll(async () => {
     db = await createTestDatabase();
@@ -100,64 +98,29 @@ describe("authorization flow", () => {
       start: (ctx, input) => flow.start(ctx, input),
       complete: (ctx, input) => flow.complete(ctx, input),
     };
-    const binding = interceptBinding(
-      bindService(AuthorizationService, createAuthorizationServiceHandlers({ service: lateFlow })),
-      [createRequestIdInterceptor(), createErrorInterceptor(), testPrincipal],
-      new AbortController().signal,
-    );
-    listener = await startHttpListener({
-      address: { host: "127.0.0.1", port: 0 },
-      bindings: [binding],
+    listener = await startTransportFixture({
+      bindings: [bindService(AuthorizationService, createAuthorizationServiceHandlers({ service: lateFlow }))],
+      authentication: callers,
       routes: [
         async (req, res, url) => {
           for (const route of routes) if (await route(req, res, url)) return true;
           return false;
         },
       ],
-      onRouteError: (error) => logger.error({ err: error }, "route failed"),
     });
-    base = `http://127.0.0.1:${listener.port}`;
+    base = listener.httpUrl;
     returnTo = "https://app.example.com/settings/integrations";
     const publicUrl = new URL(base);
     const redirect = (id: ProviderId) => `${base}/oauth/callback/${id}`;
 
-    google = await startOidcPeer({
-      flavor: "google",
-      clients: [{ client_id: "broker-client", client_secret: GOOGLE_SECRET, redirect_uris: [redirect("google")], token_endpoint_auth_method: "client_secret_basic" }],
-    });
-    microsoft = await startOidcPeer({
-      flavor: "microsoft",
-      clients: [{ client_id: "broker-client", client_secret: MICROSOFT_SECRET, redirect_uris: [redirect("microsoft")], token_endpoint_auth_method: "client_secret_post" }],
-    });
-    notion = await startNotionPeer({ clients: [{ client_id: "broker-client", client_secret: NOTION_SECRET, redirect_uris: [redirect("notion")] }] });
+    ({ google, microsoft, notion, configs: peerConfigs } = await startFlowPeers(
+      { google: GOOGLE_SECRET, microsoft: MICROSOFT_SECRET, notion: NOTION_SECRET },
+      redirect,
+    ));
     sandbox = await createSandboxProvider({ publicUrl, redirectUri: redirect("sandbox"), logger });
 
     const configs = [
-      testProviderConfig({
-        id: "google",
-        kind: "google",
-        clientSecret: GOOGLE_SECRET,
-        endpoints: { issuer: google.issuer },
-        defaultScopes: ["email"],
-        allowedScopes: ["calendar.read", "calendar.write"],
-      }),
-      testProviderConfig({
-        id: "microsoft",
-        kind: "microsoft",
-        clientSecret: MICROSOFT_SECRET,
-        clientAuthMethod: "client_secret_post",
-        endpoints: { issuer: microsoft.issuer, api: microsoft.apiBase },
-        defaultScopes: ["User.Read"],
-        allowedScopes: ["Mail.Read"],
-      }),
-      testProviderConfig({
-        id: "notion",
-        kind: "notion",
-        clientSecret: NOTION_SECRET,
-        clientAuthMethod: "client_secret_basic_raw",
-        pkce: false,
-        endpoints: { api: notion.apiBase },
-      }),
+      ...peerConfigs,
       testProviderConfig({ id: "sandbox", kind: "sandbox", clientId: undefined, defaultScopes: ["sandbox.read"], allowedScopes: ["sandbox.write"] }),
     ];
     const registry = await createProviderRegistry(configs, { publicUrl, sandbox, logger });
@@ -165,6 +128,7 @@ describe("authorization flow", () => {
       providers: configs,
       policies: [{ service: "backend", providers: ["*"], scopes: ["*"], actForUsers: true, rpcs: ["AuthorizationService/*"], strict: false }],
     });
+    callers.policyHolder.replace(policy);
     flow = createAuthorizationService({
       providers: { list: () => registry.profiles(), client: (id) => registry.get(id), redirectUri: (id) => registry.redirectUri(id) },
       policy: () => policy,
@@ -184,7 +148,7 @@ describe("authorization flow", () => {
   });
 
   afterAll(async () => {
-    await listener?.close(500);
+    await listener?.close();
     await Promise.all([google?.close(), microsoft?.close(), notion?.close(), sandbox?.close()]);
     await cipher?.close();
     await db?.drop();
@@ -194,7 +158,7 @@ describe("authorization flow", () => {
   async function rpc(method: "StartAuthorization" | "CompleteAuthorization", principal: string, body: Record<string, unknown>): Promise<RpcAnswer> {
     const response = await fetch(`${base}/oauthbroker.v1.AuthorizationService/${method}`, {
       method: "POST",
-      headers: { "content-type": "application/json", "x-test-principal": principal },
+      headers: { "content-type": "application/json", authorization: `Bearer ${principal}` },
       body: JSON.stringify(body),
     });
     return { status: response.status, headers: response.headers, json: (await response.json()) as Record<string, unknown> };
@@ -209,28 +173,16 @@ describe("authorization flow", () => {
 
   /** StartAuthorization; a user's binding cookie lands in `browser`. */
   async function start(principal: string, body: Record<string, unknown>, browser?: Browser): Promise<Started> {
-    const answer = await rpc("StartAuthorization", principal, body);
-    expect(answer.status, JSON.stringify(answer.json)).toBe(200);
-    const url = new URL(String(answer.json["authorizationUrl"]));
-    const setCookie = answer.headers.getSetCookie()[0];
-    if (setCookie !== undefined && browser !== undefined) {
-      const [pair = ""] = setCookie.split(";");
-      const index = pair.indexOf("=");
-      browser.cookies.set(pair.slice(0, index), pair.slice(index + 1));
-    }
+    const started = await startAuthorization(base, { authorization: `Bearer ${principal}` }, body, browser);
+    const url = started.authorizationUrl;
     const state = url.searchParams.get("state") ?? "";
     secrets.add(state);
-    return { url, state, sessionId: String(answer.json["sessionId"]), setCookie };
+    return { url, state, sessionId: String(started.json["sessionId"]), setCookie: started.setCookie };
   }
 
   /** The browser at the provider: sign-in and consent pages, up to the redirect to the broker. */
   async function consent(provider: ProviderId, url: URL, choices: ConsentChoices, browser: Browser): Promise<URL> {
-    const target = new URL(url);
-    if (provider === "notion") {
-      target.searchParams.set("user", choices.username);
-      if (choices.deny === true) target.searchParams.set("decision", "deny");
-    }
-    const callbackUrl = await driveConsent(target, choices, browser);
+    const callbackUrl = await consentAtProvider(url, choices, browser, provider);
     const code = callbackUrl.searchParams.get("code");
     if (code !== null) secrets.add(code);
     return callbackUrl;
@@ -238,13 +190,12 @@ describe("authorization flow", () => {
 
   /** The browser arriving at the broker's callback. */
   async function arrive(browser: Browser, callbackUrl: URL): Promise<{ response: Response; location: URL | undefined; body: string }> {
-    const response = await browser.request(callbackUrl);
+    const { response, location } = await arriveAtCallback(browser, callbackUrl);
     const body = await response.text();
-    const locationHeader = response.headers.get("location");
-    observed.push(body, locationHeader ?? "");
+    observed.push(body, response.headers.get("location") ?? "");
     expect(response.headers.get("referrer-policy")).toBe("no-referrer");
     expect(response.headers.get("cache-control")).toBe("no-store");
-    return { response, location: locationHeader === null ? undefined : new URL(locationHeader), body };
+    return { response, location, body };
   }
 
   /** The code verifier a session holds (decrypted), so the leak search can look for it. */
@@ -569,7 +520,7 @@ describe("authorization flow", () => {
       }
       const reasons = audit.filter((e) => e.action === "authorization.failed" && (e.userId === "rita" || e.userId === "sam")).map((e) => e.reason);
       expect(reasons).toEqual(["PROVIDER_TIMEOUT", "PROVIDER_UNAVAILABLE"]);
-      expect(lines.some((line) => line.includes("authorization callback failed") && line.includes("PROVIDER_TIMEOUT"))).toBe(true);
+      expect(log.text().split("\n").some((line) => line.includes("authorization callback failed") && line.includes("PROVIDER_TIMEOUT"))).toBe(true);
     });
 
     it("the callback answers only GET, so a HEAD from a link scanner does not use up the state", async () => {
@@ -596,7 +547,7 @@ describe("authorization flow", () => {
     it("no token, code, state, verifier or client secret appears in any redirect, response body, log line or audit event", async () => {
       const values = [...secrets].filter((s) => s.length >= 8);
       expect(values.length).toBeGreaterThan(40);
-      const haystacks = [...observed, ...lines, ...audit.map((e) => JSON.stringify(e))];
+      const haystacks = [...observed, log.text(), ...audit.map((e) => JSON.stringify(e))];
       expect(haystacks.length).toBeGreaterThan(40);
       for (const haystack of haystacks) {
         for (const secret of values) {

@@ -15,25 +15,25 @@ import { createLocalKeyringCipher } from "../../src/crypto/local-keyring-cipher.
 import { createAuthorizationService, type AuthorizationService as Flow } from "../../src/domain/authorization-service.js";
 import { createRpcPolicy } from "../../src/transport/rpc-policy.js";
 import type { Cipher } from "../../src/domain/ports.js";
-import type { Principal, PrincipalKind } from "../../src/domain/types.js";
 import { AuthorizationService } from "../../src/gen/oauthbroker/v1/authorization_service_pb.js";
 import { createProviderRegistry } from "../../src/providers/provider-registry.js";
 import { createPostgresAuditLog, type PostgresAuditLog } from "../../src/storage/audit-log.js";
 import type { AuditEventRow } from "../../src/storage/audit-hash.js";
 import { createIntegrationRepository } from "../../src/storage/integration-repository.js";
 import { createSessionRepository } from "../../src/storage/session-repository.js";
-import type { Interceptor } from "../../src/transport/call.js";
 import { createAuthorizationServiceHandlers } from "../../src/transport/handlers/authorization-service.js";
-import { startHttpListener, type HttpListener, type HttpRoute } from "../../src/transport/http-listener.js";
-import { createErrorInterceptor } from "../../src/transport/interceptors/errors.js";
-import { createRequestIdInterceptor } from "../../src/transport/interceptors/request-id.js";
+import type { HttpRoute } from "../../src/transport/http-listener.js";
 import { createOAuthCallbackRoute } from "../../src/transport/oauth-callback-route.js";
-import { bindService, interceptBinding } from "../../src/transport/service-binding.js";
+import { bindService } from "../../src/transport/service-binding.js";
+import { namedCallers, startTransportFixture, type TransportFixture } from "../support/transport-fixture.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { createBrowser, driveConsent, type Browser } from "../support/peers/browser.js";
-import { startNotionPeer, type NotionPeer } from "../support/peers/notion-peer.js";
+import { createBrowser, type Browser } from "../support/peers/browser.js";
+import { arriveAtCallback, consentAtProvider, startAuthorization } from "../support/browser-flow.js";
+import type { ProviderConfig } from "../../src/config/types.js";
+import type { NotionPeer } from "../support/peers/notion-peer.js";
 import { startOidcPeer, type OidcPeer } from "../support/peers/oidc-peer.js";
-import { capturingLogger, testProviderConfig } from "../support/peers/provider-config.js";
+import { microsoftFlowConfig, startFlowPeers } from "../support/peers/flow-peers.js";
+import { captureLogger } from "../support/log-capture.js";
 
 const GOOGLE_SECRET = "google-secret-hostile";
 const MICROSOFT_SECRET = "microsoft-secret-hostile";
@@ -44,25 +44,22 @@ const GOOGLE_COOKIE = "oauth_broker_flow_google";
 type ProviderId = "google" | "microsoft" | "graph" | "notion";
 
 describe("hostile callbacks", () => {
-  const { logger } = capturingLogger();
+  const { logger } = captureLogger();
   let db: TestDatabase;
   let dataDir: string;
   let cipher: Cipher;
   let audit: PostgresAuditLog;
-  let listener: HttpListener;
+  let listener: TransportFixture;
   let base: string;
   let google: OidcPeer;
   let microsoft: OidcPeer;
   /** Microsoft-like, naming Graph permissions in token responses the way Microsoft does. */
   let graph: OidcPeer;
   let notion: NotionPeer;
+  let peerConfigs: ProviderConfig[];
 
-  const testPrincipal: Interceptor = async (call, invoke) => {
-    const [kind = "", subject = ""] = (call.requestHeader.get("x-test-principal") ?? "").split(":");
-    const principal: Principal = { kind: kind as PrincipalKind, subject, issuer: "test" };
-    call.principal = principal;
-    return invoke();
-  };
+  /** Callers name themselves (`user:alice`); the policy set below decides what they may call. */
+  const callers = namedCallers();
 
   beforeAll(async () => {
     db = await createTestDatabase();
@@ -75,76 +72,30 @@ describe("hostile callbacks", () => {
       start: (ctx, input) => (late.flow as Flow).start(ctx, input),
       complete: (ctx, input) => (late.flow as Flow).complete(ctx, input),
     };
-    listener = await startHttpListener({
-      address: { host: "127.0.0.1", port: 0 },
-      bindings: [
-        interceptBinding(
-          bindService(AuthorizationService, createAuthorizationServiceHandlers({ service: lateFlow })),
-          [createRequestIdInterceptor(), createErrorInterceptor(), testPrincipal],
-          new AbortController().signal,
-        ),
-      ],
+    listener = await startTransportFixture({
+      bindings: [bindService(AuthorizationService, createAuthorizationServiceHandlers({ service: lateFlow }))],
+      authentication: callers,
       routes: [(req, res, url) => (late.callbackRoute === undefined ? Promise.resolve(false) : late.callbackRoute(req, res, url))],
-      onRouteError: (error) => logger.error({ err: error }, "route failed"),
     });
-    base = `http://127.0.0.1:${listener.port}`;
+    base = listener.httpUrl;
     const publicUrl = new URL(base);
     const redirect = (id: ProviderId) => `${base}/oauth/callback/${id}`;
-    google = await startOidcPeer({
-      flavor: "google",
-      clients: [{ client_id: "broker-client", client_secret: GOOGLE_SECRET, redirect_uris: [redirect("google")], token_endpoint_auth_method: "client_secret_basic" }],
-    });
-    microsoft = await startOidcPeer({
-      flavor: "microsoft",
-      clients: [{ client_id: "broker-client", client_secret: MICROSOFT_SECRET, redirect_uris: [redirect("microsoft")], token_endpoint_auth_method: "client_secret_post" }],
-    });
+    ({ google, microsoft, notion, configs: peerConfigs } = await startFlowPeers(
+      { google: GOOGLE_SECRET, microsoft: MICROSOFT_SECRET, notion: NOTION_SECRET },
+      redirect,
+    ));
     graph = await startOidcPeer({
       flavor: "microsoft",
       graphScopeSpelling: true,
       clients: [{ client_id: "broker-client", client_secret: MICROSOFT_SECRET, redirect_uris: [redirect("graph")], token_endpoint_auth_method: "client_secret_post" }],
     });
-    notion = await startNotionPeer({ clients: [{ client_id: "broker-client", client_secret: NOTION_SECRET, redirect_uris: [redirect("notion")] }] });
-    const configs = [
-      testProviderConfig({
-        id: "google",
-        kind: "google",
-        clientSecret: GOOGLE_SECRET,
-        endpoints: { issuer: google.issuer },
-        defaultScopes: ["email"],
-        allowedScopes: ["calendar.read", "calendar.write"],
-      }),
-      testProviderConfig({
-        id: "microsoft",
-        kind: "microsoft",
-        clientSecret: MICROSOFT_SECRET,
-        clientAuthMethod: "client_secret_post",
-        endpoints: { issuer: microsoft.issuer, api: microsoft.apiBase },
-        defaultScopes: ["User.Read"],
-        allowedScopes: ["Mail.Read"],
-      }),
-      testProviderConfig({
-        id: "graph",
-        kind: "microsoft",
-        clientSecret: MICROSOFT_SECRET,
-        clientAuthMethod: "client_secret_post",
-        endpoints: { issuer: graph.issuer, api: graph.apiBase },
-        defaultScopes: ["User.Read"],
-        allowedScopes: ["Mail.Read"],
-      }),
-      testProviderConfig({
-        id: "notion",
-        kind: "notion",
-        clientSecret: NOTION_SECRET,
-        clientAuthMethod: "client_secret_basic_raw",
-        pkce: false,
-        endpoints: { api: notion.apiBase },
-      }),
-    ];
+    const configs = [...peerConfigs, microsoftFlowConfig("graph", graph, MICROSOFT_SECRET)];
     const registry = await createProviderRegistry(configs, { publicUrl, logger });
     const policy = createRpcPolicy({
       providers: configs,
       policies: [{ service: "backend", providers: ["*"], scopes: ["*"], actForUsers: true, rpcs: ["AuthorizationService/*"], strict: false }],
     });
+    callers.policyHolder.replace(policy);
     const flow = createAuthorizationService({
       providers: { list: () => registry.profiles(), client: (id) => registry.get(id), redirectUri: (id) => registry.redirectUri(id) },
       policy: () => policy,
@@ -160,7 +111,7 @@ describe("hostile callbacks", () => {
   });
 
   afterAll(async () => {
-    await listener?.close(500);
+    await listener?.close();
     await Promise.all([google?.close(), microsoft?.close(), graph?.close(), notion?.close()]);
     await audit?.close();
     await cipher?.close();
@@ -170,31 +121,19 @@ describe("hostile callbacks", () => {
 
   /** StartAuthorization; a user's binding cookie lands in `browser`. */
   async function start(principal: string, body: Record<string, unknown>, browser?: Browser): Promise<URL> {
-    const response = await fetch(`${base}/oauthbroker.v1.AuthorizationService/StartAuthorization`, {
-      method: "POST",
-      headers: { "content-type": "application/json", "x-test-principal": principal },
-      body: JSON.stringify({ returnTo: "", ...body }),
-    });
-    const json = (await response.json()) as Record<string, unknown>;
-    expect(response.status, JSON.stringify(json)).toBe(200);
-    const [pair = ""] = response.headers.getSetCookie()[0]?.split(";") ?? [];
-    if (browser !== undefined && pair !== "") browser.cookies.set(pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1));
-    return new URL(String(json["authorizationUrl"]));
+    return (await startAuthorization(base, { authorization: `Bearer ${principal}` }, { returnTo: "", ...body }, browser)).authorizationUrl;
   }
 
   /** The browser at the provider, up to the redirect back to the broker (not followed). */
   function consent(provider: ProviderId, url: URL, username: string, browser: Browser): Promise<URL> {
-    const target = new URL(url);
-    if (provider === "notion") target.searchParams.set("user", username);
-    return driveConsent(target, { username }, browser);
+    return consentAtProvider(url, { username }, browser, provider);
   }
 
   /** The browser arriving at the broker's callback: status, where it is sent, what it sets. */
   async function arrive(browser: Browser, callbackUrl: URL | string, method = "GET") {
-    const response = await browser.request(new URL(callbackUrl), { method });
+    const { response, location } = await arriveAtCallback(browser, callbackUrl, method);
     await response.body?.cancel();
-    const location = response.headers.get("location");
-    return { status: response.status, location: location === null ? undefined : new URL(location), setCookies: response.headers.getSetCookie() };
+    return { status: response.status, location, setCookies: response.headers.getSetCookie() };
   }
 
   /** The consent page's URL with a scope the broker did not ask for: the user edited it. */
@@ -368,7 +307,7 @@ describe("hostile callbacks", () => {
     it("a flow the user denied at the provider used up its session, so its cookie is cleared", async () => {
       const browser = createBrowser();
       const url = await start("user:hanna", { provider: "google" }, browser);
-      const denied = await driveConsent(url, { username: "hanna-g", deny: true }, browser);
+      const denied = await consentAtProvider(url, { username: "hanna-g", deny: true }, browser);
       const arrival = await arrive(browser, denied);
       expect(arrival.location?.href).toBe(`${RETURN_TO}?error=access_denied`);
       expect(cookieCleared(arrival.setCookies)).toBe(true);

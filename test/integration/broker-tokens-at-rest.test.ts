@@ -4,23 +4,18 @@
  * token is refreshed at the provider — and afterwards no table and no log line holds any token,
  * every ciphertext has its key service's prefix, and swapping two rows' ciphertexts fails closed.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { loadConfig } from "../../src/config/load-config.js";
-import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
-import { startBroker, type RunningBroker } from "../../src/server.js";
 import { verifyAuditChain } from "../../src/storage/audit-chain.js";
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
 import { startVaultEmulator, type VaultEmulator } from "../support/vault-transit-emulator.js";
-import { createBrowser, driveConsent } from "../support/peers/browser.js";
-import { captureLogger } from "../support/transport-fixture.js";
+import { createBrowser } from "../support/peers/browser.js";
+import { arriveAtCallback, consentAtProvider, startAuthorization } from "../support/browser-flow.js";
+import { captureLogger } from "../support/log-capture.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { startInProcessBroker, type InProcessBroker } from "../support/in-process-broker.js";
 import { grpcClient, unary, type GrpcFailure } from "../support/grpc-client.js";
-import { freePort } from "../support/free-port.js";
 import { waitUntil } from "../support/wait-until.js";
 
 const TTL_SECONDS = 62;
@@ -30,9 +25,8 @@ describe.each([
   { mode: "Vault transit", prefix: /^vault:v\d+:/ },
 ])("tokens at rest with the $mode", ({ mode, prefix }) => {
   let db: TestDatabase;
-  let dataDir: string;
   let vault: VaultEmulator | undefined;
-  let broker: RunningBroker;
+  let running: InProcessBroker;
   let log: ReturnType<typeof captureLogger>["log"];
   let httpUrl: string;
   let userToken: string;
@@ -41,40 +35,33 @@ describe.each([
 
   beforeAll(async () => {
     db = await createTestDatabase();
-    dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-rest-"));
-    const port = await freePort();
-    httpUrl = `http://127.0.0.1:${port}`;
-    const configPath = join(dataDir, "broker.yaml");
-    await writeFile(configPath, `sandbox:\n  enabled: true\nproviders:\n  sandbox:\n    kind: sandbox\n    defaultAccessTokenLifetimeSeconds: ${TTL_SECONDS}\n`);
-    const env: Record<string, string> = {
-      DATABASE_URL: db.url,
-      BROKER_DATA_DIR: dataDir,
-      BROKER_CONFIG: configPath,
-      BROKER_GRPC_ADDR: "127.0.0.1:0",
-      BROKER_HTTP_ADDR: `127.0.0.1:${port}`,
-      BROKER_PUBLIC_URL: httpUrl,
-    };
+    const env: Record<string, string> = {};
     if (mode === "Vault transit") {
       vault = await startVaultEmulator();
       Object.assign(env, { VAULT_ADDR: vault.url, VAULT_TOKEN: vault.rootToken });
     }
     const captured = captureLogger();
     log = captured.log;
-    broker = await startBroker({ config: loadConfig({ env }), logger: captured.logger });
-    const key = await loadOrCreateLocalSigningKey(dataDir);
-    userToken = await signLocalToken(key, { subject: "alice", kind: "user" });
-    adminToken = await signLocalToken(key, { subject: "ops", kind: "service", roles: ["admin"] });
+    running = await startInProcessBroker({
+      yaml: `sandbox:\n  enabled: true\nproviders:\n  sandbox:\n    kind: sandbox\n    defaultAccessTokenLifetimeSeconds: ${TTL_SECONDS}\n`,
+      databaseUrl: db.url,
+      env,
+      logger: captured.logger,
+      name: "oauth-broker-rest",
+    });
+    httpUrl = running.httpUrl;
+    userToken = await running.token("alice", "user");
+    adminToken = await running.token("ops", "service", ["admin"]);
   }, 60_000);
 
   afterAll(async () => {
-    await broker?.stop();
+    await running?.stop();
     await vault?.close();
     await db?.drop();
-    await rm(dataDir, { recursive: true, force: true });
   });
 
   async function getToken(minValidForMs: number) {
-    const client = grpcClient(`127.0.0.1:${broker.grpcPort}`);
+    const client = grpcClient(running.grpcAddress);
     try {
       return await unary(
         client,
@@ -89,19 +76,15 @@ describe.each([
 
   it("connects, hands out a token, refreshes it just in time, and stores only ciphertexts", async () => {
     const browser = createBrowser();
-    const started = await fetch(`${httpUrl}/oauthbroker.v1.AuthorizationService/StartAuthorization`, {
-      method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${userToken}` },
-      body: JSON.stringify({ provider: "sandbox", scopes: ["openid", "offline_access", "sandbox.read"] }),
-    });
-    expect(started.status).toBe(200);
-    const [cookie = ""] = started.headers.getSetCookie();
-    const [pair = ""] = cookie.split(";");
-    browser.cookies.set(pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1));
-    const { authorizationUrl } = (await started.json()) as { authorizationUrl: string };
-    const callback = await driveConsent(authorizationUrl, { username: "carol" }, browser);
-    const arrival = await browser.request(callback);
-    expect(new URL(arrival.headers.get("location") ?? "").searchParams.get("status")).toBe("connected");
+    const started = await startAuthorization(
+      httpUrl,
+      { authorization: `Bearer ${userToken}` },
+      { provider: "sandbox", scopes: ["openid", "offline_access", "sandbox.read"] },
+      browser,
+    );
+    const callback = await consentAtProvider(started.authorizationUrl, { username: "carol" }, browser);
+    const { location } = await arriveAtCallback(browser, callback);
+    expect(location?.searchParams.get("status")).toBe("connected");
 
     const first = await getToken(30_000);
     expect(first.headers.get("cache-control")[0]).toBe("no-store");
@@ -129,7 +112,7 @@ describe.each([
   }, 60_000);
 
   it("leaves no token in any table or log line, and only prefixed ciphertexts", async () => {
-    const { sql } = broker.database;
+    const { sql } = running.broker.database;
     const tables = await sql<{ table_name: string }[]>`
       select table_name from information_schema.tables where table_schema = 'public'`;
     for (const { table_name } of tables) {
@@ -146,7 +129,7 @@ describe.each([
     const output = log.text();
     for (const token of issued) expect(output).not.toContain(token);
     // Each token's first disclosure, its counted repeat and the authorization left an audit event; the chain verifies.
-    await broker.jobs.disclosureCounts.runOnce();
+    await running.broker.jobs.disclosureCounts.runOnce();
     const actions = await sql<{ action: string; n: number }[]>`select action, count(*)::int as n from audit_events group by action`;
     expect(Object.fromEntries(actions.map((a) => [a.action, a.n]))).toMatchObject({ "token.issued": 2, "token.reissued": 1, "authorization.completed": 1 });
     expect((await verifyAuditChain(sql)).intact).toBe(true);
@@ -174,18 +157,18 @@ describe.each([
   });
 
   it("fails closed when two rows' ciphertexts are swapped", async () => {
-    const { sql } = broker.database;
+    const { sql } = running.broker.database;
     // A second integration for another user, then swap the two access-token ciphertexts.
     const [original] = await sql<{ integration_id: string; access_token_ciphertext: string }[]>`
       select integration_id, access_token_ciphertext from token_sets limit 1`;
     const otherId = "00000000-0000-4000-8000-000000000001";
     await sql`insert into integrations (id, user_id, provider, external_account_id) values (${otherId}, 'bob', 'sandbox', 'bob-acct')`;
-    const foreign = await broker.cipher.encrypt({ plaintext: "bobs-token", context: otherId });
+    const foreign = await running.broker.cipher.encrypt({ plaintext: "bobs-token", context: otherId });
     await sql`insert into token_sets (integration_id, access_token_ciphertext, expires_at) values (${otherId}, ${original!.access_token_ciphertext}, now() + interval '1 hour')`;
     await sql`update token_sets set access_token_ciphertext = ${foreign} where integration_id = ${original!.integration_id}`;
     await sql`select pg_notify(${"oauth_broker_token_sets"}, ${`${original!.integration_id}:999999`})`;
 
-    const client = grpcClient(`127.0.0.1:${broker.grpcPort}`);
+    const client = grpcClient(running.grpcAddress);
     const ask = (request: { userId: string; provider: string } | { integrationId: string }) =>
       unary(client, TokenService.method.getAccessToken, request, { metadata: { authorization: `Bearer ${adminToken}` } }).then(
         () => undefined,

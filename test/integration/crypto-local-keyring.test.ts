@@ -6,24 +6,12 @@
 import { chmod, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Config } from "../../src/config/types.js";
 import { createCipher } from "../../src/crypto/create-cipher.js";
 import { createLocalKeyringCipher } from "../../src/crypto/local-keyring-cipher.js";
 import { BrokerError } from "../../src/domain/errors.js";
-import { createLogger, type Logger } from "../../src/observability/logger.js";
-
-function captureLogs(): { logger: Logger; text: () => string } {
-  const chunks: string[] = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      chunks.push(chunk.toString("utf8"));
-      callback();
-    },
-  });
-  return { logger: createLogger({ level: "debug", destination }), text: () => chunks.join("") };
-}
+import { captureLogger } from "../support/log-capture.js";
 
 async function rejection(promise: Promise<unknown>): Promise<BrokerError> {
   try {
@@ -47,7 +35,7 @@ afterEach(async () => {
 
 describe("local keyring cipher", () => {
   it("round-trips values bound to their context and warns loudly at start", async () => {
-    const logs = captureLogs();
+    const logs = captureLogger();
     const cipher = await createLocalKeyringCipher({ dataDir, logger: logs.logger });
     expect(cipher.kind).toBe("local-keyring");
     const ciphertext = await cipher.encrypt({ plaintext: "refresh-token-✓", context: "integration-1" });
@@ -60,12 +48,12 @@ describe("local keyring cipher", () => {
       { plaintext: "b", context: "r2" },
     ]);
     expect(await cipher.decryptBatch(batch.map((c, i) => ({ ciphertext: c, context: `r${i + 1}` })))).toEqual(["a", "b"]);
-    expect(logs.text()).toContain("local keyring in use: keys live next to the data; use Vault in production");
-    expect(logs.text()).not.toContain("refresh-token");
+    expect(logs.log.text()).toContain("local keyring in use: keys live next to the data; use Vault in production");
+    expect(logs.log.text()).not.toContain("refresh-token");
   });
 
   it("creates keyring.json with mode 0600 and reuses it on the next start", async () => {
-    const logger = captureLogs().logger;
+    const logger = captureLogger().logger;
     const first = await createLocalKeyringCipher({ dataDir, logger });
     const ciphertext = await first.encrypt({ plaintext: "kept", context: "c" });
     const info = await stat(join(dataDir, "keyring.json"));
@@ -75,14 +63,14 @@ describe("local keyring cipher", () => {
   });
 
   it("creates a single keyring when several processes start at once", async () => {
-    const logger = captureLogs().logger;
+    const logger = captureLogger().logger;
     const ciphers = await Promise.all(Array.from({ length: 5 }, () => createLocalKeyringCipher({ dataDir, logger })));
     const ciphertext = await ciphers[0]!.encrypt({ plaintext: "shared", context: "c" });
     for (const each of ciphers) expect(await each.decrypt({ ciphertext, context: "c" })).toBe("shared");
   });
 
   it("refuses to start when the keyring is readable by group or others", async () => {
-    const logger = captureLogs().logger;
+    const logger = captureLogger().logger;
     await createLocalKeyringCipher({ dataDir, logger });
     await chmod(join(dataDir, "keyring.json"), 0o644);
     const error = await rejection(createLocalKeyringCipher({ dataDir, logger }));
@@ -94,11 +82,11 @@ describe("local keyring cipher", () => {
 
   it("refuses a keyring file that is not one", async () => {
     await writeFile(join(dataDir, "keyring.json"), "{}", { mode: 0o600 });
-    expect((await rejection(createLocalKeyringCipher({ dataDir, logger: captureLogs().logger }))).code).toBe("key_service_error");
+    expect((await rejection(createLocalKeyringCipher({ dataDir, logger: captureLogger().logger }))).code).toBe("key_service_error");
   });
 
   it("fails closed when a ciphertext is read with another row's context or tampered with", async () => {
-    const logs = captureLogs();
+    const logs = captureLogger();
     const cipher = await createLocalKeyringCipher({ dataDir, logger: logs.logger });
     const a = await cipher.encrypt({ plaintext: "token-a", context: "row-a" });
     const swapped = await rejection(cipher.decrypt({ ciphertext: a, context: "row-b" }));
@@ -111,11 +99,11 @@ describe("local keyring cipher", () => {
     );
     expect((await rejection(cipher.decrypt({ ciphertext: "local:v1:AAAA", context: "row-a" }))).reason).toBe("CIPHERTEXT_MALFORMED");
     expect((await rejection(cipher.decrypt({ ciphertext: "vault:v1:AAAA", context: "row-a" }))).reason).toBe("CIPHERTEXT_MALFORMED");
-    expect(logs.text()).not.toContain("token-a");
+    expect(logs.log.text()).not.toContain("token-a");
   });
 
   it("rotates to a new version and keeps older versions decryptable; rewrap moves to the latest", async () => {
-    const cipher = await createLocalKeyringCipher({ dataDir, logger: captureLogs().logger });
+    const cipher = await createLocalKeyringCipher({ dataDir, logger: captureLogger().logger });
     const v1 = await cipher.encrypt({ plaintext: "old", context: "c" });
     expect(await cipher.rotate()).toBe(2);
     expect(await cipher.latestVersion()).toBe(2);
@@ -131,7 +119,7 @@ describe("local keyring cipher", () => {
   });
 
   it("reads a version rotated in by another process sharing the file", async () => {
-    const logger = captureLogs().logger;
+    const logger = captureLogger().logger;
     const broker = await createLocalKeyringCipher({ dataDir, logger });
     const admin = await createLocalKeyringCipher({ dataDir, logger });
     await admin.rotate();
@@ -147,14 +135,14 @@ describe("createCipher", () => {
   }
 
   it("uses the local keyring without Vault", async () => {
-    const cipher = await createCipher(config({}), captureLogs().logger);
+    const cipher = await createCipher(config({}), captureLogger().logger);
     expect(cipher.kind).toBe("local-keyring");
   });
 
   it("refuses the local keyring in production unless explicitly allowed", async () => {
-    const error = await rejection(createCipher(config({ nodeEnv: "production" }), captureLogs().logger));
+    const error = await rejection(createCipher(config({ nodeEnv: "production" }), captureLogger().logger));
     expect(error.code).toBe("failed_precondition");
-    const allowed = await createCipher(config({ nodeEnv: "production", allowLocalKeyringInProduction: true }), captureLogs().logger);
+    const allowed = await createCipher(config({ nodeEnv: "production", allowLocalKeyringInProduction: true }), captureLogger().logger);
     expect(allowed.kind).toBe("local-keyring");
   });
 });

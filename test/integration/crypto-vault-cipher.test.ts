@@ -6,43 +6,22 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { Secret, VaultConfig } from "../../src/config/types.js";
+import { createSecret } from "../../src/config/secret.js";
+import type { VaultConfig } from "../../src/config/types.js";
 import { BrokerError } from "../../src/domain/errors.js";
-import { createLogger, type Logger } from "../../src/observability/logger.js";
+import type { Logger } from "../../src/observability/logger.js";
+import { captureLogger } from "../support/log-capture.js";
 import type { RotatableCipher } from "../../src/crypto/rotatable-cipher.js";
 import { createVaultTransitCipher } from "../../src/crypto/vault-transit-cipher.js";
 import { manualClock, type ManualClock } from "../support/manual-clock.js";
 import { waitUntil } from "../support/wait-until.js";
 import { startVaultEmulator, type VaultEmulator } from "../support/vault-transit-emulator.js";
 
-const secret = (value: string): Secret => ({ reveal: () => value, toString: () => "[redacted]", toJSON: () => "[redacted]" });
-
-function captureLogs(): { logger: Logger; text: () => string; lines: () => Array<Record<string, unknown>> } {
-  const chunks: string[] = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      chunks.push(chunk.toString("utf8"));
-      callback();
-    },
-  });
-  return {
-    logger: createLogger({ level: "debug", destination }),
-    text: () => chunks.join(""),
-    lines: () =>
-      chunks
-        .join("")
-        .split("\n")
-        .filter(Boolean)
-        .map((line) => JSON.parse(line) as Record<string, unknown>),
-  };
-}
-
 function configFor(vault: VaultEmulator, overrides: Partial<VaultConfig> = {}): VaultConfig {
   return {
     address: vault.url,
-    token: secret(vault.rootToken),
+    token: createSecret(vault.rootToken),
     roleId: undefined,
     secretId: undefined,
     kubernetesRole: undefined,
@@ -69,7 +48,7 @@ async function rejection(promise: Promise<unknown>): Promise<BrokerError> {
 
 let vault: VaultEmulator;
 let cipher: RotatableCipher;
-let logs: ReturnType<typeof captureLogs>;
+let logs: ReturnType<typeof captureLogger>;
 const opened: RotatableCipher[] = [];
 
 async function open(config: VaultConfig, logger: Logger = logs.logger): Promise<RotatableCipher> {
@@ -80,7 +59,7 @@ async function open(config: VaultConfig, logger: Logger = logs.logger): Promise<
 
 beforeAll(async () => {
   vault = await startVaultEmulator();
-  logs = captureLogs();
+  logs = captureLogger();
   cipher = await open(configFor(vault));
 });
 
@@ -130,11 +109,11 @@ describe("round trips", () => {
       ]),
     );
     expect(batchError.code).toBe("key_service_error");
-    const logged = logs.lines().filter((line) => line["level"] === 50 && String(line["msg"]).includes("message authentication failed"));
+    const logged = logs.log.lines.filter((line) => line["level"] === 50 && String(line["msg"]).includes("message authentication failed"));
     expect(logged.map((line) => line["msg"])).toContain("Vault refused: cipher: message authentication failed on transit/decrypt/oauth-broker");
     // The failed batch's body held the plaintext of the item that succeeded: it must not leak.
-    expect(logs.text()).not.toContain("token-of-a");
-    expect(logs.text()).not.toContain(Buffer.from("token-of-a").toString("base64"));
+    expect(logs.log.text()).not.toContain("token-of-a");
+    expect(logs.log.text()).not.toContain(Buffer.from("token-of-a").toString("base64"));
     expect(JSON.stringify({ message: batchError.message, cause: String(batchError.cause) })).not.toContain("token-of");
   });
 
@@ -197,12 +176,12 @@ describe("unavailability", () => {
 
   it("maps a network failure to key_service_unavailable", async () => {
     const other = await startVaultEmulator();
-    const local = captureLogs();
-    const doomed = await open(configFor(other, { token: secret(other.rootToken) }), local.logger);
+    const local = captureLogger();
+    const doomed = await open(configFor(other, { token: createSecret(other.rootToken) }), local.logger);
     await other.close();
     const error = await rejection(doomed.encrypt({ plaintext: "x", context: "c" }));
     expect(error.code).toBe("key_service_unavailable");
-    expect(local.text()).toContain("network error");
+    expect(local.log.text()).toContain("network error");
   });
 
   it("uses an injected fetch for every call", async () => {
@@ -225,31 +204,31 @@ describe("unavailability", () => {
 describe("refusals", () => {
   it("maps permission denied to key_service_error with an error log naming the path, without retrying", async () => {
     const token = vault.createToken({ ttlSeconds: 3600, capabilities: { read: true } });
-    const local = captureLogs();
-    const limited = await open(configFor(vault, { token: secret(token) }), local.logger);
+    const local = captureLogger();
+    const limited = await open(configFor(vault, { token: createSecret(token) }), local.logger);
     const before = vault.requestCount("transit/encrypt/oauth-broker");
     const error = await rejection(limited.encrypt({ plaintext: "secret-value", context: "c" }));
     expect(error.code).toBe("key_service_error");
     expect(error.reason).toBe("KEY_SERVICE_PERMISSION_DENIED");
     expect(vault.requestCount("transit/encrypt/oauth-broker") - before).toBe(1);
-    const line = local.lines().find((entry) => entry["level"] === 50);
+    const line = local.log.lines.find((entry) => entry["level"] === 50);
     expect(line?.["msg"]).toBe("Vault refused: permission denied on transit/encrypt/oauth-broker");
-    expect(local.text()).not.toContain(token);
-    expect(local.text()).not.toContain("secret-value");
+    expect(local.log.text()).not.toContain(token);
+    expect(local.log.text()).not.toContain("secret-value");
   });
 
   it("says so when the static token itself is no longer accepted", async () => {
     const token = vault.createToken({ ttlSeconds: 3600 });
-    const local = captureLogs();
-    const doomed = await open(configFor(vault, { token: secret(token) }), local.logger);
+    const local = captureLogger();
+    const doomed = await open(configFor(vault, { token: createSecret(token) }), local.logger);
     vault.revokeToken(token);
     const error = await rejection(doomed.encrypt({ plaintext: "x", context: "c" }));
     expect(error.code).toBe("key_service_error");
-    expect(local.text()).toContain("the Vault token is invalid, expired or revoked");
+    expect(local.log.text()).toContain("the Vault token is invalid, expired or revoked");
   });
 
   it("refuses to start with a token Vault does not accept", async () => {
-    const error = await rejection(createVaultTransitCipher({ config: configFor(vault, { token: secret("hvs.bogus") }), logger: logs.logger }));
+    const error = await rejection(createVaultTransitCipher({ config: configFor(vault, { token: createSecret("hvs.bogus") }), logger: logs.logger }));
     expect(error.code).toBe("key_service_error");
     expect(error.message).toContain("VAULT_TOKEN");
     expect(error.message).not.toContain("hvs.bogus");
@@ -276,7 +255,7 @@ describe("refusals", () => {
   it("honours a custom mount and sends the namespace header", async () => {
     const custom = await startVaultEmulator({ mount: "kv-crypto" });
     try {
-      const scoped = await open(configFor(custom, { token: secret(custom.rootToken), namespace: "team-a" }));
+      const scoped = await open(configFor(custom, { token: createSecret(custom.rootToken), namespace: "team-a" }));
       const ciphertext = await scoped.encrypt({ plaintext: "x", context: "c" });
       expect(await scoped.decrypt({ ciphertext, context: "c" })).toBe("x");
       expect(custom.requestCount("kv-crypto/encrypt/oauth-broker")).toBe(1);
@@ -296,7 +275,7 @@ describe("token lifetime", () => {
    * for the renewal (or login) to arrive, then moves the emulator past the original TTL and checks
    * that the cipher works on the token it now holds.
    */
-  const events = (logs: ReturnType<typeof captureLogs>, event: string) => logs.lines().filter((line) => line["event"] === event).length;
+  const events = (logs: ReturnType<typeof captureLogger>, event: string) => logs.log.lines.filter((line) => line["event"] === event).length;
 
   async function withFrozenVault(test: (frozen: VaultEmulator, clock: ManualClock) => Promise<void>): Promise<void> {
     const clock = manualClock(Date.now());
@@ -311,8 +290,8 @@ describe("token lifetime", () => {
   it("renews a renewable token before it expires, with no failed call", async () => {
     await withFrozenVault(async (frozen, clock) => {
       const token = frozen.createToken({ ttlSeconds: 3, renewable: true });
-      const local = captureLogs();
-      const renewing = await createVaultTransitCipher({ config: configFor(frozen, { token: secret(token) }), logger: local.logger });
+      const local = captureLogger();
+      const renewing = await createVaultTransitCipher({ config: configFor(frozen, { token: createSecret(token) }), logger: local.logger });
       try {
         const ciphertext = await renewing.encrypt({ plaintext: "steady", context: "row-t" });
         clock.advance(2_000);
@@ -331,9 +310,9 @@ describe("token lifetime", () => {
   it("logs in again with AppRole when the token nears expiry, with no failed call", async () => {
     await withFrozenVault(async (frozen, clock) => {
       frozen.addAppRole("broker-role", "broker-secret-id", 3, { renewable: false });
-      const local = captureLogs();
+      const local = captureLogger();
       const approle = await createVaultTransitCipher({
-        config: configFor(frozen, { token: undefined, roleId: "broker-role", secretId: secret("broker-secret-id") }),
+        config: configFor(frozen, { token: undefined, roleId: "broker-role", secretId: createSecret("broker-secret-id") }),
         logger: local.logger,
       });
       try {
@@ -347,7 +326,7 @@ describe("token lifetime", () => {
         clock.advance(2_000);
         expect(await approle.decrypt({ ciphertext, context: "row-t" })).toBe("steady");
         expect(frozen.requestCount("auth/approle/login")).toBe(logins);
-        expect(local.text()).not.toContain("broker-secret-id");
+        expect(local.log.text()).not.toContain("broker-secret-id");
       } finally {
         await approle.close();
       }
@@ -356,7 +335,7 @@ describe("token lifetime", () => {
 
   it("logs in again once when a call answers 403 because the token is gone", async () => {
     vault.addAppRole("role-403", "secret-403", 3600);
-    const approle = await open(configFor(vault, { token: undefined, roleId: "role-403", secretId: secret("secret-403") }));
+    const approle = await open(configFor(vault, { token: undefined, roleId: "role-403", secretId: createSecret("secret-403") }));
     const ciphertext = await approle.encrypt({ plaintext: "still-here", context: "c" });
     const logins = vault.requestCount("auth/approle/login");
     vault.revokeIssuedTokens();
@@ -366,7 +345,7 @@ describe("token lifetime", () => {
 
   it("gives up after one re-login when the new token is refused too", async () => {
     vault.addAppRole("role-denied", "secret-denied", 3600, { capabilities: { read: true } });
-    const approle = await open(configFor(vault, { token: undefined, roleId: "role-denied", secretId: secret("secret-denied") }));
+    const approle = await open(configFor(vault, { token: undefined, roleId: "role-denied", secretId: createSecret("secret-denied") }));
     const logins = vault.requestCount("auth/approle/login");
     const encrypts = vault.requestCount("transit/encrypt/oauth-broker");
     const error = await rejection(approle.encrypt({ plaintext: "x", context: "c" }));
@@ -391,6 +370,6 @@ describe("token lifetime", () => {
   });
 
   it("never writes the root token to the log", () => {
-    expect(logs.text()).not.toContain(vault.rootToken);
+    expect(logs.log.text()).not.toContain(vault.rootToken);
   });
 });

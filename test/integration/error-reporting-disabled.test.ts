@@ -11,7 +11,8 @@ import { ProviderService } from "../../src/gen/oauthbroker/v1/provider_service_p
 import { createErrorReporter } from "../../src/observability/error-reporter.js";
 import { bindService } from "../../src/transport/service-binding.js";
 import { startSentryIngest, type SentryIngest } from "../support/sentry-ingest.js";
-import { captureLogger, startTransportFixture } from "../support/transport-fixture.js";
+import { captureLogger } from "../support/log-capture.js";
+import { startTransportFixture } from "../support/transport-fixture.js";
 
 const sdk = vi.hoisted(() => ({ loads: 0 }));
 vi.mock("@sentry/node", async (importOriginal) => {

@@ -11,7 +11,8 @@ import { ProviderService } from "../../src/gen/oauthbroker/v1/provider_service_p
 import { createErrorReporter, type ErrorReporter } from "../../src/observability/error-reporter.js";
 import { bindService } from "../../src/transport/service-binding.js";
 import { startSentryIngest, type SentryIngest } from "../support/sentry-ingest.js";
-import { captureLogger, startTransportFixture, type TransportFixture } from "../support/transport-fixture.js";
+import { captureLogger } from "../support/log-capture.js";
+import { startTransportFixture, type TransportFixture } from "../support/transport-fixture.js";
 
 const CONFIGURED_SECRET = "configured-client-secret-value-1234";
 /** Each planted where a careless error might carry it; none may reach the ingestion endpoint. */

@@ -4,16 +4,10 @@
  * restart, exactly once), deletion with revocation (503 then 200, racing GetAccessToken and a
  * refresh in flight, idempotent), sync, GetStatus and the scheduled cleanup.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { loadConfig } from "../../src/config/load-config.js";
-import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
-import { startBroker, type RunningBroker } from "../../src/server.js";
 import { createLogger } from "../../src/observability/logger.js";
 import {
   IntegrationEventType,
@@ -25,41 +19,24 @@ import { IntegrationStatus } from "../../src/gen/oauthbroker/v1/integration_pb.j
 import { CircuitState, StatusService } from "../../src/gen/oauthbroker/v1/status_service_pb.js";
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { startInProcessBroker, type InProcessBroker } from "../support/in-process-broker.js";
 import { grpcClient, serverStream, unary, type GrpcFailure } from "../support/grpc-client.js";
 import { startOidcPeer, type OidcPeer } from "../support/peers/oidc-peer.js";
-import { connectAccount } from "../support/sandbox-connect.js";
+import { connectAccount } from "../support/browser-flow.js";
 import { freePort } from "../support/free-port.js";
 import { awaitedLater, waitUntil } from "../support/wait-until.js";
 
 const GOOGLE_SECRET = "google-client-secret-for-tests";
 
 let db: TestDatabase;
-let dataDir: string;
 let peer: OidcPeer;
-let broker: RunningBroker;
-let port: number;
+let broker: InProcessBroker;
 let httpUrl: string;
 const tokens = { alice: "", bob: "", carol: "", admin: "", backend: "" };
 
-async function start(): Promise<RunningBroker> {
-  const config = loadConfig({
-    env: {
-      DATABASE_URL: db.url,
-      BROKER_DATA_DIR: dataDir,
-      BROKER_CONFIG: join(dataDir, "broker.yaml"),
-      BROKER_GRPC_ADDR: "127.0.0.1:0",
-      BROKER_HTTP_ADDR: `127.0.0.1:${port}`,
-      BROKER_PUBLIC_URL: httpUrl,
-      GOOGLE_CLIENT_SECRET: GOOGLE_SECRET,
-    },
-  });
-  return startBroker({ config, logger: createLogger({ level: process.env["TEST_LOG"] === "1" ? "debug" : "silent" }) });
-}
-
 beforeAll(async () => {
   db = await createTestDatabase();
-  dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-manage-"));
-  port = await freePort();
+  const port = await freePort();
   httpUrl = `http://127.0.0.1:${port}`;
   peer = await startOidcPeer({
     flavor: "google",
@@ -67,48 +44,50 @@ beforeAll(async () => {
       { client_id: "broker-client", client_secret: GOOGLE_SECRET, redirect_uris: [`${httpUrl}/oauth/callback/google`], token_endpoint_auth_method: "client_secret_post" },
     ],
   });
-  await writeFile(
-    join(dataDir, "broker.yaml"),
-    [
-      "sandbox:",
-      "  enabled: true",
-      "providers:",
-      "  google:",
-      "    kind: google",
-      "    clientId: broker-client",
-      "    clientSecret: ${GOOGLE_CLIENT_SECRET}",
-      "    allowedScopes: [calendar.read]",
-      "    endpoints:",
-      `      issuer: ${peer.issuer}`,
-      "policies:",
-      "  - service: backend",
-      '    providers: ["*"]',
-      '    scopes: ["*"]',
-      "    actForUsers: true",
-      "    rpcs: [IntegrationService/*]",
-      "",
-    ].join("\n"),
-  );
-  broker = await start();
-  const key = await loadOrCreateLocalSigningKey(dataDir);
-  tokens.alice = await signLocalToken(key, { subject: "alice", kind: "user" });
-  tokens.bob = await signLocalToken(key, { subject: "bob", kind: "user" });
-  tokens.carol = await signLocalToken(key, { subject: "carol", kind: "user" });
-  tokens.admin = await signLocalToken(key, { subject: "ops", kind: "service", roles: ["admin"] });
-  tokens.backend = await signLocalToken(key, { subject: "backend", kind: "service" });
+  const yaml = [
+    "sandbox:",
+    "  enabled: true",
+    "providers:",
+    "  google:",
+    "    kind: google",
+    "    clientId: broker-client",
+    "    clientSecret: ${GOOGLE_CLIENT_SECRET}",
+    "    allowedScopes: [calendar.read]",
+    "    endpoints:",
+    `      issuer: ${peer.issuer}`,
+    "policies:",
+    "  - service: backend",
+    '    providers: ["*"]',
+    '    scopes: ["*"]',
+    "    actForUsers: true",
+    "    rpcs: [IntegrationService/*]",
+    "",
+  ].join("\n");
+  broker = await startInProcessBroker({
+    yaml,
+    databaseUrl: db.url,
+    env: { GOOGLE_CLIENT_SECRET: GOOGLE_SECRET },
+    logger: createLogger({ level: process.env["TEST_LOG"] === "1" ? "debug" : "silent" }),
+    httpPort: port,
+    name: "oauth-broker-manage",
+  });
+  tokens.alice = await broker.token("alice", "user");
+  tokens.bob = await broker.token("bob", "user");
+  tokens.carol = await broker.token("carol", "user");
+  tokens.admin = await broker.token("ops", "service", ["admin"]);
+  tokens.backend = await broker.token("backend", "service");
 }, 60_000);
 
 afterAll(async () => {
   await broker?.stop();
   await peer?.close();
   await db?.drop();
-  await rm(dataDir, { recursive: true, force: true });
 });
 
 type Who = keyof typeof tokens;
 
 function rpc<T>(method: keyof typeof IntegrationService.method, who: Who, request: object): Promise<T> {
-  const client = grpcClient(`127.0.0.1:${broker.grpcPort}`);
+  const client = grpcClient(broker.grpcAddress);
   return unary(client, IntegrationService.method[method] as never, request as never, {
     metadata: { authorization: `Bearer ${tokens[who]}` },
   })
@@ -122,7 +101,7 @@ function connectClient(who: Who) {
 }
 
 async function getToken(who: Who, request: object) {
-  const client = grpcClient(`127.0.0.1:${broker.grpcPort}`);
+  const client = grpcClient(broker.grpcAddress);
   try {
     return (await unary(client, TokenService.method.getAccessToken, request as never, { metadata: { authorization: `Bearer ${tokens[who]}` } })).response;
   } finally {
@@ -132,7 +111,7 @@ async function getToken(who: Who, request: object) {
 
 /** A watch over gRPC whose messages collect in `messages`; `next(n)` waits for n more. */
 function watch(who: Who, request: { cursor?: string; userId?: string; provider?: string }) {
-  const client = grpcClient(`127.0.0.1:${broker.grpcPort}`);
+  const client = grpcClient(broker.grpcAddress);
   const stream = serverStream(client, IntegrationService.method.watchIntegrations, request, { metadata: { authorization: `Bearer ${tokens[who]}` } });
   const messages: WatchIntegrationsResponse[] = [];
   let failure: unknown;
@@ -184,8 +163,7 @@ describe("WatchIntegrations", () => {
 
     // Changes while nobody watches, across a restart of the broker.
     await rpc("refreshIntegration", "alice", { id });
-    await broker.stop();
-    broker = await start();
+    await broker.restart();
     await rpc("deleteIntegration", "alice", { id });
 
     const resumed = watch("admin", { cursor: created.cursor });
@@ -304,11 +282,11 @@ describe("DeleteIntegration", () => {
 
     // Not due yet: the retry job leaves it alone.
     const before = peer.revocationRequests();
-    await broker.jobs.revocations.runOnce();
+    await broker.broker.jobs.revocations.runOnce();
     expect(peer.revocationRequests()).toBe(before);
 
     await db.sql`update pending_revocations set next_attempt_at = now() where integration_id = ${id}`;
-    await broker.jobs.revocations.runOnce();
+    await broker.broker.jobs.revocations.runOnce();
     expect(peer.revocationRequests()).toBe(before + 1);
     expect((await db.sql`select 1 from pending_revocations where integration_id = ${id}`).count).toBe(0);
     const actions = await db.sql<{ action: string; caller_kind: string }[]>`
@@ -419,7 +397,7 @@ describe("GetStatus", () => {
   it("reports per provider counts, recent refreshes, the next proactive refresh and the circuit", async () => {
     const id = await connectAccount(httpUrl, tokens.alice, "google", "alice-status");
     await rpc("refreshIntegration", "alice", { id });
-    const client = grpcClient(`127.0.0.1:${broker.grpcPort}`);
+    const client = grpcClient(broker.grpcAddress);
     try {
       const { response } = await unary(client, StatusService.method.getStatus, {}, { metadata: { authorization: `Bearer ${tokens.admin}` } });
       const google = response.providers.find((p) => p.provider === "google");
@@ -446,7 +424,7 @@ describe("cleanup", () => {
     await db.sql`insert into authorization_sessions (id, state_hash, user_id, provider, expires_at)
                  values (gen_random_uuid(), 'expired-state-hash', 'bob', 'sandbox', now() - interval '1 minute')`;
 
-    await broker.jobs.cleanup.runOnce();
+    await broker.broker.jobs.cleanup.runOnce();
 
     expect((await db.sql`select 1 from integrations where id = ${tomb}`).count).toBe(0);
     expect((await db.sql`select 1 from integration_events where integration_id = ${tomb}`).count).toBe(0);

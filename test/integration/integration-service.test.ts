@@ -4,52 +4,35 @@
  * indistinguishable from a missing one; admins see everyone's; pages are stable and bound to
  * their filters; nothing returned carries a token.
  */
-import { readFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { loadConfig } from "../../src/config/load-config.js";
-import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
-import { startBroker, type RunningBroker } from "../../src/server.js";
 import { IntegrationService } from "../../src/gen/oauthbroker/v1/integration_service_pb.js";
 import { IntegrationStatus } from "../../src/gen/oauthbroker/v1/integration_pb.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { startInProcessBroker, type InProcessBroker } from "../support/in-process-broker.js";
 import { grpcClient, unary, type GrpcFailure } from "../support/grpc-client.js";
-import { connectSandboxAccount } from "../support/sandbox-connect.js";
-import { freePort } from "../support/free-port.js";
+import { connectSandboxAccount } from "../support/browser-flow.js";
 
 let db: TestDatabase;
-let dataDir: string;
-let broker: RunningBroker;
+let broker: InProcessBroker;
 let httpUrl: string;
 const tokens = { alice: "", bob: "", admin: "" };
 let aliceIntegration: string;
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-integrations-"));
-  const port = await freePort();
-  httpUrl = `http://127.0.0.1:${port}`;
-  const config = loadConfig({
-    env: {
-      DATABASE_URL: db.url,
-      BROKER_DATA_DIR: dataDir,
-      BROKER_CONFIG: join(dataDir, "broker.yaml"),
-      BROKER_GRPC_ADDR: "127.0.0.1:0",
-      BROKER_HTTP_ADDR: `127.0.0.1:${port}`,
-      BROKER_PUBLIC_URL: httpUrl,
-    },
-    readFile: (path) => (path.endsWith("broker.yaml") ? "sandbox:\n  enabled: true\n" : readFileSync(path, "utf8")),
+  broker = await startInProcessBroker({
+    yaml: "sandbox:\n  enabled: true\n",
+    databaseUrl: db.url,
+    logger: createLogger({ level: "silent" }),
+    name: "oauth-broker-integrations",
   });
-  broker = await startBroker({ config, logger: createLogger({ level: "silent" }) });
-  const key = await loadOrCreateLocalSigningKey(dataDir);
-  tokens.alice = await signLocalToken(key, { subject: "alice", kind: "user" });
-  tokens.bob = await signLocalToken(key, { subject: "bob", kind: "user" });
-  tokens.admin = await signLocalToken(key, { subject: "ops", kind: "service", roles: ["admin"] });
+  httpUrl = broker.httpUrl;
+  tokens.alice = await broker.token("alice", "user");
+  tokens.bob = await broker.token("bob", "user");
+  tokens.admin = await broker.token("ops", "service", ["admin"]);
   aliceIntegration = await connectSandboxAccount(httpUrl, tokens.alice, "alice-at-sandbox");
   for (let i = 0; i < 3; i++) await connectSandboxAccount(httpUrl, tokens.bob, `bob-${i}`);
 }, 60_000);
@@ -57,12 +40,11 @@ beforeAll(async () => {
 afterAll(async () => {
   await broker?.stop();
   await db?.drop();
-  await rm(dataDir, { recursive: true, force: true });
 });
 
 describe("over gRPC", () => {
   const call = <T>(method: keyof typeof IntegrationService.method, who: keyof typeof tokens, request: object) => {
-    const client = grpcClient(`127.0.0.1:${broker.grpcPort}`);
+    const client = grpcClient(broker.grpcAddress);
     return unary(client, IntegrationService.method[method] as never, request as never, {
       metadata: { authorization: `Bearer ${tokens[who]}` },
     }).finally(() => client.close()) as unknown as Promise<{ response: T }>;

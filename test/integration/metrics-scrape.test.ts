@@ -6,32 +6,27 @@
  * which must not contain any token, key, user id or integration id.
  */
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { loadConfig } from "../../src/config/load-config.js";
-import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
 import { createLocalKeyringCipher } from "../../src/crypto/local-keyring-cipher.js";
 import { createLogger } from "../../src/observability/logger.js";
-import { startBroker, type RunningBroker } from "../../src/server.js";
 import { IntegrationService } from "../../src/gen/oauthbroker/v1/integration_service_pb.js";
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { startInProcessBroker, type InProcessBroker } from "../support/in-process-broker.js";
 import { grpcClient, unary, type GrpcFailure } from "../support/grpc-client.js";
-import { captureLogger } from "../support/transport-fixture.js";
-import { connectSandboxAccount } from "../support/sandbox-connect.js";
+import { captureLogger } from "../support/log-capture.js";
+import { connectSandboxAccount } from "../support/browser-flow.js";
 import { declaredFamilies, parseExposition, series, type Sample } from "../support/prometheus-text.js";
-import { freePort } from "../support/free-port.js";
 
 const TOKENS = "oauthbroker.v1.TokenService";
 const INTEGRATIONS = "oauthbroker.v1.IntegrationService";
 
 let db: TestDatabase;
-let dataDir: string;
-let broker: RunningBroker;
+let running: InProcessBroker;
 let httpUrl: string;
 let exposition: string;
 let samples: Sample[];
@@ -44,33 +39,22 @@ const externalName = `ext-${randomBytes(4).toString("hex")}`;
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-metrics-"));
-  const port = await freePort();
-  httpUrl = `http://127.0.0.1:${port}`;
-  const configPath = join(dataDir, "broker.yaml");
-  // No proactive pass during the script: its key service calls would make the counts racy.
-  await writeFile(configPath, "sandbox:\n  enabled: true\ntokens:\n  proactiveRefreshIntervalSeconds: 3600\n");
   const captured = captureLogger();
   log = captured.log;
-  broker = await startBroker({
-    config: loadConfig({
-      env: {
-        DATABASE_URL: db.url,
-        BROKER_DATA_DIR: dataDir,
-        BROKER_CONFIG: configPath,
-        BROKER_GRPC_ADDR: "127.0.0.1:0",
-        BROKER_HTTP_ADDR: `127.0.0.1:${port}`,
-        BROKER_PUBLIC_URL: httpUrl,
-      },
-    }),
+  running = await startInProcessBroker({
+    // No proactive pass during the script: its key service calls would make the counts racy.
+    yaml: "sandbox:\n  enabled: true\ntokens:\n  proactiveRefreshIntervalSeconds: 3600\n",
+    databaseUrl: db.url,
     logger: captured.logger,
+    name: "oauth-broker-metrics",
   });
-  const key = await loadOrCreateLocalSigningKey(dataDir);
-  const userToken = await signLocalToken(key, { subject: userId, kind: "user" });
-  const adminToken = await signLocalToken(key, { subject: "ops", kind: "service", roles: ["admin"] });
+  httpUrl = running.httpUrl;
+  const { dataDir } = running;
+  const userToken = await running.token(userId, "user");
+  const adminToken = await running.token("ops", "service", ["admin"]);
   secrets.push(userId, externalName, userToken, adminToken);
 
-  const client = grpcClient(`127.0.0.1:${broker.grpcPort}`);
+  const client = grpcClient(running.grpcAddress);
   const asAdmin = { metadata: { authorization: `Bearer ${adminToken}` } };
   const getToken = () =>
     unary(client, TokenService.method.getAccessToken, { userId, provider: "sandbox", minValidFor: durationFromMs(30_000) }, asAdmin);
@@ -133,9 +117,8 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await broker?.stop();
+  await running?.stop();
   await db?.drop();
-  await rm(dataDir, { recursive: true, force: true });
 });
 
 describe("GET /metrics after scripted traffic", () => {

@@ -14,7 +14,7 @@ import { startProactiveRefresher } from "../../src/jobs/proactive-refresh.js";
 import { createIntegrationRepository } from "../../src/storage/integration-repository.js";
 import { createTokenSetRepository, type ClaimedRefresh } from "../../src/storage/token-set-repository.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { capturingLogger } from "../support/peers/provider-config.js";
+import { captureLogger } from "../support/log-capture.js";
 
 const sealed = (): never => {
   throw new BrokerError("key_service_unavailable", "the key service is sealed", { reason: "KEY_SERVICE_UNAVAILABLE", retryAfterMs: 1_000 });
@@ -42,7 +42,7 @@ describe("a proactive pass while the key service is sealed", () => {
   });
 
   it("claims each expiring integration exactly once", async () => {
-    const { logger } = capturingLogger();
+    const { logger } = captureLogger();
     const integrations = createIntegrationRepository(db.sql);
     const tokenSets = createTokenSetRepository(db.sql);
     const ids: string[] = [];

@@ -9,7 +9,8 @@ import type { BrokerError } from "../../src/domain/errors.js";
 import type { ProviderClient } from "../../src/domain/ports.js";
 import { createProviderClient } from "../../src/providers/create-provider-client.js";
 import { RETRY_AFTER_SECONDS, startOidcPeer, type OidcPeer } from "../support/peers/oidc-peer.js";
-import { capturingLogger, testProviderConfig } from "../support/peers/provider-config.js";
+import { testProviderConfig } from "../support/peers/provider-config.js";
+import { captureLogger } from "../support/log-capture.js";
 import { caught } from "../support/caught.js";
 
 const REDIRECT_URI = "http://127.0.0.1:18080/oauth/callback/google";
@@ -20,7 +21,7 @@ const SECRET = "g00gle:secret+with/odd=chars%&";
 describe("google template against a Google-like peer", () => {
   let peer: OidcPeer;
   let client: ProviderClient;
-  const { logger, lines } = capturingLogger();
+  const { logger, log } = captureLogger();
   const secrets: string[] = [SECRET];
   const errors: BrokerError[] = [];
 
@@ -283,7 +284,7 @@ describe("google template against a Google-like peer", () => {
     expect(errors.length).toBeGreaterThan(10);
     const texts = [
       ...errors.map((e) => `${e.message} ${JSON.stringify(e.metadata)} ${String(e.cause)}`),
-      ...lines,
+      log.text(),
     ];
     for (const secret of secrets.filter((s) => s !== "")) {
       for (const text of texts) expect(text).not.toContain(secret);
@@ -310,7 +311,7 @@ describe("youtube template against the Google-like peer", () => {
         clientAuthMethod: "client_secret_post",
         endpoints: { issuer: peer.issuer, api: peer.apiBase },
       }),
-      { logger: capturingLogger().logger },
+      { logger: captureLogger().logger },
     );
   });
 

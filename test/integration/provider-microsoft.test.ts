@@ -9,7 +9,8 @@ import type { BrokerError } from "../../src/domain/errors.js";
 import type { ProviderClient } from "../../src/domain/ports.js";
 import { createProviderClient } from "../../src/providers/create-provider-client.js";
 import { type OidcPeer } from "../support/peers/oidc-peer.js";
-import { capturingLogger, testProviderConfig } from "../support/peers/provider-config.js";
+import { testProviderConfig } from "../support/peers/provider-config.js";
+import { captureLogger } from "../support/log-capture.js";
 import { caught } from "../support/caught.js";
 import { startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
 
@@ -20,7 +21,7 @@ const SECRET = "ms~secret.value_1";
 describe("microsoft template against a Microsoft-like peer", () => {
   let peer: OidcPeer;
   let client: ProviderClient;
-  const { logger, lines } = capturingLogger();
+  const { logger, log } = captureLogger();
   const secrets: string[] = [SECRET];
   const errors: BrokerError[] = [];
 
@@ -129,7 +130,7 @@ describe("microsoft template against a Microsoft-like peer", () => {
   });
 
   it("puts no secret in any error or log line", () => {
-    const texts = [...errors.map((e) => `${e.message} ${JSON.stringify(e.metadata)} ${String(e.cause)}`), ...lines];
+    const texts = [...errors.map((e) => `${e.message} ${JSON.stringify(e.metadata)} ${String(e.cause)}`), log.text()];
     expect(errors.length).toBeGreaterThanOrEqual(4);
     for (const secret of secrets.filter((s) => s !== "")) for (const text of texts) expect(text).not.toContain(secret);
   });

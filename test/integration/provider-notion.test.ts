@@ -9,7 +9,8 @@ import type { BrokerError } from "../../src/domain/errors.js";
 import type { ProviderClient } from "../../src/domain/ports.js";
 import { createProviderClient } from "../../src/providers/create-provider-client.js";
 import { NOTION_RETRY_AFTER_SECONDS, startNotionPeer, type NotionPeer } from "../support/peers/notion-peer.js";
-import { capturingLogger, testProviderConfig } from "../support/peers/provider-config.js";
+import { testProviderConfig } from "../support/peers/provider-config.js";
+import { captureLogger } from "../support/log-capture.js";
 import { caught } from "../support/caught.js";
 
 const REDIRECT_URI = "http://127.0.0.1:18080/oauth/callback/notion";
@@ -21,7 +22,7 @@ const NOW = new Date("2030-01-02T03:04:05.000Z");
 describe("notion template against a Notion look-alike", () => {
   let peer: NotionPeer;
   let client: ProviderClient;
-  const { logger, lines } = capturingLogger();
+  const { logger, log } = captureLogger();
   const secrets: string[] = [SECRET];
   const errors: BrokerError[] = [];
 
@@ -211,7 +212,7 @@ describe("notion template against a Notion look-alike", () => {
 
   it("puts no secret in any error or log line", () => {
     expect(errors.length).toBeGreaterThanOrEqual(10);
-    const texts = [...errors.map((e) => `${e.message} ${JSON.stringify(e.metadata)} ${String(e.cause)}`), ...lines];
+    const texts = [...errors.map((e) => `${e.message} ${JSON.stringify(e.metadata)} ${String(e.cause)}`), log.text()];
     for (const secret of secrets.filter((s) => s !== "")) for (const text of texts) expect(text).not.toContain(secret);
   });
 });

@@ -19,14 +19,14 @@ import { createTokenSetRepository } from "../../src/storage/token-set-repository
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { connectAtPeer, waitUntil } from "../support/peer-connect.js";
 import { RETRY_AFTER_SECONDS, type OidcPeer } from "../support/peers/oidc-peer.js";
-import { capturingLogger } from "../support/peers/provider-config.js";
+import { captureLogger } from "../support/log-capture.js";
 import { startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
 
 const REDIRECT_URI = "http://127.0.0.1:18090/oauth/callback/microsoft";
 const ctx: RequestContext = { principal: { kind: "admin", subject: "test", issuer: "test" }, requestId: "r", peer: "127.0.0.1:1" };
 
 describe("a provider pause across replicas", () => {
-  const { logger } = capturingLogger();
+  const { logger } = captureLogger();
   let db: TestDatabase;
   let dataDir: string;
   let peer: OidcPeer;

@@ -10,7 +10,8 @@ import type { ProviderClient } from "../../src/domain/ports.js";
 import { createProviderRegistry, providerRedirectUri } from "../../src/providers/provider-registry.js";
 import { createSandboxProvider, type SandboxProvider } from "../../src/providers/sandbox-provider.js";
 import { createBrowser, driveConsent } from "../support/peers/browser.js";
-import { capturingLogger, testProviderConfig } from "../support/peers/provider-config.js";
+import { testProviderConfig } from "../support/peers/provider-config.js";
+import { captureLogger } from "../support/log-capture.js";
 import { caught } from "../support/caught.js";
 
 
@@ -20,7 +21,7 @@ describe("sandbox provider", () => {
   let client: ProviderClient;
   let publicUrl: URL;
   let redirectUri: string;
-  const { logger, lines } = capturingLogger();
+  const { logger, log } = captureLogger();
 
   beforeAll(async () => {
     // Requests arrive only once the sandbox exists: the server's address is needed to create it.
@@ -132,6 +133,6 @@ describe("sandbox provider", () => {
   it("never logs the client secret", () => {
     const secret = sandbox.clientSecret.reveal();
     expect(secret.length).toBeGreaterThanOrEqual(40);
-    for (const line of lines) expect(line).not.toContain(secret);
+    expect(log.text()).not.toContain(secret);
   });
 });

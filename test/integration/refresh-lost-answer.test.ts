@@ -18,7 +18,7 @@ import { createTokenSetRepository } from "../../src/storage/token-set-repository
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { connectAtPeer } from "../support/peer-connect.js";
 import type { OidcPeer } from "../support/peers/oidc-peer.js";
-import { capturingLogger } from "../support/peers/provider-config.js";
+import { captureLogger } from "../support/log-capture.js";
 import { startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
 
 const REDIRECT_URI = "http://127.0.0.1:18089/oauth/callback/microsoft";
@@ -32,7 +32,7 @@ const ctx: RequestContext = { principal: { kind: "admin", subject: "test", issue
 const REFRESH_BUDGET_MS = 2_000;
 
 describe("a refresh whose answer was lost", () => {
-  const { logger, lines } = capturingLogger();
+  const { logger, log } = captureLogger();
   let db: TestDatabase;
   let dataDir: string;
   let peer: OidcPeer;
@@ -117,7 +117,7 @@ describe("a refresh whose answer was lost", () => {
     expect(peer.tokenRequests() - before).toBe(2);
     const [status] = await db.sql<{ status: string; status_reason: string }[]>`select status, status_reason from integrations where id = ${integrationId}`;
     expect(status).toEqual({ status: "needs_reauth", status_reason: "rotated_token_lost" });
-    expect(lines.some((line) => line.includes("ALERT") && line.includes("replica-a"))).toBe(true);
+    expect(log.text().split("\n").some((line) => line.includes("ALERT") && line.includes("replica-a"))).toBe(true);
   });
 
   it("keeps an inherited sent mark when the provider answers the one try with a 5xx", async () => {

@@ -12,7 +12,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { DescService } from "@bufbuild/protobuf";
 import { createClient, type ServiceImpl } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import type { Secret, VaultConfig } from "../../src/config/types.js";
+import { createSecret } from "../../src/config/secret.js";
+import type { VaultConfig } from "../../src/config/types.js";
 import { createVaultTransitCipher } from "../../src/crypto/vault-transit-cipher.js";
 import type { RotatableCipher } from "../../src/crypto/rotatable-cipher.js";
 import type { ProviderClient } from "../../src/domain/ports.js";
@@ -66,14 +67,10 @@ async function startProviderPeer(): Promise<{ url: string; seen: SeenRequest[]; 
   };
 }
 
-function secret(value: string): Secret {
-  return { reveal: () => value, toString: () => "[redacted]", toJSON: () => "[redacted]" };
-}
-
 function vaultConfig(vault: VaultEmulator): VaultConfig {
   return {
     address: vault.url,
-    token: secret(vault.rootToken),
+    token: createSecret(vault.rootToken),
     roleId: undefined,
     secretId: undefined,
     kubernetesRole: undefined,

@@ -8,12 +8,11 @@ import { randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { Secret } from "../../src/config/types.js";
+import { createSecret } from "../../src/config/secret.js";
 import type { Cipher } from "../../src/domain/ports.js";
 import { BrokerError } from "../../src/domain/errors.js";
-import { createLogger, type Logger } from "../../src/observability/logger.js";
+import { captureLogger } from "../support/log-capture.js";
 import { createLocalKeyringCipher } from "../../src/crypto/local-keyring-cipher.js";
 import type { RotatableCipher } from "../../src/crypto/rotatable-cipher.js";
 import { createVaultTransitCipher } from "../../src/crypto/vault-transit-cipher.js";
@@ -23,19 +22,6 @@ import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { startVaultEmulator, type VaultEmulator } from "../support/vault-transit-emulator.js";
 import { awaitedLater, waitUntil } from "../support/wait-until.js";
 
-const secret = (value: string): Secret => ({ reveal: () => value, toString: () => "[redacted]", toJSON: () => "[redacted]" });
-
-function captureLogs(): { logger: Logger; text: () => string } {
-  const chunks: string[] = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      chunks.push(chunk.toString("utf8"));
-      callback();
-    },
-  });
-  return { logger: createLogger({ level: "debug", destination }), text: () => chunks.join("") };
-}
-
 interface Seeded {
   readonly tokens: Map<string, { access: string; refresh: string | null }>;
   readonly verifiers: Map<string, string>;
@@ -44,7 +30,7 @@ interface Seeded {
 let db: TestDatabase;
 let vault: VaultEmulator;
 let cipher: RotatableCipher;
-let logs: ReturnType<typeof captureLogs>;
+let logs: ReturnType<typeof captureLogger>;
 let keyCounter = 0;
 
 /** Fresh tables and a fresh transit key per test, so versions start at 1. */
@@ -53,7 +39,7 @@ async function freshCipher(): Promise<RotatableCipher> {
   return createVaultTransitCipher({
     config: {
       address: vault.url,
-      token: secret(vault.rootToken),
+      token: createSecret(vault.rootToken),
       roleId: undefined,
       secretId: undefined,
       kubernetesRole: undefined,
@@ -130,7 +116,7 @@ async function everyTableAsText(): Promise<string> {
 beforeAll(async () => {
   db = await createTestDatabase();
   vault = await startVaultEmulator();
-  logs = captureLogs();
+  logs = captureLogger();
 });
 
 beforeEach(async () => {
@@ -314,7 +300,7 @@ describe("rewrapAll", () => {
     await cipher.rotate();
     const result = await rewrapAll({ store: createRewrapStore(db.sql), cipher, logger: logs.logger, batchSize: 10 });
     expect(result).toMatchObject({ rewrapped: 2, skipped: 0, failed: 2 });
-    expect(logs.text()).toContain(`cannot re-wrap token_sets row ${a}`);
+    expect(logs.log.text()).toContain(`cannot re-wrap token_sets row ${a}`);
   });
 
   it("keeps every table free of plaintext tokens, before and after a re-wrap", async () => {
@@ -335,7 +321,7 @@ describe("rewrapAll", () => {
     await cipher.rotate();
     await rewrapAll({ store: createRewrapStore(db.sql), cipher, logger: logs.logger });
     await check();
-    for (const value of secrets) expect(logs.text()).not.toContain(value);
+    for (const value of secrets) expect(logs.log.text()).not.toContain(value);
   });
 
   it("re-wraps local keyring ciphertexts the same way", async () => {

@@ -8,46 +8,35 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { SignJWT, generateKeyPair } from "jose";
 import { createAuthenticator } from "../../src/auth/authenticator.js";
 import { LOCAL_AUDIENCE, LOCAL_ISSUER, loadOrCreateLocalSigningKey, signLocalToken, type LocalSigningKey } from "../../src/auth/local-signing-key.js";
 import type { Config } from "../../src/config/types.js";
-import { integrationNotFound, createPolicyHolder } from "../../src/domain/policy.js";
+import { createIntegrationAccess } from "../../src/domain/integration-access.js";
+import { createPolicyHolder } from "../../src/domain/policy.js";
 import { createRpcPolicy } from "../../src/transport/rpc-policy.js";
-import { systemClock } from "../../src/domain/ports.js";
-import { createRateLimiter } from "../../src/domain/rate-limiter.js";
 import { IntegrationService } from "../../src/gen/oauthbroker/v1/integration_service_pb.js";
 import { ProviderService } from "../../src/gen/oauthbroker/v1/provider_service_pb.js";
 import { StatusService } from "../../src/gen/oauthbroker/v1/status_service_pb.js";
 import { createSecurityAuditRecorder, type SecurityAuditRecorder } from "../../src/observability/security-audit.js";
 import { createPostgresAuditLog, type PostgresAuditLog } from "../../src/storage/audit-log.js";
 import type { AuditEventRow } from "../../src/storage/audit-hash.js";
-import { createAuthenticationInterceptor } from "../../src/transport/interceptors/authentication.js";
-import { createRateLimitInterceptor } from "../../src/transport/interceptors/rate-limit.js";
-import { createSecurityAuditInterceptor } from "../../src/transport/interceptors/security-audit.js";
-import { OPEN_SERVICES } from "../../src/transport/open-services.js";
-import { bindService, callOf } from "../../src/transport/service-binding.js";
+import { bindService } from "../../src/transport/service-binding.js";
+import { createIntegrationServiceHandlers } from "../../src/transport/handlers/integration-service.js";
+import { createIntegrationRepository } from "../../src/storage/integration-repository.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { grpcClient, unary, type GrpcFailure } from "../support/grpc-client.js";
-import { captureLogger, startTransportFixture, type CapturedLog, type TransportFixture } from "../support/transport-fixture.js";
+import { captureLogger, type CapturedLog } from "../support/log-capture.js";
+import { GENEROUS_LIMITS, startTransportFixture, succeedingImpl, type TransportFixture } from "../support/transport-fixture.js";
 
 const BOBS_INTEGRATION = "7b0c2a4e-1f3d-4c5b-9a8e-0d1c2b3a4f5e";
 const MISSING_INTEGRATION = "00000000-0000-4000-8000-000000000000";
 
-const generous = { ratePerSecond: 10_000, burst: 10_000 };
-const GENEROUS: Config["limits"] = {
-  perPrincipal: { token: generous, read: generous, write: generous, admin: generous },
-  startAuthorizationPerUser: generous,
-  maxRequestBytes: 1024 * 1024,
-};
-
-function emptyImpl(service: DescService): Record<string, unknown> {
-  const impl: Record<string, unknown> = {};
-  for (const method of service.methods) impl[method.localName] = method.methodKind === "unary" ? () => ({}) : async function* () {};
-  return impl;
+/** A stand-in for a collaborator the calls here never reach: touching it fails the test. */
+function unreachable<T>(what: string): T {
+  return new Proxy({}, { get: (_target, property) => { throw new Error(`${what}.${String(property)} is not reached by these calls`); } }) as T;
 }
 
 let db: TestDatabase;
@@ -59,6 +48,14 @@ beforeAll(async () => {
   db = await createTestDatabase();
   dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-security-audit-"));
   key = await loadOrCreateLocalSigningKey(dataDir);
+  await createIntegrationRepository(db.sql).upsertWithTokens({
+    id: BOBS_INTEGRATION,
+    userId: "bob",
+    provider: "google",
+    externalAccount: { id: "bob-google", name: "Bob", attributes: {} },
+    grantedScopes: ["openid"],
+    tokens: { accessTokenCiphertext: "local:v1:access", refreshTokenCiphertext: null, tokenType: "Bearer", expiresAt: new Date(Date.now() + 3_600_000), scopes: ["openid"] },
+  });
   tokens.alice = await signLocalToken(key, { subject: "alice", kind: "user" });
   tokens.billing = await signLocalToken(key, { subject: "billing", kind: "service" });
   tokens.expired = await signLocalToken(key, { subject: "alice", kind: "user", ttlSeconds: 1, now: new Date(Date.now() - 3_600_000) });
@@ -105,7 +102,7 @@ let audit: PostgresAuditLog;
 /** What the authenticator and the recorder logged in the current test. */
 let log: CapturedLog;
 
-async function start(limits: Config["limits"] = GENEROUS): Promise<TransportFixture> {
+async function start(limits: Config["limits"] = GENEROUS_LIMITS): Promise<TransportFixture> {
   const captured = captureLogger();
   const logger = captured.logger;
   log = captured.log;
@@ -114,31 +111,25 @@ async function start(limits: Config["limits"] = GENEROUS): Promise<TransportFixt
   // still counted is written then, so the rows read after it are final.
   recorder = createSecurityAuditRecorder({ audit, logger, sweep: false });
   const policyHolder = createPolicyHolder(createRpcPolicy({ providers: [], policies: [] }));
-  const integrations = {
-    ...emptyImpl(IntegrationService),
-    // What the IntegrationService handler does: look the integration up, then ask the policy.
-    getIntegration(request: { id: string }, ctx: Parameters<typeof callOf>[0]) {
-      if (request.id !== BOBS_INTEGRATION) throw integrationNotFound(request.id);
-      const principal = callOf(ctx).principal;
-      if (principal !== undefined) policyHolder.current().assertCanAccess(principal, "bob", { integrationId: request.id });
-      return {};
-    },
-  } as unknown as ServiceImpl<typeof IntegrationService>;
+  // The real handler over the real repository: GetIntegration looks the integration up, then
+  // lets the access rules decide; the other RPCs' collaborators are never reached here.
+  const integrations = createIntegrationServiceHandlers({
+    integrations: createIntegrationRepository(db.sql),
+    access: createIntegrationAccess(policyHolder),
+    tokenService: unreachable("tokenService"),
+    deletion: unreachable("deletion"),
+    sync: unreachable("sync"),
+    changes: unreachable("changes"),
+  });
   fixture = await startTransportFixture({
     bindings: [
-      bindService(ProviderService, emptyImpl(ProviderService) as ServiceImpl<typeof ProviderService>),
-      bindService(StatusService, emptyImpl(StatusService) as ServiceImpl<typeof StatusService>),
+      bindService(ProviderService, succeedingImpl(ProviderService)),
+      bindService(StatusService, succeedingImpl(StatusService)),
       bindService(IntegrationService, integrations),
     ],
-    extraInterceptors: [
-      createSecurityAuditInterceptor({ recorder }),
-      createAuthenticationInterceptor({
-        authenticator: createAuthenticator({ issuers: [], localKey: key, logger }),
-        policyHolder,
-        openServices: OPEN_SERVICES,
-      }),
-      createRateLimitInterceptor({ limiter: createRateLimiter({ clock: systemClock }), limits }),
-    ],
+    authentication: { authenticator: createAuthenticator({ issuers: [], localKey: key, logger }), policyHolder },
+    securityAudit: recorder,
+    limits,
   });
   return fixture;
 }
@@ -181,6 +172,19 @@ function connectCall(
     () => Code.Unknown - Code.Unknown,
     (error: unknown) => ConnectError.from(error).code,
   );
+}
+
+/** ListProviders or GetStatus over gRPC: the failure, or undefined when the call is answered. */
+async function grpcCall(running: TransportFixture, rpc: "providers" | "status", requestId: string, token: string): Promise<GrpcFailure | undefined> {
+  const grpc = grpcClient(running.grpcAddress);
+  const options = { metadata: { authorization: `Bearer ${token}`, "x-request-id": requestId } };
+  const call = rpc === "providers" ? unary(grpc, ProviderService.method.listProviders, {}, options) : unary(grpc, StatusService.method.getStatus, {}, options);
+  return (call as Promise<unknown>)
+    .then(
+      () => undefined,
+      (error: unknown) => error as GrpcFailure,
+    )
+    .finally(() => grpc.close());
 }
 
 describe("audit events for refused calls", () => {
@@ -231,19 +235,9 @@ describe("audit events for refused calls", () => {
       );
     expect(connectError?.code).toBe(Code.Unauthenticated);
     expect(connectError?.rawMessage).toBe("missing or invalid credentials");
-    const grpc = grpcClient(running.grpcAddress);
-    try {
-      const failure = await unary(grpc, ProviderService.method.listProviders, {}, {
-        metadata: { authorization: `Bearer ${tokens.tenYears}`, "x-request-id": "req-lifetime-grpc" },
-      }).then(
-        () => undefined,
-        (error: unknown) => error as GrpcFailure,
-      );
-      expect(failure?.code).toBe(Code.Unauthenticated);
-      expect(failure?.details).toBe("missing or invalid credentials");
-    } finally {
-      grpc.close();
-    }
+    const failure = await grpcCall(running, "providers", "req-lifetime-grpc", tokens.tenYears);
+    expect(failure?.code).toBe(Code.Unauthenticated);
+    expect(failure?.details).toBe("missing or invalid credentials");
     await recorder.flush();
 
     const stored = await rows();
@@ -264,19 +258,9 @@ describe("audit events for refused calls", () => {
   it("refuses a ten-year token whose iat claims it was issued a minute before expiry, on both listeners", async () => {
     const running = await start();
     expect(await connectCall(running, "providers", "req-future-iat-connect", tokens.futureIssued)).toBe(Code.Unauthenticated);
-    const grpc = grpcClient(running.grpcAddress);
-    try {
-      const failure = await unary(grpc, ProviderService.method.listProviders, {}, {
-        metadata: { authorization: `Bearer ${tokens.futureIssued}`, "x-request-id": "req-future-iat-grpc" },
-      }).then(
-        () => undefined,
-        (error: unknown) => error as GrpcFailure,
-      );
-      expect(failure?.code).toBe(Code.Unauthenticated);
-      expect(failure?.details).toBe("missing or invalid credentials");
-    } finally {
-      grpc.close();
-    }
+    const failure = await grpcCall(running, "providers", "req-future-iat-grpc", tokens.futureIssued);
+    expect(failure?.code).toBe(Code.Unauthenticated);
+    expect(failure?.details).toBe("missing or invalid credentials");
     await recorder.flush();
     const stored = await rows();
     expect(stored.map((row) => [row.action, row.reason, row.request_id])).toEqual([
@@ -293,18 +277,7 @@ describe("audit events for refused calls", () => {
   it("records a policy denial once, with caller, rpc and reason, on both listeners", async () => {
     const running = await start();
     expect(await connectCall(running, "status", "req-deny-connect", tokens.alice)).toBe(Code.PermissionDenied);
-    const grpc = grpcClient(running.grpcAddress);
-    try {
-      const failure = await unary(grpc, StatusService.method.getStatus, {}, {
-        metadata: { authorization: `Bearer ${tokens.billing}`, "x-request-id": "req-deny-grpc" },
-      }).then(
-        () => undefined,
-        (error: unknown) => error as GrpcFailure,
-      );
-      expect(failure?.code).toBe(Code.PermissionDenied);
-    } finally {
-      grpc.close();
-    }
+    expect((await grpcCall(running, "status", "req-deny-grpc", tokens.billing))?.code).toBe(Code.PermissionDenied);
     // Allowed calls leave nothing.
     expect(await connectCall(running, "providers", "req-allowed", tokens.alice)).toBe(0);
     await recorder.flush();
@@ -366,7 +339,7 @@ describe("audit events for refused calls", () => {
 
   it("records a rate-limit rejection once, naming the limit", async () => {
     const tight = { ratePerSecond: 0.001, burst: 1 };
-    const running = await start({ ...GENEROUS, perPrincipal: { ...GENEROUS.perPrincipal, read: tight } });
+    const running = await start({ ...GENEROUS_LIMITS, perPrincipal: { ...GENEROUS_LIMITS.perPrincipal, read: tight } });
     expect(await connectCall(running, "providers", "req-limit-1", tokens.billing)).toBe(0);
     expect(await connectCall(running, "providers", "req-limit-2", tokens.billing)).toBe(Code.ResourceExhausted);
     await recorder.flush();

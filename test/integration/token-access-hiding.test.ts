@@ -4,32 +4,25 @@
  * does not exist — same status, message and details, whatever its state — and leaves no trace a
  * caller could observe: no provider refresh, no last-use write, no token events, no lease taken.
  */
-import { readFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
 import { randomUUID } from "node:crypto";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
-import { loadConfig } from "../../src/config/load-config.js";
-import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
-import { startBroker, type RunningBroker } from "../../src/server.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { startInProcessBroker, type InProcessBroker } from "../support/in-process-broker.js";
 import { grpcClient, unary, type GrpcFailure } from "../support/grpc-client.js";
 import { type OidcPeer } from "../support/peers/oidc-peer.js";
-import { captureLogger } from "../support/transport-fixture.js";
+import { captureLogger } from "../support/log-capture.js";
 import { freePort } from "../support/free-port.js";
-import { connectAccount } from "../support/sandbox-connect.js";
-import { startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
+import { connectAccount } from "../support/browser-flow.js";
+import { microsoftPeerProviderYaml, startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
 
 const SECRET = "ms~secret.value_4";
 
 describe("GetAccessToken for an integration the caller may not use", () => {
   let db: TestDatabase;
-  let dataDir: string;
   let peer: OidcPeer;
-  let broker: RunningBroker;
+  let running: InProcessBroker;
   const tokens = { mail: "", calendar: "", lonely: "" };
   /** Active, token expired: any access to it would refresh at the provider. */
   let expiring: string;
@@ -38,7 +31,6 @@ describe("GetAccessToken for an integration the caller may not use", () => {
 
   beforeAll(async () => {
     db = await createTestDatabase();
-    dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-hiding-"));
     const { logger } = captureLogger();
     const port = await freePort();
     // The broker's own callback: accounts are connected through the flow a user's browser takes.
@@ -47,35 +39,16 @@ describe("GetAccessToken for an integration the caller may not use", () => {
       "sandbox:",
       "  enabled: true",
       "providers:",
-      "  microsoft:",
-      "    kind: microsoft",
-      "    clientId: broker-client",
-      "    clientSecret: ${MS_SECRET}",
-      "    clientAuthMethod: client_secret_post",
-      "    tenant: organizations",
-      `    endpoints: { issuer: '${peer.issuer}', api: '${peer.apiBase}' }`,
+      ...microsoftPeerProviderYaml("microsoft", peer),
       "policies:",
       "  - { service: mail, providers: [microsoft], scopes: ['*'], actForUsers: true }",
       "  - { service: calendar, providers: [sandbox], scopes: ['*'], actForUsers: true }",
       "  - { service: lonely, providers: [microsoft], scopes: ['*'], actForUsers: false }",
     ].join("\n");
-    const config = loadConfig({
-      env: {
-        DATABASE_URL: db.url,
-        BROKER_DATA_DIR: dataDir,
-        BROKER_CONFIG: join(dataDir, "broker.yaml"),
-        BROKER_GRPC_ADDR: "127.0.0.1:0",
-        BROKER_HTTP_ADDR: `127.0.0.1:${port}`,
-        BROKER_PUBLIC_URL: `http://127.0.0.1:${port}`,
-        MS_SECRET: SECRET,
-      },
-      readFile: (path) => (path.endsWith("broker.yaml") ? yaml : readFileSync(path, "utf8")),
-    });
-    broker = await startBroker({ config, logger });
-    const key = await loadOrCreateLocalSigningKey(dataDir);
-    for (const service of ["mail", "calendar", "lonely"] as const) tokens[service] = await signLocalToken(key, { subject: service, kind: "service" });
+    running = await startInProcessBroker({ yaml, databaseUrl: db.url, env: { MS_SECRET: SECRET }, logger, httpPort: port, name: "oauth-broker-hiding" });
+    for (const service of ["mail", "calendar", "lonely"] as const) tokens[service] = await running.token(service, "service");
     const connect = async (username: string) =>
-      connectAccount(`http://127.0.0.1:${port}`, await signLocalToken(key, { subject: username, kind: "user" }), "microsoft", username);
+      connectAccount(running.httpUrl, await running.token(username, "user"), "microsoft", username);
     expiring = await connect("erin");
     await db.sql`update token_sets set expires_at = now() - interval '1 second' where integration_id = ${expiring}`;
     refused = await connect("frank");
@@ -83,14 +56,13 @@ describe("GetAccessToken for an integration the caller may not use", () => {
   }, 60_000);
 
   afterAll(async () => {
-    await broker?.stop();
+    await running?.stop();
     await peer?.close();
     await db?.drop();
-    await rm(dataDir, { recursive: true, force: true });
   });
 
   async function getToken(who: keyof typeof tokens, integrationId: string) {
-    const grpc = grpcClient(`127.0.0.1:${broker.grpcPort}`);
+    const grpc = grpcClient(running.grpcAddress);
     try {
       return await unary(grpc, TokenService.method.getAccessToken, { integrationId }, { metadata: { authorization: `Bearer ${tokens[who]}` } });
     } finally {

@@ -27,7 +27,7 @@ import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { connectAtPeer, waitUntil } from "../support/peer-connect.js";
 import { type OidcPeer } from "../support/peers/oidc-peer.js";
 import { startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
-import { captureLogger } from "../support/transport-fixture.js";
+import { captureLogger } from "../support/log-capture.js";
 
 const REDIRECT_URI = "http://127.0.0.1:18091/oauth/callback/microsoft";
 const SECRET = "ms~secret.value_disclosures";

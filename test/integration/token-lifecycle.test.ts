@@ -24,7 +24,7 @@ import { systemClock } from "../../src/domain/ports.js";
 import { startProactiveRefresher } from "../../src/jobs/proactive-refresh.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { type OidcPeer } from "../support/peers/oidc-peer.js";
-import { capturingLogger } from "../support/peers/provider-config.js";
+import { captureLogger } from "../support/log-capture.js";
 import { startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
 import { awaitedLater, waitUntil } from "../support/wait-until.js";
 
@@ -46,7 +46,7 @@ interface Replica {
 }
 
 describe("token lifecycle", () => {
-  const { logger, lines } = capturingLogger();
+  const { logger, log } = captureLogger();
   let db: TestDatabase;
   let dataDir: string;
   let peer: OidcPeer;
@@ -346,6 +346,6 @@ describe("token lifecycle", () => {
   it("never logs a token", async () => {
     const [row] = await db.sql<{ n: number }[]>`select count(*)::int as n from token_sets`;
     expect(row?.n).toBeGreaterThan(0);
-    for (const line of lines) expect(line).not.toMatch(/"(access|refresh)_?[Tt]oken":"(?!\[redacted\])/);
+    for (const line of log.text().split("\n")) expect(line).not.toMatch(/"(access|refresh)_?[Tt]oken":"(?!\[redacted\])/);
   });
 });

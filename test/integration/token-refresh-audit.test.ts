@@ -28,7 +28,7 @@ import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { connectAtPeer } from "../support/peer-connect.js";
 import { startOidcPeer, type OidcPeer } from "../support/peers/oidc-peer.js";
 import { testProviderConfig } from "../support/peers/provider-config.js";
-import { captureLogger } from "../support/transport-fixture.js";
+import { captureLogger } from "../support/log-capture.js";
 
 const REDIRECT_URI = "http://127.0.0.1:18082/oauth/callback/microsoft";
 const SHORT_REDIRECT_URI = "http://127.0.0.1:18082/oauth/callback/shortlived";

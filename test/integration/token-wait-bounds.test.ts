@@ -29,7 +29,7 @@ import { connectAtPeer, waitUntil } from "../support/peer-connect.js";
 import { type OidcPeer } from "../support/peers/oidc-peer.js";
 import { startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
-import { captureLogger } from "../support/transport-fixture.js";
+import { captureLogger } from "../support/log-capture.js";
 
 const REDIRECT_URI = "http://127.0.0.1:18098/oauth/callback/microsoft";
 const SECRET = "ms~secret.value_17b";

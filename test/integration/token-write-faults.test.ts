@@ -25,7 +25,7 @@ import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { connectAtPeer, waitUntil } from "../support/peer-connect.js";
 import { type OidcPeer } from "../support/peers/oidc-peer.js";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
-import { captureLogger } from "../support/transport-fixture.js";
+import { captureLogger } from "../support/log-capture.js";
 import { startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
 import { awaitedLater } from "../support/wait-until.js";
 

@@ -20,6 +20,7 @@ import { BrokerError } from "../../src/domain/errors.js";
 import { bindService } from "../../src/transport/service-binding.js";
 import { unimplementedService } from "../../src/transport/handlers/unimplemented.js";
 import { createProviderServiceHandlers } from "../../src/transport/handlers/provider-service.js";
+import { createSecret } from "../../src/config/secret.js";
 import type { ProviderConfig } from "../../src/config/types.js";
 import { startTransportFixture, type TransportFixture } from "../support/transport-fixture.js";
 import { bidiExchange, grpcClient, serverStream, unary, type GrpcFailure } from "../support/grpc-client.js";
@@ -29,7 +30,7 @@ const google: ProviderConfig = {
   kind: "google",
   displayName: "Google",
   clientId: "client-id",
-  clientSecret: { reveal: () => "s3cret-value", toString: () => "[redacted]", toJSON: () => "[redacted]" },
+  clientSecret: createSecret("s3cret-value"),
   clientAuthMethod: "client_secret_post",
   endpoints: {},
   defaultScopes: ["openid", "email"],

@@ -4,17 +4,12 @@
  * those tests take around each attack: the bystander's call time before and during it, the
  * process's resident memory, and the broker's health after it.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { loadConfig } from "../../src/config/load-config.js";
-import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
-import { startBroker, type RunningBroker } from "../../src/server.js";
+import type { RunningBroker } from "../../src/server.js";
 import { ProviderService } from "../../src/gen/oauthbroker/v1/provider_service_pb.js";
 import { createTestDatabase, type TestDatabase } from "./database.js";
 import { grpcClient, unary } from "./grpc-client.js";
-import { captureLogger, type CapturedLog } from "./transport-fixture.js";
-import { freePort } from "./free-port.js";
+import { startInProcessBroker } from "./in-process-broker.js";
+import { captureLogger, type CapturedLog } from "./log-capture.js";
 import type { Target } from "./raw-rpc.js";
 import { awaitedLater } from "./wait-until.js";
 
@@ -46,28 +41,11 @@ limits:
 
 export async function startHostileBroker(): Promise<HostileBroker> {
   const db: TestDatabase = await createTestDatabase();
-  const dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-hostile-"));
-  const port = await freePort();
-  const httpUrl = `http://127.0.0.1:${port}`;
-  const configPath = join(dataDir, "broker.yaml");
-  await writeFile(configPath, CONFIG);
   const captured = captureLogger();
-  const broker = await startBroker({
-    config: loadConfig({
-      env: {
-        DATABASE_URL: db.url,
-        BROKER_DATA_DIR: dataDir,
-        BROKER_CONFIG: configPath,
-        BROKER_GRPC_ADDR: "127.0.0.1:0",
-        BROKER_HTTP_ADDR: `127.0.0.1:${port}`,
-        BROKER_PUBLIC_URL: httpUrl,
-      },
-    }),
-    logger: captured.logger,
-  });
-  const key = await loadOrCreateLocalSigningKey(dataDir);
-  const attacker = `Bearer ${await signLocalToken(key, { subject: "mallory", kind: "service", roles: ["admin"] })}`;
-  const bystander = `Bearer ${await signLocalToken(key, { subject: "billing", kind: "service", roles: ["admin"] })}`;
+  const running = await startInProcessBroker({ yaml: CONFIG, databaseUrl: db.url, logger: captured.logger, name: "oauth-broker-hostile" });
+  const { broker, httpUrl } = running;
+  const attacker = `Bearer ${await running.token("mallory", "service", ["admin"])}`;
+  const bystander = `Bearer ${await running.token("billing", "service", ["admin"])}`;
   const client = grpcClient(`127.0.0.1:${broker.grpcPort}`);
   let turn = 0;
   const normalCall = async (): Promise<number> => {
@@ -95,9 +73,8 @@ export async function startHostileBroker(): Promise<HostileBroker> {
     normalCall,
     async close() {
       client.close();
-      await broker.stop();
+      await running.stop();
       await db.drop();
-      await rm(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -47,3 +47,13 @@ export function declaredFamilies(text: string): Map<string, string> {
   for (const match of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) families.set(match[1] ?? "", match[2] ?? "");
   return families;
 }
+
+/** What a broker's /metrics at `httpUrl` exposes right now. */
+export async function scrapeMetrics(httpUrl: string): Promise<Sample[]> {
+  return parseExposition(await (await fetch(`${httpUrl}/metrics`)).text());
+}
+
+/** The value of an unlabelled series; 0 when absent, as a counter nothing has counted yet is. */
+export function unlabelledValue(samples: readonly Sample[], name: string): number {
+  return samples.find((sample) => sample.name === name && Object.keys(sample.labels).length === 0)?.value ?? 0;
+}

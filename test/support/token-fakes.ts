@@ -10,11 +10,6 @@ import type { EncryptedTokenSet, Integration, RequestContext, TokenSet } from ".
 
 export const NOW = new Date("2030-01-01T12:00:00Z");
 
-export function manualClock(start = NOW): Clock & { advance(ms: number): void } {
-  let now = start.getTime();
-  return { now: () => new Date(now), advance: (ms) => (now += ms) };
-}
-
 export function callerContext(extra: Partial<RequestContext> = {}): RequestContext {
   return { principal: { kind: "service", subject: "backend", issuer: "local" }, requestId: "req-1", peer: "127.0.0.1:1", ...extra };
 }

@@ -10,7 +10,7 @@ import { loadConfig } from "../../src/config/load-config.js";
 import { loadOrCreateLocalSigningKey, signLocalToken, type LocalSigningKey } from "../../src/auth/local-signing-key.js";
 import { startBroker, type RunningBroker } from "../../src/server.js";
 import { freePort } from "./free-port.js";
-import { captureLogger, type CapturedLog } from "./transport-fixture.js";
+import { captureLogger, type CapturedLog } from "./log-capture.js";
 import { wireCallers, type Wire, type WireCaller } from "./wire-call.js";
 
 export interface WireBroker {

@@ -4,18 +4,12 @@ import { authFailureReason, createAuthenticator, type Authenticator } from "../.
 import { LOCAL_AUDIENCE, LOCAL_ISSUER, signLocalToken, type LocalSigningKey } from "../../src/auth/local-signing-key.js";
 import type { JwtIssuerConfig } from "../../src/config/types.js";
 import { BrokerError } from "../../src/domain/errors.js";
-import { createLogger } from "../../src/observability/logger.js";
+import { captureLogger } from "../support/log-capture.js";
 
 const NOW = new Date("2030-01-01T00:00:00Z");
 const NOW_S = Math.floor(NOW.getTime() / 1000);
 const clock = { now: () => NOW };
 const ISS = "https://idp.example";
-
-function capture() {
-  const lines: string[] = [];
-  const logger = createLogger({ level: "debug", destination: { write: (line: string) => void lines.push(line) } });
-  return { lines, logger };
-}
 
 function issuerConfig(overrides: Partial<JwtIssuerConfig> = {}): JwtIssuerConfig {
   return {
@@ -84,13 +78,13 @@ describe("authenticator with static keys", () => {
   });
 
   function make(overrides: Partial<JwtIssuerConfig> = {}) {
-    const { lines, logger } = capture();
+    const { log, logger } = captureLogger();
     const authenticator = createAuthenticator({
       issuers: [issuerConfig({ staticKeys: [JSON.stringify(keys.publicJwk)], ...overrides })],
       logger,
       clock,
     });
-    return { authenticator, lines };
+    return { authenticator, log };
   }
 
   it("accepts a valid token as a service principal named after the issuer config", async () => {
@@ -179,14 +173,14 @@ describe("authenticator with static keys", () => {
     });
 
     it("alg none, even when the payload is otherwise perfect", async () => {
-      const { authenticator, lines } = make();
+      const { authenticator, log } = make();
       const token = new UnsecuredJWT({ sub: "billing" })
         .setIssuer(ISS)
         .setAudience("oauth-broker")
         .setExpirationTime(NOW_S + 300)
         .encode();
       await expectRejected(authenticator, `Bearer ${token}`);
-      expect(lines.join("")).toContain('algorithm \\"none\\" is never accepted');
+      expect(log.text()).toContain('algorithm \\"none\\" is never accepted');
     });
 
     it("HS256 signed with the public key's bytes (PEM or JWK), even if HS256 is configured", async () => {
@@ -212,9 +206,9 @@ describe("authenticator with static keys", () => {
     });
 
     it("an unknown issuer, and a known key presented under another iss", async () => {
-      const { authenticator, lines } = make();
+      const { authenticator, log } = make();
       await expectRejected(authenticator, `Bearer ${await sign(keys.privateKey, {}, { iss: "https://evil.example" })}`);
-      expect(lines.join("")).toContain("untrusted issuer");
+      expect(log.text()).toContain("untrusted issuer");
     });
 
     it("a wrong audience", async () => {
@@ -223,9 +217,9 @@ describe("authenticator with static keys", () => {
     });
 
     it("expired beyond the clock skew", async () => {
-      const { authenticator, lines } = make();
+      const { authenticator, log } = make();
       await expectRejected(authenticator, `Bearer ${await sign(keys.privateKey, {}, { exp: NOW_S - 31 })}`);
-      expect(lines.join("")).toContain("ERR_JWT_EXPIRED");
+      expect(log.text()).toContain("ERR_JWT_EXPIRED");
     });
 
     it("not yet valid beyond the clock skew (future nbf)", async () => {
@@ -240,25 +234,25 @@ describe("authenticator with static keys", () => {
     });
 
     it("a lifetime beyond the issuer's bound: exp − iat, or exp − now without iat; the reason is logged", async () => {
-      const { authenticator, lines } = make();
+      const { authenticator, log } = make();
       const tenYears = 10 * 365 * 86_400;
       const rejected = await expectRejected(authenticator, `Bearer ${await sign(keys.privateKey, {}, { exp: NOW_S + tenYears })}`);
       expect(authFailureReason(rejected)).toBe("lifetime_too_long");
-      expect(lines.join("")).toMatch(/exp - iat = \d+ s exceeds the issuer's 86400 s/);
+      expect(log.text()).toMatch(/exp - iat = \d+ s exceeds the issuer's 86400 s/);
       // Issued a day ago and valid for one more second: the lifetime, not what is left, counts.
       const old = await sign(keys.privateKey, {}, { iat: NOW_S - 86_400, exp: NOW_S + 1 });
       expect(authFailureReason(await expectRejected(authenticator, `Bearer ${old}`))).toBe("lifetime_too_long");
       const noIat = await sign(keys.privateKey, {}, { iat: null, exp: NOW_S + 86_400 + 31 });
       expect(authFailureReason(await expectRejected(authenticator, `Bearer ${noIat}`))).toBe("lifetime_too_long");
-      expect(lines.join("")).toMatch(/token without iat expires in \d+ s, beyond the issuer's 86400 s/);
+      expect(log.text()).toMatch(/token without iat expires in \d+ s, beyond the issuer's 86400 s/);
     });
 
     it("a future iat cannot shorten the measured lifetime: issued beyond the skew is refused, the lifetime counts from min(iat, now)", async () => {
-      const { authenticator, lines } = make();
+      const { authenticator, log } = make();
       const exp = NOW_S + 10 * 365 * 86_400;
       const futureIat = await sign(keys.privateKey, {}, { iat: exp - 60, exp });
       expect(authFailureReason(await expectRejected(authenticator, `Bearer ${futureIat}`))).toBe("not_yet_valid");
-      expect(lines.join("")).toMatch(/token issued \d+ s in the future, beyond the 30 s clock skew/);
+      expect(log.text()).toMatch(/token issued \d+ s in the future, beyond the 30 s clock skew/);
       // Just beyond the skew, even with a short lifetime.
       const justAhead = await sign(keys.privateKey, {}, { iat: NOW_S + 31, exp: NOW_S + 300 });
       expect(authFailureReason(await expectRejected(authenticator, `Bearer ${justAhead}`))).toBe("not_yet_valid");
@@ -274,14 +268,14 @@ describe("authenticator with static keys", () => {
     });
 
     it("never logs the token, and logs the specific reason", async () => {
-      const { authenticator, lines } = make();
+      const { authenticator, log } = make();
       const token = await sign(other.privateKey);
       await expectRejected(authenticator, `Bearer ${token}`);
-      const log = lines.join("");
-      expect(log).not.toContain(token);
-      expect(log).not.toContain(token.split(".")[2]);
-      expect(log).toContain("authentication failed");
-      expect(log).toContain("signature verification failed");
+      const text = log.text();
+      expect(text).not.toContain(token);
+      expect(text).not.toContain(token.split(".")[2]);
+      expect(text).toContain("authentication failed");
+      expect(text).toContain("signature verification failed");
     });
   });
 
@@ -303,7 +297,7 @@ describe("authenticator with static keys", () => {
   });
 
   it("refuses unusable issuer configurations at creation", () => {
-    const { logger } = capture();
+    const { logger } = captureLogger();
     const build = (config: Partial<JwtIssuerConfig>) => () =>
       createAuthenticator({ issuers: [issuerConfig({ staticKeys: [JSON.stringify(keys.publicJwk)], ...config })], logger });
     expect(build({ algorithms: ["HS256"] })).toThrow(/accepted asymmetric algorithm/);
@@ -337,7 +331,7 @@ describe("authenticator on the embedded default (local key)", () => {
   });
 
   function make() {
-    const { logger } = capture();
+    const { logger } = captureLogger();
     return createAuthenticator({ issuers: [], localKey: local, logger, clock });
   }
 
@@ -385,7 +379,7 @@ describe("authenticator on the embedded default (local key)", () => {
 
   it("does not trust the local key once issuers are configured", async () => {
     const rsa = await rsaKeys();
-    const { logger } = capture();
+    const { logger } = captureLogger();
     const authenticator = createAuthenticator({
       issuers: [issuerConfig({ staticKeys: [rsa.pem] })],
       localKey: local,

@@ -4,7 +4,7 @@
  * body is neither read nor inflated; a bomb stops at the limit).
  */
 import { readFileSync } from "node:fs";
-import { Readable, Writable } from "node:stream";
+import { Readable } from "node:stream";
 import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { create, toBinary } from "@bufbuild/protobuf";
@@ -12,12 +12,12 @@ import * as grpc from "@grpc/grpc-js";
 import { BrokerError } from "../../src/domain/errors.js";
 import { StartAuthorizationRequestSchema } from "../../src/gen/oauthbroker/v1/authorization_service_pb.js";
 import { GetAccessTokenRequestSchema } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
-import { createLogger } from "../../src/observability/logger.js";
 import { MAX_FIELD_VIOLATIONS, toConnectError } from "../../src/transport/error-mapping.js";
 import { toGrpcStatus } from "../../src/transport/grpc-adapter.js";
 import { prepareRequest } from "../../src/transport/http-request-body.js";
 import { DEFAULT_FIELD_LIMIT, FIELD_LIMITS, requestLimitViolations, wireCountViolations } from "../../src/transport/request-limits.js";
 import { UNREAD_BODY } from "../../src/transport/admission.js";
+import { captureLogger } from "../support/log-capture.js";
 import type { UniversalServerRequest } from "@connectrpc/connect/protocol";
 
 describe("request field limits", () => {
@@ -56,17 +56,16 @@ describe("error answers", () => {
 
 describe("log lines", () => {
   it("carry at most 1 KiB of any value, with its length", async () => {
-    const chunks: string[] = [];
-    const logger = createLogger({ destination: new Writable({ write: (chunk: Buffer, _e, done) => (chunks.push(chunk.toString()), done()) }) });
+    const { logger, log } = captureLogger("info");
     const userId = "x".repeat(5_000_000);
     logger.info({ userId, nested: { scopes: [userId] } }, `refused ${userId}`);
     logger.warn({ err: new Error(`bad user ${userId}`) }, "failed");
     await new Promise((resolve) => setImmediate(resolve));
-    for (const line of chunks) {
+    for (const line of log.text().split("\n")) {
       expect(line.length).toBeLessThan(12 * 1024);
       expect(line).not.toContain("x".repeat(1025));
     }
-    expect(chunks.join("")).toContain("truncated, 5000000 characters");
+    expect(log.text()).toContain("truncated, 5000000 characters");
   });
 });
 

@@ -4,33 +4,12 @@
  * secret-bearing name; a server fault's line, which carries the error, is still redacted.
  */
 import { describe, expect, it } from "vitest";
-import { Writable } from "node:stream";
 import { BrokerError } from "../../src/domain/errors.js";
-import { createLogger } from "../../src/observability/logger.js";
 import { createMetrics } from "../../src/observability/metrics.js";
 import { isSecretKey } from "../../src/observability/redaction.js";
 import type { CallContext } from "../../src/transport/call.js";
 import { createObserveInterceptor } from "../../src/transport/interceptors/observe.js";
-
-function capture() {
-  const chunks: string[] = [];
-  const logger = createLogger({
-    level: "info",
-    destination: new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        chunks.push(chunk.toString("utf8"));
-        callback();
-      },
-    }),
-  });
-  const lines = () =>
-    chunks
-      .join("")
-      .split("\n")
-      .filter(Boolean)
-      .map((line) => JSON.parse(line) as Record<string, unknown>);
-  return { logger, lines };
-}
+import { captureLogger } from "../support/log-capture.js";
 
 function call(method = "GetAccessToken"): CallContext {
   return {
@@ -50,11 +29,11 @@ function call(method = "GetAccessToken"): CallContext {
 
 describe("observe interceptor", () => {
   it("writes one line per call, none of whose fields is a secret-bearing name", async () => {
-    const { logger, lines } = capture();
+    const { logger, log } = captureLogger("info");
     const { interceptor } = createObserveInterceptor({ logger, metrics: createMetrics() });
     await interceptor(call(), async () => "ok");
     await expect(interceptor(call(), async () => Promise.reject(new BrokerError("not_found", "no such integration")))).rejects.toThrow();
-    const written = lines();
+    const written = log.lines;
     expect(written.map((line) => [line["msg"], line["grpcCode"]])).toEqual([
       ["rpc", "OK"],
       ["rpc", "NOT_FOUND"],
@@ -64,17 +43,17 @@ describe("observe interceptor", () => {
   });
 
   it("redacts the error a server fault's line carries", async () => {
-    const { logger, lines } = capture();
+    const { logger, log } = captureLogger("info");
     const { interceptor } = createObserveInterceptor({ logger, metrics: createMetrics() });
     const fault = Object.assign(new Error("boom"), { token: "tok-visible-nowhere" });
     await expect(interceptor(call(), async () => Promise.reject(fault))).rejects.toThrow();
-    const [line] = lines();
+    const [line] = log.lines;
     expect(line?.["msg"]).toBe("rpc failed");
     expect(JSON.stringify(line)).not.toContain("tok-visible-nowhere");
   });
 
   it("counts calls per method and status code", async () => {
-    const { logger } = capture();
+    const { logger } = captureLogger("info");
     const metrics = createMetrics();
     const { interceptor } = createObserveInterceptor({ logger, metrics });
     await interceptor(call(), async () => "ok");

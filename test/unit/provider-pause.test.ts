@@ -2,12 +2,7 @@ import { describe, expect, it } from "vitest";
 import { BrokerError, isBrokerError } from "../../src/domain/errors.js";
 import type { ErrorReason } from "../../src/domain/error-reasons.js";
 import { createProviderPauses, PROVIDER_RETRY_AFTER_KEY } from "../../src/domain/tokens/provider-pause.js";
-import type { Clock } from "../../src/domain/ports.js";
-
-function manualClock(): Clock & { advance(ms: number): void } {
-  let now = Date.parse("2030-01-01T00:00:00Z");
-  return { now: () => new Date(now), advance: (ms) => (now += ms) };
-}
+import { manualClock } from "../support/manual-clock.js";
 
 const limited = (retryAfterSeconds?: number, reason: ErrorReason = "PROVIDER_RATE_LIMITED") =>
   new BrokerError("provider_rate_limited", "rate limited", {
@@ -28,7 +23,7 @@ function refusal(check: () => void): BrokerError | undefined {
 
 describe("provider pauses", () => {
   it("pauses for the provider's Retry-After and answers with the remaining pause, then lets the probe through", () => {
-    const clock = manualClock();
+    const clock = manualClock(Date.parse("2030-01-01T00:00:00Z"));
     const pauses = createProviderPauses({ clock, maxPauseMs: 300_000, backoffCapMs: 60_000 });
     expect(pauses.rateLimited("p", limited(10))).toBe(10_000);
     clock.advance(4_000);
@@ -40,13 +35,13 @@ describe("provider pauses", () => {
   });
 
   it("caps an absurd Retry-After at maxPauseMs and keeps the provider's reason", () => {
-    const pauses = createProviderPauses({ clock: manualClock(), maxPauseMs: 300_000, backoffCapMs: 60_000 });
+    const pauses = createProviderPauses({ clock: manualClock(Date.parse("2030-01-01T00:00:00Z")), maxPauseMs: 300_000, backoffCapMs: 60_000 });
     expect(pauses.rateLimited("p", limited(86_400, "PROVIDER_QUOTA_EXCEEDED"))).toBe(300_000);
     expect(refusal(() => pauses.check("p"))?.reason).toBe("PROVIDER_QUOTA_EXCEEDED");
   });
 
   it("backs off 1 s, 2 s, 4 s ... up to the cap without Retry-After, and starts over after a success", () => {
-    const clock = manualClock();
+    const clock = manualClock(Date.parse("2030-01-01T00:00:00Z"));
     const pauses = createProviderPauses({ clock, maxPauseMs: 300_000, backoffCapMs: 5_000 });
     const seen = [1, 2, 3, 4, 5].map(() => {
       const ms = pauses.rateLimited("p", limited());
@@ -59,14 +54,14 @@ describe("provider pauses", () => {
   });
 
   it("never shortens a pause already set by an answer that arrived earlier", () => {
-    const pauses = createProviderPauses({ clock: manualClock(), maxPauseMs: 300_000, backoffCapMs: 60_000 });
+    const pauses = createProviderPauses({ clock: manualClock(Date.parse("2030-01-01T00:00:00Z")), maxPauseMs: 300_000, backoffCapMs: 60_000 });
     pauses.rateLimited("p", limited(20));
     expect(pauses.rateLimited("p", limited(1))).toBe(20_000);
     expect(pauses.paused()).toEqual(new Map([["p", 20_000]]));
   });
 
   it("adopts another replica's pause without shortening its own or counting a strike", () => {
-    const clock = manualClock();
+    const clock = manualClock(Date.parse("2030-01-01T00:00:00Z"));
     const pauses = createProviderPauses({ clock, maxPauseMs: 300_000, backoffCapMs: 60_000 });
     pauses.adopt({ provider: "p", remainingMs: 5_000, reason: "PROVIDER_QUOTA_EXCEEDED" });
     expect(refusal(() => pauses.check("p"))).toMatchObject({ reason: "PROVIDER_QUOTA_EXCEEDED", retryAfterMs: 5_000 });
@@ -80,7 +75,7 @@ describe("provider pauses", () => {
   });
 
   it("keeps a pause when a success arrives inside it (a request sent before the 429), ending only the backoff", () => {
-    const clock = manualClock();
+    const clock = manualClock(Date.parse("2030-01-01T00:00:00Z"));
     const pauses = createProviderPauses({ clock, maxPauseMs: 300_000, backoffCapMs: 60_000 });
     pauses.rateLimited("p", limited(10));
     pauses.rateLimited("p", limited());
@@ -94,7 +89,7 @@ describe("provider pauses", () => {
   });
 
   it("backs off when Retry-After is 0 or in the past (clamped to 0): it is no pause at all", () => {
-    const clock = manualClock();
+    const clock = manualClock(Date.parse("2030-01-01T00:00:00Z"));
     const told: boolean[] = [];
     const pauses = createProviderPauses({ clock, maxPauseMs: 300_000, backoffCapMs: 60_000, onPause: (_notice, fromProvider) => told.push(fromProvider) });
     expect(pauses.rateLimited("p", limited(0))).toBe(1_000);

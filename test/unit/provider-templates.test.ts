@@ -7,9 +7,11 @@ import type { ProviderConfig } from "../../src/config/types.js";
 import { createProviderClient } from "../../src/providers/create-provider-client.js";
 import { createProviderRegistry, providerRedirectUri } from "../../src/providers/provider-registry.js";
 import { sandboxProviderConfig } from "../../src/providers/sandbox-provider.js";
-import { capturingLogger, testProviderConfig, testSecret } from "../support/peers/provider-config.js";
+import { createSecret } from "../../src/config/secret.js";
+import { testProviderConfig } from "../support/peers/provider-config.js";
+import { captureLogger } from "../support/log-capture.js";
 
-const logger = capturingLogger().logger;
+const logger = captureLogger().logger;
 const REDIRECT = "https://broker.example/oauth/callback/x";
 
 /** Answers discovery for any issuer with that issuer's own metadata; records the URLs asked for. */
@@ -186,7 +188,7 @@ describe("provider registry", () => {
   });
 
   it("builds every client without contacting any provider, and fills in the sandbox", async () => {
-    const sandbox = { issuer: "http://127.0.0.1:8080/sandbox", clientId: "oauth-broker", clientSecret: testSecret("sb-secret") };
+    const sandbox = { issuer: "http://127.0.0.1:8080/sandbox", clientId: "oauth-broker", clientSecret: createSecret("sb-secret") };
     const configs = [
       testProviderConfig({ id: "google", kind: "google", clientSecret: "s" }),
       testProviderConfig({ id: "notion", kind: "notion", clientSecret: "s", clientAuthMethod: "client_secret_basic_raw", pkce: false }),
@@ -202,7 +204,7 @@ describe("provider registry", () => {
 
   it("sandboxProviderConfig points the generic OIDC client at the sandbox with its credentials", () => {
     const base = testProviderConfig({ id: "sandbox", kind: "sandbox", clientId: undefined, endpoints: { token: "https://elsewhere" } });
-    const config = sandboxProviderConfig(base, { issuer: "http://127.0.0.1:1/sandbox", clientId: "c", clientSecret: testSecret("x") });
+    const config = sandboxProviderConfig(base, { issuer: "http://127.0.0.1:1/sandbox", clientId: "c", clientSecret: createSecret("x") });
     expect(config).toMatchObject({ id: "sandbox", kind: "sandbox", clientId: "c", clientAuthMethod: "client_secret_basic", pkce: true, endpoints: { issuer: "http://127.0.0.1:1/sandbox" } });
     expect(config.endpoints.token).toBeUndefined();
     expect(config.clientSecret?.reveal()).toBe("x");

@@ -1,11 +1,11 @@
 /** The shared redaction rules, as the logger and the error reporter apply them. */
-import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import type { ErrorEvent } from "@sentry/node";
+import { createSecret } from "../../src/config/secret.js";
 import { configuredSecrets, scrubEvent } from "../../src/observability/error-reporter.js";
-import { createLogger } from "../../src/observability/logger.js";
 import { createTextRedactor, redactDeep, redactText } from "../../src/observability/redaction.js";
 import { runWithRequestContext } from "../../src/observability/request-context.js";
+import { captureLogger } from "../support/log-capture.js";
 import { testProviderConfig } from "../support/peers/provider-config.js";
 
 describe("redactText", () => {
@@ -44,15 +44,14 @@ describe("redactText", () => {
   });
 
   it("collects the configured secrets: client secrets, Vault credentials, the database password", () => {
-    const secret = (value: string) => ({ reveal: () => value, toString: () => "[redacted]", toJSON: () => "[redacted]" });
     expect(
       configuredSecrets({
         providers: [testProviderConfig({ id: "g", kind: "google", clientSecret: "provider-secret" }), testProviderConfig({ id: "n", kind: "notion" })],
         vault: {
           address: "https://vault",
-          token: secret("vault-token-value"),
+          token: createSecret("vault-token-value"),
           roleId: undefined,
-          secretId: secret("secret-id-value"),
+          secretId: createSecret("secret-id-value"),
           kubernetesRole: undefined,
           kubernetesTokenPath: "",
           namespace: undefined,
@@ -61,7 +60,7 @@ describe("redactText", () => {
           createKey: false,
           timeoutMs: 1,
         },
-        databaseUrl: secret("postgres://broker:p%40ssword@db/broker"),
+        databaseUrl: createSecret("postgres://broker:p%40ssword@db/broker"),
       }),
     ).toEqual(["provider-secret", "vault-token-value", "secret-id-value", "p@ssword"]);
   });
@@ -120,34 +119,23 @@ describe("scrubEvent", () => {
 });
 
 describe("the logger", () => {
-  function capture() {
-    const chunks: string[] = [];
-    const destination = new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        chunks.push(chunk.toString("utf8"));
-        callback();
-      },
-    });
-    return { logger: createLogger({ level: "debug", destination }), lines: () => chunks.join("").split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
-  }
-
   it("redacts credentials in logged errors and their causes", () => {
-    const { logger, lines } = capture();
+    const { logger, log } = captureLogger();
     logger.error({ err: new Error("token endpoint said no to code=abc", { cause: new Error("refresh_token=rt-1") }) }, "failed");
-    const text = JSON.stringify(lines());
+    const text = log.text();
     expect(text).not.toContain("abc");
     expect(text).not.toContain("rt-1");
     expect(text).toContain("code=[redacted]");
   });
 
   it("adds the current request id (and job) to every line, and nothing outside a context", () => {
-    const { logger, lines } = capture();
+    const { logger, log } = captureLogger();
     logger.info("outside");
     runWithRequestContext({ requestId: "req-9" }, () => logger.child({ part: "x" }).info("inside"));
     runWithRequestContext({ requestId: "job-run-1", job: "cleanup" }, () => logger.info("job"));
     // A line's own requestId wins over the context's.
     runWithRequestContext({ requestId: "req-9" }, () => logger.info({ requestId: "explicit" }, "own"));
-    const [outside, inside, job, own] = lines();
+    const [outside, inside, job, own] = log.lines;
     expect(outside).not.toHaveProperty("requestId");
     expect(inside).toMatchObject({ requestId: "req-9", part: "x" });
     expect(job).toMatchObject({ requestId: "job-run-1", job: "cleanup" });

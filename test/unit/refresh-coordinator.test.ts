@@ -18,7 +18,8 @@ import { createStoredTokens } from "../../src/domain/tokens/stored-tokens.js";
 import { createTokenCache } from "../../src/domain/tokens/token-cache.js";
 import type { TokenSet } from "../../src/domain/types.js";
 import { createWakeups } from "../../src/domain/tokens/token-waits.js";
-import { callerContext, fakeCipher, fakeProvider, fakeTokenStore, integrationFixture, manualClock, recordingAudit, silentLogger } from "../support/token-fakes.js";
+import { callerContext, fakeCipher, fakeProvider, fakeTokenStore, integrationFixture, NOW, recordingAudit, silentLogger } from "../support/token-fakes.js";
+import { manualClock } from "../support/manual-clock.js";
 import { awaitedLater } from "../support/wait-until.js";
 
 const HOUR = 3_600_000;
@@ -28,14 +29,14 @@ const expiring: RefreshNeed = { minValidForMs: 60_000, force: false, trigger: "e
 const integration = integrationFixture();
 const custodies: RotatedTokenCustody[] = [];
 /** Each test's clock (set up afresh by `setUp`). */
-let clock = manualClock();
+let clock = manualClock(NOW.getTime());
 
 afterEach(async () => {
   await Promise.all(custodies.splice(0).map((c) => c.close()));
 });
 
 function setUp(answer: (refreshToken: string, call: number) => Promise<ProviderGrant>) {
-  clock = manualClock();
+  clock = manualClock(NOW.getTime());
   const tokens = (ms: number, accessToken: string, refreshToken?: string): TokenSet => ({
     accessToken,
     tokenType: "Bearer",

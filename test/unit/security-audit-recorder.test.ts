@@ -2,10 +2,11 @@
 import { describe, expect, it } from "vitest";
 import type { AuditEventInput } from "../../src/domain/ports.js";
 import { createSecurityAuditRecorder, peerHost, type SecurityEvent } from "../../src/observability/security-audit.js";
-import { captureLogger } from "../support/transport-fixture.js";
+import { captureLogger } from "../support/log-capture.js";
+import { manualClock } from "../support/manual-clock.js";
 
 function setup(options: { maxKeys?: number; failWrites?: boolean } = {}) {
-  let now = Date.parse("2024-05-01T12:00:00Z");
+  const clock = manualClock(Date.parse("2024-05-01T12:00:00Z"));
   const written: AuditEventInput[] = [];
   const { logger, log } = captureLogger();
   const recorder = createSecurityAuditRecorder({
@@ -16,12 +17,12 @@ function setup(options: { maxKeys?: number; failWrites?: boolean } = {}) {
       },
     },
     logger,
-    clock: { now: () => new Date(now) },
+    clock,
     windowMs: 60_000,
     maxKeys: options.maxKeys,
     sweep: false,
   });
-  return { recorder, written, log, advance: (ms: number) => void (now += ms) };
+  return { recorder, written, log, advance: (ms: number) => clock.advance(ms) };
 }
 
 function refusal(overrides: Partial<SecurityEvent> = {}): SecurityEvent {

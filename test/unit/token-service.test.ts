@@ -17,14 +17,15 @@ import {
   fakeTokenStore,
   inMemoryChangeFeed,
   integrationFixture,
-  manualClock,
+  NOW,
   recordingAudit,
   silentLogger,
 } from "../support/token-fakes.js";
+import { manualClock } from "../support/manual-clock.js";
 import { awaitedLater } from "../support/wait-until.js";
 
 const HOUR = 3_600_000;
-const clock = manualClock();
+const clock = manualClock(NOW.getTime());
 const integration = integrationFixture();
 const services: TokenService[] = [];
 

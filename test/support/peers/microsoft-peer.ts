@@ -39,3 +39,20 @@ export async function startMicrosoftPeer(options: {
   );
   return { peer, client };
 }
+
+/**
+ * The broker.yaml entry of a provider this peer plays, as the broker is configured for it; the
+ * client secret comes from the broker's MS_SECRET variable. `extra` lines go into the entry.
+ */
+export function microsoftPeerProviderYaml(id: string, peer: OidcPeer, extra: readonly string[] = []): string[] {
+  return [
+    `  ${id}:`,
+    "    kind: microsoft",
+    "    clientId: broker-client",
+    "    clientSecret: ${MS_SECRET}",
+    "    clientAuthMethod: client_secret_post",
+    "    tenant: organizations",
+    ...extra.map((line) => `    ${line}`),
+    `    endpoints: { issuer: '${peer.issuer}', api: '${peer.apiBase}' }`,
+  ];
+}

@@ -1,19 +1,8 @@
 /**
- * Provider configurations for tests against the peers, and a logger whose output the test can
- * search for leaked secrets.
+ * Provider configurations for tests against the peers.
  */
-import { inspect } from "node:util";
-import type { ProviderConfig, Secret } from "../../../src/config/types.js";
-import { createLogger, type Logger } from "../../../src/observability/logger.js";
-
-export function testSecret(value: string): Secret {
-  return {
-    reveal: () => value,
-    toString: () => "[redacted]",
-    toJSON: () => "[redacted]",
-    [inspect.custom]: () => "[redacted]",
-  } as Secret;
-}
+import { createSecret } from "../../../src/config/secret.js";
+import type { ProviderConfig } from "../../../src/config/types.js";
 
 export function testProviderConfig(
   overrides: Partial<Omit<ProviderConfig, "clientSecret">> & Pick<ProviderConfig, "id" | "kind"> & { clientSecret?: string },
@@ -33,13 +22,6 @@ export function testProviderConfig(
     timeoutMs: 2_000,
     maxConcurrency: 4,
     ...rest,
-    clientSecret: clientSecret === undefined ? undefined : testSecret(clientSecret),
+    clientSecret: clientSecret === undefined ? undefined : createSecret(clientSecret),
   };
-}
-
-/** A logger that keeps every line it writes. */
-export function capturingLogger(): { logger: Logger; lines: string[] } {
-  const lines: string[] = [];
-  const logger = createLogger({ level: "debug", destination: { write: (line: string) => void lines.push(line) } });
-  return { logger, lines };
 }
