@@ -37,6 +37,7 @@ const OFF_THE_WIRE_TESTED_IN: Partial<Record<ErrorReason, string>> = {
   LOCAL_KEYRING_INVALID: STARTUP_TEST,
   LOCAL_KEYRING_LOCKED: STARTUP_TEST,
   LOCAL_KEYRING_REFUSED_IN_PRODUCTION: STARTUP_TEST,
+  LOCAL_SIGNING_KEY_INVALID: STARTUP_TEST,
   MIGRATION_CHANGED: STARTUP_TEST,
   MIGRATION_FAILED: STARTUP_TEST,
   VAULT_CREDENTIALS_MISSING: STARTUP_TEST,
@@ -48,6 +49,7 @@ const OFF_THE_WIRE_TESTED_IN: Partial<Record<ErrorReason, string>> = {
   SANDBOX_NOT_RUNNING: STARTUP_TEST,
   RETURN_TO_ALLOW_LIST_EMPTY: STARTUP_TEST,
   RETURN_TO_ALLOW_LIST_INVALID: STARTUP_TEST,
+  TRUSTED_ISSUER_INVALID: STARTUP_TEST,
 };
 
 /**
@@ -56,15 +58,6 @@ const OFF_THE_WIRE_TESTED_IN: Partial<Record<ErrorReason, string>> = {
  * leave it), and a reason added to the catalogue without a row is not on it.
  */
 const WITHOUT_WIRE_ROW: readonly ErrorReason[] = [
-  // Default reasons of codes that no code path raises without a more specific reason today
-  // (FAILED_PRECONDITION only at start-up; `unimplementedService` is not mounted anywhere).
-  "AUTHORIZATION_DENIED",
-  "AUTHORIZATION_SESSION_INVALID",
-  "FAILED_PRECONDITION",
-  "KEY_SERVICE_ERROR",
-  "PERMISSION_DENIED",
-  "PROVIDER_MISCONFIGURED",
-  "UNIMPLEMENTED",
   // Raised only by the browser callback, whose answer is a redirect with an error code, never an
   // ErrorInfo: CompleteAuthorization refuses an empty state or code first, and finds the session
   // by its state, so it cannot carry another session's.
@@ -152,7 +145,6 @@ describe("the code → status table", () => {
       key_service_error: Code.Internal,
       draining: Code.Unavailable,
       deadline_exceeded: Code.DeadlineExceeded,
-      unimplemented: Code.Unimplemented,
       internal: Code.Internal,
     } satisfies Record<BrokerErrorCode, Code>);
   });
