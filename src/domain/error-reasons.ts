@@ -11,8 +11,15 @@
  * `seenAs` marks a reason the broker raises inside and always translates before an answer leaves
  * it: the caller receives that reason instead, and the README lists only that one. `unanswered`
  * marks a reason raised only once the caller has gone (it is logged, never received).
- * The upper-cased name of every code is listed too: it is the reason of an error raised
- * without a more specific one.
+ * `redirectOnly` marks a reason of the browser callback alone, whose answer is a redirect to the
+ * app carrying an error code (`error=server_error`), never an ErrorInfo. `guardOnly` marks a
+ * check of the broker's own invariants that an earlier check always answers first (or that only
+ * a fault of the broker's code can fail). `probeOnly` marks a state GetStatus and `/readyz`
+ * report as a component down, which no refusal carries. None of these reaches a caller as an
+ * ErrorInfo, so the README's tables leave them out, and each names the test that raises it.
+ * The upper-cased name of a code is listed when errors of that code may be raised without a
+ * more specific reason; a code whose refusals come in kinds (`permission_denied`, ...) has no
+ * such default, and `BrokerError` requires its reason.
  */
 import type { BrokerErrorCode } from "./errors.js";
 
@@ -24,6 +31,9 @@ export interface ErrorReasonEntry {
   /** The reason a caller receives in its place. */
   readonly seenAs?: string;
   readonly unanswered?: true;
+  readonly redirectOnly?: true;
+  readonly guardOnly?: true;
+  readonly probeOnly?: true;
 }
 
 export const ERROR_REASONS = {
@@ -34,7 +44,7 @@ export const ERROR_REASONS = {
   ACCOUNT_UNKNOWN: { codes: ["provider_error"], meaning: "the provider's answer does not identify the external account" },
   ALREADY_EXISTS: { codes: ["already_exists"], meaning: "default reason: a unique row already exists" },
   AMBIGUOUS_INTEGRATION: { codes: ["failed_precondition"], meaning: "several accounts of the provider are connected for the user; name one with external_account_id" },
-  AUDIT_LOG_CLOSED: { codes: ["internal"], meaning: "an audit event arrived after the audit log was closed for shutdown" },
+  AUDIT_LOG_CLOSED: { codes: ["internal"], meaning: "an audit event arrived after the audit log was closed for shutdown (the listeners, and their connections, close before it)", unanswered: true },
   AUTHORIZATION_CODE_REJECTED: { codes: ["authorization_session_invalid"], meaning: "the provider refused the authorization code or its PKCE verifier (RFC 6749 §5.2)" },
   AUTHORIZATION_ERROR: { codes: ["provider_error"], meaning: "the provider answered the authorization with an error the broker does not classify" },
   AUTHORIZATION_REQUEST_REJECTED: { codes: ["provider_misconfigured"], meaning: "the provider rejected the authorization request: client registration or scopes are wrong" },
@@ -46,7 +56,7 @@ export const ERROR_REASONS = {
   CIPHERTEXT_VERSION_DISALLOWED: { codes: ["key_service_error"], meaning: "Vault refuses to decrypt a ciphertext of a key version older than its minimum" },
   CLIENT_ID_MISSING: { codes: ["provider_misconfigured"], meaning: "the provider has no client id configured", startupOnly: true },
   CLIENT_SECRET_MISSING: { codes: ["provider_misconfigured"], meaning: "the provider's client authentication needs a secret and none is configured", startupOnly: true },
-  CODE_MISSING: { codes: ["provider_error"], meaning: "the provider's authorization response has no code" },
+  CODE_MISSING: { codes: ["provider_error"], meaning: "the provider's authorization response has no code (CompleteAuthorization refuses one without code or error first)", redirectOnly: true },
   CONSENT_REQUIRED: { codes: ["authorization_denied", "integration_needs_reauth"], meaning: "the provider needs the user's consent again (OIDC consent_required)" },
   CURSOR_EXPIRED: { codes: ["failed_precondition"], meaning: "a WatchIntegrations cursor is older than the change feed keeps" },
   DATABASE_UNAVAILABLE: { codes: ["database_unavailable"], meaning: "PostgreSQL cannot be reached or did not answer in time" },
@@ -63,7 +73,7 @@ export const ERROR_REASONS = {
   INTERACTION_REQUIRED: { codes: ["authorization_denied", "integration_needs_reauth"], meaning: "the provider needs the user at its page (OIDC interaction_required)" },
   INTERNAL: { codes: ["internal"], meaning: "default reason: a broker fault" },
   INVALID_ARGUMENT: { codes: ["invalid_argument"], meaning: "default reason: a request field is wrong (BadRequest names it)" },
-  INVALID_AUDIT_EVENT: { codes: ["internal"], meaning: "the broker built an audit event that breaks the event schema" },
+  INVALID_AUDIT_EVENT: { codes: ["internal"], meaning: "the broker built an audit event that breaks the event schema", guardOnly: true },
   INVALID_GRANT: { codes: ["integration_needs_reauth"], meaning: "the provider refused the refresh token (RFC 6749 §5.2 invalid_grant)", seenAs: "INTEGRATION_NEEDS_REAUTH" },
   INVALID_STATE: { codes: ["authorization_session_invalid"], meaning: "the authorization session is unknown, used, or belongs to someone else" },
   ISSUER_MISMATCH: { codes: ["authorization_session_invalid"], meaning: "the authorization response comes from another issuer (RFC 9207 mix-up defence)" },
@@ -79,7 +89,7 @@ export const ERROR_REASONS = {
   LOCAL_KEYRING_INVALID: { codes: ["key_service_error"], meaning: "the local keyring file is not a valid keyring", startupOnly: true },
   LOCAL_KEYRING_LOCKED: { codes: ["key_service_unavailable"], meaning: "another process holds the local keyring's lock", startupOnly: true },
   LOCAL_KEYRING_REFUSED_IN_PRODUCTION: { codes: ["failed_precondition"], meaning: "NODE_ENV=production without Vault: the local keyring is refused", startupOnly: true },
-  LOCAL_KEYRING_UNREADABLE: { codes: ["key_service_unavailable"], meaning: "the local keyring file cannot be read" },
+  LOCAL_KEYRING_UNREADABLE: { codes: ["key_service_unavailable"], meaning: "the local keyring file cannot be read (the keys stay in memory; GetStatus and /readyz report the key service down)", probeOnly: true },
   LOCAL_SIGNING_KEY_INVALID: { codes: ["failed_precondition"], meaning: "the local signing key file is readable by group or others, corrupt, or cannot be imported", startupOnly: true },
   LOGIN_REQUIRED: { codes: ["authorization_denied", "integration_needs_reauth"], meaning: "the provider needs the user to sign in again (OIDC login_required)" },
   MALFORMED_REQUEST: { codes: ["invalid_argument"], meaning: "a request body cannot be decoded as the method's message (any protocol)" },
@@ -112,8 +122,8 @@ export const ERROR_REASONS = {
   SCOPE_NOT_ALLOWED: { codes: ["permission_denied"], meaning: "the service's policy does not allow a requested scope" },
   SCOPE_NOT_GRANTED: { codes: ["scope_not_granted"], meaning: "the grant lacks scopes the caller requires" },
   SCOPE_WIDENED: { codes: ["authorization_denied"], meaning: "the provider granted scopes the flow did not ask for; the grant was revoked" },
-  STATE_MISMATCH: { codes: ["authorization_session_invalid"], meaning: "the authorization response carries another session's state" },
-  STATE_MISSING: { codes: ["authorization_session_invalid"], meaning: "the authorization response carries no state" },
+  STATE_MISMATCH: { codes: ["authorization_session_invalid"], meaning: "the authorization response carries another session's state (the broker finds the session by that state first: INVALID_STATE)", guardOnly: true },
+  STATE_MISSING: { codes: ["authorization_session_invalid"], meaning: "the authorization response carries no state (the broker finds the session by its state first: INVALID_STATE)", guardOnly: true },
   TOKEN_LIFETIME_TOO_SHORT: { codes: ["failed_precondition"], meaning: "min_valid_for is longer than the provider's tokens live" },
   TRUSTED_ISSUER_INVALID: { codes: ["failed_precondition"], meaning: "a trusted JWT issuer cannot verify tokens as configured (iss twice, no accepted algorithm, no audience, no usable public key), or there is none and no local signing key", startupOnly: true },
   UNAUTHENTICATED: { codes: ["unauthenticated"], meaning: "missing, expired or untrusted credential" },

@@ -13,8 +13,9 @@ import { GRPC_CODE_BY_ERROR } from "../../src/transport/error-mapping.js";
 const README = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
 const REASON_COLUMN = "`ErrorInfo.reason`";
 const catalogue = Object.entries(ERROR_REASONS) as [ErrorReason, (typeof ERROR_REASONS)[ErrorReason]][];
-/** Raised only at start-up, always translated into another reason, or raised once the caller has gone. */
-const hidden = (entry: (typeof ERROR_REASONS)[ErrorReason]): boolean => "startupOnly" in entry || "seenAs" in entry || "unanswered" in entry;
+/** Never an ErrorInfo a caller receives: start-up, translated, once the caller has gone, a redirect, a guard, a probe. */
+const HIDDEN_MARKERS = ["startupOnly", "seenAs", "unanswered", "redirectOnly", "guardOnly", "probeOnly"] as const;
+const hidden = (entry: (typeof ERROR_REASONS)[ErrorReason]): boolean => HIDDEN_MARKERS.some((marker) => marker in entry);
 const clientVisible = catalogue.filter(([, entry]) => !hidden(entry)).map(([reason]) => reason);
 /** Refusals of these codes come in several kinds, and no code path raises one without saying which. */
 const CODES_WITHOUT_DEFAULT_REASON = [
