@@ -75,8 +75,6 @@ const WITHOUT_WIRE_ROW: readonly ErrorReason[] = [
   "INTEGRATION_ID_CHANGED",
   "OPERATION_ABANDONED",
   "REFRESH_LEASE_LOST",
-  // A discovery document without a userinfo endpoint for an account lookup.
-  "USERINFO_ENDPOINT_MISSING",
 ];
 
 const catalogue = Object.entries(ERROR_REASONS) as [ErrorReason, ErrorReasonEntry][];
