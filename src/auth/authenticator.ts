@@ -99,13 +99,17 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
   const trusted = new Map<string, TrustedIssuer>();
   if (options.issuers.length === 0) {
     if (options.localKey === undefined) {
-      throw new BrokerError("failed_precondition", "no trusted issuer is configured and no local signing key was given");
+      throw new BrokerError("failed_precondition", "no trusted issuer is configured and no local signing key was given", {
+        reason: "TRUSTED_ISSUER_INVALID",
+      });
     }
     trusted.set(LOCAL_ISSUER, localIssuer(options.localKey));
   } else {
     for (const config of options.issuers) {
       if (trusted.has(config.issuer)) {
-        throw new BrokerError("failed_precondition", `issuer ${config.name}: iss ${config.issuer} is configured twice`);
+        throw new BrokerError("failed_precondition", `issuer ${config.name}: iss ${config.issuer} is configured twice`, {
+          reason: "TRUSTED_ISSUER_INVALID",
+        });
       }
       trusted.set(config.issuer, configuredIssuer(config, options.jwks ?? {}));
     }
@@ -281,12 +285,13 @@ function configuredIssuer(config: JwtIssuerConfig, jwks: JwksOptions): TrustedIs
     throw new BrokerError(
       "failed_precondition",
       `issuer ${config.name}: none of the algorithms ${config.algorithms.join(", ")} is an accepted asymmetric algorithm`,
+      { reason: "TRUSTED_ISSUER_INVALID" },
     );
   }
   if (config.audiences.length === 0) {
     // jose skips the audience check when none is given: a token minted for another service
     // would then be accepted here.
-    throw new BrokerError("failed_precondition", `issuer ${config.name}: at least one audience is required`);
+    throw new BrokerError("failed_precondition", `issuer ${config.name}: at least one audience is required`, { reason: "TRUSTED_ISSUER_INVALID" });
   }
   let keys: KeyResolver;
   if (config.jwksUrl !== undefined) {
@@ -298,7 +303,7 @@ function configuredIssuer(config: JwtIssuerConfig, jwks: JwksOptions): TrustedIs
   } else if (config.staticKeys.length > 0) {
     keys = createLocalJWKSet({ keys: parseStaticKeys(config.name, config.staticKeys) });
   } else {
-    throw new BrokerError("failed_precondition", `issuer ${config.name}: needs a JWKS URL or static keys`);
+    throw new BrokerError("failed_precondition", `issuer ${config.name}: needs a JWKS URL or static keys`, { reason: "TRUSTED_ISSUER_INVALID" });
   }
   return {
     name: config.name,

@@ -127,6 +127,7 @@ async function readStoredKey(path: string): Promise<StoredKey | undefined> {
       throw new BrokerError(
         "failed_precondition",
         `the local signing key ${path} is readable by group or others (mode ${(info.mode & 0o777).toString(8)}); run chmod 600 on it`,
+        { reason: "LOCAL_SIGNING_KEY_INVALID" },
       );
     }
     text = await readFile(path, "utf8");
@@ -142,6 +143,7 @@ async function readStoredKey(path: string): Promise<StoredKey | undefined> {
   } catch (error) {
     throw new BrokerError("failed_precondition", `the local signing key ${path} is corrupt; remove it to create a new one`, {
       cause: error,
+      reason: "LOCAL_SIGNING_KEY_INVALID",
     });
   }
 }
@@ -158,7 +160,10 @@ async function fromStored(stored: StoredKey, path: string): Promise<LocalSigning
       audience: LOCAL_AUDIENCE,
     };
   } catch (error) {
-    throw new BrokerError("failed_precondition", `the local signing key ${path} cannot be imported`, { cause: error });
+    throw new BrokerError("failed_precondition", `the local signing key ${path} cannot be imported`, {
+      cause: error,
+      reason: "LOCAL_SIGNING_KEY_INVALID",
+    });
   }
 }
 

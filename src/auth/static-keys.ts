@@ -24,15 +24,15 @@ function parseJson(text: string, where: string): JWK[] {
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw new BrokerError("failed_precondition", `${where} is not valid JSON`, { cause: error });
+    throw new BrokerError("failed_precondition", `${where} is not valid JSON`, { cause: error, reason: "TRUSTED_ISSUER_INVALID" });
   }
   if (isRecord(value) && Array.isArray(value["keys"])) {
     return value["keys"].map((key) => {
-      if (!isRecord(key)) throw new BrokerError("failed_precondition", `${where} holds a key that is not a JWK`);
+      if (!isRecord(key)) throw new BrokerError("failed_precondition", `${where} holds a key that is not a JWK`, { reason: "TRUSTED_ISSUER_INVALID" });
       return key as JWK;
     });
   }
-  if (!isRecord(value)) throw new BrokerError("failed_precondition", `${where} is not a JWK`);
+  if (!isRecord(value)) throw new BrokerError("failed_precondition", `${where} is not a JWK`, { reason: "TRUSTED_ISSUER_INVALID" });
   return [value as JWK];
 }
 
@@ -44,6 +44,7 @@ function fromPem(pem: string, where: string): JWK {
   } catch (error) {
     throw new BrokerError("failed_precondition", `${where} is neither a JWK nor a public key or certificate PEM`, {
       cause: error,
+      reason: "TRUSTED_ISSUER_INVALID",
     });
   }
 }
@@ -51,7 +52,7 @@ function fromPem(pem: string, where: string): JWK {
 function publicOnly(jwk: JWK, where: string): JWK {
   if (jwk.kty === "oct" || jwk.kty === undefined) {
     // Symmetric keys would let anyone holding the verification key mint tokens.
-    throw new BrokerError("failed_precondition", `${where}: only public keys (RSA, EC, OKP) are accepted`);
+    throw new BrokerError("failed_precondition", `${where}: only public keys (RSA, EC, OKP) are accepted`, { reason: "TRUSTED_ISSUER_INVALID" });
   }
   const copy: Record<string, unknown> = { ...jwk };
   for (const member of PRIVATE_MEMBERS) delete copy[member];

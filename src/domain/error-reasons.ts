@@ -11,8 +11,15 @@
  * `seenAs` marks a reason the broker raises inside and always translates before an answer leaves
  * it: the caller receives that reason instead, and the README lists only that one. `unanswered`
  * marks a reason raised only once the caller has gone (it is logged, never received).
- * The upper-cased name of every code is listed too: it is the reason of an error raised
- * without a more specific one.
+ * `redirectOnly` marks a reason of the browser callback alone, whose answer is a redirect to the
+ * app carrying an error code (`error=server_error`), never an ErrorInfo. `guardOnly` marks a
+ * check of the broker's own invariants that an earlier check always answers first (or that only
+ * a fault of the broker's code can fail). `probeOnly` marks a state GetStatus and `/readyz`
+ * report as a component down, which no refusal carries. None of these reaches a caller as an
+ * ErrorInfo, so the README's tables leave them out, and each names the test that raises it.
+ * The upper-cased name of a code is listed when errors of that code may be raised without a
+ * more specific reason; a code whose refusals come in kinds (`permission_denied`, ...) has no
+ * such default, and `BrokerError` requires its reason.
  */
 import type { BrokerErrorCode } from "./errors.js";
 
@@ -24,6 +31,9 @@ export interface ErrorReasonEntry {
   /** The reason a caller receives in its place. */
   readonly seenAs?: string;
   readonly unanswered?: true;
+  readonly redirectOnly?: true;
+  readonly guardOnly?: true;
+  readonly probeOnly?: true;
 }
 
 export const ERROR_REASONS = {
@@ -34,12 +44,10 @@ export const ERROR_REASONS = {
   ACCOUNT_UNKNOWN: { codes: ["provider_error"], meaning: "the provider's answer does not identify the external account" },
   ALREADY_EXISTS: { codes: ["already_exists"], meaning: "default reason: a unique row already exists" },
   AMBIGUOUS_INTEGRATION: { codes: ["failed_precondition"], meaning: "several accounts of the provider are connected for the user; name one with external_account_id" },
-  AUDIT_LOG_CLOSED: { codes: ["internal"], meaning: "an audit event arrived after the audit log was closed for shutdown" },
+  AUDIT_LOG_CLOSED: { codes: ["internal"], meaning: "an audit event arrived after the audit log was closed for shutdown (the listeners, and their connections, close before it)", unanswered: true },
   AUTHORIZATION_CODE_REJECTED: { codes: ["authorization_session_invalid"], meaning: "the provider refused the authorization code or its PKCE verifier (RFC 6749 §5.2)" },
-  AUTHORIZATION_DENIED: { codes: ["authorization_denied"], meaning: "default reason: the authorization was refused" },
   AUTHORIZATION_ERROR: { codes: ["provider_error"], meaning: "the provider answered the authorization with an error the broker does not classify" },
   AUTHORIZATION_REQUEST_REJECTED: { codes: ["provider_misconfigured"], meaning: "the provider rejected the authorization request: client registration or scopes are wrong" },
-  AUTHORIZATION_SESSION_INVALID: { codes: ["authorization_session_invalid"], meaning: "default reason: the authorization session cannot be used" },
   CANCELLED: { codes: ["deadline_exceeded"], meaning: "the provider call was cancelled because the caller went away or its deadline passed", unanswered: true },
   CANNOT_ACT_FOR_OTHER_USER: { codes: ["permission_denied"], meaning: "a user caller named another user" },
   CANNOT_ACT_FOR_USERS: { codes: ["permission_denied"], meaning: "the service's policy does not let it act for users" },
@@ -48,7 +56,7 @@ export const ERROR_REASONS = {
   CIPHERTEXT_VERSION_DISALLOWED: { codes: ["key_service_error"], meaning: "Vault refuses to decrypt a ciphertext of a key version older than its minimum" },
   CLIENT_ID_MISSING: { codes: ["provider_misconfigured"], meaning: "the provider has no client id configured", startupOnly: true },
   CLIENT_SECRET_MISSING: { codes: ["provider_misconfigured"], meaning: "the provider's client authentication needs a secret and none is configured", startupOnly: true },
-  CODE_MISSING: { codes: ["provider_error"], meaning: "the provider's authorization response has no code" },
+  CODE_MISSING: { codes: ["provider_error"], meaning: "the provider's authorization response has no code (CompleteAuthorization refuses one without code or error first)", redirectOnly: true },
   CONSENT_REQUIRED: { codes: ["authorization_denied", "integration_needs_reauth"], meaning: "the provider needs the user's consent again (OIDC consent_required)" },
   CURSOR_EXPIRED: { codes: ["failed_precondition"], meaning: "a WatchIntegrations cursor is older than the change feed keeps" },
   DATABASE_UNAVAILABLE: { codes: ["database_unavailable"], meaning: "PostgreSQL cannot be reached or did not answer in time" },
@@ -56,7 +64,6 @@ export const ERROR_REASONS = {
   DRAINING: { codes: ["draining"], meaning: "the replica is shutting down" },
   ENDPOINTS_MISSING: { codes: ["provider_misconfigured"], meaning: "the provider has neither discovery nor the endpoints the operation needs", startupOnly: true },
   EXPIRED_STATE: { codes: ["authorization_session_invalid"], meaning: "the authorization session expired" },
-  FAILED_PRECONDITION: { codes: ["failed_precondition"], meaning: "default reason: the operation does not fit the current state or configuration" },
   FIELD_LIMIT_EXCEEDED: { codes: ["invalid_argument"], meaning: "a request field is over its documented maximum (length or count)" },
   GRANT_EXCEEDS_POLICY: { codes: ["permission_denied"], meaning: "the integration holds scopes beyond what the service's policy allows" },
   INSECURE_ENDPOINT: { codes: ["provider_misconfigured"], meaning: "a provider endpoint is not HTTPS" },
@@ -66,14 +73,13 @@ export const ERROR_REASONS = {
   INTERACTION_REQUIRED: { codes: ["authorization_denied", "integration_needs_reauth"], meaning: "the provider needs the user at its page (OIDC interaction_required)" },
   INTERNAL: { codes: ["internal"], meaning: "default reason: a broker fault" },
   INVALID_ARGUMENT: { codes: ["invalid_argument"], meaning: "default reason: a request field is wrong (BadRequest names it)" },
-  INVALID_AUDIT_EVENT: { codes: ["internal"], meaning: "the broker built an audit event that breaks the event schema" },
+  INVALID_AUDIT_EVENT: { codes: ["internal"], meaning: "the broker built an audit event that breaks the event schema", guardOnly: true },
   INVALID_GRANT: { codes: ["integration_needs_reauth"], meaning: "the provider refused the refresh token (RFC 6749 §5.2 invalid_grant)", seenAs: "INTEGRATION_NEEDS_REAUTH" },
   INVALID_STATE: { codes: ["authorization_session_invalid"], meaning: "the authorization session is unknown, used, or belongs to someone else" },
   ISSUER_MISMATCH: { codes: ["authorization_session_invalid"], meaning: "the authorization response comes from another issuer (RFC 9207 mix-up defence)" },
   ISSUER_MISSING: { codes: ["authorization_session_invalid"], meaning: "the provider advertises RFC 9207 but its response has no iss" },
   KEY_NOT_FOUND: { codes: ["key_service_error"], meaning: "the transit key does not exist in Vault" },
   KEY_SERVICE_BAD_RESPONSE: { codes: ["key_service_error"], meaning: "Vault answered something the broker cannot use" },
-  KEY_SERVICE_ERROR: { codes: ["key_service_error"], meaning: "default reason: the key service refused the operation" },
   KEY_SERVICE_NOT_FOUND: { codes: ["key_service_error"], meaning: "Vault has nothing at the configured path" },
   KEY_SERVICE_PERMISSION_DENIED: { codes: ["key_service_error"], meaning: "Vault refused the broker's credentials" },
   KEY_SERVICE_REFUSED: { codes: ["key_service_error"], meaning: "Vault refused the request for another reason" },
@@ -83,7 +89,8 @@ export const ERROR_REASONS = {
   LOCAL_KEYRING_INVALID: { codes: ["key_service_error"], meaning: "the local keyring file is not a valid keyring", startupOnly: true },
   LOCAL_KEYRING_LOCKED: { codes: ["key_service_unavailable"], meaning: "another process holds the local keyring's lock", startupOnly: true },
   LOCAL_KEYRING_REFUSED_IN_PRODUCTION: { codes: ["failed_precondition"], meaning: "NODE_ENV=production without Vault: the local keyring is refused", startupOnly: true },
-  LOCAL_KEYRING_UNREADABLE: { codes: ["key_service_unavailable"], meaning: "the local keyring file cannot be read" },
+  LOCAL_KEYRING_UNREADABLE: { codes: ["key_service_unavailable"], meaning: "the local keyring file cannot be read (the keys stay in memory; GetStatus and /readyz report the key service down)", probeOnly: true },
+  LOCAL_SIGNING_KEY_INVALID: { codes: ["failed_precondition"], meaning: "the local signing key file is readable by group or others, corrupt, or cannot be imported", startupOnly: true },
   LOGIN_REQUIRED: { codes: ["authorization_denied", "integration_needs_reauth"], meaning: "the provider needs the user to sign in again (OIDC login_required)" },
   MALFORMED_REQUEST: { codes: ["invalid_argument"], meaning: "a request body cannot be decoded as the method's message (any protocol)" },
   MIGRATION_CHANGED: { codes: ["failed_precondition"], meaning: "an applied migration's file changed since it was applied", startupOnly: true },
@@ -92,11 +99,9 @@ export const ERROR_REASONS = {
   NOT_FOUND: { codes: ["not_found"], meaning: "default reason: the thing asked for does not exist (a deleted integration, no stored token)" },
   NO_REFRESH_TOKEN: { codes: ["failed_precondition"], meaning: "the stored token is too short-lived and the provider granted no refresh token" },
   OPERATION_ABANDONED: { codes: ["deadline_exceeded"], meaning: "a read or refresh shared with other callers never finished and was given up" },
-  PERMISSION_DENIED: { codes: ["permission_denied"], meaning: "default reason: the caller may not do this" },
   PROVIDER_CIRCUIT_OPEN: { codes: ["provider_unavailable"], meaning: "the provider failed repeatedly; its circuit is open" },
   PROVIDER_CLIENT_REJECTED: { codes: ["provider_misconfigured"], meaning: "the provider rejected the broker's client credentials (invalid_client)" },
   PROVIDER_ERROR: { codes: ["provider_error"], meaning: "the provider answered something the broker cannot use" },
-  PROVIDER_MISCONFIGURED: { codes: ["provider_misconfigured"], meaning: "default reason: the broker's configuration of the provider is wrong" },
   PROVIDER_MISMATCH: { codes: ["authorization_session_invalid"], meaning: "the authorization session was started for another provider" },
   PROVIDER_NOT_ALLOWED: { codes: ["permission_denied"], meaning: "the service's policy does not allow the provider" },
   PROVIDER_NOT_CONFIGURED: { codes: ["failed_precondition"], meaning: "the provider is not configured on this broker" },
@@ -117,11 +122,11 @@ export const ERROR_REASONS = {
   SCOPE_NOT_ALLOWED: { codes: ["permission_denied"], meaning: "the service's policy does not allow a requested scope" },
   SCOPE_NOT_GRANTED: { codes: ["scope_not_granted"], meaning: "the grant lacks scopes the caller requires" },
   SCOPE_WIDENED: { codes: ["authorization_denied"], meaning: "the provider granted scopes the flow did not ask for; the grant was revoked" },
-  STATE_MISMATCH: { codes: ["authorization_session_invalid"], meaning: "the authorization response carries another session's state" },
-  STATE_MISSING: { codes: ["authorization_session_invalid"], meaning: "the authorization response carries no state" },
+  STATE_MISMATCH: { codes: ["authorization_session_invalid"], meaning: "the authorization response carries another session's state (the broker finds the session by that state first: INVALID_STATE)", guardOnly: true },
+  STATE_MISSING: { codes: ["authorization_session_invalid"], meaning: "the authorization response carries no state (the broker finds the session by its state first: INVALID_STATE)", guardOnly: true },
   TOKEN_LIFETIME_TOO_SHORT: { codes: ["failed_precondition"], meaning: "min_valid_for is longer than the provider's tokens live" },
+  TRUSTED_ISSUER_INVALID: { codes: ["failed_precondition"], meaning: "a trusted JWT issuer cannot verify tokens as configured (iss twice, no accepted algorithm, no audience, no usable public key), or there is none and no local signing key", startupOnly: true },
   UNAUTHENTICATED: { codes: ["unauthenticated"], meaning: "missing, expired or untrusted credential" },
-  UNIMPLEMENTED: { codes: ["unimplemented"], meaning: "the capability is not built or not enabled in this configuration" },
   USERINFO_ENDPOINT_MISSING: { codes: ["provider_misconfigured"], meaning: "the provider template needs a userinfo endpoint and none is known" },
   VAULT_CREDENTIALS_MISSING: { codes: ["failed_precondition"], meaning: "VAULT_ADDR is set without a token, AppRole or Kubernetes credentials", startupOnly: true },
   VAULT_KEY_MISSING: { codes: ["failed_precondition"], meaning: "the transit key does not exist and creating it is not allowed", startupOnly: true },
@@ -139,7 +144,13 @@ export function isErrorReason(value: string): value is ErrorReason {
   return Object.hasOwn(ERROR_REASONS, value);
 }
 
+/**
+ * The codes whose upper-cased name is a reason of the catalogue: an error of such a code may be
+ * raised without a more specific reason. Any other code must name one.
+ */
+export type CodeWithDefaultReason = { [C in BrokerErrorCode]: Uppercase<C> extends ErrorReason ? C : never }[BrokerErrorCode];
+
 /** The reason of an error raised without a more specific one: the upper-cased code. */
-export function defaultReason(code: BrokerErrorCode): ErrorReason {
-  return code.toUpperCase() as Uppercase<BrokerErrorCode>;
+export function defaultReason(code: CodeWithDefaultReason): ErrorReason {
+  return code.toUpperCase() as Uppercase<CodeWithDefaultReason>;
 }

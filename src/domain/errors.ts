@@ -45,11 +45,9 @@ export type BrokerErrorCode =
   /** The replica is shutting down. */
   | "draining"
   | "deadline_exceeded"
-  /** The capability is not built (yet) or not enabled in this configuration. */
-  | "unimplemented"
   | "internal";
 
-import { defaultReason, type ErrorReason } from "./error-reasons.js";
+import { defaultReason, type CodeWithDefaultReason, type ErrorReason } from "./error-reasons.js";
 
 export interface FieldViolation {
   /** Proto field path, for example `min_valid_for` or `scopes[2]`. */
@@ -61,7 +59,7 @@ export interface BrokerErrorOptions {
   readonly cause?: unknown;
   /**
    * Machine-readable reason for `google.rpc.ErrorInfo`, from the catalogue in
-   * `error-reasons.ts`; defaults to the upper-cased code.
+   * `error-reasons.ts`; defaults to the upper-cased code when the catalogue holds it.
    */
   readonly reason?: ErrorReason;
   /** Non-secret details for `ErrorInfo.metadata`. */
@@ -79,10 +77,16 @@ export class BrokerError extends Error {
   readonly retryAfterMs: number | undefined;
   readonly fieldViolations: readonly FieldViolation[];
 
+  /**
+   * A code whose upper-cased name is no reason of the catalogue (`authorization_denied`,
+   * `permission_denied`, ...) has no default: its errors say which refusal they are.
+   */
+  constructor(code: CodeWithDefaultReason, message: string, options?: BrokerErrorOptions);
+  constructor(code: BrokerErrorCode, message: string, options: BrokerErrorOptions & { readonly reason: ErrorReason });
   constructor(code: BrokerErrorCode, message: string, options: BrokerErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
-    this.reason = options.reason ?? defaultReason(code);
+    this.reason = options.reason ?? defaultReason(code as CodeWithDefaultReason);
     this.metadata = options.metadata ?? {};
     this.retryAfterMs = options.retryAfterMs;
     this.fieldViolations = options.fieldViolations ?? [];

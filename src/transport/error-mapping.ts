@@ -34,7 +34,6 @@ export const GRPC_CODE_BY_ERROR = {
   key_service_error: Code.Internal,
   draining: Code.Unavailable,
   deadline_exceeded: Code.DeadlineExceeded,
-  unimplemented: Code.Unimplemented,
   internal: Code.Internal,
 } as const satisfies Record<BrokerErrorCode, Code>;
 

@@ -5,13 +5,16 @@
  * loader already refuses is raised from a configuration built past the loader, as a defence in
  * depth must still hold.
  */
-import { cp, mkdtemp, readFile, rm, writeFile, appendFile } from "node:fs/promises";
+import { chmod, cp, mkdtemp, readFile, rm, writeFile, appendFile } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createAuthenticator } from "../../src/auth/authenticator.js";
+import { loadOrCreateLocalSigningKey } from "../../src/auth/local-signing-key.js";
 import { loadConfig } from "../../src/config/load-config.js";
+import type { JwtIssuerConfig } from "../../src/config/types.js";
 import { createCipher } from "../../src/crypto/create-cipher.js";
 import { addKeyVersion, keyringPath, openKeyring, readKeyring } from "../../src/crypto/keyring-file.js";
 import { createVaultTransitCipher } from "../../src/crypto/vault-transit-cipher.js";
@@ -109,6 +112,21 @@ describe("start-up reasons, where they arise", () => {
     expect(error.code).toBe("failed_precondition");
   });
 
+  it("LOCAL_SIGNING_KEY_INVALID: a local signing key readable by others, or corrupt", async () => {
+    const exposed = join(dir, "signing-key-exposed");
+    await loadOrCreateLocalSigningKey(exposed);
+    // A mode check, not a failed read: it holds for a broker running as root too.
+    await chmod(join(exposed, "signing-key.json"), 0o640);
+    const readable = await caught(loadOrCreateLocalSigningKey(exposed));
+    expectReason(readable, "LOCAL_SIGNING_KEY_INVALID");
+    expect(readable.code).toBe("failed_precondition");
+
+    const corrupt = join(dir, "signing-key-corrupt");
+    await loadOrCreateLocalSigningKey(corrupt);
+    await writeFile(join(corrupt, "signing-key.json"), "{ not a key", { mode: 0o600 });
+    expectReason(await caught(loadOrCreateLocalSigningKey(corrupt)), "LOCAL_SIGNING_KEY_INVALID");
+  });
+
   it("MIGRATION_CHANGED and MIGRATION_FAILED: an applied migration edited, a new one broken", async () => {
     await runMigrations(db.sql, { directory: MIGRATIONS, logger: silent });
     // Another directory: the files of one are read once per process.
@@ -174,6 +192,33 @@ describe("configuration reasons, where they arise", () => {
     expectReason(endpointless, "ENDPOINTS_MISSING");
     const sandbox = await caught(createProviderClient(testProviderConfig({ id: "sandbox", kind: "sandbox" }), { logger: silent }));
     expectReason(sandbox, "SANDBOX_NOT_RUNNING");
+  });
+
+  it("TRUSTED_ISSUER_INVALID: trusted issuers the broker cannot verify callers' tokens with", async () => {
+    const issuer: JwtIssuerConfig = {
+      name: "idp",
+      issuer: "https://idp.example",
+      audiences: ["oauth-broker"],
+      jwksUrl: undefined,
+      staticKeys: ["not a key"],
+      algorithms: ["RS256"],
+      clockSkewSeconds: 30,
+      maxTokenLifetimeSeconds: 3600,
+      principalKind: "service",
+      rolesClaim: "roles",
+      allowAdmin: false,
+      subjectClaim: "sub",
+    };
+    const refusals = [
+      { issuers: [issuer] },
+      { issuers: [{ ...issuer, staticKeys: [] }] },
+      { issuers: [{ ...issuer, audiences: [] }] },
+      { issuers: [] },
+    ].map((options) => caught(Promise.resolve().then(() => createAuthenticator({ ...options, logger: silent }))));
+    for (const error of await Promise.all(refusals)) {
+      expectReason(error, "TRUSTED_ISSUER_INVALID");
+      expect(error.code).toBe("failed_precondition");
+    }
   });
 
   it("RETURN_TO_ALLOW_LIST_EMPTY and RETURN_TO_ALLOW_LIST_INVALID: an allow-list the loader would refuse", async () => {

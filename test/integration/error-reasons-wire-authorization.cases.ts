@@ -121,6 +121,28 @@ export const AUTHORIZATION_CASES = {
   },
   ACCOUNT_UNKNOWN: peerAnswers("userinfo", { body: { name: "no id here" } }, Code.Unavailable, [], "ACCOUNT_UNKNOWN"),
   ACCESS_TOKEN_REJECTED: peerAnswers("userinfo", { status: 401, body: { error: "invalid_token" } }, Code.Unavailable, [...WIRE_STATUS, "error"], "ACCESS_TOKEN_REJECTED"),
+  USERINFO_ENDPOINT_MISSING: {
+    status: Code.FailedPrecondition,
+    metadataKeys: [],
+    produce: async (world, wire) => {
+      const user = userFor("USERINFO_ENDPOINT_MISSING", wire);
+      const { authorizationUrl } = await world.callers.connect.unary(AuthorizationService.method.startAuthorization, { provider: "openid-bare", userId: user }, { authorization: world.admin });
+      const request = new URL(authorizationUrl);
+      // A valid ID token whose `sub` is empty names no account: the broker must look the account
+      // up at a userinfo endpoint, and the issuer's discovery names none.
+      const idToken = await world.peer.idToken({ sub: "", aud: "broker-client", nonce: request.searchParams.get("nonce") ?? undefined });
+      world.peer.script("token", { body: { access_token: "at-anonymous", token_type: "Bearer", expires_in: 3600, id_token: idToken } }, 1);
+      try {
+        return await wire.unary(
+          AuthorizationService.method.completeAuthorization,
+          { provider: "openid-bare", state: request.searchParams.get("state") ?? "", code: `code-for-${user}` },
+          { authorization: world.admin },
+        );
+      } finally {
+        world.peer.reset();
+      }
+    },
+  },
   PROVIDER_UNREACHABLE: {
     status: Code.Unavailable,
     metadataKeys: ["provider", "operation"],
@@ -171,6 +193,11 @@ export function authorizationProvidersYaml(peerBaseUrl: string): string {
     "    clientId: broker-client",
     "    clientSecret: ${PEER_SECRET}",
     `    endpoints: { api: '${peerBaseUrl}/v1' }`,
+    "  openid-bare:",
+    "    kind: oidc",
+    "    clientId: broker-client",
+    "    clientSecret: ${PEER_SECRET}",
+    `    endpoints: { issuer: '${peerBaseUrl}' }`,
     ...FIXED_PROVIDERS_YAML,
   ].join("\n");
 }

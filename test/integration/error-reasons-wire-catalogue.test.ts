@@ -29,14 +29,25 @@ const WIRE_TABLES: Record<string, WireCases<never>> = {
   "error-reasons-wire-vault-login": VAULT_LOGIN_CASES,
 };
 
-/** Where each reason no caller receives (start-up only, or raised once the caller has gone) is raised and checked (paths under test/). */
+/**
+ * Where each reason no caller receives as an ErrorInfo (start-up only, raised once the caller has
+ * gone, answered as a redirect, a guard, a probe's state) is raised and checked (paths under test/).
+ */
 const STARTUP_TEST = "integration/error-reasons-startup.test.ts";
+const GUARDS_TEST = "integration/error-reasons-guards.test.ts";
 const OFF_THE_WIRE_TESTED_IN: Partial<Record<ErrorReason, string>> = {
+  AUDIT_LOG_CLOSED: GUARDS_TEST,
   CANCELLED: "integration/refresh-lost-answer.test.ts",
+  CODE_MISSING: "integration/error-reasons-callback.test.ts",
+  INVALID_AUDIT_EVENT: GUARDS_TEST,
+  LOCAL_KEYRING_UNREADABLE: GUARDS_TEST,
+  STATE_MISMATCH: "unit/provider-authorization-response.test.ts",
+  STATE_MISSING: "unit/provider-authorization-response.test.ts",
   LISTEN_ADDRESS_UNAVAILABLE: STARTUP_TEST,
   LOCAL_KEYRING_INVALID: STARTUP_TEST,
   LOCAL_KEYRING_LOCKED: STARTUP_TEST,
   LOCAL_KEYRING_REFUSED_IN_PRODUCTION: STARTUP_TEST,
+  LOCAL_SIGNING_KEY_INVALID: STARTUP_TEST,
   MIGRATION_CHANGED: STARTUP_TEST,
   MIGRATION_FAILED: STARTUP_TEST,
   VAULT_CREDENTIALS_MISSING: STARTUP_TEST,
@@ -48,6 +59,7 @@ const OFF_THE_WIRE_TESTED_IN: Partial<Record<ErrorReason, string>> = {
   SANDBOX_NOT_RUNNING: STARTUP_TEST,
   RETURN_TO_ALLOW_LIST_EMPTY: STARTUP_TEST,
   RETURN_TO_ALLOW_LIST_INVALID: STARTUP_TEST,
+  TRUSTED_ISSUER_INVALID: STARTUP_TEST,
 };
 
 /**
@@ -56,39 +68,19 @@ const OFF_THE_WIRE_TESTED_IN: Partial<Record<ErrorReason, string>> = {
  * leave it), and a reason added to the catalogue without a row is not on it.
  */
 const WITHOUT_WIRE_ROW: readonly ErrorReason[] = [
-  // Default reasons of codes that no code path raises without a more specific reason today
-  // (FAILED_PRECONDITION only at start-up; `unimplementedService` is not mounted anywhere).
-  "AUTHORIZATION_DENIED",
-  "AUTHORIZATION_SESSION_INVALID",
-  "FAILED_PRECONDITION",
-  "KEY_SERVICE_ERROR",
-  "PERMISSION_DENIED",
-  "PROVIDER_MISCONFIGURED",
-  "UNIMPLEMENTED",
-  // Raised only by the browser callback, whose answer is a redirect with an error code, never an
-  // ErrorInfo: CompleteAuthorization refuses an empty state or code first, and finds the session
-  // by its state, so it cannot carry another session's.
-  "CODE_MISSING",
-  "STATE_MISMATCH",
-  "STATE_MISSING",
-  // Races and faults not yet induced on the wire: a shutdown overtaking an audit write, a lease
+  // Races and faults not yet induced on the wire: a lease
   // taken over between its grant and the request, a concurrent first connection of one account
   // (the flow retries with the winner's id), a token read PostgreSQL never answers (the
   // database's own bound of the same length answers first).
-  "AUDIT_LOG_CLOSED",
   "INTEGRATION_ID_CHANGED",
   "OPERATION_ABANDONED",
   "REFRESH_LEASE_LOST",
-  // Guards against the broker's own faults, and states no refusal reports: an event the schema
-  // refuses, the keyring file unreadable (GetStatus and /readyz report it as a component down),
-  // a discovery document without a userinfo endpoint for an account lookup.
-  "INVALID_AUDIT_EVENT",
-  "LOCAL_KEYRING_UNREADABLE",
-  "USERINFO_ENDPOINT_MISSING",
 ];
 
 const catalogue = Object.entries(ERROR_REASONS) as [ErrorReason, ErrorReasonEntry][];
-const offTheWire = (entry: ErrorReasonEntry): boolean => entry.startupOnly === true || entry.unanswered === true;
+/** Raised where no caller receives it as an ErrorInfo: each is tested where it arises instead. */
+const offTheWire = (entry: ErrorReasonEntry): boolean =>
+  entry.startupOnly === true || entry.unanswered === true || entry.redirectOnly === true || entry.guardOnly === true || entry.probeOnly === true;
 
 function rowsOf(reason: ErrorReason): string[] {
   return Object.entries(WIRE_TABLES)
@@ -152,7 +144,6 @@ describe("the code → status table", () => {
       key_service_error: Code.Internal,
       draining: Code.Unavailable,
       deadline_exceeded: Code.DeadlineExceeded,
-      unimplemented: Code.Unimplemented,
       internal: Code.Internal,
     } satisfies Record<BrokerErrorCode, Code>);
   });

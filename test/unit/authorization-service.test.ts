@@ -221,7 +221,7 @@ function fakeCipher(): FakeCipher {
     async decrypt({ ciphertext, context }) {
       const [prefix, boundTo, body] = ciphertext.split(":");
       if (prefix !== "fake" || boundTo !== Buffer.from(context).toString("base64url") || body === undefined) {
-        throw new BrokerError("key_service_error", "ciphertext failed authentication");
+        throw new BrokerError("key_service_error", "ciphertext failed authentication", { reason: "CIPHERTEXT_AUTHENTICATION_FAILED" });
       }
       return Buffer.from(body, "base64url").toString("utf8");
     },
@@ -781,15 +781,15 @@ describe("error codes for the app's URL", () => {
     [invalid("PROVIDER_MISMATCH"), undefined, "invalid_state"],
     [invalid("STATE_MISMATCH"), undefined, "invalid_state"],
     [invalid("NONCE_MISMATCH"), undefined, "invalid_state"],
-    [new BrokerError("authorization_denied", "x", { metadata: { error: "consent_required" } }), "consent_required", "consent_required"],
-    [new BrokerError("provider_misconfigured", "x", { metadata: { error: "invalid_scope" } }), "invalid_scope", "invalid_scope"],
+    [new BrokerError("authorization_denied", "x", { reason: "CONSENT_REQUIRED", metadata: { error: "consent_required" } }), "consent_required", "consent_required"],
+    [new BrokerError("provider_misconfigured", "x", { reason: "AUTHORIZATION_REQUEST_REJECTED", metadata: { error: "invalid_scope" } }), "invalid_scope", "invalid_scope"],
     [new BrokerError("provider_unavailable", "x", { metadata: { error: "server_error" } }), "server_error", "server_error"],
     [new BrokerError("provider_unavailable", "x"), undefined, "temporarily_unavailable"],
     [new BrokerError("provider_unavailable", "discovery failed"), "access_denied", "temporarily_unavailable"],
     [new BrokerError("provider_rate_limited", "x"), undefined, "temporarily_unavailable"],
     [new BrokerError("deadline_exceeded", "x"), undefined, "temporarily_unavailable"],
-    [new BrokerError("provider_misconfigured", "x"), undefined, "server_error"],
-    [new BrokerError("key_service_error", "x"), undefined, "server_error"],
+    [new BrokerError("provider_misconfigured", "x", { reason: "PROVIDER_CLIENT_REJECTED" }), undefined, "server_error"],
+    [new BrokerError("key_service_error", "x", { reason: "KEY_SERVICE_REFUSED" }), undefined, "server_error"],
     [new Error("boom"), undefined, "server_error"],
   ])("%o (provider error %s) → %s", (error, providerError, expected) => {
     expect(callbackErrorCode(error, providerError)).toBe(expected);

@@ -17,7 +17,7 @@ function fakeCipher(): RotatableCipher & { rotations: number } {
       return `fake:v1:${input.plaintext}`;
     },
     async decrypt(input: { ciphertext: string }) {
-      if (!input.ciphertext.startsWith("fake:v1:")) throw new BrokerError("key_service_error", "malformed");
+      if (!input.ciphertext.startsWith("fake:v1:")) throw new BrokerError("key_service_error", "malformed", { reason: "CIPHERTEXT_MALFORMED" });
       return input.ciphertext.slice("fake:v1:".length);
     },
     async encryptBatch(inputs: ReadonlyArray<{ plaintext: string }>) {

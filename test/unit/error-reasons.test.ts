@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { Code } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { defaultReason, ERROR_REASONS, isErrorReason, type ErrorReason } from "../../src/domain/error-reasons.js";
+import { defaultReason, ERROR_REASONS, isErrorReason, type CodeWithDefaultReason, type ErrorReason } from "../../src/domain/error-reasons.js";
 import type { BrokerErrorCode } from "../../src/domain/errors.js";
 import { BrokerError } from "../../src/domain/errors.js";
 import { GRPC_CODE_BY_ERROR } from "../../src/transport/error-mapping.js";
@@ -13,9 +13,19 @@ import { GRPC_CODE_BY_ERROR } from "../../src/transport/error-mapping.js";
 const README = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
 const REASON_COLUMN = "`ErrorInfo.reason`";
 const catalogue = Object.entries(ERROR_REASONS) as [ErrorReason, (typeof ERROR_REASONS)[ErrorReason]][];
-/** Raised only at start-up, always translated into another reason, or raised once the caller has gone. */
-const hidden = (entry: (typeof ERROR_REASONS)[ErrorReason]): boolean => "startupOnly" in entry || "seenAs" in entry || "unanswered" in entry;
+/** Never an ErrorInfo a caller receives: start-up, translated, once the caller has gone, a redirect, a guard, a probe. */
+const HIDDEN_MARKERS = ["startupOnly", "seenAs", "unanswered", "redirectOnly", "guardOnly", "probeOnly"] as const;
+const hidden = (entry: (typeof ERROR_REASONS)[ErrorReason]): boolean => HIDDEN_MARKERS.some((marker) => marker in entry);
 const clientVisible = catalogue.filter(([, entry]) => !hidden(entry)).map(([reason]) => reason);
+/** Refusals of these codes come in several kinds, and no code path raises one without saying which. */
+const CODES_WITHOUT_DEFAULT_REASON = [
+  "authorization_denied",
+  "authorization_session_invalid",
+  "failed_precondition",
+  "key_service_error",
+  "permission_denied",
+  "provider_misconfigured",
+] as const satisfies readonly Exclude<BrokerErrorCode, CodeWithDefaultReason>[];
 
 interface ReasonTable {
   readonly heading: string;
@@ -74,13 +84,26 @@ describe("the error reason catalogue", () => {
     }
   });
 
-  it("holds the default reason of every code, listed under that code", () => {
+  it("holds the default reason of every code but those whose errors always name their refusal", () => {
     for (const code of Object.keys(GRPC_CODE_BY_ERROR) as BrokerErrorCode[]) {
-      const reason = defaultReason(code);
+      const reason = code.toUpperCase();
+      if ((CODES_WITHOUT_DEFAULT_REASON as readonly string[]).includes(code)) {
+        expect(isErrorReason(reason), reason).toBe(false);
+        continue;
+      }
       expect(isErrorReason(reason), reason).toBe(true);
-      expect(ERROR_REASONS[reason].codes as readonly string[], reason).toContain(code);
-      expect(new BrokerError(code, "x").reason).toBe(reason);
+      expect(defaultReason(code as CodeWithDefaultReason)).toBe(reason);
+      expect(ERROR_REASONS[reason as ErrorReason].codes as readonly string[], reason).toContain(code);
+      expect(new BrokerError(code as CodeWithDefaultReason, "x").reason).toBe(reason);
     }
+    // @ts-expect-error an error of a code without a default reason names one
+    expect(new BrokerError("permission_denied", "x").reason).toBe("PERMISSION_DENIED");
+    expect(new BrokerError("permission_denied", "x", { reason: "RPC_NOT_ALLOWED" }).reason).toBe("RPC_NOT_ALLOWED");
+  });
+
+  it("lists every code under at least one reason", () => {
+    const listed = new Set(catalogue.flatMap(([, entry]) => entry.codes));
+    expect((Object.keys(GRPC_CODE_BY_ERROR) as BrokerErrorCode[]).filter((code) => !listed.has(code))).toEqual([]);
   });
 
   it("translates a hidden reason into one a caller can receive", () => {

@@ -4,11 +4,13 @@
  * user, userinfo names them), and `script` makes the next answers anything a real provider has
  * been seen to send: an RFC 6749 error, a 429, a 5xx, a body that is not JSON, a late answer.
  * Endpoints are matched by how their path ends, so a provider kind with its own paths (Notion's
- * `/v1/oauth/token`) can be pointed at it too.
+ * `/v1/oauth/token`) can be pointed at it too. It is an OpenID issuer too, at its base URL, whose
+ * discovery names no userinfo endpoint: a test scripts the token answer with an `idToken` it signs.
  */
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from "jose";
 
 export interface ScriptedAnswer {
   readonly status?: number;
@@ -31,6 +33,8 @@ export interface ScriptedOauth2Peer {
   reset(): void;
   /** Requests each endpoint received. */
   requests(endpoint: ScriptedEndpoint): number;
+  /** An ID token of the peer's OpenID issuer (`iss`, `iat` and `exp` filled in), for a scripted token answer. */
+  idToken(claims: Readonly<Record<string, unknown>>): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -51,6 +55,12 @@ export async function startScriptedOauth2Peer(): Promise<ScriptedOauth2Peer> {
   const counts: Record<ScriptedEndpoint, number> = { token: 0, userinfo: 0 };
   const ownerOfToken = new Map<string, string>();
   const pending = new Set<ServerResponse>();
+  let signing: Promise<{ privateKey: CryptoKey; publicJwk: JWK }> | undefined;
+  const signingKey = () =>
+    (signing ??= generateKeyPair("RS256").then(async ({ privateKey, publicKey }) => ({
+      privateKey,
+      publicJwk: { ...(await exportJWK(publicKey)), kid: "scripted", alg: "RS256", use: "sig" },
+    })));
 
   function nextScripted(endpoint: ScriptedEndpoint): ScriptedAnswer | undefined {
     const [first] = scripts[endpoint];
@@ -103,6 +113,20 @@ export async function startScriptedOauth2Peer(): Promise<ScriptedOauth2Peer> {
         return send(res, user === undefined ? { status: 401, body: { error: "invalid_token" } } : { body: { sub: user, email: `${user}@example.test` } });
       }
       if (path === "/revoke") return send(res, { body: {} });
+      if (path === "/.well-known/openid-configuration") {
+        return send(res, {
+          body: {
+            issuer: baseUrl,
+            authorization_endpoint: `${baseUrl}/authorize`,
+            token_endpoint: `${baseUrl}/token`,
+            jwks_uri: `${baseUrl}/jwks`,
+            response_types_supported: ["code"],
+            subject_types_supported: ["public"],
+            id_token_signing_alg_values_supported: ["RS256"],
+          },
+        });
+      }
+      if (path === "/jwks") return send(res, { body: { keys: [(await signingKey()).publicJwk] } });
       send(res, { status: 404, body: { error: "not_found" } });
     })().catch(() => res.destroy());
   });
@@ -132,6 +156,12 @@ export async function startScriptedOauth2Peer(): Promise<ScriptedOauth2Peer> {
       scripts.userinfo.length = 0;
     },
     requests: (endpoint) => counts[endpoint],
+    async idToken(claims) {
+      const now = Math.floor(Date.now() / 1000);
+      return new SignJWT({ iss: baseUrl, iat: now, exp: now + 600, ...claims })
+        .setProtectedHeader({ alg: "RS256", kid: "scripted", typ: "JWT" })
+        .sign((await signingKey()).privateKey);
+    },
     async close() {
       for (const res of pending) res.destroy();
       server.closeAllConnections();
