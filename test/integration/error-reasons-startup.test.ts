@@ -20,14 +20,13 @@ import { addKeyVersion, keyringPath, openKeyring, readKeyring } from "../../src/
 import { createVaultTransitCipher } from "../../src/crypto/vault-transit-cipher.js";
 import type { ErrorReason } from "../../src/domain/error-reasons.js";
 import { createLogger } from "../../src/observability/logger.js";
-import { startBroker } from "../../src/server.js";
 import { parseReturnToAllowList, resolveReturnTo } from "../../src/domain/return-to.js";
 import { clientCredentials } from "../../src/providers/client-auth.js";
 import { createProviderClient } from "../../src/providers/create-provider-client.js";
 import { runMigrations } from "../../src/storage/migrate.js";
 import { caught } from "../support/caught.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { freePort } from "../support/free-port.js";
+import { startInProcessBroker, type InProcessBrokerOptions } from "../support/in-process-broker.js";
 import { testProviderConfig } from "../support/peers/provider-config.js";
 import { startVaultEmulator, type VaultEmulator } from "../support/vault-transit-emulator.js";
 
@@ -50,21 +49,14 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** What starting a broker in this process throws; it is expected to fail. */
+function startUpFailure(options: Partial<InProcessBrokerOptions>) {
+  return caught(startInProcessBroker({ yaml: "", databaseUrl: db.url, logger: silent, name: "oauth-broker-startup-reasons", ...options }));
+}
+
 /** The environment of a broker in its own data directory under `dir`. */
-async function brokerEnv(name: string, extra: Record<string, string> = {}, yaml = ""): Promise<Record<string, string>> {
-  const dataDir = join(dir, name);
-  const configPath = join(dir, `${name}.yaml`);
-  await writeFile(configPath, yaml);
-  const port = await freePort();
-  return {
-    DATABASE_URL: db.url,
-    BROKER_DATA_DIR: dataDir,
-    BROKER_CONFIG: configPath,
-    BROKER_GRPC_ADDR: "127.0.0.1:0",
-    BROKER_HTTP_ADDR: `127.0.0.1:${port}`,
-    BROKER_PUBLIC_URL: `http://127.0.0.1:${port}`,
-    ...extra,
-  };
+function brokerEnv(name: string, extra: Record<string, string> = {}): Record<string, string> {
+  return { DATABASE_URL: db.url, BROKER_DATA_DIR: join(dir, name), ...extra };
 }
 
 function expectReason(error: { reason: string }, reason: ErrorReason): void {
@@ -78,8 +70,7 @@ describe("start-up reasons, where they arise", () => {
     try {
       const address = taken.address();
       const port = typeof address === "object" && address !== null ? address.port : 0;
-      const env = await brokerEnv("busy", { BROKER_HTTP_ADDR: `127.0.0.1:${port}`, BROKER_PUBLIC_URL: `http://127.0.0.1:${port}` });
-      const error = await caught(startBroker({ config: loadConfig({ env }), logger: silent }));
+      const error = await startUpFailure({ httpPort: port });
       expectReason(error, "LISTEN_ADDRESS_UNAVAILABLE");
       expect(error.code).toBe("failed_precondition");
     } finally {
@@ -106,7 +97,7 @@ describe("start-up reasons, where they arise", () => {
   });
 
   it("LOCAL_KEYRING_REFUSED_IN_PRODUCTION: production without Vault gets no local keyring", async () => {
-    const loaded = loadConfig({ env: { ...(await brokerEnv("production")), NODE_ENV: "production", BROKER_ALLOW_LOCAL_KEYRING: "true" } });
+    const loaded = loadConfig({ env: { ...brokerEnv("production"), NODE_ENV: "production", BROKER_ALLOW_LOCAL_KEYRING: "true" } });
     const error = await caught(createCipher({ ...loaded, allowLocalKeyringInProduction: false }, silent));
     expectReason(error, "LOCAL_KEYRING_REFUSED_IN_PRODUCTION");
     expect(error.code).toBe("failed_precondition");
@@ -147,7 +138,7 @@ describe("start-up reasons, where they arise", () => {
   });
 
   it("VAULT_CREDENTIALS_MISSING: Vault without any credentials", async () => {
-    const loaded = loadConfig({ env: await brokerEnv("vault-credentials", { VAULT_ADDR: vault.url, VAULT_TOKEN: vault.rootToken }) });
+    const loaded = loadConfig({ env: brokerEnv("vault-credentials", { VAULT_ADDR: vault.url, VAULT_TOKEN: vault.rootToken }) });
     if (loaded.vault === undefined) throw new Error("the configuration has no Vault");
     const error = await caught(createVaultTransitCipher({ config: { ...loaded.vault, token: undefined }, logger: silent }));
     expectReason(error, "VAULT_CREDENTIALS_MISSING");
@@ -155,8 +146,8 @@ describe("start-up reasons, where they arise", () => {
   });
 
   it("VAULT_KEY_MISSING: the transit key is absent and the broker may not create it", async () => {
-    const env = await brokerEnv("vault-key-missing", { VAULT_ADDR: vault.url, VAULT_TOKEN: vault.rootToken, VAULT_TRANSIT_KEY: "never-created" }, "vault:\n  createKey: false\n");
-    const error = await caught(startBroker({ config: loadConfig({ env }), logger: silent }));
+    const env = { VAULT_ADDR: vault.url, VAULT_TOKEN: vault.rootToken, VAULT_TRANSIT_KEY: "never-created" };
+    const error = await startUpFailure({ yaml: "vault:\n  createKey: false\n", env });
     expectReason(error, "VAULT_KEY_MISSING");
     expect(error.code).toBe("failed_precondition");
   });
