@@ -18,7 +18,7 @@ import { createLocalKeyringCipher } from "../src/crypto/local-keyring-cipher.js"
 import { createLogger } from "../src/observability/logger.js";
 import { startBrokerProcess, type BrokerProcess } from "../test/support/broker-process.js";
 import { waitUntil } from "../test/support/wait-until.js";
-import { cycle, GET_ACCESS_TOKEN, tokenRequest } from "./cold-path.js";
+import { GET_ACCESS_TOKEN, tokenRequest } from "./cold-path.js";
 import { logLevel, UNLIMITED_TOKEN_CALLS } from "./support/broker.js";
 import { localPostgresCpuMicros, pidCpuMicros, pidRssBytes, processCpuMicros } from "./support/cpu.js";
 import { runLoad, unaryCall, type LoadResult } from "./support/load.js";
@@ -48,7 +48,7 @@ interface Phase {
 
 export async function benchRefreshCapacity(server: BenchServer): Promise<BenchReport> {
   const rows = envInt("BENCH_CAPACITY_ROWS", 100_000);
-  const windowMs = envInt("BENCH_CAPACITY_WINDOW_MS", 30_000);
+  const windowMs = envInt("BENCH_CAPACITY_WINDOW_MS", 20_000);
   const warmMs = envInt("BENCH_CAPACITY_WARM_MS", 5_000);
   const cachedWalk = envInt("BENCH_CAPACITY_CACHED", 10_000);
   const databaseUrl = await server.createDatabase("capacity");
@@ -173,7 +173,9 @@ export async function benchRefreshCapacity(server: BenchServer): Promise<BenchRe
 
     // Memory: each replica holds `cachedWalk` distinct tokens (its cache's default bound).
     const walkIds = seeded.ids.slice(0, cachedWalk);
-    for (const replica of replicas) await walk(replica, walkIds, metadata);
+    const walks = await Promise.all(replicas.map((replica) => walk(replica, walkIds, metadata)));
+    const retried = walks.reduce((sum, w) => sum + w.retried, 0);
+    const walkError = walks.find((w) => w.firstError !== undefined)?.firstError;
     const rss = replicas.map((replica) => pidRssBytes(replica.child.pid ?? 0));
 
     const ratio = (phase: Phase) => phase.warmDuring.perSecond / Math.max(1, phase.warmWithout.perSecond);
@@ -192,7 +194,8 @@ export async function benchRefreshCapacity(server: BenchServer): Promise<BenchRe
         ...describe(one),
         ...describe(three),
         `provider calls: ${calls.toLocaleString("en-US")} for ${refreshed.size.toLocaleString("en-US")} refreshed integrations; duplicates ${duplicates}, answers never stored ${unstored}, stored without a call ${uncalled}`,
-        `RSS per replica with ${walkIds.length.toLocaleString("en-US")} tokens cached: ${rss.map((bytes) => (bytes === undefined ? "n/a" : mib(bytes))).join(", ")}`,
+        `RSS per replica with ${walkIds.length.toLocaleString("en-US")} tokens cached: ${rss.map((bytes) => (bytes === undefined ? "n/a" : mib(bytes))).join(", ")}` +
+          (retried > 0 ? ` (walks in parallel; ${retried} calls refused under load and asked again, first: ${walkError ?? ""})` : " (walks in parallel)"),
       ],
       checks: [
         { label: `3 replicas: ${three.perSecond.toFixed(0)} refreshes/s (1 replica: ${one.perSecond.toFixed(0)})`, target: `≥ ${TARGET_PER_SECOND}`, verdict: verdict(three.perSecond >= TARGET_PER_SECOND) },
@@ -221,23 +224,33 @@ export async function benchRefreshCapacity(server: BenchServer): Promise<BenchRe
   }
 }
 
-/** One GetAccessToken per integration of `ids`, 16 at a time: each lands in the replica's cache. */
-async function walk(replica: BrokerProcess, ids: readonly string[], metadata: grpc.Metadata): Promise<void> {
+/**
+ * One GetAccessToken per integration of `ids`, 16 at a time: each lands in the replica's cache.
+ * A call refused under load (the replicas share two cores with PostgreSQL) is asked again, so
+ * the cache ends up holding every one; what refused it is printed.
+ */
+async function walk(replica: BrokerProcess, ids: readonly string[], metadata: grpc.Metadata): Promise<{ retried: number; firstError: string | undefined }> {
   const client = new grpc.Client(replica.grpcAddress, grpc.credentials.createInsecure());
-  const next = cycle(ids);
-  let remaining = ids.length;
-  let failed = 0;
+  const queue = ids.map((id) => ({ request: tokenRequest(id), attempts: 0 }));
+  let retried = 0;
+  let firstError: string | undefined;
   try {
     await Promise.all(
       Array.from({ length: WARM_CALLERS }, async () => {
-        while (remaining > 0) {
-          remaining -= 1;
-          await unaryCall(client, GET_ACCESS_TOKEN, next(), metadata).catch(() => (failed += 1));
+        for (let item = queue.pop(); item !== undefined; item = queue.pop()) {
+          const current = item;
+          await unaryCall(client, GET_ACCESS_TOKEN, current.request, metadata).catch((error: unknown) => {
+            firstError ??= error instanceof Error ? error.message : String(error);
+            current.attempts += 1;
+            if (current.attempts >= 5) throw new Error(`a call of the memory walk on ${replica.grpcAddress} failed 5 times: ${firstError}`);
+            retried += 1;
+            queue.unshift(current);
+          });
         }
       }),
     );
   } finally {
     client.close();
   }
-  if (failed > 0) throw new Error(`${failed} of ${ids.length} calls of the memory walk on ${replica.grpcAddress} failed`);
+  return { retried, firstError };
 }
