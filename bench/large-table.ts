@@ -11,6 +11,7 @@ import { runInNewContext } from "node:vm";
 import { setFlagsFromString } from "node:v8";
 import * as grpc from "@grpc/grpc-js";
 import type { BenchBroker } from "./support/broker.js";
+import { pidRssBytes } from "./support/cpu.js";
 import { interleave, median, unaryCall, type LoadResult } from "./support/load.js";
 import type { BenchServer } from "./support/postgres.js";
 import { envInt, mib, verdict, type BenchReport } from "./support/report.js";
@@ -29,6 +30,8 @@ import { CACHE_MAX_ENTRIES, COLD_SET, cycle, describePaths, GET_ACCESS_TOKEN, pa
 const NOISE_BAND = 0.15;
 /** Heap growth allowed over the walk: a leak of 200 bytes per integration would exceed it. */
 const HEAP_GROWTH_LIMIT = 2 * 1024 * 1024;
+/** A replica's resident memory with its cache full; here the whole benchmark process is what /proc can tell. */
+const RSS_LIMIT = 150 * 1024 * 1024;
 
 function collector(): () => void {
   // The benchmark runs under tsx without --expose-gc; this exposes it at run time.
@@ -125,6 +128,8 @@ export async function benchLargeTable(server: BenchServer): Promise<BenchReport>
     const first = samples[0];
     const last = samples[samples.length - 1];
     const growth = first && last ? last.heap - first.heap : 0;
+    // VmRSS of this process: both in-process brokers, the load generator and the seeder's leftovers.
+    const rss = pidRssBytes(process.pid) ?? process.memoryUsage().rss;
 
     return {
       title: `(d) ${rows.toLocaleString("en-US")} integrations vs ${(COLD_SET + 1).toLocaleString("en-US")}: warm and cold path, memory; ${rounds} alternating rounds of ${settings.phaseMs / 1000} s per load, cache bound ${CACHE_MAX_ENTRIES}`,
@@ -144,6 +149,11 @@ export async function benchLargeTable(server: BenchServer): Promise<BenchReport>
           label: `warm and cold path unchanged: ${compared.filter((c) => c.within).length}/${compared.length} figures within noise`,
           target: `all within ±${(NOISE_BAND * 100).toFixed(0)} %`,
           verdict: verdict(compared.every((c) => c.within)),
+        },
+        {
+          label: `RSS of the benchmark process (/proc VmRSS: two in-process brokers + load generator) after walking ${fresh.length.toLocaleString("en-US")} distinct integrations (${CACHE_MAX_ENTRIES.toLocaleString("en-US")} cached, the bound) = ${mib(rss)}`,
+          target: `≤ ${mib(RSS_LIMIT)} (a replica's bound; one process here holds two brokers)`,
+          verdict: verdict(rss <= RSS_LIMIT),
         },
         {
           label: `heap growth over the walk after the cache filled = ${mib(growth)}`,

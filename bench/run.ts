@@ -6,6 +6,7 @@
  */
 import { benchColdPath } from "./cold-path.js";
 import { benchLargeTable } from "./large-table.js";
+import { benchRefreshCapacity } from "./refresh-capacity.js";
 import { benchRefreshStorm } from "./refresh-storm.js";
 import { benchExitCode, benchMode } from "./support/exit-code.js";
 import { startBenchServer, type BenchServer } from "./support/postgres.js";
@@ -17,6 +18,7 @@ const BENCHMARKS: ReadonlyArray<{ id: string; run: (server: BenchServer) => Prom
   { id: "b", run: benchColdPath },
   { id: "c", run: benchRefreshStorm },
   { id: "d", run: benchLargeTable },
+  { id: "e", run: benchRefreshCapacity },
 ];
 
 // Read before anything starts: a misspelt mode must not cost a two-minute run.

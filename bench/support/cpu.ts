@@ -40,3 +40,24 @@ export function localPostgresCpuMicros(): number | undefined {
   }
   return (ticks * 1e6) / TICKS_PER_SECOND;
 }
+
+/** CPU (user + system) used so far by process `pid`, in microseconds; undefined once it is gone or off Linux. */
+export function pidCpuMicros(pid: number): number | undefined {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+    return ((Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) * 1e6) / TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Resident set size of process `pid` (VmRSS in /proc/<pid>/status), in bytes; undefined where it cannot be read. */
+export function pidRssBytes(pid: number): number | undefined {
+  try {
+    const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"));
+    const kib = line === undefined ? Number.NaN : Number(line.replace(/[^0-9]/g, ""));
+    return Number.isFinite(kib) ? kib * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}

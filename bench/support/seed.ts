@@ -14,10 +14,17 @@ export interface SeedOptions {
   /** Prefix of user ids and account ids, so several seedings of one database do not collide. */
   readonly label: string;
   readonly batchSize?: number;
+  /** The integrations' provider id (default the sandbox) and the scopes granted there. */
+  readonly provider?: string;
+  readonly scopes?: readonly string[];
+  /** How long the seeded access tokens live from now (default one day). */
+  readonly expiresInMs?: number;
 }
 
 export interface Seeded {
   readonly ids: string[];
+  /** The plaintext refresh token stored for each of `ids`, in the same order. */
+  readonly refreshTokens: string[];
   readonly ms: number;
 }
 
@@ -26,6 +33,10 @@ export async function seedIntegrations(options: SeedOptions): Promise<Seeded> {
   const sql = postgres(options.databaseUrl, { max: 2, onnotice: () => {} });
   const batchSize = options.batchSize ?? 5_000;
   const ids: string[] = [];
+  const refreshTokens: string[] = [];
+  const provider = options.provider ?? "sandbox";
+  const scopes = [...(options.scopes ?? ["sandbox.read"])];
+  const expiresInMs = options.expiresInMs ?? 86_400_000;
   try {
     for (let offset = 0; offset < options.count; offset += batchSize) {
       const n = Math.min(batchSize, options.count - offset);
@@ -39,20 +50,21 @@ export async function seedIntegrations(options: SeedOptions): Promise<Seeded> {
       await sql.begin(async (tx) => {
         await tx`
           insert into integrations (id, user_id, provider, external_account_id, external_account_name, granted_scopes, last_refreshed_at)
-          select id, user_id, 'sandbox', user_id, user_id, '{sandbox.read}', now()
+          select id, user_id, ${provider}, user_id, user_id, ${scopes}::text[], now()
           from unnest(${batch}::uuid[], ${users}::text[]) as t(id, user_id)`;
         await tx`
           insert into token_sets (integration_id, access_token_ciphertext, refresh_token_ciphertext, token_type, scopes, expires_at)
-          select id, access, refresh, 'Bearer', '{sandbox.read}', now() + interval '1 day'
+          select id, access, refresh, 'Bearer', ${scopes}::text[], now() + ${expiresInMs} * interval '1 millisecond'
           from unnest(${batch}::uuid[], ${ciphertexts.filter((_, i) => i % 2 === 0)}::text[], ${ciphertexts.filter((_, i) => i % 2 === 1)}::text[])
             as t(id, access, refresh)`;
       });
       ids.push(...batch);
+      refreshTokens.push(...plaintexts.filter((_, i) => i % 2 === 1).map((p) => p.plaintext));
     }
     await sql`analyze integrations`;
     await sql`analyze token_sets`;
   } finally {
     await sql.end();
   }
-  return { ids, ms: performance.now() - started };
+  return { ids, refreshTokens, ms: performance.now() - started };
 }

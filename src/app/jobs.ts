@@ -43,6 +43,7 @@ export function startProactiveRefresh(
     windowMs: config.tokens.proactiveRefreshWindowSeconds * 1000,
     intervalMs: config.tokens.proactiveRefreshIntervalSeconds * 1000,
     leaseMs: config.tokens.leaseSeconds * 1000,
+    concurrency: config.tokens.proactiveRefreshConcurrency,
   });
   closers.add("proactive refresher", () => refresher.stop());
   return refresher;

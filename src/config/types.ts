@@ -175,6 +175,8 @@ export interface Config {
     /** The proactive refresher acts on tokens expiring within this window. */
     readonly proactiveRefreshWindowSeconds: number;
     readonly proactiveRefreshIntervalSeconds: number;
+    /** Refreshes the proactive refresher keeps in flight per replica. */
+    readonly proactiveRefreshConcurrency: number;
     /** Refresh lease length; its holder renews it every third of it (heartbeat). */
     readonly leaseSeconds: number;
     /** The longest pause a provider's Retry-After can impose on its token endpoint. */

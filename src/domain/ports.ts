@@ -35,8 +35,11 @@ export interface EncryptedTokenWrite {
 
 /** The outcome of taking an integration's refresh lease. */
 export type LeaseResult =
-  /** `version` is the token set's; `sent` marks a refresh request an earlier holder sent. */
-  | { readonly acquired: true; readonly version: number; readonly expiresAt: Date; readonly sent: RefreshSentMark | undefined }
+  /**
+   * `version` is the token set's, `tokenSet` the set itself as the lease was taken (its holder
+   * needs no second read); `sent` marks a refresh request an earlier holder sent.
+   */
+  | { readonly acquired: true; readonly version: number; readonly tokenSet: EncryptedTokenSet; readonly expiresAt: Date; readonly sent: RefreshSentMark | undefined }
   | { readonly acquired: false; readonly holder: string; readonly expiresAt: Date }
   /** No token set to lease. */
   | { readonly acquired: false; readonly holder: undefined; readonly expiresAt: undefined };

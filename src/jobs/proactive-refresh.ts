@@ -1,8 +1,9 @@
 /**
  * Refreshes tokens before they expire, so callers rarely wait for a provider. Runs on every
- * replica: each tick claims a batch of integrations whose access token expires within the window
- * (`FOR UPDATE SKIP LOCKED` plus the refresh lease, so replicas never work on the same one) and
- * refreshes them through the same path as GetAccessToken. Failures back off per integration
+ * replica: each pass keeps up to `concurrency` integrations whose access token expires within the
+ * window in flight, claiming one for each slot as it frees (`FOR UPDATE SKIP LOCKED` plus the
+ * refresh lease, so replicas never work on the same one), until none is left; each is refreshed
+ * through the same path as GetAccessToken. Failures back off per integration
  * (`next_refresh_attempt_at`); a dead grant becomes NEEDS_REAUTH. Never on the hot path.
  */
 import type { ClaimedRefresh } from "../storage/token-set-repository.js";
@@ -21,46 +22,74 @@ export function startProactiveRefresher(options: {
   windowMs: number;
   intervalMs: number;
   leaseMs: number;
-  /** Integrations claimed per pass; at most `concurrency` refresh at once. */
-  batchSize?: number;
+  /** Refreshes in flight at once on this replica (`tokens.proactiveRefreshConcurrency`). */
   concurrency?: number;
+  /**
+   * A pass ends once this many of its refreshes came to nothing: something they share is broken
+   * (a sealed key service) and failing faster helps nobody; the next pass comes after the interval.
+   */
+  failuresPerPass?: number;
   /** Start the interval (false in tests that drive `runOnce`). */
   schedule?: boolean;
 }): ProactiveRefresher {
-  const batchSize = options.batchSize ?? 50;
-  const concurrency = options.concurrency ?? 4;
+  const concurrency = Math.max(1, options.concurrency ?? 16);
+  const failuresPerPass = options.failuresPerPass ?? 100;
+
+  async function refreshOne(next: ClaimedRefresh): Promise<boolean> {
+    try {
+      return await options.tokenService.refreshAhead(next.integrationId, options.windowMs);
+    } catch (error) {
+      options.logger.warn({ err: error, integrationId: next.integrationId, provider: next.provider }, "proactive refresh failed; it backs off");
+      return false;
+    }
+  }
 
   async function pass(signal: AbortSignal): Promise<number> {
     let refreshed = 0;
-    // One claim per integration per pass: one whose refresh failed without a backoff (a sealed
-    // key service) is otherwise free again at once and would be claimed over and over.
-    const claimedThisPass = new Set<string>();
-    // Claim only what is worked on right away: a lease held by a queued item would make
-    // GetAccessToken on other replicas wait for nothing.
-    while (!signal.aborted && claimedThisPass.size < batchSize) {
-      const limit = Math.min(concurrency, batchSize - claimedThisPass.size);
-      const claimed = await options.claim({
-        withinMs: options.windowMs,
-        limit,
-        owner: options.replicaId,
-        ttlMs: options.leaseMs,
-        exclude: [...claimedThisPass],
-      });
-      for (const next of claimed) claimedThisPass.add(next.integrationId);
-      const results = await Promise.all(
-        claimed.map(async (next) => {
-          try {
-            return await options.tokenService.refreshAhead(next.integrationId, options.windowMs);
-          } catch (error) {
-            options.logger.warn({ err: error, integrationId: next.integrationId, provider: next.provider }, "proactive refresh failed; it backs off");
-            return false;
+    let claimedCount = 0;
+    // One claim per integration per pass for those not refreshed: one whose refresh failed
+    // without a backoff (a sealed key service) is otherwise free again at once and would be
+    // claimed over and over. A refreshed one is no longer due, so the list stays short.
+    const unrefreshed = new Set<string>();
+    // Also never those still in flight: one whose lease comes back while a claim runs would be
+    // free to that claim, whose exclusions were read before.
+    const inFlight = new Set<string>();
+    const running = new Set<Promise<void>>();
+    let exhausted = false;
+    // A pass goes on while anything is due: every free slot is claimed for as soon as it frees,
+    // so `concurrency` refreshes stay in flight. Only what is worked on right away is claimed: a
+    // lease held by a queued item would make GetAccessToken on other replicas wait for nothing.
+    try {
+      while (!exhausted && !signal.aborted && unrefreshed.size < failuresPerPass) {
+        const free = concurrency - running.size;
+        if (free > 0) {
+          const claimed = await options.claim({
+            withinMs: options.windowMs,
+            limit: free,
+            owner: options.replicaId,
+            ttlMs: options.leaseMs,
+            exclude: [...unrefreshed, ...inFlight],
+          });
+          claimedCount += claimed.length;
+          exhausted = claimed.length < free;
+          for (const next of claimed) {
+            inFlight.add(next.integrationId);
+            const work: Promise<void> = refreshOne(next).then((ok) => {
+              if (ok) refreshed += 1;
+              else unrefreshed.add(next.integrationId);
+              inFlight.delete(next.integrationId);
+              running.delete(work);
+            });
+            running.add(work);
           }
-        }),
-      );
-      refreshed += results.filter(Boolean).length;
-      if (claimed.length < limit) break;
+        }
+        if (!exhausted && running.size > 0) await Promise.race(running);
+      }
+    } finally {
+      // A failed claim ends the pass once the refreshes already under way are done.
+      await Promise.all(running);
     }
-    if (claimedThisPass.size > 0) options.logger.info({ claimed: claimedThisPass.size, refreshed }, "proactive refresh pass");
+    if (claimedCount > 0) options.logger.info({ claimed: claimedCount, refreshed }, "proactive refresh pass");
     return refreshed;
   }
 

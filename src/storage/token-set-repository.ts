@@ -26,12 +26,22 @@ export interface ClaimedRefresh {
   readonly version: number;
 }
 
-interface LeaseRow {
-  version: string;
+interface LeaseRow extends TokenSetRow {
   lease_expires_at: Date;
   refresh_sent_version: string | null;
   refresh_sent_by: string | null;
   refresh_sent_at: Date | null;
+}
+
+function tokenSetOf(row: TokenSetRow): EncryptedTokenSet {
+  return {
+    accessTokenCiphertext: row.access_token_ciphertext,
+    refreshTokenCiphertext: row.refresh_token_ciphertext,
+    tokenType: row.token_type,
+    scopes: row.scopes,
+    expiresAt: row.expires_at,
+    version: Number(row.version),
+  };
 }
 
 /** A mark for an older version is stale: a write since then stored the provider's answer. */
@@ -50,16 +60,7 @@ export function createTokenSetRepository(sql: postgres.Sql) {
         const [row] = await sql<TokenSetRow[]>`
           select access_token_ciphertext, refresh_token_ciphertext, token_type, scopes, expires_at, version::text
           from token_sets where integration_id = ${integrationId}`;
-        return row
-          ? {
-              accessTokenCiphertext: row.access_token_ciphertext,
-              refreshTokenCiphertext: row.refresh_token_ciphertext,
-              tokenType: row.token_type,
-              scopes: row.scopes,
-              expiresAt: row.expires_at,
-              version: Number(row.version),
-            }
-          : undefined;
+        return row ? tokenSetOf(row) : undefined;
       }),
 
     /**
@@ -112,8 +113,9 @@ export function createTokenSetRepository(sql: postgres.Sql) {
               lease_expires_at = now() + ${Math.max(1, Math.round(ttlMs))} * interval '1 millisecond'
             where integration_id = ${integrationId}
               and (lease_owner is null or lease_expires_at < now() or lease_owner = ${owner})
-            returning version::text, lease_expires_at, refresh_sent_version::text, refresh_sent_by, refresh_sent_at`;
-          if (taken) return { acquired: true, version: Number(taken.version), expiresAt: taken.lease_expires_at, sent: sentMarkOf(taken) };
+            returning access_token_ciphertext, refresh_token_ciphertext, token_type, scopes, expires_at, version::text,
+              lease_expires_at, refresh_sent_version::text, refresh_sent_by, refresh_sent_at`;
+          if (taken) return { acquired: true, version: Number(taken.version), tokenSet: tokenSetOf(taken), expiresAt: taken.lease_expires_at, sent: sentMarkOf(taken) };
           const [holder] = await sql<{ lease_owner: string | null; lease_expires_at: Date | null; free: boolean }[]>`
             select lease_owner, lease_expires_at, (lease_owner is null or lease_expires_at < now()) as free
             from token_sets where integration_id = ${integrationId}`;

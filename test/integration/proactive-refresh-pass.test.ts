@@ -87,7 +87,6 @@ describe("a proactive pass while the key service is sealed", () => {
       windowMs: 300_000,
       intervalMs: 60_000,
       leaseMs: 5_000,
-      batchSize: 50,
       concurrency: 2,
       schedule: false,
     });

@@ -18,8 +18,15 @@ export interface BrokerProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export function spawnBroker(env: Record<string, string>, script = "src/main.ts"): ChildProcess {
-  return spawn(process.execPath, ["--import", "tsx", script], {
+export interface BrokerProcessOptions {
+  /** Keep what the process writes for `output()` (default true); a long benchmark's log lines would pile up. */
+  readonly retainOutput?: boolean;
+  /** Node options before the script, e.g. `--max-old-space-size=…`. */
+  readonly nodeArgs?: readonly string[];
+}
+
+export function spawnBroker(env: Record<string, string>, script = "src/main.ts", nodeArgs: readonly string[] = []): ChildProcess {
+  return spawn(process.execPath, [...nodeArgs, "--import", "tsx", script], {
     cwd: ROOT,
     env: {
       PATH: process.env["PATH"] ?? "",
@@ -49,23 +56,37 @@ export async function runToExit(child: ChildProcess, timeoutMs = 20_000): Promis
  * allowed (a cold start on a loaded machine is slow but talks: cluster created, migrated, ...),
  * `capMs` the whole start at most.
  */
-export async function startBrokerProcess(env: Record<string, string>, idleMs = 30_000, capMs = 180_000): Promise<BrokerProcess> {
-  const child = spawnBroker(env);
+export async function startBrokerProcess(
+  env: Record<string, string>,
+  idleMs = 30_000,
+  capMs = 180_000,
+  options: BrokerProcessOptions = {},
+): Promise<BrokerProcess> {
+  const child = spawnBroker(env, "src/main.ts", options.nodeArgs);
   let output = "";
+  let listening = false;
+  const keep = (chunk: Buffer) => {
+    if (!listening || options.retainOutput !== false) output += chunk.toString();
+  };
   const ready = new Promise<{ grpc: number; http: number }>((resolve, reject) => {
     const fail = (what: string) => reject(new Error(`broker did not start: ${what}:\n${output}`));
     let timer = setTimeout(() => fail(`silent for ${idleMs} ms`), idleMs);
     const cap = setTimeout(() => fail(`not listening after ${capMs} ms`), capMs);
     const onData = (chunk: Buffer) => {
+      if (listening) {
+        keep(chunk);
+        return;
+      }
       clearTimeout(timer);
       timer = setTimeout(() => fail(`silent for ${idleMs} ms`), idleMs);
-      output += chunk.toString();
+      keep(chunk);
       for (const line of output.split("\n")) {
         if (!line.includes("oauth-broker listening")) continue;
         try {
           const parsed = JSON.parse(line) as { grpc: number; http: number };
           clearTimeout(timer);
           clearTimeout(cap);
+          listening = true;
           resolve(parsed);
         } catch {
           // Not a full line yet.
@@ -73,7 +94,7 @@ export async function startBrokerProcess(env: Record<string, string>, idleMs = 3
       }
     };
     child.stdout?.on("data", onData);
-    child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr?.on("data", keep);
     child.once("exit", (code) => {
       clearTimeout(timer);
       clearTimeout(cap);

@@ -152,7 +152,7 @@ export function fakeTokenStore(clock: Clock): FakeTokenStore {
         if (row === undefined) return { acquired: false, holder: undefined, expiresAt: undefined };
         const sent = leases.get(integrationId)?.sent;
         leases.set(integrationId, { owner, expiresAt: now() + ttlMs, sent });
-        return { acquired: true, version: row.version, expiresAt: new Date(now() + ttlMs), sent };
+        return { acquired: true, version: row.version, tokenSet: row, expiresAt: new Date(now() + ttlMs), sent };
       },
       async releaseLease(integrationId, owner, options) {
         const held = leases.get(integrationId);

@@ -64,6 +64,7 @@ describe("loadConfig defaults", () => {
         cacheMaxEntries: 10_000,
         proactiveRefreshWindowSeconds: 300,
         proactiveRefreshIntervalSeconds: 15,
+        proactiveRefreshConcurrency: 16,
         leaseSeconds: 10,
         providerPauseMaxSeconds: 300,
         rateLimitBackoffMaxSeconds: 60,

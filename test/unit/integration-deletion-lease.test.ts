@@ -30,6 +30,8 @@ const ctx: RequestContext = { principal: { kind: "admin", subject: "ops", issuer
  * A refresh holder that keeps renewing its lease for `holdsForMs` (a long provider call followed
  * by write retries), and the moments the deletion erased the tokens.
  */
+const tokenSet = { accessTokenCiphertext: "vault:v1:access", refreshTokenCiphertext: "vault:v1:refresh", tokenType: "Bearer", expiresAt: new Date(0), scopes: [], version: 1 };
+
 function storeWithLiveHolder(holdsForMs: number) {
   const startedAt = Date.now();
   const erasedAt: number[] = [];
@@ -38,7 +40,7 @@ function storeWithLiveHolder(holdsForMs: number) {
       acquireLease: async () => {
         const now = Date.now();
         if (now - startedAt < holdsForMs) return { acquired: false, holder: "holder", expiresAt: new Date(Math.min(now + LEASE_MS, startedAt + holdsForMs)) };
-        return { acquired: true, version: 1, expiresAt: new Date(now + LEASE_MS), sent: undefined };
+        return { acquired: true, version: 1, tokenSet, expiresAt: new Date(now + LEASE_MS), sent: undefined };
       },
       releaseLease: async () => undefined,
     },

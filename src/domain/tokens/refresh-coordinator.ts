@@ -8,7 +8,7 @@
 import { BrokerError, isBrokerError } from "../errors.js";
 import { integrationNotFound } from "../policy.js";
 import type { Clock, TokenChangeFeed, Logger, TokenStore } from "../ports.js";
-import type { Integration, RequestContext, TokenSet } from "../types.js";
+import type { EncryptedTokenSet, Integration, RequestContext, TokenSet } from "../types.js";
 import type { Wakeups } from "./token-waits.js";
 import { checkStatus, noRefreshToken, noTokens, operationAbandoned } from "./integration-checks.js";
 import type { TokenLifetimes } from "./integration-memory.js";
@@ -98,7 +98,12 @@ export function createRefreshCoordinator(deps: RefreshCoordinatorDeps): RefreshC
         continue;
       }
       if (acquisition.acquired) return underLease(ctx, integration, need, seenVersion, acquisition.lease);
-      // Another replica holds the lease: wait for its write (notification) or poll.
+      if (acquisition.gone && custody.drop(integration.id)) {
+        // Deleted: a kept rotated token has nothing left to belong to.
+        logger.warn({ integrationId: integration.id }, "the integration is gone; its kept rotated refresh token is dropped");
+      }
+      // Another replica holds the lease (or the set is gone, which the status check below tells):
+      // wait for its write (notification) or poll.
       deps.onLeaseWait?.();
       if (seenVersion === undefined) seenVersion = (await store.tokenSets.get(integration.id))?.version;
       const now = clock.now().getTime();
@@ -152,7 +157,7 @@ export function createRefreshCoordinator(deps: RefreshCoordinatorDeps): RefreshC
     const deadline = clock.now().getTime() + deps.refreshBudgetMs;
     let outcome: LeaseOutcome;
     try {
-      const current = await currentUnderLease(integration).catch((error: unknown) => failRefresh(integration, error));
+      const current = await currentUnderLease(integration, lease).catch((error: unknown) => failRefresh(integration, error));
       // Someone else refreshed while we waited for the lease: use theirs.
       const refreshedMeanwhile = seenVersion !== undefined && current.version !== seenVersion;
       if ((!need.force || refreshedMeanwhile) && validFor(current.tokens) >= need.minValidForMs) {
@@ -172,14 +177,9 @@ export function createRefreshCoordinator(deps: RefreshCoordinatorDeps): RefreshC
     return outcome.result;
   }
 
-  /** The stored set, after storing first a rotated one kept here. */
-  async function currentUnderLease(integration: Integration): Promise<CurrentTokens> {
-    let current = await store.tokenSets.get(integration.id);
-    if (!current) {
-      // Deleted meanwhile: a kept rotated token has nothing left to belong to.
-      if (custody.drop(integration.id)) logger.warn({ integrationId: integration.id }, "the integration is gone; its kept rotated refresh token is dropped");
-      throw noTokens(integration.id);
-    }
+  /** The stored set (as the lease was taken: only this holder writes under it), after storing first a rotated one kept here. */
+  async function currentUnderLease(integration: Integration, lease: HeldLease): Promise<CurrentTokens> {
+    let current: EncryptedTokenSet = lease.tokenSet;
     const kept = custody.kept(integration.id);
     const storedNow = kept ? await custody.storeKept(kept, current) : undefined;
     if (kept && !storedNow) current = (await store.tokenSets.get(integration.id)) ?? current;

@@ -6,6 +6,7 @@
  */
 import { BrokerError } from "../errors.js";
 import type { Logger, TokenStore } from "../ports.js";
+import type { EncryptedTokenSet } from "../types.js";
 import { startLeaseHeartbeat } from "./lease-heartbeat.js";
 import type { RefreshSentMark } from "./refresh-takeover.js";
 
@@ -15,6 +16,8 @@ export interface HeldLease {
   readonly inheritedMark: RefreshSentMark | undefined;
   /** The token-set version stored when the lease was acquired. */
   readonly version: number;
+  /** The token set stored when the lease was acquired: no write but its holder's can replace it meanwhile. */
+  readonly tokenSet: EncryptedTokenSet;
   /** Records that the refresh token of `version` is being sent now; REFRESH_LEASE_LOST when the lease passed to another replica. */
   markSent(version: number): Promise<void>;
   /**
@@ -31,7 +34,10 @@ export interface RefreshLeases {
   readonly leaseMs: number;
   /** This replica: the owner of the leases it takes. */
   readonly replicaId: string;
-  acquire(integrationId: string): Promise<{ readonly acquired: true; readonly lease: HeldLease } | { readonly acquired: false; readonly expiresAt: Date | undefined }>;
+  /** Refused: held elsewhere until `expiresAt`, or `gone` (no token set to lease). */
+  acquire(
+    integrationId: string,
+  ): Promise<{ readonly acquired: true; readonly lease: HeldLease } | { readonly acquired: false; readonly expiresAt: Date | undefined; readonly gone: boolean }>;
   /** Takes the lease again, come what may: this replica keeps it while it retries a write. */
   hold(integrationId: string): Promise<void>;
   /** Gives the lease back; a failure is logged (the lease expires by itself). */
@@ -56,7 +62,7 @@ export function createRefreshLeases(deps: {
     );
   }
 
-  function held(integrationId: string, inheritedMark: RefreshSentMark | undefined, version: number): HeldLease {
+  function held(integrationId: string, inheritedMark: RefreshSentMark | undefined, tokenSet: EncryptedTokenSet): HeldLease {
     const heartbeat = startLeaseHeartbeat({
       renew: () => store.tokenSets.renewLease(integrationId, replicaId, leaseMs),
       everyMs: deps.heartbeatMs,
@@ -67,7 +73,8 @@ export function createRefreshLeases(deps: {
     let keepMark = inheritedMark !== undefined;
     return {
       inheritedMark,
-      version,
+      version: tokenSet.version,
+      tokenSet,
       async markSent(version) {
         if (await store.tokenSets.markRefreshSent(integrationId, replicaId, version)) return;
         throw new BrokerError("provider_unavailable", "the refresh lease passed to another replica; retry", {
@@ -91,7 +98,9 @@ export function createRefreshLeases(deps: {
     replicaId,
     async acquire(integrationId) {
       const lease = await store.tokenSets.acquireLease(integrationId, replicaId, leaseMs);
-      return lease.acquired ? { acquired: true, lease: held(integrationId, lease.sent, lease.version) } : lease;
+      return lease.acquired
+        ? { acquired: true, lease: held(integrationId, lease.sent, lease.tokenSet) }
+        : { acquired: false, expiresAt: lease.expiresAt, gone: lease.holder === undefined };
     },
     async hold(integrationId) {
       await store.tokenSets.acquireLease(integrationId, replicaId, leaseMs).catch(() => undefined);
