@@ -27,7 +27,9 @@ import { createAuthorizationServiceHandlers } from "../transport/handlers/author
 import { createIntegrationServiceHandlers } from "../transport/handlers/integration-service.js";
 import { createProviderServiceHandlers } from "../transport/handlers/provider-service.js";
 import { createStatusServiceHandlers } from "../transport/handlers/status-service.js";
-import { createTokenServiceHandlers } from "../transport/handlers/token-service.js";
+import { createTokenServiceHandlers, createWarmGetAccessToken } from "../transport/handlers/token-service.js";
+import type { GrpcServiceBinding } from "../transport/grpc-adapter.js";
+import { createWarmTokenPath } from "../transport/warm-token-path.js";
 import { createHealth, type HealthState } from "../transport/health.js";
 import { startHttpListener, type HttpListener, type HttpRequest, type HttpResponse } from "../transport/http-listener.js";
 import { healthzRoute, metricsRoute, readyzRoute } from "../transport/http-routes.js";
@@ -109,20 +111,14 @@ export async function startTransport({ config, logger, closers }: Wiring, parts:
   const { integrations } = storage;
   const { deletion, sync, authorization } = services;
   const integrationAccess = createIntegrationAccess(live.policy);
+  const tokenHandlerDeps = { tokenService, access: integrationAccess, defaultMinValidForSeconds: config.tokens.defaultMinValidForSeconds };
   const brokerBindings = [
     bindService(
       ProviderService,
       createProviderServiceHandlers({ providers: () => providers.configs, redirectUri: providers.registry.redirectUri }),
     ),
     bindService(StatusService, createStatusServiceHandlers(parts.readiness.status)),
-    bindService(
-      TokenServiceDesc,
-      createTokenServiceHandlers({
-        tokenService,
-        access: integrationAccess,
-        defaultMinValidForSeconds: config.tokens.defaultMinValidForSeconds,
-      }),
-    ),
+    bindService(TokenServiceDesc, createTokenServiceHandlers(tokenHandlerDeps)),
     bindService(AuthorizationService, createAuthorizationServiceHandlers({ service: authorization })),
     bindService(
       IntegrationService,
@@ -135,11 +131,24 @@ export async function startTransport({ config, logger, closers }: Wiring, parts:
   const bindings = [...brokerBindings, health.binding, ...createReflectionBindings(servedServices)].map((b) =>
     interceptBinding(b, interceptors, shutdown.signal),
   );
+  // The gRPC listener answers warm GetAccessToken calls at once; the HTTP listener has no such path.
+  const warmGetAccessToken = createWarmTokenPath({
+    answer: createWarmGetAccessToken(tokenHandlerDeps),
+    authenticator,
+    policyHolder: live.policy,
+    isDraining: () => parts.drain.isDraining(),
+    limiter: parts.limiter,
+    limits: () => live.current().limits,
+    observe,
+  });
+  const grpcBindings: GrpcServiceBinding[] = bindings.map((b) =>
+    b.service.typeName === TokenServiceDesc.typeName ? { ...b, warmPaths: { getAccessToken: warmGetAccessToken } } : b,
+  );
 
   await parts.reservation.release();
   const grpcListener: GrpcListener = await startGrpcListener({
     address: config.grpcAddress,
-    bindings,
+    bindings: grpcBindings,
     tls: config.grpcTls,
     maxRequestBytes,
     admission,

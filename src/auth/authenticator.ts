@@ -63,6 +63,13 @@ export interface AuthenticatorOptions {
 export interface Authenticator {
   /** Verifies `authorization: Bearer <jwt>`; any failure is `unauthenticated`. */
   authenticate(authorizationHeader: string | null): Promise<Principal>;
+  /**
+   * The principal `authenticate` would answer with at once, without waiting on anything: a token
+   * it verified before, not expired, from an issuer whose keys are fixed (local or static keys)
+   * and whose key resolver has since confirmed the verifying key once. Otherwise undefined:
+   * `authenticate` decides (and logs any failure).
+   */
+  authenticateWarm(authorizationHeader: string | null): Principal | undefined;
   close(): void;
 }
 
@@ -81,6 +88,8 @@ interface TrustedIssuer {
   readonly allowAdmin: boolean;
   readonly subjectClaim: string;
   readonly keys: KeyResolver;
+  /** Its key set never changes (local key, static keys): a key it confirmed once stays current. */
+  readonly fixedKeys: boolean;
 }
 
 /** A verified token: who it names, until when, and the key (of the issuer's current key set) that verified it. */
@@ -91,6 +100,8 @@ interface VerifiedEntry {
   readonly key: CryptoKey;
   readonly header: JWSHeaderParameters;
   readonly input: FlattenedJWSInput;
+  /** Set once the issuer's resolver handed out `key` again for a later call (fromCache). */
+  confirmed: boolean;
 }
 
 export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
@@ -142,7 +153,10 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     const entry = verified.get(cacheKey, clock.now().getTime());
     if (entry === undefined) return undefined;
     const current = await entry.issuer.keys(entry.header, entry.input).catch(() => undefined);
-    if (current === entry.key) return entry.principal;
+    if (current === entry.key) {
+      entry.confirmed = true;
+      return entry.principal;
+    }
     verified.delete(cacheKey);
     return undefined;
   }
@@ -190,13 +204,27 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
         key,
         header,
         input: { protected: protectedHeader, payload: body, signature },
+        confirmed: false,
       });
     }
     return principal;
   }
 
+  function authenticateWarm(authorizationHeader: string | null): Principal | undefined {
+    if (closed) return undefined;
+    let token: string;
+    try {
+      token = bearerToken(authorizationHeader);
+    } catch {
+      return undefined;
+    }
+    const entry = verified.get(verified.keyOf(token), clock.now().getTime());
+    return entry !== undefined && entry.confirmed && entry.issuer.fixedKeys ? entry.principal : undefined;
+  }
+
   return {
     authenticate,
+    authenticateWarm,
     close() {
       closed = true;
     },
@@ -274,6 +302,7 @@ function localIssuer(key: LocalVerificationKey): TrustedIssuer {
     allowAdmin: true,
     subjectClaim: "sub",
     keys: createLocalJWKSet({ keys: [{ ...key.publicJwk, kid: key.kid, alg: LOCAL_ALGORITHM }] }),
+    fixedKeys: true,
   };
 }
 
@@ -317,6 +346,7 @@ function configuredIssuer(config: JwtIssuerConfig, jwks: JwksOptions): TrustedIs
     allowAdmin: config.allowAdmin,
     subjectClaim: config.subjectClaim,
     keys,
+    fixedKeys: config.jwksUrl === undefined,
   };
 }
 

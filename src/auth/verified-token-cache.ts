@@ -10,7 +10,7 @@
  * Entries are keyed by the SHA-256 of the token, so the cache holds no credential, and bounded:
  * the least recently verified entry goes first.
  */
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 
 export const VERIFIED_TOKEN_CACHE_MAX_ENTRIES = 10_000;
 
@@ -27,7 +27,8 @@ export interface VerifiedTokenCache<E extends { readonly expiresAtMs: number }> 
 export function createVerifiedTokenCache<E extends { readonly expiresAtMs: number }>(maxEntries: number): VerifiedTokenCache<E> {
   const entries = new Map<string, E>();
   return {
-    keyOf: (token) => createHash("sha256").update(token).digest("base64url"),
+    // One-shot hashing: no Hash object per call.
+    keyOf: (token) => hash("sha256", token, "base64url"),
     get(key, nowMs) {
       const entry = entries.get(key);
       if (entry === undefined) return undefined;

@@ -7,6 +7,7 @@
 import { invalidArgument } from "./errors.js";
 import { HiddenDenial, integrationNotFound, type FilterPurpose, type PolicyHolder } from "./policy.js";
 import type { TokenService } from "./tokens/token-service-api.js";
+import type { TokenSelector } from "./tokens/integration-resolution.js";
 import type { Integration, Principal } from "./types.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -36,6 +37,47 @@ export interface IntegrationAccess {
     requiredScopes: readonly string[],
     tokens: Pick<TokenService, "resolve">,
   ): Promise<Integration>;
+  /**
+   * What tokenIntegration answers at once, from the resolver's memory; undefined when it must
+   * decide (not remembered, or refused: the refusal is tokenIntegration's to answer).
+   */
+  warmTokenIntegration(
+    principal: Principal,
+    request: TokenIntegrationRequest,
+    requiredScopes: readonly string[],
+    tokens: Pick<TokenService, "resolveWarm">,
+  ): Integration | undefined;
+}
+
+/**
+ * The policy checks before GetAccessToken's lookup: those that depend on the principal alone,
+ * then the selector, and for an id the check on the integration found. An integration the caller
+ * may not use answers exactly like a missing id: the policy decides before its status is checked,
+ * and before any refresh, audit or last-use write.
+ */
+function tokenLookup(
+  current: ReturnType<Pick<PolicyHolder, "current">["current"]>,
+  principal: Principal,
+  request: TokenIntegrationRequest,
+): { selector: TokenSelector; authorize?: (integration: Integration) => void } {
+  if ("integrationId" in request) {
+    const { integrationId } = request;
+    current.assertMayActForUsers(principal);
+    return {
+      selector: { integrationId },
+      authorize: (found) => {
+        if (!current.canSeeIntegration(principal, found.userId, found.provider)) {
+          throw integrationNotFound(
+            integrationId,
+            new HiddenDenial("INTEGRATION_NOT_ACCESSIBLE", "GetAccessToken asked for an integration outside the caller's policy", integrationId),
+          );
+        }
+      },
+    };
+  }
+  const userId = current.resolveUser(principal, request.userId, "get_access_token");
+  current.assertProviderAllowed(principal, request.provider);
+  return { selector: { userId, provider: request.provider, externalAccountId: request.externalAccountId } };
 }
 
 export function createIntegrationAccess(policy: Pick<PolicyHolder, "current">): IntegrationAccess {
@@ -68,27 +110,24 @@ export function createIntegrationAccess(policy: Pick<PolicyHolder, "current">): 
 
     async tokenIntegration(principal, request, requiredScopes, tokens) {
       const current = policy.current();
-      let integration: Integration;
-      if ("integrationId" in request) {
-        // An integration the caller may not use answers exactly like a missing id: the policy
-        // decides before its status is checked, and before any refresh, audit or last-use write.
-        const { integrationId } = request;
-        current.assertMayActForUsers(principal);
-        integration = await tokens.resolve({ integrationId }, (found) => {
-          if (!current.canSeeIntegration(principal, found.userId, found.provider)) {
-            throw integrationNotFound(
-              integrationId,
-              new HiddenDenial("INTEGRATION_NOT_ACCESSIBLE", "GetAccessToken asked for an integration outside the caller's policy", integrationId),
-            );
-          }
-        });
-      } else {
-        const userId = current.resolveUser(principal, request.userId, "get_access_token");
-        current.assertProviderAllowed(principal, request.provider);
-        integration = await tokens.resolve({ userId, provider: request.provider, externalAccountId: request.externalAccountId });
-      }
+      const lookup = tokenLookup(current, principal, request);
+      const integration = await tokens.resolve(lookup.selector, lookup.authorize);
       current.checkTokenRequest(principal, { provider: integration.provider, requiredScopes, grantedScopes: integration.grantedScopes });
       return integration;
+    },
+
+    warmTokenIntegration(principal, request, requiredScopes, tokens) {
+      // The same checks as tokenIntegration, in the same order; any refusal is its to answer.
+      try {
+        const current = policy.current();
+        const lookup = tokenLookup(current, principal, request);
+        const integration = tokens.resolveWarm(lookup.selector, lookup.authorize);
+        if (integration === undefined) return undefined;
+        current.checkTokenRequest(principal, { provider: integration.provider, requiredScopes, grantedScopes: integration.grantedScopes });
+        return integration;
+      } catch {
+        return undefined;
+      }
     },
   };
 }

@@ -10,17 +10,22 @@ import { BrokerError } from "../domain/errors.js";
 import { openServiceMatcher } from "./interceptors/authentication.js";
 import { RequestRefusal } from "./request-refusal.js";
 
-/** Whether a call to `service` may have its body read; `certified`: a verified client certificate names a principal. */
-export type Admission = (service: string, authorization: string | null, certified: boolean) => Promise<boolean>;
+/**
+ * Whether a call to `service` may have its body read; `certified`: a verified client certificate
+ * names a principal. A plain boolean when it is known at once (an open service, a token the
+ * authenticator answers for without waiting): the listener then reads on in the same turn.
+ */
+export type Admission = (service: string, authorization: string | null, certified: boolean) => boolean | Promise<boolean>;
 
 export function createAdmission(options: {
-  readonly authenticator: Pick<Authenticator, "authenticate">;
+  readonly authenticator: Pick<Authenticator, "authenticate" | "authenticateWarm">;
   readonly openServices: readonly string[];
 }): Admission {
   const isOpen = openServiceMatcher(options.openServices);
-  return async (service, authorization, certified) => {
+  return (service, authorization, certified) => {
     if (isOpen(service)) return true;
     if (authorization === null) return certified;
+    if (options.authenticator.authenticateWarm(authorization) !== undefined) return true;
     return options.authenticator.authenticate(authorization).then(
       () => true,
       () => false,

@@ -21,6 +21,17 @@ import { callHeadersKey, certificatePrincipalKey, methodImpl, peerKey, type Serv
 
 type Message = ReturnType<typeof create>;
 
+/**
+ * A unary method's answer given in the turn the call arrives in (warm-token-path.ts): true when
+ * it answered, false to leave the call to the binding's implementation, untouched.
+ */
+export type WarmGrpcUnary = (request: unknown, call: grpc.ServerUnaryCall<Message, Message>, callback: grpc.sendUnaryData<Message>) => boolean;
+
+/** A binding as the gRPC listener mounts it: with warm paths for some unary methods, by local name. */
+export interface GrpcServiceBinding extends ServiceBinding {
+  readonly warmPaths?: Readonly<Record<string, WarmGrpcUnary>> | undefined;
+}
+
 function serializerFor(schema: DescMessage) {
   return (message: Message): Buffer => {
     const init = message as Parameters<typeof create>[1];
@@ -226,7 +237,7 @@ async function* readStream(call: grpc.ServerDuplexStream<Message, Message>): Asy
 }
 
 /** A grpc-js service definition and implementation for `binding`. */
-export function toGrpcService(binding: ServiceBinding): {
+export function toGrpcService(binding: GrpcServiceBinding): {
   definition: grpc.ServiceDefinition;
   implementation: grpc.UntypedServiceImplementation;
 } {
@@ -234,6 +245,7 @@ export function toGrpcService(binding: ServiceBinding): {
   const implementation: grpc.UntypedServiceImplementation = {};
   for (const method of binding.service.methods) {
     const impl = methodImpl(binding, method);
+    const warm = binding.warmPaths?.[method.localName];
     const stream = method.methodKind !== "unary";
     definition[method.localName] = {
       path: `/${binding.service.typeName}/${method.name}`,
@@ -250,6 +262,7 @@ export function toGrpcService(binding: ServiceBinding): {
         call: grpc.ServerUnaryCall<Message, Message>,
         callback: grpc.sendUnaryData<Message>,
       ) => {
+        if (warm?.(call.request, call, callback) === true) return;
         const { ctx, sendHeaders } = contextFor(binding, method, call);
         let response: Promise<Message>;
         try {

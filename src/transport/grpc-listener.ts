@@ -5,8 +5,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { readFileSync } from "node:fs";
 import type { GrpcTlsConfig, ListenAddress } from "../config/types.js";
-import { toGrpcService } from "./grpc-adapter.js";
-import type { ServiceBinding } from "./service-binding.js";
+import { toGrpcService, type GrpcServiceBinding } from "./grpc-adapter.js";
 import type { Admission } from "./admission.js";
 import { createGrpcRequestGate } from "./grpc-request-gate.js";
 import { DEFAULT_MAX_REQUEST_BYTES } from "../config/limits.js";
@@ -34,7 +33,7 @@ function credentials(tls: GrpcTlsConfig | undefined): grpc.ServerCredentials {
 
 export async function startGrpcListener(options: {
   address: ListenAddress;
-  bindings: readonly ServiceBinding[];
+  bindings: readonly GrpcServiceBinding[];
   tls?: GrpcTlsConfig | undefined;
   /** `limits.maxRequestBytes`: each request message, as sent and once inflated (grpc-js enforces both). */
   maxRequestBytes?: number | undefined;

@@ -33,11 +33,15 @@ class GatedCall extends grpc.ServerInterceptingCall {
         startNext({
           onReceiveMetadata: (metadata, metadataNext) => {
             const certified = principalFromCertificate(next.getAuthContext().sslPeerCertificate) !== undefined;
-            void admission(service, firstString(metadata, "authorization"), certified).then((admitted) => {
+            const decided = (admitted: boolean) => {
               this.decision = admitted;
               metadataNext(metadata);
               if (this.readPending) this.startRead();
-            });
+            };
+            const admitted = admission(service, firstString(metadata, "authorization"), certified);
+            // Known at once (a warm caller): no promise between the headers and the body.
+            if (typeof admitted === "boolean") decided(admitted);
+            else void admitted.then(decided);
           },
         }),
     });

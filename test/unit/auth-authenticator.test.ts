@@ -289,6 +289,38 @@ describe("authenticator with static keys", () => {
     await expect(lenient.authenticate(`Bearer ${await sign(keys.privateKey, {}, { exp: NOW_S + 6 * 86_400 })}`)).resolves.toBeTruthy();
   });
 
+  it("answers at once only for a token verified and then confirmed by its fixed key set, until it expires or the authenticator closes", async () => {
+    const { log, logger } = captureLogger();
+    let now = NOW;
+    const authenticator = createAuthenticator({
+      issuers: [issuerConfig({ staticKeys: [JSON.stringify(keys.publicJwk)] })],
+      logger,
+      clock: { now: () => now },
+    });
+    const header = `Bearer ${await sign(keys.privateKey, {}, { exp: NOW_S + 60 })}`;
+    expect(authenticator.authenticateWarm(header)).toBeUndefined();
+    const principal = await authenticator.authenticate(header);
+    // Verified, not yet confirmed by the key resolver on a later call.
+    expect(authenticator.authenticateWarm(header)).toBeUndefined();
+    await authenticator.authenticate(header);
+    expect(authenticator.authenticateWarm(header)).toBe(principal);
+    // Anything it cannot answer at once is authenticate's, which logs the failure; this logs nothing.
+    expect(authenticator.authenticateWarm(null)).toBeUndefined();
+    expect(authenticator.authenticateWarm("Basic abc")).toBeUndefined();
+    expect(authenticator.authenticateWarm(`Bearer ${await sign(other.privateKey, {}, { exp: NOW_S + 60 })}`)).toBeUndefined();
+    expect(log.lines).toHaveLength(0);
+    now = new Date((NOW_S + 60) * 1000);
+    expect(authenticator.authenticateWarm(header)).toBeUndefined();
+    now = NOW;
+    // The expired entry is gone: verified and confirmed again before it answers at once.
+    await authenticator.authenticate(header);
+    expect(authenticator.authenticateWarm(header)).toBeUndefined();
+    await authenticator.authenticate(header);
+    expect(authenticator.authenticateWarm(header)).toEqual(principal);
+    authenticator.close();
+    expect(authenticator.authenticateWarm(header)).toBeUndefined();
+  });
+
   it("refuses every call once closed", async () => {
     const { authenticator } = make();
     const token = await sign(keys.privateKey);

@@ -293,4 +293,29 @@ describe("the disclosure ledger", () => {
     expect(reissued().map((event) => event.caller)).toEqual(["one"]);
     expect(disclose(caller("three"), integration, 1)).toBeUndefined();
   });
+  it("offers a repeat for counting only when disclose would count it at once, and counts it as disclose does", async () => {
+    const { state, release, ledger, clock, reissued, disclose } = setUp();
+    const billing = caller().principal;
+    // Nothing known yet, then a first disclosure still being written: disclose decides.
+    expect(ledger.repeatOf(billing, integration.id, 3, ["read"])).toBeUndefined();
+    state.mode = "hold";
+    const first = disclose(caller("billing", "req-first"), integration, 3);
+    expect(ledger.repeatOf(billing, integration.id, 3, ["read"])).toBeUndefined();
+    release();
+    await first;
+    // Another scope set, another caller or another version is not this key's repeat.
+    expect(ledger.repeatOf(billing, integration.id, 3, ["write"])).toBeUndefined();
+    expect(ledger.repeatOf(caller("mail").principal, integration.id, 3, ["read"])).toBeUndefined();
+    expect(ledger.repeatOf(billing, integration.id, 4, ["read"])).toBeUndefined();
+    // Asking counts nothing; the function it returns counts like a repeat through disclose.
+    const repeat = ledger.repeatOf(billing, integration.id, 3, ["read", "read"]);
+    expect(repeat).toBeTypeOf("function");
+    state.mode = "write";
+    clock.advance(1_000);
+    repeat?.(caller("billing", "req-2"), clock.nowMs());
+    expect(disclose(caller("billing", "req-3"), integration, 3)).toBeUndefined();
+    await ledger.flush();
+    expect(reissued()).toHaveLength(1);
+    expect(reissued()[0]?.details).toMatchObject({ count: "2", first_request_id: "req-2", last_request_id: "req-3" });
+  });
 });

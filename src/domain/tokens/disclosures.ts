@@ -32,6 +32,13 @@ export interface DisclosureLedger {
    */
   disclose(ctx: RequestContext, integration: Integration, tokenVersion: number, requiredScopes: readonly string[], nowMs: number): Promise<void> | undefined;
   /**
+   * Without side effects: when `principal` receiving that token set for `requiredScopes` would be
+   * a repeat `disclose` counts at once (its first disclosure durable, no retry pending), the
+   * function that counts it exactly as `disclose` would; otherwise undefined (`disclose` decides).
+   * The count must be taken in the same synchronous turn, before anything else runs.
+   */
+  repeatOf(principal: Principal, integrationId: string, tokenVersion: number, requiredScopes: readonly string[]): ((ctx: RequestContext, nowMs: number) => void) | undefined;
+  /**
    * The integration's token set is replaced by `version` (absent: by an unknown one): the counts
    * of older versions are written and their keys forgotten.
    */
@@ -312,20 +319,27 @@ export function createDisclosureLedger(options: DisclosureLedgerOptions): Disclo
     return undefined;
   }
 
+  /** The one place that decides a repeat is answered at once, and how it is counted. */
+  function repeatOf(principal: Principal, integrationId: string, tokenVersion: number, requiredScopes: readonly string[]): ((ctx: RequestContext, nowMs: number) => void) | undefined {
+    const record = integrations.get(integrationId);
+    if (record === undefined || record.version !== tokenVersion || retryNeeded) return undefined;
+    const entry = record.keys.get(callerKey(principal, requiredScopes));
+    if (entry === undefined || entry.recording !== undefined) return undefined;
+    return (ctx, nowMs) => {
+      count(entry, ctx, nowMs);
+      integrations.delete(integrationId);
+      integrations.set(integrationId, record);
+    };
+  }
+
   return {
     disclose(ctx, integration, tokenVersion, requiredScopes, nowMs) {
-      const record = integrations.get(integration.id);
-      if (record !== undefined && record.version === tokenVersion && !retryNeeded) {
-        const entry = record.keys.get(callerKey(ctx.principal, requiredScopes));
-        if (entry !== undefined && entry.recording === undefined) {
-          count(entry, ctx, nowMs);
-          integrations.delete(integration.id);
-          integrations.set(integration.id, record);
-          return undefined;
-        }
-      }
-      return discloseSlowly(ctx, integration, tokenVersion, requiredScopes, nowMs);
+      const repeat = repeatOf(ctx.principal, integration.id, tokenVersion, requiredScopes);
+      if (repeat === undefined) return discloseSlowly(ctx, integration, tokenVersion, requiredScopes, nowMs);
+      repeat(ctx, nowMs);
+      return undefined;
     },
+    repeatOf,
     replaced(integrationId, version) {
       const record = integrations.get(integrationId);
       if (record === undefined || (version !== undefined && record.version >= version)) return;

@@ -27,6 +27,11 @@ export interface TokenSelector {
 export interface IntegrationResolver {
   /** See `TokenService.resolve`. */
   resolve(selector: TokenSelector, authorize?: (integration: Integration) => void): Promise<Integration>;
+  /**
+   * The integration `resolve` would answer at once from memory, or undefined when `resolve` must
+   * decide (not remembered, refused by `authorize`, not usable).
+   */
+  resolveWarm(selector: TokenSelector, authorize?: (integration: Integration) => void): Integration | undefined;
   /** Forgets every selector that named the integration. */
   forget(integrationId: string): void;
 }
@@ -66,11 +71,25 @@ export function createIntegrationResolver(deps: {
     return integration;
   }
 
+  const keyOf = (selector: TokenSelector) =>
+    selector.integrationId
+      ? `id:${selector.integrationId}`
+      : `user:${selector.userId ?? ""}\u0000${selector.provider ?? ""}\u0000${selector.externalAccountId ?? ""}`;
+
   return {
+    resolveWarm(selector, authorize) {
+      const hit = resolved.get(keyOf(selector));
+      if (!hit) return undefined;
+      try {
+        authorize?.(hit);
+        checkStatus(hit);
+      } catch {
+        return undefined;
+      }
+      return hit;
+    },
     async resolve(selector, authorize) {
-      const key = selector.integrationId
-        ? `id:${selector.integrationId}`
-        : `user:${selector.userId ?? ""}\u0000${selector.provider ?? ""}\u0000${selector.externalAccountId ?? ""}`;
+      const key = keyOf(selector);
       const hit = resolved.get(key);
       if (hit) {
         try {

@@ -4,7 +4,7 @@
  */
 import type { AuditLog, Cipher, Clock, ProviderClient, ProviderPauseFeed, TokenChangeFeed, Logger, TokenStore } from "../ports.js";
 import type { DatabaseOutcomes } from "../database-bound.js";
-import type { Integration, RequestContext, TokenSet } from "../types.js";
+import type { Integration, Principal, RequestContext, TokenSet } from "../types.js";
 import type { CircuitState } from "./circuit-breaker.js";
 import type { TokenSelector } from "./integration-resolution.js";
 
@@ -59,6 +59,11 @@ export interface IssuedToken {
   readonly integration: Integration;
 }
 
+export interface WarmToken {
+  readonly issued: IssuedToken;
+  commit(ctx: RequestContext): void;
+}
+
 export interface TokenService {
   /**
    * The live integration a selector names (errors: not_found, failed_precondition, needs re-auth).
@@ -66,6 +71,8 @@ export interface TokenService {
    * caller it refuses learns nothing beyond what `authorize` throws.
    */
   resolve(selector: TokenSelector, authorize?: (integration: Integration) => void): Promise<Integration>;
+  /** What `resolve` answers at once from memory, or undefined when it must decide (see IntegrationResolver). */
+  resolveWarm(selector: TokenSelector, authorize?: (integration: Integration) => void): Integration | undefined;
   /** A token for `integration` valid at least `minValidForMs`, refreshing when needed. */
   tokenFor(
     ctx: RequestContext,
@@ -78,6 +85,13 @@ export interface TokenService {
      */
     options?: { readonly internal?: boolean },
   ): Promise<IssuedToken>;
+  /**
+   * The answer `tokenFor` would give at once — token cached and valid for the ask, disclosure a
+   * counted repeat — or undefined when `tokenFor` must decide (a first disclosure, a load, a
+   * refresh, an error). No side effect until `commit`, which counts the call as `tokenFor` does
+   * and must run in the same synchronous turn.
+   */
+  warmTokenFor(principal: Principal, integration: Integration, minValidForMs: number, requiredScopes: readonly string[]): WarmToken | undefined;
   /** Forces a refresh now through the same single-flight path (RefreshIntegration, sync). */
   refreshNow(ctx: RequestContext, integrationId: string): Promise<{ integration: Integration; refreshed: boolean }>;
   /**

@@ -111,6 +111,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
 
   return {
     resolve: (selector, authorize) => resolver.resolve(selector, authorize),
+    resolveWarm: (selector, authorize) => resolver.resolveWarm(selector, authorize),
 
     async tokenFor(ctx, integration, minValidForMs, requiredScopes, options) {
       checkScopes(integration, requiredScopes);
@@ -147,6 +148,30 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       if (recording !== undefined) await withinDatabaseBound(recording, databaseMs, "write the audit record", deps.database);
       touch(integration);
       return { tokens: handedOut, integration };
+    },
+
+    warmTokenFor(principal, integration, minValidForMs, requiredScopes) {
+      // Only a call tokenFor would answer at once, with no wait, write or refresh: the same checks
+      // in the same order, and the same counts once the caller commits.
+      try {
+        checkScopes(integration, requiredScopes);
+      } catch {
+        return undefined;
+      }
+      const now = clock.now().getTime();
+      const cached = cache.get(integration.id, now);
+      if (cached === undefined || cached.tokens.expiresAt.getTime() - now < minValidForMs || validFor(cached.tokens) < minValidForMs) return undefined;
+      const repeat = disclosures?.repeatOf(principal, integration.id, cached.version, requiredScopes);
+      if (disclosures !== undefined && repeat === undefined) return undefined;
+      const issued = { tokens: withoutRefreshToken(cached.tokens), integration };
+      return {
+        issued,
+        commit(ctx) {
+          deps.events?.cache?.(true);
+          repeat?.(ctx, now);
+          touch(integration);
+        },
+      };
     },
 
     async refreshNow(ctx, integrationId) {

@@ -17,9 +17,19 @@ export interface InFlightTracker {
   idle(): Promise<void>;
 }
 
+/** What the log line and the metrics of a call name. */
+export type ObservedCall = Pick<CallContext, "service" | "method" | "protocol" | "peer" | "requestId" | "principal">;
+
 export interface ObserveInterceptor {
   readonly interceptor: Interceptor;
   readonly inFlight: InFlightTracker;
+  /**
+   * The line and metrics of a call answered OK within one synchronous turn, `started` its
+   * `process.hrtime.bigint()` on arrival (the gRPC warm path, warm-token-path.ts): the same ones
+   * the interceptor leaves. It is never in flight across a turn, so neither the in-flight count
+   * nor the watchdog can see it.
+   */
+  answeredAtOnce(call: ObservedCall, started: bigint): void;
 }
 
 /** Code names as gRPC spells them (`NOT_FOUND`), for logs and metric labels. */
@@ -49,7 +59,7 @@ export function createObserveInterceptor(deps: {
   const callLog = deps.logger.child({}, { redact: { paths: [] } });
   // prom-client hashes the label set on every update; one labelled child per method skips that.
   const perMethod = new Map<string, MethodMetrics>();
-  const metricsFor = (call: CallContext): MethodMetrics => {
+  const metricsFor = (call: ObservedCall): MethodMetrics => {
     const name = fullMethodName(call);
     let entry = perMethod.get(name);
     if (entry === undefined) {
@@ -73,7 +83,7 @@ export function createObserveInterceptor(deps: {
     }
   };
 
-  const finish = (call: CallContext, started: bigint, error: unknown) => {
+  const finish = (call: ObservedCall, started: bigint, error: unknown) => {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const failure = error === undefined ? undefined : toConnectError(error);
     const code = failure?.code ?? 0;
@@ -130,6 +140,11 @@ export function createObserveInterceptor(deps: {
 
   return {
     interceptor,
+    answeredAtOnce(call, started) {
+      inFlight += 1;
+      metricsFor(call).started.inc();
+      finish(call, started, undefined);
+    },
     inFlight: {
       get count() {
         return inFlight;
