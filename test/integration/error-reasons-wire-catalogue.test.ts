@@ -15,6 +15,7 @@ import { AUTHORIZATION_CASES } from "./error-reasons-wire-authorization.cases.js
 import { DEADLINE_CASES } from "./error-reasons-wire-deadlines.cases.js";
 import { EDGE_CASES } from "./error-reasons-wire-edge.cases.js";
 import { OPENID_CASES } from "./error-reasons-wire-openid.cases.js";
+import { RACE_CASES } from "./error-reasons-wire-races.cases.js";
 import { VAULT_LOGIN_CASES } from "./error-reasons-wire-vault-login.cases.js";
 import { KEY_CASES } from "./error-reasons-wire-keys.cases.js";
 import { TOKEN_CASES } from "./error-reasons-wire-tokens.cases.js";
@@ -27,6 +28,7 @@ const WIRE_TABLES: Record<string, WireCases<never>> = {
   "error-reasons-wire-deadlines": DEADLINE_CASES,
   "error-reasons-wire-openid": OPENID_CASES,
   "error-reasons-wire-vault-login": VAULT_LOGIN_CASES,
+  "error-reasons-wire-races": RACE_CASES,
 };
 
 /**
@@ -68,13 +70,9 @@ const OFF_THE_WIRE_TESTED_IN: Partial<Record<ErrorReason, string>> = {
  * leave it), and a reason added to the catalogue without a row is not on it.
  */
 const WITHOUT_WIRE_ROW: readonly ErrorReason[] = [
-  // Races and faults not yet induced on the wire: a lease
-  // taken over between its grant and the request, a concurrent first connection of one account
-  // (the flow retries with the winner's id), a token read PostgreSQL never answers (the
-  // database's own bound of the same length answers first).
+  // Races and faults not yet induced on the wire: a concurrent first connection of one account
+  // (the flow retries with the winner's id).
   "INTEGRATION_ID_CHANGED",
-  "OPERATION_ABANDONED",
-  "REFRESH_LEASE_LOST",
 ];
 
 const catalogue = Object.entries(ERROR_REASONS) as [ErrorReason, ErrorReasonEntry][];
