@@ -6,8 +6,14 @@
  *   are released (the read's own bound starts before any caller's wait, so it answers first).
  * - `REFRESH_LEASE_LOST`: between the refresh lease's grant and the refresh request, another
  *   replica takes the lease over (here: the test, writing the lease row as one would).
+ * - `INTEGRATION_ID_CHANGED`: a first connection of an account loses the race to a concurrent
+ *   one (whose uncommitted row the test holds), and while it encrypts its tokens again for the
+ *   winner's id, the winner is deleted and the account connected once more under another id.
  */
+import { randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
+import type { TransactionSql } from "postgres";
+import { AuthorizationService } from "../../src/gen/oauthbroker/v1/authorization_service_pb.js";
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
 import type { ReasonWorld } from "../support/reason-world.js";
 import type { VaultEmulator } from "../support/vault-transit-emulator.js";
@@ -38,6 +44,23 @@ async function withVaultLatency<T>(vault: VaultEmulator, ms: number, run: () => 
 
 function getToken(world: RacesWorld, wire: WireCaller, integrationId: string) {
   return wire.unary(TokenService.method.getAccessToken, { integrationId }, { authorization: world.admin });
+}
+
+/** The PostgreSQL backend of the broker's statement that waits for a lock, once there is one. */
+async function backendWaitingForLock(world: RacesWorld): Promise<number> {
+  let pid: number | undefined;
+  await waitUntil(async () => {
+    const [row] = await world.db.sql<{ pid: number }[]>`
+      select pid from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`;
+    pid = row?.pid;
+    return pid !== undefined;
+  }, "the broker waits for the concurrent connection's row");
+  return pid ?? 0;
+}
+
+/** A live integration of `user`'s account at the scripted peer (whose userinfo names the user), as another connection writes it. */
+function connectedElsewhere(tx: TransactionSql, id: string, user: string) {
+  return tx`insert into integrations (id, user_id, provider, external_account_id) values (${id}, ${user}, 'lookalike', ${user})`;
 }
 
 export const RACE_CASES = {
@@ -73,6 +96,51 @@ export const RACE_CASES = {
         });
       } finally {
         await world.db.sql`update token_sets set lease_owner = null, lease_expires_at = null where integration_id = ${integrationId}`;
+      }
+    },
+  },
+  INTEGRATION_ID_CHANGED: {
+    status: Code.AlreadyExists,
+    metadataKeys: ["integration_id"],
+    timeoutMs: 60_000,
+    produce: async (world, wire) => {
+      const user = userFor("INTEGRATION_ID_CHANGED", wire);
+      const state = await world.session(user);
+      const [winner, later] = [randomUUID(), randomUUID()];
+      let commitWinner = () => {};
+      const winnerMayCommit = new Promise<void>((resolve) => (commitWinner = resolve));
+      // The concurrent first connection, not committed yet: the broker finds no live integration,
+      // and its insert waits for this one.
+      const concurrent = awaitedLater(
+        world.db.sql.begin(async (tx) => {
+          await connectedElsewhere(tx, winner, user);
+          await winnerMayCommit;
+        }),
+      );
+      try {
+        return await withVaultLatency(world.vault, SLOW_MS, async () => {
+          const call = awaitedLater(
+            wire.unary(AuthorizationService.method.completeAuthorization, { provider: "lookalike", state, code: `code-for-${user}` }, { authorization: world.admin }),
+          );
+          const pid = await backendWaitingForLock(world);
+          commitWinner();
+          await concurrent;
+          // The broker's first write ends (its transaction rolled back) and it encrypts the tokens
+          // again for the winner's id, at Vault: meanwhile the winner is deleted and the account
+          // connected again.
+          await waitUntil(async () => {
+            const [row] = await world.db.sql<{ state: string }[]>`select state from pg_stat_activity where pid = ${pid}`;
+            return row?.state === "idle";
+          }, "the broker's first write rolled back");
+          await world.db.sql.begin(async (tx) => {
+            await tx`update integrations set status = 'deleted', deleted_at = now() where id = ${winner}`;
+            await connectedElsewhere(tx, later, user);
+          });
+          return await call;
+        });
+      } finally {
+        commitWinner();
+        await concurrent.catch(() => undefined);
       }
     },
   },
