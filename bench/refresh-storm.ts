@@ -7,21 +7,18 @@
  * provider round trip (the refreshing replica's own measurement of its provider call).
  */
 import { randomNonce, randomPKCECodeVerifier, randomState } from "openid-client";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { fromBinary } from "@bufbuild/protobuf";
 import postgres from "postgres";
-import { loadOrCreateLocalSigningKey, signLocalToken } from "../src/auth/local-signing-key.js";
 import { GetAccessTokenResponseSchema } from "../src/gen/oauthbroker/v1/token_service_pb.js";
 import { createLogger } from "../src/observability/logger.js";
 import { createProviderClient } from "../src/providers/create-provider-client.js";
-import { startBrokerProcess, type BrokerProcess } from "../test/support/broker-process.js";
+import { createBrokerDataDir } from "../test/support/broker-data-dir.js";
+import type { BrokerProcess } from "../test/support/broker-process.js";
 import { connectAccount } from "../test/support/browser-flow.js";
 import { startOidcPeer, type OidcPeer } from "../test/support/peers/oidc-peer.js";
 import { testProviderConfig } from "../test/support/peers/provider-config.js";
-import { freePort, logLevel, UNLIMITED_TOKEN_CALLS } from "./support/broker.js";
+import { benchLogger, freePort, logLevel, UNLIMITED_TOKEN_CALLS } from "./support/broker.js";
 import { GET_ACCESS_TOKEN, tokenRequest } from "./cold-path.js";
 import { median, quantile, unaryCall } from "./support/load.js";
 import type { BenchServer } from "./support/postgres.js";
@@ -70,7 +67,7 @@ function scrape(text: string, name: string): number {
 export async function benchRefreshStorm(server: BenchServer): Promise<BenchReport> {
   const callers = envInt("BENCH_STORM_CALLERS", 1_000);
   const databaseUrl = await server.createDatabase("storm");
-  const dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-bench-storm-"));
+  const data = await createBrokerDataDir("oauth-broker-bench-storm", benchLogger());
   const ports = await Promise.all(Array.from({ length: REPLICAS }, () => freePort()));
   const publicUrl = (port: number) => `http://127.0.0.1:${port}`;
   const peer = await startOidcPeer({
@@ -87,28 +84,22 @@ export async function benchRefreshStorm(server: BenchServer): Promise<BenchRepor
   const replicas: BrokerProcess[] = [];
   const clients: grpc.Client[] = [];
   try {
-    const configPath = join(dataDir, "bench.yaml");
-    await writeFile(
-      configPath,
-      [
-        UNLIMITED_TOKEN_CALLS.trimEnd(),
-        "providers:",
-        "  google:",
-        `    clientId: ${CLIENT_ID}`,
-        "    clientSecret: ${BENCH_PEER_CLIENT_SECRET}",
-        "    clientAuthMethod: client_secret_basic",
-        `    endpoints: { issuer: "${peer.issuer}" }`,
-        // The proactive refresher would otherwise race the storm for the expired token.
-        "tokens:",
-        "  proactiveRefreshIntervalSeconds: 3600",
-        "",
-      ].join("\n"),
-    );
+    await data.writeConfig([
+      UNLIMITED_TOKEN_CALLS.trimEnd(),
+      "providers:",
+      "  google:",
+      `    clientId: ${CLIENT_ID}`,
+      "    clientSecret: ${BENCH_PEER_CLIENT_SECRET}",
+      "    clientAuthMethod: client_secret_basic",
+      `    endpoints: { issuer: "${peer.issuer}" }`,
+      // The proactive refresher would otherwise race the storm for the expired token.
+      "tokens:",
+      "  proactiveRefreshIntervalSeconds: 3600",
+      "",
+    ]);
     const start = (port: number) =>
-      startBrokerProcess(
+      data.startBroker(
         {
-          BROKER_DATA_DIR: dataDir,
-          BROKER_CONFIG: configPath,
           DATABASE_URL: databaseUrl,
           BROKER_HTTP_ADDR: `127.0.0.1:${port}`,
           BROKER_PUBLIC_URL: publicUrl(port),
@@ -117,14 +108,13 @@ export async function benchRefreshStorm(server: BenchServer): Promise<BenchRepor
         },
         90_000,
       );
-    // The first one migrates the database and creates the shared keyring and signing key.
+    // The first one migrates the database; the others start on the migrated schema.
     const [first = 0, ...others] = ports;
     replicas.push(await start(first));
     replicas.push(...(await Promise.all(others.map(start))));
 
-    const key = await loadOrCreateLocalSigningKey(dataDir);
-    const user = await signLocalToken(key, { subject: "bench-user", kind: "user" });
-    const admin = await signLocalToken(key, { subject: "bench", kind: "service", roles: ["admin"] });
+    const user = await data.token("bench-user", "user");
+    const admin = await data.token("bench", "service", ["admin"]);
     const metadata = new grpc.Metadata();
     metadata.set("authorization", `Bearer ${admin}`);
     const stormId = await connectAccount((replicas[0] as BrokerProcess).httpUrl, user, "google", "storm-user");
@@ -196,6 +186,6 @@ export async function benchRefreshStorm(server: BenchServer): Promise<BenchRepor
     for (const client of clients) client.close();
     await Promise.all(replicas.map((replica) => replica.stop()));
     await peer.close();
-    await rm(dataDir, { recursive: true, force: true });
+    await data.remove();
   }
 }

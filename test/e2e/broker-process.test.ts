@@ -16,39 +16,34 @@ import * as reflectionV1 from "../../src/gen/grpc/reflection/v1/reflection_pb.js
 import { ProviderService } from "../../src/gen/oauthbroker/v1/provider_service_pb.js";
 import { StatusService } from "../../src/gen/oauthbroker/v1/status_service_pb.js";
 import { ComponentState } from "../../src/gen/oauthbroker/v1/status_service_pb.js";
-import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
+import { createLogger } from "../../src/observability/logger.js";
+import { createBrokerDataDir, type BrokerDataDir } from "../support/broker-data-dir.js";
 import { bidiExchange, grpcClient, unary, type GrpcFailure } from "../support/grpc-client.js";
-import { runToExit, spawnBroker, startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
+import { runToExit, spawnBroker, type BrokerProcess } from "../support/broker-process.js";
 import { freePort } from "../support/free-port.js";
-import { rootServerHome } from "../../src/storage/embedded-postgres-layout.js";
 
 const run = promisify(execFile);
-let dataDir: string;
+const silent = createLogger({ level: "silent" });
+let data: BrokerDataDir;
 let broker: BrokerProcess;
 let userToken: string;
 let adminToken: string;
 
 async function start(): Promise<BrokerProcess> {
   const httpPort = await freePort();
-  return startBrokerProcess({
-    BROKER_DATA_DIR: dataDir,
-    BROKER_HTTP_ADDR: `127.0.0.1:${httpPort}`,
-    BROKER_PUBLIC_URL: `http://127.0.0.1:${httpPort}`,
-  });
+  return data.startBroker({ BROKER_HTTP_ADDR: `127.0.0.1:${httpPort}`, BROKER_PUBLIC_URL: `http://127.0.0.1:${httpPort}` }, 30_000);
 }
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-e2e-"));
+  data = await createBrokerDataDir("oauth-broker-e2e", silent);
   broker = await start();
-  const key = await loadOrCreateLocalSigningKey(dataDir);
-  userToken = await signLocalToken(key, { subject: "alice", kind: "user" });
-  adminToken = await signLocalToken(key, { subject: "ops", kind: "service", roles: ["admin"] });
+  userToken = await data.token("alice", "user");
+  adminToken = data.adminToken;
 }, 60_000);
 
 afterAll(async () => {
   await broker?.stop();
-  await rm(rootServerHome(join(dataDir, "postgres")), { recursive: true, force: true });
-  await rm(dataDir, { recursive: true, force: true });
+  await data?.remove();
 });
 
 describe("the broker on the embedded default", () => {
@@ -166,7 +161,7 @@ describe("start-up failures", () => {
 
   it("exits non-zero with a clear message when the database is unreachable", async () => {
     const { code, output } = await runToExit(
-      spawnBroker({ BROKER_DATA_DIR: dataDir, DATABASE_URL: "postgres://nobody:secretpw@127.0.0.1:1/none" }),
+      spawnBroker({ BROKER_DATA_DIR: data.dir, DATABASE_URL: "postgres://nobody:secretpw@127.0.0.1:1/none" }),
     );
     // An exit code of its own: a broker that hung instead is killed by runToExit and has none,
     // however long a loaded machine takes to start the process.
@@ -176,16 +171,14 @@ describe("start-up failures", () => {
   });
 
   it("applies migrations with npm run migrate", async () => {
-    const migrateDir = await mkdtemp(join(tmpdir(), "oauth-broker-migrate-"));
+    const migrateData = await createBrokerDataDir("oauth-broker-migrate", silent);
     try {
       const { stdout } = await run(process.execPath, ["--import", "tsx", "src/cli/migrate.ts"], {
-        env: { PATH: process.env["PATH"] ?? "", BROKER_DATA_DIR: migrateDir },
+        env: { PATH: process.env["PATH"] ?? "", BROKER_DATA_DIR: migrateData.dir },
       });
       expect(stdout).toMatch(/applied migrations 1|schema up to date/);
     } finally {
-      // Nothing left in the temp directory (nor, as root, the embedded server's home).
-      await rm(rootServerHome(join(migrateDir, "postgres")), { recursive: true, force: true });
-      await rm(migrateDir, { recursive: true, force: true });
+      await migrateData.remove();
     }
   }, 60_000);
 });

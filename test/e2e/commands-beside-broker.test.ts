@@ -3,37 +3,33 @@
  * broker (they use its PostgreSQL, found through the cluster's postmaster.pid) and with it stopped.
  */
 import { execFile } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { rootServerHome } from "../../src/storage/embedded-postgres-layout.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
+import { createLogger } from "../../src/observability/logger.js";
+import { createBrokerDataDir, type BrokerDataDir } from "../support/broker-data-dir.js";
+import type { BrokerProcess } from "../support/broker-process.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const run = promisify(execFile);
-let dataDir: string;
+let data: BrokerDataDir;
 let broker: BrokerProcess | undefined;
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-commands-"));
-  broker = await startBrokerProcess({ BROKER_DATA_DIR: dataDir }, 60_000);
+  data = await createBrokerDataDir("oauth-broker-commands", createLogger({ level: "silent" }));
+  broker = await data.startBroker({}, 60_000);
 }, 90_000);
 
 afterAll(async () => {
   await broker?.stop();
-  // As root the embedded server's home is outside the data directory.
-  await rm(rootServerHome(join(dataDir, "postgres")), { recursive: true, force: true });
-  await rm(dataDir, { recursive: true, force: true });
+  await data?.remove();
 });
 
 /** `npm run -s <script>`, as the README pipes them. */
 async function npmRun(script: string, ...args: string[]): Promise<{ stdout: string; stderr: string }> {
   return run("npm", ["run", "-s", script, ...(args.length > 0 ? ["--", ...args] : [])], {
     cwd: ROOT,
-    env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? dataDir, BROKER_DATA_DIR: dataDir, LOG_LEVEL: "warn" },
+    env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? data.dir, BROKER_DATA_DIR: data.dir, LOG_LEVEL: "warn" },
     timeout: 60_000,
   });
 }

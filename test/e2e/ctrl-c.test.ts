@@ -4,23 +4,19 @@
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { rootServerHome } from "../../src/storage/embedded-postgres-layout.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLogger } from "../../src/observability/logger.js";
+import { createBrokerDataDir, type BrokerDataDir } from "../support/broker-data-dir.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-let dataDir: string;
+let data: BrokerDataDir;
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-ctrlc-"));
+  data = await createBrokerDataDir("oauth-broker-ctrlc", createLogger({ level: "silent" }));
 });
 afterAll(async () => {
-  // As root the embedded server's home is outside the data directory.
-  await rm(rootServerHome(join(dataDir, "postgres")), { recursive: true, force: true });
-  await rm(dataDir, { recursive: true, force: true });
+  await data?.remove();
 });
 
 /** `npm start` as a terminal runs it: its own process group, which the test then signals as a whole. */
@@ -30,8 +26,8 @@ async function startAndPressCtrlC(): Promise<{ exit: number | string | null; out
     detached: true,
     env: {
       PATH: process.env["PATH"] ?? "",
-      HOME: process.env["HOME"] ?? dataDir,
-      BROKER_DATA_DIR: dataDir,
+      HOME: process.env["HOME"] ?? data.dir,
+      BROKER_DATA_DIR: data.dir,
       BROKER_GRPC_ADDR: "127.0.0.1:0",
       BROKER_HTTP_ADDR: "127.0.0.1:0",
       npm_config_update_notifier: "false",

@@ -5,16 +5,12 @@
  * (`tokens.reissueFlushSeconds`), never a first disclosure: each caller's first `token.issued`
  * row was committed before its answer.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type * as grpc from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
-import { createLocalKeyringCipher } from "../../src/crypto/local-keyring-cipher.js";
 import type { ProviderClient } from "../../src/domain/ports.js";
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
-import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
+import { createBrokerDataDir, type BrokerDataDir } from "../support/broker-data-dir.js";
+import type { BrokerProcess } from "../support/broker-process.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { grpcClient, unary } from "../support/grpc-client.js";
 import { connectAtPeer, waitUntil } from "../support/peer-connect.js";
@@ -28,20 +24,18 @@ const INTERVAL_SECONDS = 1;
 
 describe("counted repeat disclosures when the broker process ends", () => {
   let db: TestDatabase;
-  let dataDir: string;
+  let data: BrokerDataDir;
   let peer: OidcPeer;
   let client: ProviderClient;
-  let signingKey: Awaited<ReturnType<typeof loadOrCreateLocalSigningKey>>;
   let broker: BrokerProcess | undefined;
   let grpcConnection: grpc.Client | undefined;
   const integrationIds: string[] = [];
 
   beforeAll(async () => {
     db = await createTestDatabase();
-    dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-disclosure-counts-"));
     const { logger } = captureLogger();
-    const cipher = await createLocalKeyringCipher({ dataDir, logger });
-    signingKey = await loadOrCreateLocalSigningKey(dataDir);
+    data = await createBrokerDataDir("oauth-broker-disclosure-counts", logger);
+    const { cipher } = data;
     ({ peer, client } = await startMicrosoftPeer({ secret: SECRET, redirectUri: REDIRECT_URI, logger }));
     for (const username of ["ada", "brian", "chen"]) {
       const { integrationId } = await connectAtPeer({ peer, client, cipher, sql: db.sql, username, provider: "microsoft", redirectUri: REDIRECT_URI });
@@ -58,32 +52,28 @@ describe("counted repeat disclosures when the broker process ends", () => {
   afterAll(async () => {
     await peer?.close();
     await db?.drop();
-    await rm(dataDir, { recursive: true, force: true });
+    await data?.remove();
   });
 
   async function start(flushSeconds: number): Promise<{ getToken: (subject: string, integrationId: string) => Promise<void> }> {
-    const configPath = join(dataDir, `broker-${flushSeconds}.yaml`);
-    await writeFile(
-      configPath,
-      [
-        "providers:",
-        "  microsoft:",
-        "    kind: microsoft",
-        "    clientId: broker-client",
-        "    clientSecret: ${MS_SECRET}",
-        "    clientAuthMethod: client_secret_post",
-        "    tenant: organizations",
-        `    endpoints: { issuer: '${peer.issuer}', api: '${peer.apiBase}' }`,
-        // The repeats come as fast as the broker answers them.
-        "limits:",
-        "  perPrincipal:",
-        "    token: { ratePerSecond: 100000, burst: 100000 }",
-        "tokens:",
-        "  proactiveRefreshIntervalSeconds: 3600",
-        `  reissueFlushSeconds: ${flushSeconds}`,
-      ].join("\n"),
-    );
-    broker = await startBrokerProcess({ DATABASE_URL: db.url, BROKER_DATA_DIR: dataDir, BROKER_CONFIG: configPath, MS_SECRET: SECRET }, 60_000);
+    await data.writeConfig([
+      "providers:",
+      "  microsoft:",
+      "    kind: microsoft",
+      "    clientId: broker-client",
+      "    clientSecret: ${MS_SECRET}",
+      "    clientAuthMethod: client_secret_post",
+      "    tenant: organizations",
+      `    endpoints: { issuer: '${peer.issuer}', api: '${peer.apiBase}' }`,
+      // The repeats come as fast as the broker answers them.
+      "limits:",
+      "  perPrincipal:",
+      "    token: { ratePerSecond: 100000, burst: 100000 }",
+      "tokens:",
+      "  proactiveRefreshIntervalSeconds: 3600",
+      `  reissueFlushSeconds: ${flushSeconds}`,
+    ]);
+    broker = await data.startBroker({ DATABASE_URL: db.url, MS_SECRET: SECRET }, 60_000);
     const connection = grpcClient(broker.grpcAddress);
     grpcConnection = connection;
     const tokens = new Map<string, string>();
@@ -91,7 +81,7 @@ describe("counted repeat disclosures when the broker process ends", () => {
       async getToken(subject, integrationId) {
         let token = tokens.get(subject);
         if (token === undefined) {
-          token = await signLocalToken(signingKey, { subject, kind: "service", roles: ["admin"] });
+          token = await data.token(subject, "service", ["admin"]);
           tokens.set(subject, token);
         }
         await unary(connection, TokenService.method.getAccessToken, { integrationId }, { metadata: { authorization: `Bearer ${token}` }, deadlineMs: 30_000 });

@@ -9,18 +9,18 @@
  * Grafana dashboard over the run, and every alert; `promtool check metrics` lints the scrape.
  */
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { parse } from "yaml";
-import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
 import { IntegrationService } from "../../src/gen/oauthbroker/v1/integration_service_pb.js";
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
-import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
+import { createLogger } from "../../src/observability/logger.js";
+import { createBrokerDataDir, type BrokerDataDir } from "../support/broker-data-dir.js";
+import type { BrokerProcess } from "../support/broker-process.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { grpcClient, unary, type GrpcFailure } from "../support/grpc-client.js";
 import { freePort } from "../support/free-port.js";
@@ -68,7 +68,7 @@ function withGrafanaVariables(expr: string): string {
 }
 
 let db: TestDatabase;
-let dataDir: string;
+let data: BrokerDataDir | undefined;
 let broker: BrokerProcess;
 let prometheus: RunningPrometheus;
 let from: number;
@@ -142,15 +142,11 @@ const numbers = (series: MatrixSeries) => series.values.map(([, value]) => Numbe
 describe.skipIf(skipWithout("prometheus", "promtool"))("a real Prometheus scraping the broker", () => {
   beforeAll(async () => {
     db = await createTestDatabase();
-    dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-e2e-prometheus-"));
-    const configPath = join(dataDir, "broker.yaml");
-    await writeFile(configPath, "sandbox:\n  enabled: true\n");
+    data = await createBrokerDataDir("oauth-broker-e2e-prometheus", createLogger({ level: "silent" }));
+    await data.writeConfig(["sandbox:", "  enabled: true"]);
     // The sandbox's issuer and the redirect URI name the public URL, so the port is fixed up front.
     const port = await freePort();
-    broker = await startBrokerProcess(
-      { DATABASE_URL: db.url, BROKER_DATA_DIR: dataDir, BROKER_CONFIG: configPath, BROKER_HTTP_ADDR: `127.0.0.1:${port}`, BROKER_PUBLIC_URL: `http://127.0.0.1:${port}` },
-      90_000,
-    );
+    broker = await data.startBroker({ DATABASE_URL: db.url, BROKER_HTTP_ADDR: `127.0.0.1:${port}`, BROKER_PUBLIC_URL: `http://127.0.0.1:${port}` }, 90_000);
     prometheus = await startPrometheus({ job: JOB, targets: [`127.0.0.1:${port}`], ruleFiles: [ALERTS_FILE], scrapeIntervalSeconds: 1 });
     await waitUntil(async () => {
       const answer = await prometheus.api<{ activeTargets: Array<{ health: string }> }>("/api/v1/targets");
@@ -159,11 +155,9 @@ describe.skipIf(skipWithout("prometheus", "promtool"))("a real Prometheus scrapi
     await waitUntil(async () => (await prometheus.vector(`oauth_broker_audit_chain_intact{job="${JOB}"}`)).length === 1, "a broker series appears", 30_000, 200);
     from = Date.now() / 1000;
 
-    const key = await loadOrCreateLocalSigningKey(dataDir);
-    const userToken = await signLocalToken(key, { subject: `prom-user-${randomBytes(4).toString("hex")}`, kind: "user", ttlSeconds: 600 });
-    const adminToken = await signLocalToken(key, { subject: "ops", kind: "service", roles: ["admin"], ttlSeconds: 600 });
+    const userToken = await data.token(`prom-user-${randomBytes(4).toString("hex")}`, "user");
     for (const round of [1, 2]) {
-      await scriptedTraffic(round, userToken, adminToken);
+      await scriptedTraffic(round, userToken, data.adminToken);
       await waitForScrapeOfTraffic();
       // The integrations gauge is counted at most every 5 s: without a sample of each round's
       // count, the whole run could fall between two counts and delta() would have one sample.
@@ -187,7 +181,7 @@ describe.skipIf(skipWithout("prometheus", "promtool"))("a real Prometheus scrapi
     await prometheus?.stop();
     if (broker !== undefined) expect(await broker.stop()).toBe(0);
     await db?.drop();
-    if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
+    await data?.remove();
   });
 
   it("promtool check metrics finds nothing to fix in the broker's exposition", async () => {

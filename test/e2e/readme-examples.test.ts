@@ -6,21 +6,20 @@
  */
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
-import { rootServerHome } from "../../src/storage/embedded-postgres-layout.js";
-import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
+import { createLogger } from "../../src/observability/logger.js";
+import { createBrokerDataDir, type BrokerDataDir } from "../support/broker-data-dir.js";
+import type { BrokerProcess } from "../support/broker-process.js";
 import { freePort } from "../support/free-port.js";
 import { connectSandboxAccount } from "../support/browser-flow.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const run = promisify(execFile);
-let dataDir: string;
+let data: BrokerDataDir;
 let broker: BrokerProcess | undefined;
 
 interface RunnableBlock {
@@ -46,19 +45,17 @@ function runnableBlocks(markdown: string): RunnableBlock[] {
 }
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-readme-"));
+  data = await createBrokerDataDir("oauth-broker-readme", createLogger({ level: "silent" }));
   const [grpcPort, httpPort] = [await freePort(), await freePort()];
   // No BROKER_PUBLIC_URL: it follows the moved HTTP listener, or the sandbox flow below fails.
-  broker = await startBrokerProcess({ BROKER_DATA_DIR: dataDir, BROKER_GRPC_ADDR: `127.0.0.1:${grpcPort}`, BROKER_HTTP_ADDR: `127.0.0.1:${httpPort}` });
-  const key = await loadOrCreateLocalSigningKey(dataDir);
-  await connectSandboxAccount(broker.httpUrl, await signLocalToken(key, { subject: "alice", kind: "user", ttlSeconds: 600 }), "alice");
+  broker = await data.startBroker({ BROKER_GRPC_ADDR: `127.0.0.1:${grpcPort}`, BROKER_HTTP_ADDR: `127.0.0.1:${httpPort}` }, 30_000);
+  await connectSandboxAccount(broker.httpUrl, await data.token("alice", "user"), "alice");
 }, 120_000);
 
 afterAll(async () => {
   await broker?.stop();
   await rm(join(ROOT, "audit.jsonl"), { force: true });
-  await rm(rootServerHome(join(dataDir, "postgres")), { recursive: true, force: true });
-  await rm(dataDir, { recursive: true, force: true });
+  await data?.remove();
 });
 
 describe("the README's runnable examples", () => {
@@ -77,7 +74,7 @@ describe("the README's runnable examples", () => {
       .replaceAll("127.0.0.1:8080", http);
     const result = await run("bash", ["-c", script], {
       cwd: ROOT,
-      env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? dataDir, BROKER_DATA_DIR: dataDir, LOG_LEVEL: "warn" },
+      env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? data.dir, BROKER_DATA_DIR: data.dir, LOG_LEVEL: "warn" },
       timeout: 240_000,
       maxBuffer: 16 * 1024 * 1024,
     }).catch((error: { stdout?: string; stderr?: string; code?: number }) => error);

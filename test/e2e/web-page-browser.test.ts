@@ -15,8 +15,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadOrCreateLocalSigningKey, signLocalToken } from "../../src/auth/local-signing-key.js";
-import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
+import { createLogger } from "../../src/observability/logger.js";
+import { createBrokerDataDir, type BrokerDataDir } from "../support/broker-data-dir.js";
+import type { BrokerProcess } from "../support/broker-process.js";
 import { freePort } from "../support/free-port.js";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -32,7 +33,7 @@ describe.skipIf(!available && !inCi)("the web page in Chromium", () => {
   let broker: BrokerProcess;
   let browser: Browser;
   let page: Page;
-  let dataDir: string;
+  let data: BrokerDataDir | undefined;
   let outputDir: string;
   let userToken: string;
   let steps = 0;
@@ -41,12 +42,12 @@ describe.skipIf(!available && !inCi)("the web page in Chromium", () => {
   const problems: string[] = [];
 
   beforeAll(async () => {
-    dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-e2e-page-"));
+    data = await createBrokerDataDir("oauth-broker-e2e-page", createLogger({ level: "silent" }));
     outputDir = await mkdtemp(join(tmpdir(), "oauth-broker-page-screenshots-"));
     const port = await freePort();
     const publicUrl = `http://127.0.0.1:${port}`;
-    broker = await startBrokerProcess({ BROKER_DATA_DIR: dataDir, BROKER_HTTP_ADDR: `127.0.0.1:${port}`, BROKER_PUBLIC_URL: publicUrl }, 90_000);
-    userToken = await signLocalToken(await loadOrCreateLocalSigningKey(dataDir), { subject: "alice", kind: "user", ttlSeconds: 600 });
+    broker = await data.startBroker({ BROKER_HTTP_ADDR: `127.0.0.1:${port}`, BROKER_PUBLIC_URL: publicUrl }, 90_000);
+    userToken = await data.token("alice", "user");
     // Chromium's own sandbox needs user namespaces that a root process in a container lacks.
     const args = process.getuid?.() === 0 ? ["--no-sandbox"] : [];
     browser = await chromium.launch({ executablePath: CHROMIUM, args });
@@ -65,7 +66,7 @@ describe.skipIf(!available && !inCi)("the web page in Chromium", () => {
   afterAll(async () => {
     await browser?.close();
     if (broker !== undefined) expect(await broker.stop()).toBe(0);
-    if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
+    await data?.remove();
     if (outputDir !== undefined && !failed) await rm(outputDir, { recursive: true, force: true });
   });
 

@@ -4,6 +4,7 @@
  * tests trust the emulator, so these pin what they rely on.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { manualClock } from "../support/manual-clock.js";
 import { startVaultEmulator, type VaultEmulator } from "../support/vault-transit-emulator.js";
 
 const PERMISSION_DENIED = { errors: ["1 error occurred:\n\t* permission denied\n\n"] };
@@ -17,7 +18,7 @@ interface Answer {
 }
 
 let vault: VaultEmulator;
-let clock = Date.now();
+const clock = manualClock(Date.now());
 
 async function call(method: string, path: string, body?: unknown, token: string | null = vault.rootToken, headers: Record<string, string> = {}): Promise<Answer> {
   const response = await fetch(`${vault.url}/v1/${path}`, {
@@ -40,7 +41,7 @@ async function decryptError(key: string, ciphertext: string, context?: string): 
 }
 
 beforeAll(async () => {
-  vault = await startVaultEmulator({ now: () => clock });
+  vault = await startVaultEmulator({ now: clock.nowMs });
   expect((await call("POST", "transit/keys/derived", { type: "aes256-gcm96", derived: true })).status).toBe(200);
   expect((await call("POST", "transit/keys/plain", { type: "aes256-gcm96" })).status).toBe(200);
 });
@@ -271,12 +272,12 @@ describe("tokens and logins", () => {
     const lookup = await call("GET", "auth/token/lookup-self", undefined, token);
     expect(lookup.body["data"]).toMatchObject({ id: token, ttl: 60, renewable: true, policies: ["broker"], creation_ttl: 60 });
 
-    clock += 50_000;
+    clock.advance(50_000);
     const renewed = await call("POST", "auth/token/renew-self", {}, token);
     expect(renewed.body["auth"]).toMatchObject({ client_token: token, lease_duration: 50, renewable: true });
     expect(renewed.body["warnings"]).toEqual(["TTL of requested lease exceeds the maximum allowed; capping the TTL"]);
 
-    clock += 51_000;
+    clock.advance(51_000);
     expect(await call("GET", "auth/token/lookup-self", undefined, token)).toEqual({ status: 403, body: PERMISSION_DENIED });
     expect(await call("GET", "transit/keys/derived", undefined, token)).toEqual({ status: 403, body: PERMISSION_DENIED });
   });

@@ -9,6 +9,7 @@ import { createAuthenticator } from "../../src/auth/authenticator.js";
 import type { JwtIssuerConfig } from "../../src/config/types.js";
 import { BrokerError } from "../../src/domain/errors.js";
 import { createLogger } from "../../src/observability/logger.js";
+import { manualClock } from "../support/manual-clock.js";
 
 const NOW_S = Math.floor(new Date("2030-01-01T00:00:00Z").getTime() / 1000);
 const ISS = "https://idp.example";
@@ -57,11 +58,11 @@ function sign(subject: string, times: { exp?: number; nbf?: number } = {}): Prom
 }
 
 function setup(verifiedCacheMaxEntries?: number) {
-  let nowS = NOW_S;
+  const clock = manualClock(NOW_S * 1000);
   const authenticator = createAuthenticator({
     issuers: [issuer()],
     logger: createLogger({ level: "silent" }),
-    clock: { now: () => new Date(nowS * 1000) },
+    clock,
     verifiedCacheMaxEntries,
   });
   const verifications = vi.spyOn(globalThis.crypto.subtle, "verify");
@@ -69,7 +70,7 @@ function setup(verifiedCacheMaxEntries?: number) {
     authenticator,
     verifications,
     at(seconds: number) {
-      nowS = seconds;
+      clock.advance(seconds * 1000 - clock.nowMs());
     },
   };
 }

@@ -34,6 +34,8 @@ import type { AuthorizationSession, Integration, Principal, RequestContext } fro
 import { readAuthorizationResponse } from "../../src/providers/authorization-response.js";
 import { googleCanonicalScope } from "../../src/providers/google.js";
 import { microsoftCanonicalScope } from "../../src/providers/microsoft.js";
+import { captureLogger } from "../support/log-capture.js";
+import { manualClock, type ManualClock } from "../support/manual-clock.js";
 import { testProviderConfig } from "../support/peers/provider-config.js";
 
 const ISSUER = "https://issuer.test";
@@ -239,7 +241,7 @@ interface Harness {
   readonly audit: AuditEventInput[];
   readonly limited: string[];
   readonly changed: string[];
-  now: Date;
+  readonly clock: ManualClock;
 }
 
 function harness(overrides: Partial<AuthorizationServiceDeps> = {}): Harness {
@@ -263,7 +265,7 @@ function harness(overrides: Partial<AuthorizationServiceDeps> = {}): Harness {
       { service: "reader", providers: ["google"], scopes: ["*"], actForUsers: false, rpcs: ["AuthorizationService/*"], strict: false },
     ],
   });
-  const h: Harness = { service: undefined as unknown as AuthorizationService, providers, configs, sessions, integrations, cipher, audit, limited, changed, now: NOW };
+  const h: Harness = { service: undefined as unknown as AuthorizationService, providers, configs, sessions, integrations, cipher, audit, limited, changed, clock: manualClock(NOW.getTime()) };
   const service = createAuthorizationService({
     providers: {
       list: () => configs.map(providerProfile),
@@ -277,7 +279,7 @@ function harness(overrides: Partial<AuthorizationServiceDeps> = {}): Harness {
     audit: { record: async (event) => void audit.push(event) },
     settings: () => ({ returnToAllowList: [RETURN_TO], sessionTtlSeconds: 300 }),
     publicUrl: PUBLIC_URL,
-    clock: { now: () => h.now },
+    clock: h.clock,
     limitStart: (userId) => void limited.push(userId),
     onIntegrationChanged: (id) => void changed.push(id),
     ...overrides,
@@ -609,7 +611,7 @@ describe("the callback", () => {
 
   it("an expired session sends the browser back with expired_state and is gone afterwards", async () => {
     const { result, query } = await startFlow(h, alice);
-    h.now = new Date(NOW.getTime() + 301_000);
+    h.clock.advance(301_000);
     const outcome = await callback(h, "google", query(), result.browserBinding?.value);
     expect(outcome).toMatchObject({ kind: "failed", code: "expired_state", location: `${RETURN_TO}?error=expired_state` });
     expect(h.sessions.rows.size).toBe(0);
@@ -752,9 +754,8 @@ describe("CompleteAuthorization", () => {
 
   it("maps expiry, provider mismatch and denial to errors", async () => {
     const expired = await startFlow(h, backend, { userId: "alice" });
-    h.now = new Date(NOW.getTime() + 400_000);
+    h.clock.advance(400_000);
     expect(await caught(h.service.complete(ctx(alice), fields(expired.state)))).toMatchObject({ code: "authorization_session_invalid", reason: "EXPIRED_STATE" });
-    h.now = NOW;
     const mismatch = await startFlow(h, backend, { userId: "alice", provider: "microsoft" });
     expect(await caught(h.service.complete(ctx(alice), fields(mismatch.state)))).toMatchObject({ reason: "PROVIDER_MISMATCH" });
     const denied = await startFlow(h, backend, { userId: "alice" });
@@ -930,18 +931,19 @@ describe("no widened grants", () => {
   });
 
   it("logs a failed revocation at warn with its cause, never the token, and puts the cause in the audit details", async () => {
-    const warnings: Array<{ obj: object; msg: string }> = [];
-    h = harness({ logger: { warn: (obj, msg) => void warnings.push({ obj, msg }) } });
+    const { logger, log } = captureLogger();
+    h = harness({ logger });
     const google = provider(h, "google");
     google.revocationResult = new BrokerError("provider_unavailable", "revocation endpoint answered 503");
     google.grant = grantFor("acct-1", { refreshToken: "rt-wide-secret", scopes: ["openid", "drive"] });
     const { result, query } = await startFlow(h, alice);
     expect(await callback(h, "google", query(), result.browserBinding?.value)).toMatchObject({ kind: "failed", code: "invalid_scope" });
     expect(h.audit.at(-1)?.details).toMatchObject({ revocation: "failed", revocation_error: "provider_unavailable" });
+    const warnings = log.lines.filter((line) => line["level"] === 40);
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]?.msg).toMatch(/could not revoke a widened grant/);
-    expect(warnings[0]?.obj).toMatchObject({ provider: "google", cause: "provider_unavailable" });
-    expect(JSON.stringify(warnings[0]?.obj)).not.toContain("rt-wide-secret");
+    expect(warnings[0]?.["msg"]).toMatch(/could not revoke a widened grant/);
+    expect(warnings[0]).toMatchObject({ provider: "google", cause: "provider_unavailable" });
+    expect(log.text()).not.toContain("rt-wide-secret");
   });
 
   it("fails CompleteAuthorization with authorization_denied SCOPE_WIDENED", async () => {

@@ -3,6 +3,7 @@ import { createIntegrationDeletion, type DeletionStore } from "../../src/domain/
 import { refreshBudget } from "../../src/domain/tokens/lease-heartbeat.js";
 import type { AuditLog, Cipher, ProviderClient } from "../../src/domain/ports.js";
 import type { Integration, RequestContext } from "../../src/domain/types.js";
+import { silentLogger } from "../support/token-fakes.js";
 import { awaitedLater } from "../support/wait-until.js";
 
 const LEASE_MS = 10_000;
@@ -72,7 +73,7 @@ describe("integration deletion and a live refresh holder", () => {
       providers: { get: (): ProviderClient | undefined => undefined },
       audit: { record: async () => undefined } satisfies AuditLog,
       clock: { now: () => new Date() },
-      logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
+      logger: silentLogger,
       replicaId: "r",
       onDeleted: () => undefined,
       settings: { leaseMs: LEASE_MS, holdLimitMs: refreshBudget({}).holdLimitMs, maxAttempts: 3, giveUpAfterMs: 60_000 },

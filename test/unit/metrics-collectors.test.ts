@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { createMetrics, type IntegrationCountSample } from "../../src/observability/metrics.js";
+import { manualClock } from "../support/manual-clock.js";
 import { parseExposition, series } from "../support/prometheus-text.js";
 
 async function scrape(metrics: ReturnType<typeof createMetrics>, name: string): Promise<Record<string, number>> {
@@ -40,12 +41,12 @@ describe("oauth_broker_integrations", () => {
   });
 
   it("queries at most once per TTL, once for concurrent scrapes, and drops providers that are gone", async () => {
-    let now = 0;
+    const clock = manualClock(0);
     let queries = 0;
     let rows: IntegrationCountSample[] = [{ provider: "google", status: "active", count: 1 }];
     const metrics = createMetrics({
       integrationCountsTtlMs: 5_000,
-      now: () => now,
+      now: clock.nowMs,
       integrationCounts: async () => {
         queries += 1;
         await new Promise((resolve) => setTimeout(resolve, 5));
@@ -55,10 +56,10 @@ describe("oauth_broker_integrations", () => {
     await Promise.all([metrics.render(), metrics.render(), metrics.render()]);
     expect(queries).toBe(1);
     rows = [{ provider: "notion", status: "active", count: 3 }];
-    now = 4_999;
+    clock.advance(4_999);
     expect(await scrape(metrics, "oauth_broker_integrations")).toMatchObject({ "provider=google,status=active": 1 });
     expect(queries).toBe(1);
-    now = 5_000;
+    clock.advance(1);
     expect(await scrape(metrics, "oauth_broker_integrations")).toEqual({
       "provider=notion,status=active": 3,
       "provider=notion,status=needs_reauth": 0,
@@ -70,9 +71,9 @@ describe("oauth_broker_integrations", () => {
   it("empties the gauge and reports the error when the count fails, and tries again at the next scrape", async () => {
     const errors: unknown[] = [];
     let fail = false;
-    let now = 0;
+    const clock = manualClock(0);
     const metrics = createMetrics({
-      now: () => now,
+      now: clock.nowMs,
       integrationCountsTtlMs: 1_000,
       onCollectError: (error) => errors.push(error),
       integrationCounts: async () => {
@@ -82,7 +83,7 @@ describe("oauth_broker_integrations", () => {
     });
     expect(await scrape(metrics, "oauth_broker_integrations")).toMatchObject({ "provider=google,status=active": 4 });
     fail = true;
-    now = 1_000;
+    clock.advance(1_000);
     const { body } = await metrics.render();
     expect(series(parseExposition(body), "oauth_broker_integrations")).toEqual({});
     // The rest of the exposition is unaffected.

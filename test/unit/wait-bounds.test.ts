@@ -6,6 +6,7 @@ import { systemClock } from "../../src/domain/ports.js";
 import { awaitWithin } from "../../src/domain/tokens/token-waits.js";
 import { createInflightWatchdog } from "../../src/observability/inflight-watchdog.js";
 import { createDatabaseHealth } from "../../src/storage/database-health.js";
+import { manualClock } from "../support/manual-clock.js";
 
 const never = <T>() => new Promise<T>(() => undefined);
 
@@ -59,19 +60,19 @@ describe("awaitWithin", () => {
 
 describe("createInflightWatchdog", () => {
   it("reports the oldest call and fails readiness only for calls far past their deadline", async () => {
-    let now = 1_000_000;
-    const watchdog = createInflightWatchdog({ graceMs: 10_000, noDeadlineMs: 60_000, now: () => now });
-    const endFirst = watchdog.begin(now + 5_000);
-    now += 1_000;
+    const clock = manualClock();
+    const watchdog = createInflightWatchdog({ graceMs: 10_000, noDeadlineMs: 60_000, now: clock.nowMs });
+    const endFirst = watchdog.begin(clock.nowMs() + 5_000);
+    clock.advance(1_000);
     watchdog.begin(undefined);
-    now += 14_000;
+    clock.advance(14_000);
     expect(watchdog.oldestSeconds()).toBe(15);
     expect(watchdog.overdue()).toBe(1);
     await expect(watchdog.check()).rejects.toThrow("1 call(s) in flight more than 10000 ms past their deadline");
     endFirst();
     await expect(watchdog.check()).resolves.toBeUndefined();
     expect(watchdog.oldestSeconds()).toBe(14);
-    now += 57_000;
+    clock.advance(57_000);
     expect(watchdog.overdue()).toBe(1);
   });
 });
