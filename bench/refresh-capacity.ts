@@ -1,16 +1,19 @@
 /**
  * Benchmark (e): refresh capacity. 100,000 integrations at a provider look-alike (a token
  * endpoint answering each refresh after 20 ms with a one-hour token) all come due inside the
- * proactive window at once; broker processes (`src/main.ts`, as `npm start` runs it) on one
+ * proactive window at once; broker processes (`src/main.ts` as `npm start` runs it, or the compiled build) on one
  * PostgreSQL refresh them in the background, first one replica, then three. Measured over a
  * fixed window per phase: refreshes per second, provider calls per integration (exactly one:
  * duplicates and calls whose answer was never stored both count), and the warm GetAccessToken
  * path while the refresher runs against the same path with nothing due. Then each replica walks
  * 10,000 distinct integrations (its cache full at the default bound) and its RSS is read.
  */
+import { execFile } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import postgres from "postgres";
 import { loadOrCreateLocalSigningKey, signLocalToken } from "../src/auth/local-signing-key.js";
@@ -51,6 +54,7 @@ export async function benchRefreshCapacity(server: BenchServer): Promise<BenchRe
   const windowMs = envInt("BENCH_CAPACITY_WINDOW_MS", 20_000);
   const warmMs = envInt("BENCH_CAPACITY_WARM_MS", 5_000);
   const cachedWalk = envInt("BENCH_CAPACITY_CACHED", 10_000);
+  const replicaProcess = await replicaProcessOptions();
   const databaseUrl = await server.createDatabase("capacity");
   const dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-bench-capacity-"));
   const provider: ProviderLookalike = await startProviderLookalike({ delayMs: 20, expiresInSeconds: 3600 });
@@ -81,7 +85,7 @@ export async function benchRefreshCapacity(server: BenchServer): Promise<BenchRe
         { BROKER_DATA_DIR: dataDir, BROKER_CONFIG: configPath, DATABASE_URL: databaseUrl, BENCH_LOOKALIKE_SECRET: CLIENT_SECRET, LOG_LEVEL: logLevel() },
         90_000,
         180_000,
-        { retainOutput: false },
+        { retainOutput: false, ...replicaProcess },
       );
     // The first one migrates the database and creates the shared keyring and signing key.
     replicas.push(await start());
@@ -188,7 +192,7 @@ export async function benchRefreshCapacity(server: BenchServer): Promise<BenchRe
         `during ${phase.warmDuring.perSecond.toFixed(0)} req/s p99 ${ms(phase.warmDuring.p99)}${phase.warmDuring.errors > 0 ? ` (${phase.warmDuring.errors} errors)` : ""}; during/without ${ratio(phase).toFixed(2)}`,
     ];
     return {
-      title: `(e) refresh capacity: ${rows.toLocaleString("en-US")} integrations due at once, provider look-alike answering in 20 ms, 1 then 3 broker processes on one PostgreSQL (${server.origin}); ${windowMs / 1000} s per phase`,
+      title: `(e) refresh capacity: ${rows.toLocaleString("en-US")} integrations due at once, provider look-alike answering in 20 ms, 1 then 3 broker processes on one PostgreSQL (${server.origin}); ${windowMs / 1000} s per phase; replicas run ${[...replicaProcess.nodeArgs, replicaProcess.script].join(" ")}`,
       lines: [
         `seeded ${rows.toLocaleString("en-US")} integrations + token sets (real ciphertexts) in ${(seeded.ms / 1000).toFixed(1)} s`,
         ...describe(one),
@@ -253,4 +257,18 @@ async function walk(replica: BrokerProcess, ids: readonly string[], metadata: gr
     client.close();
   }
   return { retried, firstError };
+}
+
+/**
+ * How the replicas run: `src/main.ts` under tsx as `npm start` does, or with
+ * `BENCH_CAPACITY_COMPILED=1` the compiled build as the image runs it (built here first);
+ * `BENCH_CAPACITY_NODE_ARGS` adds Node options such as heap caps. Memory depends on both.
+ */
+async function replicaProcessOptions(): Promise<{ script: "src/main.ts" | "dist/main.js"; nodeArgs: string[] }> {
+  const nodeArgs = (process.env["BENCH_CAPACITY_NODE_ARGS"] ?? "").split(/\s+/).filter((arg) => arg !== "");
+  const compiled = process.env["BENCH_CAPACITY_COMPILED"] ?? "0";
+  if (compiled !== "0" && compiled !== "1") throw new Error(`BENCH_CAPACITY_COMPILED must be 1 or 0, got "${compiled}"`);
+  if (compiled === "0") return { script: "src/main.ts", nodeArgs };
+  await promisify(execFile)("npm", ["run", "-s", "build"], { cwd: fileURLToPath(new URL("..", import.meta.url)) });
+  return { script: "dist/main.js", nodeArgs };
 }

@@ -23,10 +23,14 @@ export interface BrokerProcessOptions {
   readonly retainOutput?: boolean;
   /** Node options before the script, e.g. `--max-old-space-size=…`. */
   readonly nodeArgs?: readonly string[];
+  /** `dist/main.js` runs the compiled build (`npm run build`) as the image does; default `src/main.ts` under tsx. */
+  readonly script?: "src/main.ts" | "dist/main.js";
 }
 
 export function spawnBroker(env: Record<string, string>, script = "src/main.ts", nodeArgs: readonly string[] = []): ChildProcess {
-  return spawn(process.execPath, [...nodeArgs, "--import", "tsx", script], {
+  // Compiled JavaScript needs no TypeScript loader, and without it the process holds less.
+  const loader = script.endsWith(".ts") ? ["--import", "tsx"] : [];
+  return spawn(process.execPath, [...nodeArgs, ...loader, script], {
     cwd: ROOT,
     env: {
       PATH: process.env["PATH"] ?? "",
@@ -62,7 +66,7 @@ export async function startBrokerProcess(
   capMs = 180_000,
   options: BrokerProcessOptions = {},
 ): Promise<BrokerProcess> {
-  const child = spawnBroker(env, "src/main.ts", options.nodeArgs);
+  const child = spawnBroker(env, options.script ?? "src/main.ts", options.nodeArgs);
   let output = "";
   let listening = false;
   const keep = (chunk: Buffer) => {
