@@ -3,27 +3,18 @@
  * reason, domain and metadata keys a caller of GetAccessToken receives.
  */
 import { afterAll, beforeAll, describe } from "vitest";
-import { startReasonWorld } from "../support/reason-world.js";
-import { startVaultEmulator } from "../support/vault-transit-emulator.js";
+import { startReasonWorldAtVault } from "../support/reason-world.js";
 import { itRefusesOnTheWire } from "../support/wire-cases.js";
 import { MAX_WAIT_SECONDS, RACE_CASES, type RacesWorld } from "./error-reasons-wire-races.cases.js";
 
 let world: RacesWorld;
 
 beforeAll(async () => {
-  const vault = await startVaultEmulator();
-  try {
-    const env = { VAULT_ADDR: vault.url, VAULT_TOKEN: vault.rootToken };
-    world = { ...(await startReasonWorld({ env, tokensYaml: `  maxWaitSeconds: ${MAX_WAIT_SECONDS}` })), vault };
-  } catch (error) {
-    await vault.close();
-    throw error;
-  }
+  world = await startReasonWorldAtVault({ tokensYaml: `  maxWaitSeconds: ${MAX_WAIT_SECONDS}` });
 });
 
 afterAll(async () => {
   await world?.close();
-  await world?.vault.close();
 });
 
 describe("races and stalls inside a token read reach the caller", () => {

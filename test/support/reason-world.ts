@@ -8,6 +8,7 @@ import { AuthorizationService } from "../../src/gen/oauthbroker/v1/authorization
 import { createTestDatabase, type TestDatabase } from "./database.js";
 import { freePort } from "./free-port.js";
 import { SCRIPTED_CLIENT_SECRET, startScriptedOauth2Peer, type ScriptedOauth2Peer } from "./peers/scripted-oauth2-peer.js";
+import { startVaultEmulator, type VaultEmulator } from "./vault-transit-emulator.js";
 import { startWireBroker, type WireBroker } from "./wire-broker.js";
 import type { Wire, WireCaller } from "./wire-call.js";
 
@@ -112,6 +113,25 @@ export async function startReasonWorld(options: ReasonWorldOptions = {}): Promis
     await broker?.close();
     await peer.close();
     await db.drop();
+    throw error;
+  }
+}
+
+/** A reason world whose broker encrypts through the Vault transit emulator; closing it closes both. */
+export async function startReasonWorldAtVault(options: ReasonWorldOptions = {}): Promise<ReasonWorld & { readonly vault: VaultEmulator }> {
+  const vault = await startVaultEmulator();
+  try {
+    const world = await startReasonWorld({ ...options, env: { VAULT_ADDR: vault.url, VAULT_TOKEN: vault.rootToken, ...options.env } });
+    return {
+      ...world,
+      vault,
+      async close() {
+        await world.close();
+        await vault.close();
+      },
+    };
+  } catch (error) {
+    await vault.close();
     throw error;
   }
 }
