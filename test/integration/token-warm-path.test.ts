@@ -4,12 +4,14 @@
  * answered in the turn they arrive in — leave one log line each, the same metrics and the same
  * response headers as through the interceptor chain, take from the caller's rate limit, obey a
  * policy reload at once, and keep the disclosure rule: the first disclosure is committed as
- * `token.issued` before its answer, every repeat is counted into `token.reissued`.
+ * `token.issued` before its answer, every repeat is counted into `token.reissued`. A cached
+ * credential stops being answered once it expires, and a draining replica refuses warm callers.
  */
 import { join } from "node:path";
 import { writeFile } from "node:fs/promises";
 import type * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { signLocalToken } from "../../src/auth/local-signing-key.js";
 import { loadConfig } from "../../src/config/load-config.js";
 import { TokenService } from "../../src/gen/oauthbroker/v1/token_service_pb.js";
 import { connectSandboxAccount } from "../support/browser-flow.js";
@@ -34,6 +36,9 @@ function brokerYaml(calendarPolicy: boolean): string {
     "policies:",
     "  - { service: mail, providers: [sandbox], scopes: ['*'], actForUsers: true, rpcs: ['TokenService/*'] }",
     "  - { service: notes, providers: [sandbox], scopes: ['*'], actForUsers: true }",
+    // Each with a burst of its own, for the tests that run after the others spent theirs.
+    "  - { service: diary, providers: [sandbox], scopes: ['*'], actForUsers: true }",
+    "  - { service: drive, providers: [sandbox], scopes: ['*'], actForUsers: true }",
     ...(calendarPolicy ? ["  - { service: calendar, providers: [sandbox], scopes: ['*'], actForUsers: true }"] : []),
     "",
   ].join("\n");
@@ -57,7 +62,7 @@ describe("GetAccessToken's warm path", () => {
     db = await createTestDatabase();
     running = await startInProcessBroker({ yaml: brokerYaml(true), databaseUrl: db.url, logger, name: "oauth-broker-warm-path" });
     await connectSandboxAccount(running.httpUrl, await running.token("ada", "user"), "ada");
-    for (const service of ["mail", "calendar", "notes"]) tokens[service] = await running.token(service, "service");
+    for (const service of ["mail", "calendar", "notes", "drive"]) tokens[service] = await running.token(service, "service");
     client = grpcClient(running.grpcAddress);
   }, 60_000);
 
@@ -157,5 +162,42 @@ describe("GetAccessToken's warm path", () => {
     await expect
       .poll(async () => (await db.sql`select 1 from audit_events where action = 'policy.denied' and caller = 'calendar' and request_id = 'after-reload'`).length)
       .toBe(1);
+  });
+  it("refuses a caller whose credential has expired, although it was verified and cached", async () => {
+    // Expires about eight seconds from now: room for the calls that make it warm on a loaded
+    // machine. Any path accepts it until the issuer's clock skew (30 s by default) has passed too.
+    const expiresAtMs = (Math.floor(Date.now() / 1000) + 8) * 1000;
+    const acceptedUntilMs = expiresAtMs + 30_000;
+    const credential = await signLocalToken(running.signingKey, { subject: "diary", kind: "service", ttlSeconds: 3600, now: new Date(expiresAtMs - 3_600_000) });
+    const askWith = (requestId: string) =>
+      unary(client, GET_ACCESS_TOKEN, { userId: "ada", provider: "sandbox", scopes: [] }, { metadata: { authorization: `Bearer ${credential}`, "x-request-id": requestId } });
+    const answeredSentAt: number[] = [];
+    let refused: GrpcFailure | undefined;
+    for (let i = 0; refused === undefined; i++) {
+      const sentAt = Date.now();
+      const outcome = await askWith(`expiring-${i}`).then(
+        () => undefined,
+        (error: GrpcFailure) => error,
+      );
+      if (outcome === undefined) answeredSentAt.push(sentAt);
+      else refused = outcome;
+      expect(Date.now(), "still answered well after the credential expired").toBeLessThan(acceptedUntilMs + 10_000);
+      // Two quick calls make the credential warm; then paced, one every 4 s, to stay within diary's burst.
+      if (refused === undefined && i >= 1) await new Promise((resolve) => setTimeout(resolve, 4_000));
+    }
+    expect(answeredSentAt.length, "the credential was used while valid, so later calls could be answered at once").toBeGreaterThan(1);
+    expect(refused).toMatchObject({ code: 16 });
+    for (const sentAt of answeredSentAt) expect(sentAt).toBeLessThan(acceptedUntilMs);
+    expect(Date.now()).toBeGreaterThanOrEqual(acceptedUntilMs);
+  }, 90_000);
+
+  it("refuses warm callers once the replica drains", async () => {
+    await ask("drive", "before-drain");
+    await ask("drive", "warm-before-drain");
+    running.broker.drain();
+    const refused = await ask("drive", "after-drain").catch((error: GrpcFailure) => error);
+    expect(refused).toMatchObject({ code: 14, errorInfo: { reason: "DRAINING" } });
+    // Refused before authentication, so the line names no caller.
+    await expect.poll(() => log.lines.filter((line) => line["msg"] === "rpc" && line["requestId"] === "after-drain")).toMatchObject([{ method: FULL_METHOD, grpcCode: "UNAVAILABLE" }]);
   });
 });
