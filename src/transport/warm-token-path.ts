@@ -25,7 +25,7 @@ import { ACCEPTABLE_REQUEST_ID, REQUEST_ID_HEADER } from "../observability/reque
 import type { WarmGrpcUnary } from "./grpc-adapter.js";
 import { TOKEN_RESPONSE_HEADERS, type WarmTokenAnswer } from "./handlers/token-service.js";
 import type { ObserveInterceptor } from "./interceptors/observe.js";
-import type { RateLimits } from "./interceptors/rate-limit.js";
+import { principalBucketKey, type RateLimits } from "./interceptors/rate-limit.js";
 import { requestLimitViolations } from "./request-limits.js";
 import { RequestRefusal } from "./request-refusal.js";
 import { rpcClass } from "./rpc-operations.js";
@@ -93,7 +93,7 @@ export function createWarmTokenPath(deps: WarmTokenPathDeps): WarmGrpcUnary {
     if (answer === undefined) return false;
     let bucket = bucketKeys.get(principal);
     if (bucket === undefined) {
-      bucket = `${principal.kind}:${principal.subject}:${RATE_CLASS}`;
+      bucket = principalBucketKey(principal, RATE_CLASS);
       bucketKeys.set(principal, bucket);
     }
     // Refused: the chain takes again (a refused take leaves the bucket as it was) and answers.

@@ -5,6 +5,7 @@
 import type { Config, RateLimit } from "../../config/types.js";
 import { BrokerError } from "../../domain/errors.js";
 import { rateLimitedError, type RateLimiter } from "../../domain/rate-limiter.js";
+import type { Principal } from "../../domain/types.js";
 import { rpcClass } from "../rpc-operations.js";
 import { fullMethodName, type Interceptor } from "../call.js";
 
@@ -16,13 +17,18 @@ export interface RateLimitInterceptorOptions {
   readonly limits: RateLimits | (() => RateLimits);
 }
 
+/** The bucket of a principal's calls of one RPC class: the chain and the gRPC warm path take from the same one. */
+export function principalBucketKey(principal: Pick<Principal, "kind" | "subject">, cls: string): string {
+  return `${principal.kind}:${principal.subject}:${cls}`;
+}
+
 export function createRateLimitInterceptor(options: RateLimitInterceptorOptions): Interceptor {
   const limits = typeof options.limits === "function" ? options.limits : constant(options.limits);
   return (call, invoke) => {
     const principal = call.principal;
     if (principal === undefined) return invoke();
     const cls = rpcClass(fullMethodName(call));
-    const result = options.limiter.take(`${principal.kind}:${principal.subject}:${cls}`, limits().perPrincipal[cls]);
+    const result = options.limiter.take(principalBucketKey(principal, cls), limits().perPrincipal[cls]);
     if (!result.allowed) return Promise.reject(naming(rateLimitedError(`${cls} calls`, result.retryAfterMs), cls));
     return invoke();
   };
