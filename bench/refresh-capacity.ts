@@ -54,6 +54,8 @@ export async function benchRefreshCapacity(server: BenchServer): Promise<BenchRe
   const windowMs = envInt("BENCH_CAPACITY_WINDOW_MS", 20_000);
   const warmMs = envInt("BENCH_CAPACITY_WARM_MS", 5_000);
   const cachedWalk = envInt("BENCH_CAPACITY_CACHED", 10_000);
+  // 0: the refresher unpaced (the default); otherwise each replica's `tokens.proactiveRefreshPerSecond`.
+  const pacePerReplica = envInt("BENCH_CAPACITY_REFRESH_PER_SECOND", 0);
   const replicaProcess = await replicaProcessOptions();
   const databaseUrl = await server.createDatabase("capacity");
   const dataDir = await mkdtemp(join(tmpdir(), "oauth-broker-bench-capacity-"));
@@ -77,15 +79,16 @@ export async function benchRefreshCapacity(server: BenchServer): Promise<BenchRe
         // A pass every second: the refresher's capacity, not its idle interval, is measured.
         "tokens:",
         "  proactiveRefreshIntervalSeconds: 1",
+        `  proactiveRefreshPerSecond: ${pacePerReplica}`,
         "",
       ].join("\n"),
     );
     const start = () =>
       startBrokerProcess(
-        { BROKER_DATA_DIR: dataDir, BROKER_CONFIG: configPath, DATABASE_URL: databaseUrl, BENCH_LOOKALIKE_SECRET: CLIENT_SECRET, LOG_LEVEL: logLevel() },
+        { BROKER_DATA_DIR: dataDir, BROKER_CONFIG: configPath, DATABASE_URL: databaseUrl, BENCH_LOOKALIKE_SECRET: CLIENT_SECRET, LOG_LEVEL: logLevel(), ...replicaProcess.env },
         90_000,
         180_000,
-        { retainOutput: false, ...replicaProcess },
+        { retainOutput: false, script: replicaProcess.script, nodeArgs: replicaProcess.nodeArgs },
       );
     // The first one migrates the database and creates the shared keyring and signing key.
     replicas.push(await start());
@@ -192,7 +195,7 @@ export async function benchRefreshCapacity(server: BenchServer): Promise<BenchRe
         `during ${phase.warmDuring.perSecond.toFixed(0)} req/s p99 ${ms(phase.warmDuring.p99)}${phase.warmDuring.errors > 0 ? ` (${phase.warmDuring.errors} errors)` : ""}; during/without ${ratio(phase).toFixed(2)}`,
     ];
     return {
-      title: `(e) refresh capacity: ${rows.toLocaleString("en-US")} integrations due at once, provider look-alike answering in 20 ms, 1 then 3 broker processes on one PostgreSQL (${server.origin}); ${windowMs / 1000} s per phase; replicas run ${[...replicaProcess.nodeArgs, replicaProcess.script].join(" ")}`,
+      title: `(e) refresh capacity: ${rows.toLocaleString("en-US")} integrations due at once, provider look-alike answering in 20 ms, 1 then 3 broker processes on one PostgreSQL (${server.origin}); ${windowMs / 1000} s per phase; replicas run ${[...Object.entries(replicaProcess.env).map(([name, value]) => `${name}=${value}`), "node", ...replicaProcess.nodeArgs, replicaProcess.script].join(" ")}; refresher ${pacePerReplica === 0 ? "unpaced" : `paced at ${pacePerReplica}/s per replica`}`,
       lines: [
         `seeded ${rows.toLocaleString("en-US")} integrations + token sets (real ciphertexts) in ${(seeded.ms / 1000).toFixed(1)} s`,
         ...describe(one),
@@ -264,11 +267,15 @@ async function walk(replica: BrokerProcess, ids: readonly string[], metadata: gr
  * `BENCH_CAPACITY_COMPILED=1` the compiled build as the image runs it (built here first);
  * `BENCH_CAPACITY_NODE_ARGS` adds Node options such as heap caps. Memory depends on both.
  */
-async function replicaProcessOptions(): Promise<{ script: "src/main.ts" | "dist/main.js"; nodeArgs: string[] }> {
+async function replicaProcessOptions(): Promise<{ script: "src/main.ts" | "dist/main.js"; nodeArgs: string[]; env: Record<string, string> }> {
   const nodeArgs = (process.env["BENCH_CAPACITY_NODE_ARGS"] ?? "").split(/\s+/).filter((arg) => arg !== "");
+  // glibc's allocator keeps one arena per thread that allocates (libuv's pool, V8's workers):
+  // how many it may keep shows in the RSS, so the replicas get the bench's own setting.
+  const arenas = process.env["MALLOC_ARENA_MAX"];
+  const env: Record<string, string> = arenas === undefined ? {} : { MALLOC_ARENA_MAX: arenas };
   const compiled = process.env["BENCH_CAPACITY_COMPILED"] ?? "0";
   if (compiled !== "0" && compiled !== "1") throw new Error(`BENCH_CAPACITY_COMPILED must be 1 or 0, got "${compiled}"`);
-  if (compiled === "0") return { script: "src/main.ts", nodeArgs };
+  if (compiled === "0") return { script: "src/main.ts", nodeArgs, env };
   await promisify(execFile)("npm", ["run", "-s", "build"], { cwd: fileURLToPath(new URL("..", import.meta.url)) });
-  return { script: "dist/main.js", nodeArgs };
+  return { script: "dist/main.js", nodeArgs, env };
 }

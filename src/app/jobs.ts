@@ -44,6 +44,7 @@ export function startProactiveRefresh(
     intervalMs: config.tokens.proactiveRefreshIntervalSeconds * 1000,
     leaseMs: config.tokens.leaseSeconds * 1000,
     concurrency: config.tokens.proactiveRefreshConcurrency,
+    perSecond: config.tokens.proactiveRefreshPerSecond,
   });
   closers.add("proactive refresher", () => refresher.stop());
   return refresher;

@@ -128,7 +128,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
     limits: readLimits(root.section("limits", ["perPrincipal", "startAuthorizationPerUser", "maxRequestBytes"])),
     authorization: readAuthorization(context, root.section("authorization", ["returnToAllowList", "sessionTtlSeconds"]), publicUrl),
     tokens: readTokens(
-      root.section("tokens", ["defaultMinValidForSeconds", "cacheMaxEntries", "proactiveRefreshWindowSeconds", "proactiveRefreshIntervalSeconds", "proactiveRefreshConcurrency", "leaseSeconds", "providerPauseMaxSeconds", "rateLimitBackoffMaxSeconds", "maxWaitSeconds", "reissueFlushSeconds"]),
+      root.section("tokens", ["defaultMinValidForSeconds", "cacheMaxEntries", "proactiveRefreshWindowSeconds", "proactiveRefreshIntervalSeconds", "proactiveRefreshConcurrency", "proactiveRefreshPerSecond", "leaseSeconds", "providerPauseMaxSeconds", "rateLimitBackoffMaxSeconds", "maxWaitSeconds", "reissueFlushSeconds"]),
     ),
     retention: readRetention(root.section("retention", ["tombstoneDays", "auditDays", "needsReauthEraseDays", "changeFeedDays"])),
     shutdownGraceMs: root.integer("shutdownGraceMs", 10_000, { min: 0, max: 600_000 }),
@@ -273,6 +273,8 @@ function readTokens(tokens: YamlReader): Config["tokens"] {
     proactiveRefreshIntervalSeconds: tokens.integer("proactiveRefreshIntervalSeconds", 15, { min: 1, max: 3_600 }),
     // As many as one provider takes from a replica at once (providers' maxConcurrency default).
     proactiveRefreshConcurrency: tokens.integer("proactiveRefreshConcurrency", 16, { min: 1, max: 1_000 }),
+    // 0: unpaced. A cap trades refresh rate for the CPU callers keep during a burst of due tokens.
+    proactiveRefreshPerSecond: tokens.integer("proactiveRefreshPerSecond", 0, { min: 0, max: 100_000 }),
     // Short because its holder renews it: a dead holder is noticed within one lease.
     leaseSeconds: tokens.integer("leaseSeconds", 10, { min: 1, max: 600 }),
     providerPauseMaxSeconds: tokens.integer("providerPauseMaxSeconds", 300, { min: 1, max: 86_400 }),

@@ -177,6 +177,8 @@ export interface Config {
     readonly proactiveRefreshIntervalSeconds: number;
     /** Refreshes the proactive refresher keeps in flight per replica. */
     readonly proactiveRefreshConcurrency: number;
+    /** Refreshes the proactive refresher starts per second per replica at most; 0: unpaced. */
+    readonly proactiveRefreshPerSecond: number;
     /** Refresh lease length; its holder renews it every third of it (heartbeat). */
     readonly leaseSeconds: number;
     /** The longest pause a provider's Retry-After can impose on its token endpoint. */

@@ -25,6 +25,11 @@ export function startProactiveRefresher(options: {
   /** Refreshes in flight at once on this replica (`tokens.proactiveRefreshConcurrency`). */
   concurrency?: number;
   /**
+   * Refreshes this replica starts per second at most (`tokens.proactiveRefreshPerSecond`); unset
+   * or 0: as fast as `concurrency` allows. Bounds the CPU a burst of due tokens takes from callers.
+   */
+  perSecond?: number;
+  /**
    * A pass ends once this many of its refreshes came to nothing: something they share is broken
    * (a sealed key service) and failing faster helps nobody; the next pass comes after the interval.
    */
@@ -34,6 +39,7 @@ export function startProactiveRefresher(options: {
 }): ProactiveRefresher {
   const concurrency = Math.max(1, options.concurrency ?? 16);
   const failuresPerPass = options.failuresPerPass ?? 100;
+  const perSecond = options.perSecond ?? 0;
 
   async function refreshOne(next: ClaimedRefresh): Promise<boolean> {
     try {
@@ -55,13 +61,19 @@ export function startProactiveRefresher(options: {
     // free to that claim, whose exclusions were read before.
     const inFlight = new Set<string>();
     const running = new Set<Promise<void>>();
+    const pace = perSecond > 0 ? createStartPace(perSecond, concurrency) : undefined;
     let exhausted = false;
     // A pass goes on while anything is due: every free slot is claimed for as soon as it frees,
     // so `concurrency` refreshes stay in flight. Only what is worked on right away is claimed: a
     // lease held by a queued item would make GetAccessToken on other replicas wait for nothing.
     try {
       while (!exhausted && !signal.aborted && unrefreshed.size < failuresPerPass) {
-        const free = concurrency - running.size;
+        const free = Math.min(concurrency - running.size, pace?.available() ?? Number.POSITIVE_INFINITY);
+        if (free === 0 && pace !== undefined && running.size < concurrency) {
+          // A slot is free but the pace is not: wait for the pace or a slot, whichever comes first.
+          await pace.nextStart(signal, running);
+          continue;
+        }
         if (free > 0) {
           const claimed = await options.claim({
             withinMs: options.windowMs,
@@ -71,6 +83,7 @@ export function startProactiveRefresher(options: {
             exclude: [...unrefreshed, ...inFlight],
           });
           claimedCount += claimed.length;
+          pace?.spend(claimed.length);
           exhausted = claimed.length < free;
           for (const next of claimed) {
             inFlight.add(next.integrationId);
@@ -103,4 +116,45 @@ export function startProactiveRefresher(options: {
     run: pass,
     onError: (error) => options.logger.warn({ err: error }, "proactive refresh pass failed"),
   });
+}
+
+/**
+ * A token bucket for the starts of one pass: `perSecond` refill, at most `burst` at once (no more
+ * than the slots, nor than a second's worth), so a pass that finds thousands due spreads them.
+ */
+function createStartPace(perSecond: number, slots: number) {
+  const burst = Math.max(1, Math.min(slots, Math.floor(perSecond)));
+  let tokens = burst;
+  let refilledAt = performance.now();
+  const refill = (): void => {
+    const now = performance.now();
+    tokens = Math.min(burst, tokens + ((now - refilledAt) * perSecond) / 1000);
+    refilledAt = now;
+  };
+  return {
+    available(): number {
+      refill();
+      return Math.floor(tokens);
+    },
+    spend(count: number): void {
+      tokens -= count;
+    },
+    async nextStart(signal: AbortSignal, running: ReadonlySet<Promise<void>>): Promise<void> {
+      refill();
+      const waitMs = Math.max(1, Math.ceil(((1 - tokens) * 1000) / perSecond));
+      let timer: NodeJS.Timeout | undefined;
+      let onAbort: (() => void) | undefined;
+      const paced = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, waitMs);
+        onAbort = resolve;
+        signal.addEventListener("abort", onAbort, { once: true });
+      });
+      try {
+        await Promise.race([paced, ...running]);
+      } finally {
+        clearTimeout(timer);
+        if (onAbort !== undefined) signal.removeEventListener("abort", onAbort);
+      }
+    },
+  };
 }

@@ -65,6 +65,7 @@ describe("loadConfig defaults", () => {
         proactiveRefreshWindowSeconds: 300,
         proactiveRefreshIntervalSeconds: 15,
         proactiveRefreshConcurrency: 16,
+        proactiveRefreshPerSecond: 0,
         leaseSeconds: 10,
         providerPauseMaxSeconds: 300,
         rateLimitBackoffMaxSeconds: 60,
@@ -231,7 +232,7 @@ describe("loadConfig problems", () => {
         DB,
         yaml(
           "database: { poolSize: 0 }",
-          "tokens: { cacheMaxEntries: 1.5, leaseSeconds: '30' }",
+          "tokens: { cacheMaxEntries: 1.5, leaseSeconds: '30', proactiveRefreshPerSecond: -5 }",
           "retention: { auditDays: -1 }",
           "limits: { perPrincipal: { read: { ratePerSecond: 0 } } }",
           "auth: { protectMetrics: 'yes' }",
@@ -249,6 +250,7 @@ describe("loadConfig problems", () => {
       "shutdownGraceMs: must be a whole number between 0 and 600000",
       "tokens.cacheMaxEntries: must be a whole number between 1 and 10000000",
       "tokens.leaseSeconds: must be a whole number between 1 and 600",
+      "tokens.proactiveRefreshPerSecond: must be a whole number between 0 and 100000",
     ]);
   });
 

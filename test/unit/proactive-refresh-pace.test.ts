@@ -1,0 +1,90 @@
+/**
+ * `tokens.proactiveRefreshPerSecond`: a pass that finds more due than its pace allows starts a
+ * burst of at most a second's worth, then one refresh per 1/rate seconds, and still refreshes
+ * every one of them in the same pass. Unpaced, the same pass starts them as fast as slots free.
+ */
+import { describe, expect, it } from "vitest";
+import { startProactiveRefresher } from "../../src/jobs/proactive-refresh.js";
+import type { ClaimedRefresh } from "../../src/storage/token-set-repository.js";
+import { captureLogger } from "../support/log-capture.js";
+
+function dueQueue(count: number) {
+  const due = Array.from({ length: count }, (_, i) => `integration-${i}`);
+  const startedAt: number[] = [];
+  const claimLimits: number[] = [];
+  return {
+    startedAt,
+    claimLimits,
+    claim: async ({ limit }: { limit: number }): Promise<ClaimedRefresh[]> => {
+      claimLimits.push(limit);
+      return due.splice(0, limit).map((integrationId) => ({ integrationId, provider: "sandbox", version: 1 }));
+    },
+    tokenService: {
+      refreshAhead: async (): Promise<boolean> => {
+        startedAt.push(performance.now());
+        return true;
+      },
+    },
+  };
+}
+
+function refresher(queue: ReturnType<typeof dueQueue>, perSecond: number | undefined) {
+  return startProactiveRefresher({
+    claim: queue.claim,
+    tokenService: queue.tokenService,
+    logger: captureLogger().logger,
+    replicaId: "replica-a",
+    windowMs: 300_000,
+    intervalMs: 60_000,
+    leaseMs: 10_000,
+    concurrency: 16,
+    ...(perSecond === undefined ? {} : { perSecond }),
+    schedule: false,
+  });
+}
+
+describe("the proactive refresher's pace", () => {
+  it("starts a second's worth at once, then no faster than the rate, and finishes the pass", async () => {
+    const rate = 20;
+    const queue = dueQueue(30);
+    const job = refresher(queue, rate);
+    const passStarted = performance.now();
+    expect(await job.runOnce()).toBe(30);
+    await job.stop();
+    expect(queue.startedAt).toHaveLength(30);
+    // The burst is bounded by the slots (16) and a second's worth (20): 16 at once.
+    expect(queue.claimLimits[0]).toBe(16);
+    // The k-th start beyond the burst waits for k tokens at `rate`: a lower bound, so a loaded
+    // machine can only make it later, never fail it (1 ms of slack for timer rounding).
+    for (let k = 1; k <= 14; k++) {
+      const start = queue.startedAt[15 + k] ?? Number.NaN;
+      expect(start - passStarted).toBeGreaterThanOrEqual((k * 1000) / rate - 1);
+    }
+  });
+
+  it("caps the burst at a second's worth when the rate is below the slots", async () => {
+    const queue = dueQueue(6);
+    const job = refresher(queue, 4);
+    expect(await job.runOnce()).toBe(6);
+    await job.stop();
+    expect(queue.claimLimits[0]).toBe(4);
+  });
+
+  it("unpaced, claims for every free slot at once", async () => {
+    const queue = dueQueue(40);
+    const job = refresher(queue, undefined);
+    expect(await job.runOnce()).toBe(40);
+    await job.stop();
+    expect(queue.claimLimits[0]).toBe(16);
+    expect(queue.startedAt).toHaveLength(40);
+  });
+
+  it("a stopped job ends a paced pass without waiting out the pace", async () => {
+    const queue = dueQueue(1_000);
+    const job = refresher(queue, 1);
+    const pass = job.runOnce();
+    await job.stop();
+    // At 1/s the pass would take 1,000 s; stopping ends it after its burst.
+    expect(await pass).toBeLessThan(1_000);
+  });
+});
