@@ -1,7 +1,7 @@
 /**
  * Benchmark (e): refresh capacity. 100,000 integrations at a provider look-alike (a token
  * endpoint answering each refresh after 20 ms with a one-hour token) all come due inside the
- * proactive window at once; broker processes (`src/main.ts` as `npm start` runs it, or the compiled build) on one
+ * proactive window at once; broker processes (the compiled build as the image runs it, or `src/main.ts` as `npm start` does) on one
  * PostgreSQL refresh them in the background, first one replica, then three. Measured over a
  * fixed window per phase: refreshes per second, provider calls per integration (exactly one:
  * duplicates and calls whose answer was never stored both count), and the warm GetAccessToken
@@ -20,6 +20,7 @@ import { loadOrCreateLocalSigningKey, signLocalToken } from "../src/auth/local-s
 import { createLocalKeyringCipher } from "../src/crypto/local-keyring-cipher.js";
 import { createLogger } from "../src/observability/logger.js";
 import { startBrokerProcess, type BrokerProcess } from "../test/support/broker-process.js";
+import { dockerfileRuntimeEnvironment } from "../test/support/image-environment.js";
 import { waitUntil } from "../test/support/wait-until.js";
 import { GET_ACCESS_TOKEN, tokenRequest } from "./cold-path.js";
 import { logLevel, UNLIMITED_TOKEN_CALLS } from "./support/broker.js";
@@ -263,19 +264,27 @@ async function walk(replica: BrokerProcess, ids: readonly string[], metadata: gr
 }
 
 /**
- * How the replicas run: `src/main.ts` under tsx as `npm start` does, or with
- * `BENCH_CAPACITY_COMPILED=1` the compiled build as the image runs it (built here first);
- * `BENCH_CAPACITY_NODE_ARGS` adds Node options such as heap caps. Memory depends on both.
+ * How the replicas run: by default as the image runs them, the compiled build (built here first)
+ * with the Dockerfile's memory settings (`NODE_OPTIONS`, `MALLOC_ARENA_MAX`), since memory is
+ * measured against them; `BENCH_CAPACITY_COMPILED=0` runs `src/main.ts` under tsx as `npm start`
+ * does, with neither. `BENCH_CAPACITY_NODE_ARGS` adds Node options (they win over `NODE_OPTIONS`);
+ * `MALLOC_ARENA_MAX`, when the bench has it, replaces the image's.
  */
 async function replicaProcessOptions(): Promise<{ script: "src/main.ts" | "dist/main.js"; nodeArgs: string[]; env: Record<string, string> }> {
   const nodeArgs = (process.env["BENCH_CAPACITY_NODE_ARGS"] ?? "").split(/\s+/).filter((arg) => arg !== "");
-  // glibc's allocator keeps one arena per thread that allocates (libuv's pool, V8's workers):
-  // how many it may keep shows in the RSS, so the replicas get the bench's own setting.
-  const arenas = process.env["MALLOC_ARENA_MAX"];
-  const env: Record<string, string> = arenas === undefined ? {} : { MALLOC_ARENA_MAX: arenas };
-  const compiled = process.env["BENCH_CAPACITY_COMPILED"] ?? "0";
+  const compiled = process.env["BENCH_CAPACITY_COMPILED"] ?? "1";
   if (compiled !== "0" && compiled !== "1") throw new Error(`BENCH_CAPACITY_COMPILED must be 1 or 0, got "${compiled}"`);
-  if (compiled === "0") return { script: "src/main.ts", nodeArgs, env };
+  const image = dockerfileRuntimeEnvironment();
+  const memory: Record<string, string> = {};
+  if (compiled === "1") {
+    for (const name of ["NODE_OPTIONS", "MALLOC_ARENA_MAX"]) {
+      const value = image[name];
+      if (value !== undefined) memory[name] = value;
+    }
+  }
+  const arenas = process.env["MALLOC_ARENA_MAX"];
+  if (arenas !== undefined) memory["MALLOC_ARENA_MAX"] = arenas;
+  if (compiled === "0") return { script: "src/main.ts", nodeArgs, env: memory };
   await promisify(execFile)("npm", ["run", "-s", "build"], { cwd: fileURLToPath(new URL("..", import.meta.url)) });
-  return { script: "dist/main.js", nodeArgs, env };
+  return { script: "dist/main.js", nodeArgs, env: memory };
 }

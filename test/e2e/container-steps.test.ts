@@ -12,17 +12,18 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { rootServerHome } from "../../src/storage/embedded-postgres-layout.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dockerfileRuntimeEnvironment } from "../support/image-environment.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const run = promisify(execFile);
 let app: string;
 
-/** What the Dockerfile sets, with loopback port 0 instead of the fixed public ports. */
+/** What the Dockerfile sets (its memory settings too), with loopback port 0 instead of the fixed public ports. */
 function imageEnvironment(): Record<string, string> {
   return {
     PATH: process.env["PATH"] ?? "",
     HOME: app,
-    NODE_ENV: "production",
+    ...dockerfileRuntimeEnvironment(),
     BROKER_GRPC_ADDR: "127.0.0.1:0",
     BROKER_HTTP_ADDR: "127.0.0.1:0",
     BROKER_DATA_DIR: join(app, "broker-data"),
@@ -71,6 +72,9 @@ describe("the image's steps", () => {
     try {
       const { http } = await listening;
       expect((await fetch(`http://127.0.0.1:${http}/readyz`)).status).toBe(200);
+      // The image's heap cap is in force: under its environment V8's limit is the capped one.
+      const limit = await run(process.execPath, ["-p", "require('node:v8').getHeapStatistics().heap_size_limit"], { cwd: app, env: imageEnvironment() });
+      expect(Number(limit.stdout)).toBeLessThan(200 * 1024 * 1024);
       const verify = await run(process.execPath, ["dist/cli/audit-verify.js"], { cwd: app, env: imageEnvironment() });
       expect(verify.stdout).toMatch(/^audit chain intact/);
     } finally {
