@@ -8,6 +8,8 @@
  */
 import type { ClaimedRefresh } from "../storage/token-set-repository.js";
 import type { TokenService } from "../domain/tokens/token-service.js";
+import { systemClock } from "../domain/ports.js";
+import { createRateLimiter } from "../domain/rate-limiter.js";
 import type { Logger } from "../observability/logger.js";
 import { startPeriodicJob, type PeriodicJob } from "./periodic.js";
 
@@ -40,6 +42,7 @@ export function startProactiveRefresher(options: {
   const concurrency = Math.max(1, options.concurrency ?? 16);
   const failuresPerPass = options.failuresPerPass ?? 100;
   const perSecond = options.perSecond ?? 0;
+  const pace = perSecond > 0 ? createStartPace(perSecond, concurrency) : undefined;
 
   async function refreshOne(next: ClaimedRefresh): Promise<boolean> {
     try {
@@ -61,15 +64,15 @@ export function startProactiveRefresher(options: {
     // free to that claim, whose exclusions were read before.
     const inFlight = new Set<string>();
     const running = new Set<Promise<void>>();
-    const pace = perSecond > 0 ? createStartPace(perSecond, concurrency) : undefined;
     let exhausted = false;
     // A pass goes on while anything is due: every free slot is claimed for as soon as it frees,
     // so `concurrency` refreshes stay in flight. Only what is worked on right away is claimed: a
     // lease held by a queued item would make GetAccessToken on other replicas wait for nothing.
     try {
       while (!exhausted && !signal.aborted && unrefreshed.size < failuresPerPass) {
-        const free = Math.min(concurrency - running.size, pace?.available() ?? Number.POSITIVE_INFINITY);
-        if (free === 0 && pace !== undefined && running.size < concurrency) {
+        const slots = concurrency - running.size;
+        const free = pace === undefined || slots === 0 ? slots : pace.take(slots);
+        if (free === 0 && pace !== undefined && slots > 0) {
           // A slot is free but the pace is not: wait for the pace or a slot, whichever comes first.
           await pace.nextStart(signal, running);
           continue;
@@ -83,7 +86,6 @@ export function startProactiveRefresher(options: {
             exclude: [...unrefreshed, ...inFlight],
           });
           claimedCount += claimed.length;
-          pace?.spend(claimed.length);
           exhausted = claimed.length < free;
           for (const next of claimed) {
             inFlight.add(next.integrationId);
@@ -119,33 +121,34 @@ export function startProactiveRefresher(options: {
 }
 
 /**
- * A token bucket for the starts of one pass: `perSecond` refill, at most `burst` at once (no more
- * than the slots, nor than a second's worth), so a pass that finds thousands due spreads them.
+ * The pace of a replica's refresh starts: the broker's token bucket (rate-limiter.ts), one bucket
+ * for the refresher's lifetime so a new pass does not start with a fresh burst. Its burst is no
+ * more than the slots nor than a second's worth, so a pass that finds thousands due spreads them.
  */
 function createStartPace(perSecond: number, slots: number) {
-  const burst = Math.max(1, Math.min(slots, Math.floor(perSecond)));
-  let tokens = burst;
-  let refilledAt = performance.now();
-  const refill = (): void => {
-    const now = performance.now();
-    tokens = Math.min(burst, tokens + ((now - refilledAt) * perSecond) / 1000);
-    refilledAt = now;
-  };
+  const limiter = createRateLimiter({ clock: systemClock });
+  const limit = { ratePerSecond: perSecond, burst: Math.max(1, Math.min(slots, Math.floor(perSecond))) };
+  let retryAfterMs = 1;
   return {
-    available(): number {
-      refill();
-      return Math.floor(tokens);
+    /** Takes up to `wanted` starts now; how many it got. */
+    take(wanted: number): number {
+      let taken = 0;
+      while (taken < wanted) {
+        const result = limiter.take("proactive-refresh", limit);
+        if (!result.allowed) {
+          retryAfterMs = result.retryAfterMs;
+          break;
+        }
+        taken += 1;
+      }
+      return taken;
     },
-    spend(count: number): void {
-      tokens -= count;
-    },
+    /** Until the next start is allowed, a running refresh ends, or the job stops. */
     async nextStart(signal: AbortSignal, running: ReadonlySet<Promise<void>>): Promise<void> {
-      refill();
-      const waitMs = Math.max(1, Math.ceil(((1 - tokens) * 1000) / perSecond));
       let timer: NodeJS.Timeout | undefined;
       let onAbort: (() => void) | undefined;
       const paced = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, waitMs);
+        timer = setTimeout(resolve, retryAfterMs);
         onAbort = resolve;
         signal.addEventListener("abort", onAbort, { once: true });
       });
