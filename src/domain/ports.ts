@@ -339,7 +339,12 @@ export interface TokenStore {
   };
   readonly tokenSets: RefreshLease & {
     get(integrationId: string): Promise<EncryptedTokenSet | undefined>;
-    writeIfVersion(integrationId: string, expectedVersion: number, tokens: EncryptedTokenWrite): Promise<number | undefined>;
+    /**
+     * The new version, or undefined when the stored one is no longer `expectedVersion`. A landed
+     * write is announced on the change feed by the write itself, and gives back the refresh lease
+     * of `releaseLeaseOf` when that owner holds it.
+     */
+    writeIfVersion(integrationId: string, expectedVersion: number, tokens: EncryptedTokenWrite, options?: { readonly releaseLeaseOf?: string }): Promise<number | undefined>;
   };
 }
 

@@ -4,7 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createIntegrationRepository } from "../../src/storage/integration-repository.js";
 import type { EncryptedTokenWrite as EncryptedTokenWrite } from "../../src/domain/ports.js";
 import { createTokenSetRepository } from "../../src/storage/token-set-repository.js";
+import { TOKEN_CHANNEL } from "../../src/storage/token-notifications.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { waitUntil } from "../support/wait-until.js";
 
 let db: TestDatabase;
 let integrations: ReturnType<typeof createIntegrationRepository>;
@@ -95,6 +97,34 @@ describe("get and writeIfVersion", () => {
     expect(results.filter((v) => v === undefined)).toHaveLength(4);
     const winner = results.findIndex((v) => v === 2) + 11;
     expect(await tokens.get(id)).toMatchObject({ accessTokenCiphertext: `local:v1:access-${winner}`, version: 2 });
+  });
+
+  it("announces a landed write at its commit and gives back the writer's lease, never another owner's", async () => {
+    const heard: string[] = [];
+    const listening = await db.sql.listen(TOKEN_CHANNEL, (payload) => heard.push(payload));
+    try {
+      const id = await connect();
+      expect(await tokens.acquireLease(id, "replica-a", 30_000)).toMatchObject({ acquired: true });
+      expect(await tokens.markRefreshSent(id, "replica-a", 1)).toBe(true);
+      // Another owner's name releases nothing; the write still lands and is announced.
+      expect(await tokens.writeIfVersion(id, 1, write(2), { releaseLeaseOf: "replica-b" })).toBe(2);
+      expect(await tokens.acquireLease(id, "replica-b", 30_000)).toMatchObject({ acquired: false, holder: "replica-a" });
+      expect(await tokens.writeIfVersion(id, 2, write(3), { releaseLeaseOf: "replica-a" })).toBe(3);
+      const [row] = await db.sql<{ lease_owner: string | null; refresh_sent_by: string | null }[]>`
+        select lease_owner, refresh_sent_by from token_sets where integration_id = ${id}`;
+      expect(row).toEqual({ lease_owner: null, refresh_sent_by: null });
+      // A refused write announces nothing and leaves the lease alone.
+      expect(await tokens.acquireLease(id, "replica-b", 30_000)).toMatchObject({ acquired: true, version: 3 });
+      expect(await tokens.writeIfVersion(id, 2, write(9), { releaseLeaseOf: "replica-b" })).toBeUndefined();
+      expect(await tokens.acquireLease(id, "replica-a", 30_000)).toMatchObject({ acquired: false, holder: "replica-b" });
+      await waitUntil(() => heard.length >= 2, "both landed writes announced");
+      // The stale write's announcement would have come before this marker.
+      await db.sql.notify(TOKEN_CHANNEL, "marker");
+      await waitUntil(() => heard.includes("marker"), "the marker notification");
+      expect(heard).toEqual([`${id}:2`, `${id}:3`, "marker"]);
+    } finally {
+      await listening.unlisten();
+    }
   });
 
   it("writes nothing once the integration is deleted", async () => {

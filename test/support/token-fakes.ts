@@ -81,7 +81,8 @@ export interface FakeTokenStore extends TokenStore {
   plaintext(integrationId: string): { accessToken: string; refreshToken: string | undefined; version: number } | undefined;
 }
 
-export function fakeTokenStore(clock: Clock): FakeTokenStore {
+/** `changes`: the feed a landed write announces itself on, as PostgreSQL's write does with `pg_notify`. */
+export function fakeTokenStore(clock: Clock, changes?: TokenChangeFeed): FakeTokenStore {
   const rows = new Map<string, EncryptedTokenSet>();
   const records = new Map<string, Integration>();
   const leases = new Map<string, Lease>();
@@ -138,11 +139,16 @@ export function fakeTokenStore(clock: Clock): FakeTokenStore {
         store.reads.tokenSets++;
         return rows.get(integrationId);
       },
-      async writeIfVersion(integrationId, expectedVersion, tokens) {
+      async writeIfVersion(integrationId, expectedVersion, tokens, options) {
         if (store.failWrites) throw new Error("connection refused");
         const current = rows.get(integrationId);
         if (!current || current.version !== expectedVersion) return undefined;
         rows.set(integrationId, { ...tokens, version: current.version + 1 });
+        // The write clears the sent mark; with `releaseLeaseOf` the lease goes with it.
+        const held = leases.get(integrationId);
+        if (held !== undefined && held.owner === options?.releaseLeaseOf) leases.delete(integrationId);
+        else if (held !== undefined) leases.set(integrationId, { ...held, sent: undefined });
+        await changes?.publish({ integrationId, version: current.version + 1 });
         return current.version + 1;
       },
       async acquireLease(integrationId, owner, ttlMs) {

@@ -57,7 +57,6 @@ function setUp(answer: (refreshToken: string, call: number) => Promise<ProviderG
     stored,
     leases,
     cache,
-    changes: undefined,
     audit,
     logger: silentLogger,
     budget: refreshBudget({}),

@@ -38,11 +38,11 @@ function grant(accessToken: string, refreshToken?: string): ProviderGrant {
 }
 
 function setUp(answer: (refreshToken: string, call: number) => Promise<ProviderGrant>, extra: Partial<TokenServiceDeps> = {}) {
-  const store = fakeTokenStore(clock);
+  const changes = inMemoryChangeFeed();
+  const store = fakeTokenStore(clock, changes);
   const cipher = fakeCipher();
   const provider = fakeProvider(answer);
   const audit = recordingAudit();
-  const changes = inMemoryChangeFeed();
   const service = createTokenService({
     store,
     cipher,

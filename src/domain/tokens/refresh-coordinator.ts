@@ -205,9 +205,9 @@ export function createRefreshCoordinator(deps: RefreshCoordinatorDeps): RefreshC
       if (!newer) throw noTokens(integration.id);
       return { result: { tokens: newer.tokens, version: newer.version, refreshed: false } };
     }
+    lease.givenBack();
     const visible: TokenSet = { ...tokens, refreshToken: undefined };
     cache.set(integration.id, { tokens: visible, version });
-    await deps.changes?.publish({ integrationId: integration.id, version }).catch((e: unknown) => logger.warn({ err: e }, "could not announce the refreshed token set"));
     logger.info({ integrationId: integration.id, provider: integration.provider, rotated }, "token refreshed");
     return { result: { tokens: visible, version, refreshed: true }, audit: () => audit.refreshed(integration, by, { rotated: String(rotated) }) };
   }

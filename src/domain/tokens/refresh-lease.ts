@@ -26,6 +26,8 @@ export interface HeldLease {
    * acquisition holds.
    */
   keepSentMark(keep: boolean): void;
+  /** The lease went back with the write that stored the refresh (RotatedTokenCustody.write): `end` then only stops the heartbeat. */
+  givenBack(): void;
   /** Stops the heartbeat and gives the lease back, unless `keepLease` (it then lapses by itself). */
   end(keepLease: boolean): Promise<void>;
 }
@@ -71,6 +73,7 @@ export function createRefreshLeases(deps: {
       onError: (e) => logger.warn({ err: e, integrationId }, "could not renew the refresh lease; it lapses unless a later renewal lands"),
     });
     let keepMark = inheritedMark !== undefined;
+    let returned = false;
     return {
       inheritedMark,
       version: tokenSet.version,
@@ -86,9 +89,13 @@ export function createRefreshLeases(deps: {
       keepSentMark(keep) {
         keepMark = keep;
       },
+      givenBack() {
+        heartbeat.stop();
+        returned = true;
+      },
       async end(keepLease) {
         heartbeat.stop();
-        if (!keepLease) await release(integrationId, { keepSentMark: keepMark });
+        if (!keepLease && !returned) await release(integrationId, { keepSentMark: keepMark });
       },
     };
   }

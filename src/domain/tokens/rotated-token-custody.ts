@@ -7,7 +7,7 @@
  * never dropped, and this replica's next refresh of the integration starts from it.
  */
 import { BrokerError } from "../errors.js";
-import type { TokenChangeFeed, Logger, TokenStore, EncryptedTokenWrite } from "../ports.js";
+import type { Logger, TokenStore, EncryptedTokenWrite } from "../ports.js";
 import type { EncryptedTokenSet, Integration, TokenSet } from "../types.js";
 import { fullJitterBackoff, sleep } from "../waiting.js";
 import type { RefreshBudget } from "./lease-heartbeat.js";
@@ -45,7 +45,8 @@ export interface RotatedTokenCustody {
    * Stores a refreshed set, retrying from memory while the caller waits. If that is not enough
    * and the provider rotated the refresh token, the set stays in custody with the lease and the
    * write continues in the background; the caller gets UNAVAILABLE with a retry delay.
-   * Returns the new version, or undefined when a newer set was stored by someone else.
+   * Returns the new version, the refresh lease then given back with it (nothing more happens
+   * under it), or undefined when a newer set was stored by someone else.
    */
   write(integration: Integration, expectedVersion: number, tokens: TokenSet, by: RefreshCaller): Promise<number | undefined>;
   /**
@@ -65,7 +66,6 @@ export interface CustodyDeps {
   readonly stored: StoredTokens;
   readonly leases: RefreshLeases;
   readonly cache: TokenCache;
-  readonly changes: TokenChangeFeed | undefined;
   readonly audit: RefreshAudit;
   readonly logger: Logger;
   /** How often and how fast a write is retried while the caller waits. */
@@ -75,7 +75,7 @@ export interface CustodyDeps {
 }
 
 export function createRotatedTokenCustody(deps: CustodyDeps): RotatedTokenCustody {
-  const { store, stored, leases, cache, changes, audit, logger } = deps;
+  const { store, stored, leases, cache, audit, logger } = deps;
   const { writeAttempts, writeBaseMs, writeCapMs } = deps.budget;
   // Each background write renews the kept lease: several chances per lease period.
   const backgroundCapMs = Math.max(10, Math.min(BACKGROUND_WRITE_CAP_MS, leases.leaseMs / 3));
@@ -115,8 +115,12 @@ export function createRotatedTokenCustody(deps: CustodyDeps): RotatedTokenCustod
       for (let attempt = 1; attempt <= writeAttempts; attempt++) {
         try {
           write ??= await stored.encrypt(integration.id, tokens);
-          const version = await store.tokenSets.writeIfVersion(integration.id, expectedVersion, write);
-          return version ?? (attempt > 1 ? await stored.versionIfOurs(integration.id, tokens) : undefined);
+          const version = await store.tokenSets.writeIfVersion(integration.id, expectedVersion, write, { releaseLeaseOf: leases.replicaId });
+          if (version !== undefined || attempt === 1) return version;
+          // An earlier attempt may have landed with its answer lost; the lease was taken again since.
+          const ours = await stored.versionIfOurs(integration.id, tokens);
+          if (ours !== undefined) await leases.release(integration.id);
+          return ours;
         } catch (error) {
           failure = error;
           logger.warn({ err: error, integrationId: integration.id, attempt, rotatedRefreshToken: rotated }, "storing the refreshed token set failed; retrying from memory");
@@ -173,7 +177,6 @@ export function createRotatedTokenCustody(deps: CustodyDeps): RotatedTokenCustod
       logger.warn({ integrationId: integration.id, provider: integration.provider, version }, "the rotated refresh token kept in memory is stored now");
       const visible: TokenSet = { ...pending.tokens, refreshToken: undefined };
       cache.set(integration.id, { tokens: visible, version });
-      await changes?.publish({ integrationId: integration.id, version }).catch((e: unknown) => logger.warn({ err: e }, "could not announce the stored token set"));
       // The refresh happened long before; its event waited for its outcome. Nobody waits on it now.
       await audit.refreshed(integration, pending.by, { rotated: "true", stored_after_retry: "true" }).catch((e: unknown) =>
         logger.error({ err: e, integrationId: integration.id }, "the audit event of a refresh could not be written"),

@@ -73,7 +73,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
   // Any stored token is good enough for a kept set's write: the point is the write, not a fresh token.
   const flush = (pending: UnstoredRefresh) =>
     coordinator.refresh(undefined, pending.integration, { minValidForMs: Number.NEGATIVE_INFINITY, force: false, trigger: pending.by.trigger });
-  const custody = createRotatedTokenCustody({ store, stored, leases, cache, changes, audit: refreshAudit, logger, budget, flush });
+  const custody = createRotatedTokenCustody({ store, stored, leases, cache, audit: refreshAudit, logger, budget, flush });
   const coordinator = createRefreshCoordinator({
     store,
     stored,
