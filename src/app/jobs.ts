@@ -35,8 +35,7 @@ export function startProactiveRefresh(
     claim: (request) => tokenSets.claimExpiring(request),
     // Each refresh gets its own request id: its log lines, provider and Vault requests correlate.
     tokenService: {
-      refreshAhead: (integrationId, withinMs) =>
-        runInBackgroundContext("proactive-refresh", () => tokenService.refreshAhead(integrationId, withinMs)),
+      refreshAhead: (claimed, withinMs) => runInBackgroundContext("proactive-refresh", () => tokenService.refreshAhead(claimed, withinMs)),
     },
     logger,
     replicaId,

@@ -44,6 +44,16 @@ export type LeaseResult =
   /** No token set to lease. */
   | { readonly acquired: false; readonly holder: undefined; readonly expiresAt: undefined };
 
+/** A refresh lease taken for this replica, by `acquireLease` or by the proactive refresher's claim. */
+export type TakenLease = Extract<LeaseResult, { readonly acquired: true }>;
+
+/** An integration the proactive refresher claimed: its lease is taken by the claim itself. */
+export interface ClaimedRefresh {
+  readonly integrationId: string;
+  readonly provider: string;
+  readonly lease: TakenLease;
+}
+
 /**
  * The refresh lease on an integration's token set: one replica at a time refreshes a grant, or
  * deletes it while no refresh is in flight. Implemented by storage/token-set-repository.ts.

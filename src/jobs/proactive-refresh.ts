@@ -6,7 +6,7 @@
  * through the same path as GetAccessToken. Failures back off per integration
  * (`next_refresh_attempt_at`); a dead grant becomes NEEDS_REAUTH. Never on the hot path.
  */
-import type { ClaimedRefresh } from "../storage/token-set-repository.js";
+import type { ClaimedRefresh } from "../domain/ports.js";
 import type { TokenService } from "../domain/tokens/token-service.js";
 import { systemClock } from "../domain/ports.js";
 import { createRateLimiter } from "../domain/rate-limiter.js";
@@ -46,7 +46,7 @@ export function startProactiveRefresher(options: {
 
   async function refreshOne(next: ClaimedRefresh): Promise<boolean> {
     try {
-      return await options.tokenService.refreshAhead(next.integrationId, options.windowMs);
+      return await options.tokenService.refreshAhead(next, options.windowMs);
     } catch (error) {
       options.logger.warn({ err: error, integrationId: next.integrationId, provider: next.provider }, "proactive refresh failed; it backs off");
       return false;

@@ -5,7 +5,7 @@
  * held while a replica talks to the provider.
  */
 import type postgres from "postgres";
-import type { EncryptedTokenWrite, LeaseResult } from "../domain/ports.js";
+import type { ClaimedRefresh, EncryptedTokenWrite, LeaseResult, TakenLease } from "../domain/ports.js";
 import type { RefreshSentMark } from "../domain/tokens/refresh-takeover.js";
 import type { EncryptedTokenSet } from "../domain/types.js";
 import { guarded } from "./database.js";
@@ -20,12 +20,6 @@ interface TokenSetRow {
   version: string;
 }
 
-
-export interface ClaimedRefresh {
-  readonly integrationId: string;
-  readonly provider: string;
-  readonly version: number;
-}
 
 interface LeaseRow extends TokenSetRow {
   lease_expires_at: Date;
@@ -43,6 +37,11 @@ function tokenSetOf(row: TokenSetRow): EncryptedTokenSet {
     expiresAt: row.expires_at,
     version: Number(row.version),
   };
+}
+
+/** The columns a taken lease returns: the token set as the lease was taken, and its sent mark. */
+function takenLeaseOf(row: LeaseRow): TakenLease {
+  return { acquired: true, version: Number(row.version), tokenSet: tokenSetOf(row), expiresAt: row.lease_expires_at, sent: sentMarkOf(row) };
 }
 
 /** A mark for an older version is stale: a write since then stored the provider's answer. */
@@ -123,7 +122,7 @@ export function createTokenSetRepository(sql: postgres.Sql) {
               and (lease_owner is null or lease_expires_at < now() or lease_owner = ${owner})
             returning access_token_ciphertext, refresh_token_ciphertext, token_type, scopes, expires_at, version::text,
               lease_expires_at, refresh_sent_version::text, refresh_sent_by, refresh_sent_at`;
-          if (taken) return { acquired: true, version: Number(taken.version), tokenSet: tokenSetOf(taken), expiresAt: taken.lease_expires_at, sent: sentMarkOf(taken) };
+          if (taken) return takenLeaseOf(taken);
           const [holder] = await sql<{ lease_owner: string | null; lease_expires_at: Date | null; free: boolean }[]>`
             select lease_owner, lease_expires_at, (lease_owner is null or lease_expires_at < now()) as free
             from token_sets where integration_id = ${integrationId}`;
@@ -177,13 +176,13 @@ export function createTokenSetRepository(sql: postgres.Sql) {
     /**
      * For the proactive refresher: live integrations whose access token expires within
      * `withinMs`, whose lease is free and whose backoff has passed — leased to `owner` in the same
-     * statement. `skip locked` lets every replica claim concurrently without double work.
+     * statement, which returns each lease as `acquireLease` would (the refresh needs no second take). `skip locked` lets every replica claim concurrently without double work.
      * `exclude` names the integrations a pass already claimed, so one that failed without backing
      * off (the key service sealed) is not claimed again in the same pass.
      */
     claimExpiring: (options: { withinMs: number; limit: number; owner: string; ttlMs: number; exclude?: readonly string[] }) =>
       guarded("claim expiring tokens", async (): Promise<ClaimedRefresh[]> => {
-        const rows = await sql<{ integration_id: string; provider: string; version: string }[]>`
+        const rows = await sql<(LeaseRow & { integration_id: string; provider: string })[]>`
           with candidates as (
             select t.integration_id from token_sets t join integrations i on i.id = t.integration_id
             where i.status = 'active'
@@ -202,8 +201,9 @@ export function createTokenSetRepository(sql: postgres.Sql) {
             lease_expires_at = now() + ${options.ttlMs} * interval '1 millisecond'
           from candidates c, integrations i
           where t.integration_id = c.integration_id and i.id = t.integration_id
-          returning t.integration_id, i.provider, t.version::text`;
-        return rows.map((row) => ({ integrationId: row.integration_id, provider: row.provider, version: Number(row.version) }));
+          returning t.integration_id, i.provider, t.access_token_ciphertext, t.refresh_token_ciphertext, t.token_type, t.scopes,
+            t.expires_at, t.version::text, t.lease_expires_at, t.refresh_sent_version::text, t.refresh_sent_by, t.refresh_sent_at`;
+        return rows.map((row) => ({ integrationId: row.integration_id, provider: row.provider, lease: takenLeaseOf(row) }));
       }),
 
     /** Earliest expiry the proactive refresher will act on, for GetStatus. */

@@ -7,12 +7,12 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BrokerError } from "../../src/domain/errors.js";
-import type { Cipher } from "../../src/domain/ports.js";
+import type { Cipher, ClaimedRefresh } from "../../src/domain/ports.js";
 import { systemClock } from "../../src/domain/ports.js";
 import { createTokenService } from "../../src/domain/tokens/token-service.js";
 import { startProactiveRefresher } from "../../src/jobs/proactive-refresh.js";
 import { createIntegrationRepository } from "../../src/storage/integration-repository.js";
-import { createTokenSetRepository, type ClaimedRefresh } from "../../src/storage/token-set-repository.js";
+import { createTokenSetRepository } from "../../src/storage/token-set-repository.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { captureLogger } from "../support/log-capture.js";
 

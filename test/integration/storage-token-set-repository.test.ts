@@ -230,7 +230,11 @@ describe("claimExpiring", () => {
 
     const claimed = (await tokens.claimExpiring({ withinMs: 300_000, limit: 1_000, owner: "me", ttlMs: 30_000 })).filter((c) => c.provider === provider);
     expect(claimed.map((c) => c.integrationId).sort()).toEqual([soon, expired, backedOff, leaseExpired].sort());
-    expect(claimed.every((c) => c.version === 1)).toBe(true);
+    // Each claim is a taken lease, with the token set as it was taken: the refresh needs no second take.
+    for (const claim of claimed) {
+      expect(claim.lease).toMatchObject({ acquired: true, version: 1, sent: undefined, tokenSet: { accessTokenCiphertext: "local:v1:access-1", refreshTokenCiphertext: "local:v1:refresh-1", version: 1 } });
+      expect(claim.lease.expiresAt.getTime()).toBeGreaterThan(Date.now());
+    }
     // Claimed means leased to the claimer: it can go on under the lease, others cannot.
     expect(await tokens.acquireLease(soon, "me", 30_000)).toMatchObject({ acquired: true });
     expect(await tokens.acquireLease(soon, "other-replica", 30_000)).toMatchObject({ acquired: false, holder: "me" });

@@ -258,11 +258,12 @@ describe("token lifecycle", () => {
   it("gives the claim's lease back when the integration stopped being active before its refresh", async () => {
     const id = await connect("ahead-revoked");
     // Leased to replica a, as its refresher's claim leaves it.
-    await db.sql`update token_sets set lease_owner = 'replica-a', lease_expires_at = now() + interval '60 seconds' where integration_id = ${id}`;
+    const lease = await createTokenSetRepository(db.sql).acquireLease(id, "replica-a", 60_000);
+    if (!lease.acquired) throw new Error("the lease of a fresh integration is free");
     // Revoked between the claim and the refresh.
     await db.sql`update integrations set status = 'needs_reauth' where id = ${id}`;
     const before = peer.tokenRequests();
-    expect(await replicas[0]!.tokens.refreshAhead(id, 300_000)).toBe(false);
+    expect(await replicas[0]!.tokens.refreshAhead({ integrationId: id, lease }, 300_000)).toBe(false);
     expect(peer.tokenRequests()).toBe(before);
     const [row] = await db.sql<{ lease_owner: string | null }[]>`select lease_owner from token_sets where integration_id = ${id}`;
     expect(row?.lease_owner).toBeNull();
@@ -280,8 +281,10 @@ describe("token lifecycle", () => {
       await expect.poll(() => peer.heldRequests(), { timeout: 5_000 }).toBe(1);
       // The refresher on the same replica (same lease owner) now finds the integration revoked.
       await db.sql`update integrations set status = 'needs_reauth' where id = ${id}`;
+      const lease = await createTokenSetRepository(db.sql).acquireLease(id, "replica-a", 60_000);
+      if (!lease.acquired) throw new Error("the lease is replica a's own");
       const readsBefore = replica.integrationReads();
-      const ahead = awaitedLater(replica.tokens.refreshAhead(id, 300_000));
+      const ahead = awaitedLater(replica.tokens.refreshAhead({ integrationId: id, lease }, 300_000));
       // Its read of the integration is the step before its decision about the lease.
       await waitUntil(() => replica.integrationReads() > readsBefore, "refreshAhead reads the integration");
       const [held] = await db.sql<{ lease_owner: string | null }[]>`select lease_owner from token_sets where integration_id = ${id}`;

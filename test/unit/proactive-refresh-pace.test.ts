@@ -5,8 +5,17 @@
  */
 import { describe, expect, it } from "vitest";
 import { startProactiveRefresher } from "../../src/jobs/proactive-refresh.js";
-import type { ClaimedRefresh } from "../../src/storage/token-set-repository.js";
+import type { ClaimedRefresh, TakenLease } from "../../src/domain/ports.js";
 import { captureLogger } from "../support/log-capture.js";
+
+/** The pace is under test, not the refresh: each claim's lease is a placeholder the fake never reads. */
+const takenLease = (): TakenLease => ({
+  acquired: true,
+  version: 1,
+  tokenSet: { accessTokenCiphertext: "", refreshTokenCiphertext: null, tokenType: "Bearer", scopes: [], expiresAt: new Date(0), version: 1 },
+  expiresAt: new Date(0),
+  sent: undefined,
+});
 
 function dueQueue(count: number) {
   const due = Array.from({ length: count }, (_, i) => `integration-${i}`);
@@ -18,7 +27,7 @@ function dueQueue(count: number) {
     claimLimits,
     claim: async ({ limit }: { limit: number }): Promise<ClaimedRefresh[]> => {
       claimLimits.push(limit);
-      return due.splice(0, limit).map((integrationId) => ({ integrationId, provider: "sandbox", version: 1 }));
+      return due.splice(0, limit).map((integrationId) => ({ integrationId, provider: "sandbox", lease: takenLease() }));
     },
     tokenService: {
       refreshAhead: async (): Promise<boolean> => {

@@ -95,6 +95,27 @@ describe("refresh coordinator", () => {
     expect(store.leases.has(integration.id)).toBe(false);
   });
 
+  it("refreshes under a lease the claim already took: no second take, and the write gives it back", async () => {
+    const { tokens, store, provider, coordinator } = setUp(async () => ({ tokens: tokens(HOUR, "at-2", "rt-2") }));
+    const claimed = await store.tokenSets.acquireLease(integration.id, "replica-a", LEASE_MS);
+    if (!claimed.acquired) throw new Error("the lease of a fresh integration is free");
+    let takes = 0;
+    const acquireLease = store.tokenSets.acquireLease.bind(store.tokenSets);
+    store.tokenSets.acquireLease = (...args) => {
+      takes += 1;
+      return acquireLease(...args);
+    };
+    let releases = 0;
+    const releaseLease = store.tokenSets.releaseLease.bind(store.tokenSets);
+    store.tokenSets.releaseLease = (...args) => {
+      releases += 1;
+      return releaseLease(...args);
+    };
+    expect(await coordinator.refresh(undefined, integration, { ...expiring, trigger: "proactive" }, claimed)).toMatchObject({ refreshed: true, version: 2 });
+    expect(provider.sent).toEqual(["rt-1"]);
+    expect([takes, releases, store.leases.has(integration.id)]).toEqual([0, 0, false]);
+  });
+
   it("waits for the replica holding the lease and answers with the set it stored, without calling the provider", async () => {
     const { tokens, store, provider, wakeups, coordinator } = setUp(async () => ({ tokens: tokens(HOUR, "never") }));
     store.leases.set(integration.id, { owner: "replica-b", expiresAt: clock.now().getTime() + LEASE_MS });

@@ -7,7 +7,7 @@
  */
 import { BrokerError, isBrokerError } from "../errors.js";
 import { integrationNotFound } from "../policy.js";
-import type { Clock, TokenChangeFeed, Logger, TokenStore } from "../ports.js";
+import type { Clock, TokenChangeFeed, Logger, TakenLease, TokenStore } from "../ports.js";
 import type { EncryptedTokenSet, Integration, RequestContext, TokenSet } from "../types.js";
 import type { Wakeups } from "./token-waits.js";
 import { checkStatus, noRefreshToken, noTokens, operationAbandoned } from "./integration-checks.js";
@@ -36,8 +36,11 @@ export interface RefreshNeed {
 }
 
 export interface RefreshCoordinator {
-  /** The token set current after one refresh of `integration`, whoever refreshed it. */
-  refresh(ctx: RequestContext | undefined, integration: Integration, need: RefreshNeed): Promise<RefreshResult>;
+  /**
+   * The token set current after one refresh of `integration`, whoever refreshed it. `claimed`: a
+   * lease this replica took already (the proactive refresher's claim), used instead of a first take.
+   */
+  refresh(ctx: RequestContext | undefined, integration: Integration, need: RefreshNeed, claimed?: TakenLease): Promise<RefreshResult>;
   /**
    * Gives back a lease this replica may hold for an integration nothing will refresh any more
    * (`latest`: as read now, absent when gone). Inside the single flight, so no refresh of it here
@@ -84,14 +87,14 @@ export function createRefreshCoordinator(deps: RefreshCoordinatorDeps): RefreshC
     onAbandon: (key) => logger.error({ integrationId: key }, "a shared token operation did not settle in time; its waiters are released"),
   });
 
-  async function coordinated(ctx: RequestContext | undefined, integration: Integration, need: RefreshNeed): Promise<RefreshResult> {
+  async function coordinated(ctx: RequestContext | undefined, integration: Integration, need: RefreshNeed, claimed: TakenLease | undefined): Promise<RefreshResult> {
     // Waiting outlasts one lease: if its holder died, the lease lapses and this replica takes
     // over. A caller's own deadline still ends its wait sooner (awaitWithin).
     const waitUntil = clock.now().getTime() + leases.leaseMs + deps.refreshBudgetMs;
     let seenVersion: number | undefined;
     let awaitedMarkHolder = false;
     for (let attempt = 0; ; attempt++) {
-      const acquisition = await leases.acquire(integration.id);
+      const acquisition = attempt === 0 && claimed !== undefined ? { acquired: true as const, lease: leases.adopt(integration.id, claimed) } : await leases.acquire(integration.id);
       if (acquisition.acquired && !awaitedMarkHolder && (await handedBackToMarkHolder(integration, acquisition.lease, waitUntil))) {
         awaitedMarkHolder = true;
         seenVersion ??= acquisition.lease.version;
@@ -253,8 +256,9 @@ export function createRefreshCoordinator(deps: RefreshCoordinatorDeps): RefreshC
   }
 
   return {
-    refresh(ctx, integration, need) {
-      return refreshes.run(integration.id, () => coordinated(ctx, integration, need));
+    refresh(ctx, integration, need, claimed) {
+      // A refresh already running here holds the same lease (the owner is the replica): the claim joins it.
+      return refreshes.run(integration.id, () => coordinated(ctx, integration, need, claimed));
     },
     async releaseIdle(integrationId, latest) {
       await refreshes

@@ -5,7 +5,7 @@
  * what the provider did with the request (refresh-takeover.ts).
  */
 import { BrokerError } from "../errors.js";
-import type { Logger, TokenStore } from "../ports.js";
+import type { Logger, TakenLease, TokenStore } from "../ports.js";
 import type { EncryptedTokenSet } from "../types.js";
 import { startLeaseHeartbeat } from "./lease-heartbeat.js";
 import type { RefreshSentMark } from "./refresh-takeover.js";
@@ -40,6 +40,8 @@ export interface RefreshLeases {
   acquire(
     integrationId: string,
   ): Promise<{ readonly acquired: true; readonly lease: HeldLease } | { readonly acquired: false; readonly expiresAt: Date | undefined; readonly gone: boolean }>;
+  /** Holds a lease taken elsewhere for this replica (the proactive refresher's claim): the heartbeat starts now. */
+  adopt(integrationId: string, taken: TakenLease): HeldLease;
   /** Takes the lease again, come what may: this replica keeps it while it retries a write. */
   hold(integrationId: string): Promise<void>;
   /** Gives the lease back; a failure is logged (the lease expires by itself). */
@@ -109,6 +111,7 @@ export function createRefreshLeases(deps: {
         ? { acquired: true, lease: held(integrationId, lease.sent, lease.tokenSet) }
         : { acquired: false, expiresAt: lease.expiresAt, gone: lease.holder === undefined };
     },
+    adopt: (integrationId, taken) => held(integrationId, taken.sent, taken.tokenSet),
     async hold(integrationId) {
       await store.tokenSets.acquireLease(integrationId, replicaId, leaseMs).catch(() => undefined);
     },

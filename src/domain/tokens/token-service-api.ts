@@ -2,7 +2,7 @@
  * The token service's contract: what it needs (ports, settings, hooks) and what it offers
  * (token-service.ts implements it).
  */
-import type { AuditLog, Cipher, Clock, ProviderClient, ProviderPauseFeed, TokenChangeFeed, Logger, TokenStore } from "../ports.js";
+import type { AuditLog, Cipher, ClaimedRefresh, Clock, ProviderClient, ProviderPauseFeed, TokenChangeFeed, Logger, TokenStore } from "../ports.js";
 import type { DatabaseOutcomes } from "../database-bound.js";
 import type { Integration, Principal, RequestContext, TokenSet } from "../types.js";
 import type { CircuitState } from "./circuit-breaker.js";
@@ -95,10 +95,11 @@ export interface TokenService {
   /** Forces a refresh now through the same single-flight path (RefreshIntegration, sync). */
   refreshNow(ctx: RequestContext, integrationId: string): Promise<{ integration: Integration; refreshed: boolean }>;
   /**
-   * For the proactive refresher: refreshes when the token expires within `withinMs` (someone
-   * else's fresher token counts). Returns whether this call refreshed at the provider.
+   * For the proactive refresher: refreshes a claimed integration, under the claim's lease, when
+   * its token expires within `withinMs` (someone else's fresher token counts). Returns whether
+   * this call refreshed at the provider.
    */
-  refreshAhead(integrationId: string, withinMs: number): Promise<boolean>;
+  refreshAhead(claimed: Pick<ClaimedRefresh, "integrationId" | "lease">, withinMs: number): Promise<boolean>;
   /** Drops the cached copy (delete, re-authorization); its counted disclosures are written and forgotten. */
   evict(integrationId: string): void;
   /** Writes the counted repeat disclosures (`token.reissued`, disclosures.ts); the broker runs it periodically. */

@@ -183,7 +183,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       return { integration: latest, refreshed: result.refreshed };
     },
 
-    async refreshAhead(integrationId, withinMs) {
+    async refreshAhead({ integrationId, lease }, withinMs) {
       // A failed read leaves the claim's lease to lapse by itself: a refresh of this integration
       // on this replica may be running under it (the owner is the replica).
       const integration = await store.integrations.get(integrationId);
@@ -197,7 +197,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
         integration.accessTokenExpiresAt && integration.lastRefreshedAt
           ? integration.accessTokenExpiresAt.getTime() - integration.lastRefreshedAt.getTime()
           : withinMs * 2;
-      const result = await coordinator.refresh(undefined, integration, { minValidForMs: Math.min(withinMs, lifetime / 2), force: false, trigger: "proactive" });
+      const result = await coordinator.refresh(undefined, integration, { minValidForMs: Math.min(withinMs, lifetime / 2), force: false, trigger: "proactive" }, lease);
       return result.refreshed;
     },
 
