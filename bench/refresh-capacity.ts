@@ -8,27 +8,24 @@
  * path while the refresher runs against the same path with nothing due. Then each replica walks
  * 10,000 distinct integrations (its cache full at the default bound) and its RSS is read.
  */
-import { execFile } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import postgres from "postgres";
 import { loadOrCreateLocalSigningKey, signLocalToken } from "../src/auth/local-signing-key.js";
 import { createLocalKeyringCipher } from "../src/crypto/local-keyring-cipher.js";
 import { createLogger } from "../src/observability/logger.js";
 import { startBrokerProcess, type BrokerProcess } from "../test/support/broker-process.js";
-import { dockerfileRuntimeEnvironment } from "../test/support/image-environment.js";
 import { waitUntil } from "../test/support/wait-until.js";
 import { GET_ACCESS_TOKEN, tokenRequest } from "./cold-path.js";
 import { logLevel, UNLIMITED_TOKEN_CALLS } from "./support/broker.js";
 import { localPostgresCpuMicros, pidCpuMicros, pidRssBytes, processCpuMicros } from "./support/cpu.js";
-import { runLoad, unaryCall, type LoadResult } from "./support/load.js";
+import { runLoad, type LoadResult } from "./support/load.js";
 import type { BenchServer } from "./support/postgres.js";
 import { startProviderLookalike, type ProviderLookalike } from "./support/provider-lookalike.js";
 import { envInt, mib, ms, verdict, type BenchReport } from "./support/report.js";
+import { replicaProcessOptions, walk } from "./support/replica-process.js";
 import { seedIntegrations } from "./support/seed.js";
 
 const PROVIDER_ID = "lookalike";
@@ -237,61 +234,4 @@ export async function benchRefreshCapacity(server: BenchServer): Promise<BenchRe
     await provider.close();
     await rm(dataDir, { recursive: true, force: true });
   }
-}
-
-/**
- * One GetAccessToken per integration of `ids`, 16 at a time: each lands in the replica's cache.
- * A call refused under load (the replicas share two cores with PostgreSQL) is asked again, so
- * the cache ends up holding every one; what refused it is printed.
- */
-async function walk(replica: BrokerProcess, ids: readonly string[], metadata: grpc.Metadata): Promise<{ retried: number; firstError: string | undefined }> {
-  const client = new grpc.Client(replica.grpcAddress, grpc.credentials.createInsecure());
-  const queue = ids.map((id) => ({ request: tokenRequest(id), attempts: 0 }));
-  let retried = 0;
-  let firstError: string | undefined;
-  try {
-    await Promise.all(
-      Array.from({ length: WARM_CALLERS }, async () => {
-        for (let item = queue.pop(); item !== undefined; item = queue.pop()) {
-          const current = item;
-          await unaryCall(client, GET_ACCESS_TOKEN, current.request, metadata).catch((error: unknown) => {
-            firstError ??= error instanceof Error ? error.message : String(error);
-            current.attempts += 1;
-            if (current.attempts >= 5) throw new Error(`a call of the memory walk on ${replica.grpcAddress} failed 5 times: ${firstError}`);
-            retried += 1;
-            queue.unshift(current);
-          });
-        }
-      }),
-    );
-  } finally {
-    client.close();
-  }
-  return { retried, firstError };
-}
-
-/**
- * How the replicas run: by default as the image runs them, the compiled build (built here first)
- * with the Dockerfile's memory settings (`NODE_OPTIONS`, `MALLOC_ARENA_MAX`), since memory is
- * measured against them; `BENCH_CAPACITY_COMPILED=0` runs `src/main.ts` under tsx as `npm start`
- * does, with neither. `BENCH_CAPACITY_NODE_ARGS` adds Node options (they win over `NODE_OPTIONS`);
- * `MALLOC_ARENA_MAX`, when the bench has it, replaces the image's.
- */
-async function replicaProcessOptions(): Promise<{ script: "src/main.ts" | "dist/main.js"; nodeArgs: string[]; env: Record<string, string> }> {
-  const nodeArgs = (process.env["BENCH_CAPACITY_NODE_ARGS"] ?? "").split(/\s+/).filter((arg) => arg !== "");
-  const compiled = process.env["BENCH_CAPACITY_COMPILED"] ?? "1";
-  if (compiled !== "0" && compiled !== "1") throw new Error(`BENCH_CAPACITY_COMPILED must be 1 or 0, got "${compiled}"`);
-  const image = dockerfileRuntimeEnvironment();
-  const memory: Record<string, string> = {};
-  if (compiled === "1") {
-    for (const name of ["NODE_OPTIONS", "MALLOC_ARENA_MAX"]) {
-      const value = image[name];
-      if (value !== undefined) memory[name] = value;
-    }
-  }
-  const arenas = process.env["MALLOC_ARENA_MAX"];
-  if (arenas !== undefined) memory["MALLOC_ARENA_MAX"] = arenas;
-  if (compiled === "0") return { script: "src/main.ts", nodeArgs, env: memory };
-  await promisify(execFile)("npm", ["run", "-s", "build"], { cwd: fileURLToPath(new URL("..", import.meta.url)) });
-  return { script: "dist/main.js", nodeArgs, env: memory };
 }
