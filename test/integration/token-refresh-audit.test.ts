@@ -237,7 +237,8 @@ describe("refreshes in the audit trail", () => {
       const before = peer.tokenRequests();
       try {
         const failure = await tokens.tokenFor(caller("req-outage"), integration, 60_000, []).catch((e: unknown) => e);
-        expect(isBrokerError(failure, "provider_unavailable")).toBe(true);
+        // Named in full, so that another outcome says what it was.
+        expect(isBrokerError(failure) ? [failure.code, failure.reason, failure.message] : failure).toEqual(["provider_unavailable", "PROVIDER_UNAVAILABLE", expect.any(String)]);
       } finally {
         peer.setTokenEndpointFault("none");
       }
