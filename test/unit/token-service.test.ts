@@ -5,7 +5,7 @@
  * provider's pause and a caller's deadline. No PostgreSQL, no sockets.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { BrokerError } from "../../src/domain/errors.js";
+import { BrokerError, isBrokerError } from "../../src/domain/errors.js";
 import type { ProviderGrant } from "../../src/domain/ports.js";
 import { PROVIDER_RETRY_AFTER_KEY } from "../../src/domain/tokens/provider-pause.js";
 import { createTokenService, type TokenService, type TokenServiceDeps } from "../../src/domain/tokens/token-service.js";
@@ -92,6 +92,30 @@ describe("token service facade", () => {
       ["token.reissued", "req-2", "1", "2"],
       ["token.issued", "req-refreshed", "2", undefined],
     ]);
+  });
+
+  it("looks an integration up once for many concurrent callers, and a failed lookup is not shared with later ones", async () => {
+    const { store, service } = setUp(async () => grant("never"));
+    store.put(integration, tokensValidFor(HOUR, "at-1", "rt-1"));
+    const get = store.integrations.get.bind(store.integrations);
+    let reads = 0;
+    let failNext = true;
+    store.integrations.get = async (id) => {
+      reads += 1;
+      // Answered on a later turn, as PostgreSQL does: every caller below arrives while it is in flight.
+      await new Promise((resolve) => setImmediate(resolve));
+      if (failNext) {
+        failNext = false;
+        throw new BrokerError("database_unavailable", "the database did not answer", { retryAfterMs: 100 });
+      }
+      return get(id);
+    };
+    const failed = await Promise.allSettled(Array.from({ length: 100 }, () => service.resolve({ integrationId: integration.id })));
+    expect(failed.every((r) => r.status === "rejected" && isBrokerError(r.reason, "database_unavailable"))).toBe(true);
+    expect(reads).toBe(1);
+    const answers = await Promise.all(Array.from({ length: 100 }, () => service.resolve({ integrationId: integration.id })));
+    expect(answers.every((a) => a.id === integration.id)).toBe(true);
+    expect(reads).toBe(2);
   });
 
   it("loads a cold token set once for many concurrent callers: one read, one batch decrypt", async () => {

@@ -1,7 +1,9 @@
 /**
  * Which integration a token request names: an id, or a user + provider (+ external account)
  * pair. The answer is remembered for a short while (integration-memory.ts), so the hot path
- * asks PostgreSQL once per integration rather than once per call.
+ * asks PostgreSQL once per integration rather than once per call; concurrent callers that find
+ * nothing remembered share one lookup, so a thousand callers of one integration arriving at once
+ * queue one query on the pool instead of a thousand.
  */
 import { BrokerError } from "../errors.js";
 import { integrationNotFound } from "../policy.js";
@@ -9,6 +11,7 @@ import type { Clock, TokenStore } from "../ports.js";
 import type { Integration } from "../types.js";
 import { checkStatus } from "./integration-checks.js";
 import { createResolvedIntegrations } from "./integration-memory.js";
+import { createSingleFlight, type SingleFlightOptions } from "./single-flight.js";
 
 /**
  * How long a resolved integration is reused without asking PostgreSQL. Changes that matter to
@@ -40,9 +43,13 @@ export function createIntegrationResolver(deps: {
   readonly integrations: TokenStore["integrations"];
   readonly clock: Clock;
   readonly maxEntries: number;
+  /** How a shared lookup that does not settle is given up (single-flight.ts). */
+  readonly lookups?: SingleFlightOptions | undefined;
 }): IntegrationResolver {
   const { integrations } = deps;
   const resolved = createResolvedIntegrations({ maxEntries: deps.maxEntries, ttlMs: RESOLVE_TTL_MS, clock: deps.clock });
+  // A lookup has no side effects, and each caller still applies its own authorization to the answer.
+  const lookups = createSingleFlight<Integration>(deps.lookups);
 
   async function lookUp(selector: TokenSelector): Promise<Integration> {
     if (selector.integrationId) {
@@ -104,7 +111,7 @@ export function createIntegrationResolver(deps: {
         checkStatus(hit);
         return hit;
       }
-      const integration = await lookUp(selector);
+      const integration = await lookups.run(key, () => lookUp(selector));
       authorize?.(integration);
       checkStatus(integration);
       resolved.remember(key, integration);

@@ -60,7 +60,13 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
   const disclosures = deps.audit && createDisclosureLedger({ audit: deps.audit, logger, maxKeys: settings.disclosureMaxKeys ?? 2 * settings.cacheMaxEntries });
   const cache = createTokenCache(settings.cacheMaxEntries);
   const stored = createStoredTokens({ store, cipher: deps.cipher, cache });
-  const resolver = createIntegrationResolver({ integrations: store.integrations, clock, maxEntries: settings.cacheMaxEntries });
+  const abandonShared = (fields: Record<string, string>) => logger.error(fields, "a shared token operation did not settle in time; its waiters are released");
+  const resolver = createIntegrationResolver({
+    integrations: store.integrations,
+    clock,
+    maxEntries: settings.cacheMaxEntries,
+    lookups: { abandonAfterMs: maxWaitMs, abandoned: operationAbandoned("looking up the integration"), onAbandon: (key) => abandonShared({ lookup: key.replaceAll("\u0000", "/") }) },
+  });
   const lifetimes = createTokenLifetimes({ maxEntries: settings.cacheMaxEntries, trustMs: LIFETIME_MEMORY_MS, clock });
   const touch = createLastUse({ integrations: store.integrations, clock, logger, maxEntries: settings.cacheMaxEntries });
   const wakeups = createWakeups();
@@ -97,7 +103,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
   const loads = createSingleFlight<CurrentTokens | undefined>({
     abandonAfterMs: maxWaitMs,
     abandoned: operationAbandoned("reading the token set"),
-    onAbandon: (key) => logger.error({ integrationId: key }, "a shared token operation did not settle in time; its waiters are released"),
+    onAbandon: (key) => abandonShared({ integrationId: key }),
   });
   const validFor = (tokens: TokenSet) => validForMs(tokens, clock);
 
