@@ -69,8 +69,8 @@ export function createTokenSetRepository(sql: postgres.Sql) {
      * (last refresh, granted scopes, failure count) moves in the same statement, and so does what
      * follows every landed write: the change is announced on `TOKEN_CHANNEL` (`pg_notify`,
      * delivered at commit, so no replica hears of a version it cannot read yet) and, with
-     * `releaseLeaseOf`, that owner's refresh lease goes back. A refresh then costs one round trip
-     * after the provider's answer instead of three.
+     * `releaseLeaseOf`, that owner's refresh lease goes back. The write, the notification and the
+     * release that follow a provider's answer are one statement instead of three.
      *
      * One statement rather than `sql.begin`: when the connection dies inside a postgres.js 3.4.9
      * transaction, its ROLLBACK is written to the dead connection from a timer and throws outside
