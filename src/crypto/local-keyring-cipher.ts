@@ -8,7 +8,7 @@
  * The keys live next to the data they protect; that is why production refuses this cipher unless
  * explicitly allowed (see `create-cipher.ts`).
  */
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, randomBytes, type KeyObject } from "node:crypto";
 import { stat } from "node:fs/promises";
 import type { Logger } from "../observability/logger.js";
 import type { CiphertextInput, CipherInput } from "../domain/ports.js";
@@ -28,12 +28,19 @@ const TAG_BYTES = 16;
 const HKDF_SALT = Buffer.from("oauth-broker/local-keyring/v1", "utf8");
 /** How often the file is checked for rotations made by another process. */
 const RELOAD_CHECK_MS = 1000;
+/**
+ * Row keys derived lately. A refresh decrypts a row's two tokens and, a provider round trip
+ * later, encrypts their successors: four derivations of one key, three of them saved here. The
+ * keys they derive from are in memory anyway, so holding a few hundred derived ones adds nothing
+ * an attacker with this process's memory lacks.
+ */
+const ROW_KEY_MEMO_ENTRIES = 256;
 
-function rowKey(key: Buffer, context: string): Buffer {
+function deriveRowKey(key: Buffer, context: string): KeyObject {
   if (context === "") {
     throw new BrokerError("internal", "encryption context must not be empty (it binds a ciphertext to its row)");
   }
-  return Buffer.from(hkdfSync("sha256", key, HKDF_SALT, Buffer.from(context, "utf8"), 32));
+  return createSecretKey(Buffer.from(hkdfSync("sha256", key, HKDF_SALT, Buffer.from(context, "utf8"), 32)));
 }
 
 function refused(reason: ErrorReason, message: string): BrokerError {
@@ -46,6 +53,24 @@ export async function createLocalKeyringCipher(options: LocalKeyringCipherOption
   const opened = await openKeyring(dataDir);
   let keyring: Keyring = opened.keyring;
   let lastCheck = Date.now();
+  // Keyed by key version and row; a reload may bring a different keyring, so it starts afresh.
+  let rowKeys = new Map<string, KeyObject>();
+  let rowKeysOf = keyring;
+
+  function rowKey(version: number, key: Buffer, context: string): KeyObject {
+    if (rowKeysOf !== keyring) {
+      rowKeys = new Map();
+      rowKeysOf = keyring;
+    }
+    const memoKey = `${version}:${context}`;
+    let derived = rowKeys.get(memoKey);
+    if (derived === undefined) {
+      derived = deriveRowKey(key, context);
+      if (rowKeys.size >= ROW_KEY_MEMO_ENTRIES) rowKeys.delete(rowKeys.keys().next().value ?? "");
+      rowKeys.set(memoKey, derived);
+    }
+    return derived;
+  }
 
   logger.warn(
     { event: "local_keyring_in_use", path, created: opened.created, latestVersion: keyring.latest },
@@ -72,7 +97,7 @@ export async function createLocalKeyringCipher(options: LocalKeyringCipherOption
     const key = keyring.keys.get(version);
     if (!key) throw refused("KEY_VERSION_UNKNOWN", "the local keyring lost its latest key version");
     const nonce = randomBytes(NONCE_BYTES);
-    const cipher = createCipheriv("aes-256-gcm", rowKey(key, input.context), nonce);
+    const cipher = createCipheriv("aes-256-gcm", rowKey(version, key, input.context), nonce);
     cipher.setAAD(Buffer.from(`local:v${version}`, "utf8"));
     const sealed = Buffer.concat([cipher.update(input.plaintext, "utf8"), cipher.final(), cipher.getAuthTag()]);
     return `local:v${version}:${Buffer.concat([nonce, sealed]).toString("base64")}`;
@@ -95,7 +120,7 @@ export async function createLocalKeyringCipher(options: LocalKeyringCipherOption
       throw refused("CIPHERTEXT_MALFORMED", "a stored ciphertext is malformed");
     }
     try {
-      const decipher = createDecipheriv("aes-256-gcm", rowKey(key, input.context), raw.subarray(0, NONCE_BYTES));
+      const decipher = createDecipheriv("aes-256-gcm", rowKey(version, key, input.context), raw.subarray(0, NONCE_BYTES));
       decipher.setAAD(Buffer.from(`local:v${version}`, "utf8"));
       decipher.setAuthTag(raw.subarray(raw.length - TAG_BYTES));
       return Buffer.concat([decipher.update(raw.subarray(NONCE_BYTES, raw.length - TAG_BYTES)), decipher.final()]).toString("utf8");

@@ -47,10 +47,14 @@ export type LeaseResult =
 /** A refresh lease taken for this replica, by `acquireLease` or by the proactive refresher's claim. */
 export type TakenLease = Extract<LeaseResult, { readonly acquired: true }>;
 
-/** An integration the proactive refresher claimed: its lease is taken by the claim itself. */
+/**
+ * An integration the proactive refresher claimed: its lease is taken by the claim itself, and
+ * `integration` is the row as that same statement read it (active when claimed).
+ */
 export interface ClaimedRefresh {
   readonly integrationId: string;
   readonly provider: string;
+  readonly integration: Integration;
   readonly lease: TakenLease;
 }
 

@@ -94,14 +94,23 @@ export function toIntegration(row: IntegrationRow): Integration {
 
 export type IntegrationRepository = ReturnType<typeof createIntegrationRepository>;
 
+/**
+ * The columns of an `IntegrationRow`: the integration `i` plus what its token set `t` says about
+ * it (never a ciphertext). For any statement that has both at hand.
+ */
+export function integrationColumns(db: postgres.Sql | postgres.TransactionSql) {
+  return db`
+    i.id, i.user_id, i.provider, i.external_account_id, i.external_account_name,
+    i.external_account_attributes, i.granted_scopes, i.status, i.status_reason,
+    i.refresh_failure_count, i.created_at, i.updated_at, i.last_refreshed_at, i.last_used_at,
+    t.expires_at as access_token_expires_at,
+    coalesce(t.refresh_token_ciphertext is not null, false) as has_refresh_token`;
+}
+
 /** The integration columns plus what its token set says about it (never a ciphertext). */
 export function selectIntegrations(db: postgres.Sql | postgres.TransactionSql, where: postgres.PendingQuery<postgres.Row[]>) {
   return db<IntegrationRow[]>`
-    select i.id, i.user_id, i.provider, i.external_account_id, i.external_account_name,
-           i.external_account_attributes, i.granted_scopes, i.status, i.status_reason,
-           i.refresh_failure_count, i.created_at, i.updated_at, i.last_refreshed_at, i.last_used_at,
-           t.expires_at as access_token_expires_at,
-           coalesce(t.refresh_token_ciphertext is not null, false) as has_refresh_token
+    select ${integrationColumns(db)}
     from integrations i left join token_sets t on t.integration_id = i.id
     where ${where}`;
 }

@@ -9,6 +9,7 @@ import type { ClaimedRefresh, EncryptedTokenWrite, LeaseResult, TakenLease } fro
 import type { RefreshSentMark } from "../domain/tokens/refresh-takeover.js";
 import type { EncryptedTokenSet } from "../domain/types.js";
 import { guarded } from "./database.js";
+import { integrationColumns, toIntegration, type IntegrationRow } from "./integration-repository.js";
 import { TOKEN_CHANNEL } from "./token-notifications.js";
 
 interface TokenSetRow {
@@ -176,13 +177,15 @@ export function createTokenSetRepository(sql: postgres.Sql) {
     /**
      * For the proactive refresher: live integrations whose access token expires within
      * `withinMs`, whose lease is free and whose backoff has passed — leased to `owner` in the same
-     * statement, which returns each lease as `acquireLease` would (the refresh needs no second take). `skip locked` lets every replica claim concurrently without double work.
+     * statement, which returns each lease as `acquireLease` would and the integration as
+     * `integrations.get` would (the refresh needs no second take and no second read). `skip
+     * locked` lets every replica claim concurrently without double work.
      * `exclude` names the integrations a pass already claimed, so one that failed without backing
      * off (the key service sealed) is not claimed again in the same pass.
      */
     claimExpiring: (options: { withinMs: number; limit: number; owner: string; ttlMs: number; exclude?: readonly string[] }) =>
       guarded("claim expiring tokens", async (): Promise<ClaimedRefresh[]> => {
-        const rows = await sql<(LeaseRow & { integration_id: string; provider: string })[]>`
+        const rows = await sql<(LeaseRow & IntegrationRow & { integration_id: string })[]>`
           with candidates as (
             select t.integration_id from token_sets t join integrations i on i.id = t.integration_id
             where i.status = 'active'
@@ -201,9 +204,10 @@ export function createTokenSetRepository(sql: postgres.Sql) {
             lease_expires_at = now() + ${options.ttlMs} * interval '1 millisecond'
           from candidates c, integrations i
           where t.integration_id = c.integration_id and i.id = t.integration_id
-          returning t.integration_id, i.provider, t.access_token_ciphertext, t.refresh_token_ciphertext, t.token_type, t.scopes,
-            t.expires_at, t.version::text, t.lease_expires_at, t.refresh_sent_version::text, t.refresh_sent_by, t.refresh_sent_at`;
-        return rows.map((row) => ({ integrationId: row.integration_id, provider: row.provider, lease: takenLeaseOf(row) }));
+          returning t.integration_id, t.access_token_ciphertext, t.refresh_token_ciphertext, t.token_type, t.scopes,
+            t.expires_at, t.version::text, t.lease_expires_at, t.refresh_sent_version::text, t.refresh_sent_by, t.refresh_sent_at,
+            ${integrationColumns(sql)}`;
+        return rows.map((row) => ({ integrationId: row.integration_id, provider: row.provider, integration: toIntegration(row), lease: takenLeaseOf(row) }));
       }),
 
     /** Earliest expiry the proactive refresher will act on, for GetStatus. */

@@ -92,6 +92,11 @@ describe("local keyring cipher", () => {
     const swapped = await rejection(cipher.decrypt({ ciphertext: a, context: "row-b" }));
     expect(swapped.code).toBe("key_service_error");
     expect(swapped.reason).toBe("CIPHERTEXT_AUTHENTICATION_FAILED");
+    // Both rows' keys derived lately (and kept for the next use): each still opens only its own row's ciphertexts.
+    const b = await cipher.encrypt({ plaintext: "token-b", context: "row-b" });
+    expect(await cipher.decryptBatch([{ ciphertext: a, context: "row-a" }, { ciphertext: b, context: "row-b" }])).toEqual(["token-a", "token-b"]);
+    expect((await rejection(cipher.decrypt({ ciphertext: b, context: "row-a" }))).reason).toBe("CIPHERTEXT_AUTHENTICATION_FAILED");
+    expect((await rejection(cipher.decrypt({ ciphertext: a, context: "row-b" }))).reason).toBe("CIPHERTEXT_AUTHENTICATION_FAILED");
     const raw = Buffer.from(a.slice("local:v1:".length), "base64");
     raw[14] = (raw[14] ?? 0) ^ 1;
     expect((await rejection(cipher.decrypt({ ciphertext: `local:v1:${raw.toString("base64")}`, context: "row-a" }))).reason).toBe(

@@ -26,7 +26,7 @@ import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { type OidcPeer } from "../support/peers/oidc-peer.js";
 import { captureLogger } from "../support/log-capture.js";
 import { startMicrosoftPeer } from "../support/peers/microsoft-peer.js";
-import { awaitedLater, waitUntil } from "../support/wait-until.js";
+import { awaitedLater } from "../support/wait-until.js";
 
 const REDIRECT_URI = "http://127.0.0.1:18080/oauth/callback/microsoft";
 const SECRET = "ms~secret.value_1";
@@ -43,6 +43,8 @@ interface Replica {
   readonly tokens: TokenService;
   /** Integration reads its token service made: the signal that a call got past its first step. */
   integrationReads(): number;
+  /** Refresh leases its token service gave back early (`releaseLease`). */
+  leaseReleases(): number;
 }
 
 describe("token lifecycle", () => {
@@ -59,6 +61,8 @@ describe("token lifecycle", () => {
     const notifications = await createTokenNotifications(database.sql, logger);
     const integrations = createIntegrationRepository(database.sql);
     let integrationReads = 0;
+    let leaseReleases = 0;
+    const tokenSets = createTokenSetRepository(database.sql);
     const tokens = createTokenService({
       store: {
         integrations: {
@@ -68,7 +72,13 @@ describe("token lifecycle", () => {
             return integrations.get(...args);
           },
         },
-        tokenSets: createTokenSetRepository(database.sql),
+        tokenSets: {
+          ...tokenSets,
+          releaseLease: (...args) => {
+            leaseReleases += 1;
+            return tokenSets.releaseLease(...args);
+          },
+        },
       },
       cipher,
       providers: { get: (id) => (id === "microsoft" ? client : undefined) },
@@ -80,7 +90,7 @@ describe("token lifecycle", () => {
       // one that a storm of callers queued on a loaded machine's pool stays inside.
       settings: { cacheMaxEntries: 100, leaseSeconds: 5, breakerFailureThreshold: 3, breakerCooldownMs: 60_000, databaseCallTimeoutMs: 20_000 },
     });
-    const r = { database, notifications, tokens, integrationReads: () => integrationReads };
+    const r = { database, notifications, tokens, integrationReads: () => integrationReads, leaseReleases: () => leaseReleases };
     replicas.push(r);
     return r;
   }
@@ -255,15 +265,24 @@ describe("token lifecycle", () => {
     await Promise.all(refreshers.map((r) => r.stop()));
   });
 
-  it("gives the claim's lease back when the integration stopped being active before its refresh", async () => {
+  it("claims only active integrations, and gives back the lease of a claimed one that is not", async () => {
     const id = await connect("ahead-revoked");
-    // Leased to replica a, as its refresher's claim leaves it.
-    const lease = await createTokenSetRepository(db.sql).acquireLease(id, "replica-a", 60_000);
-    if (!lease.acquired) throw new Error("the lease of a fresh integration is free");
-    // Revoked between the claim and the refresh.
+    await expire(id);
+    await db.sql`update integrations set status = 'needs_reauth' where id = ${id}`;
+    const tokenSets = createTokenSetRepository(db.sql);
+    // Only this one may be claimed: the other tests' integrations stay unleased.
+    const others = await db.sql<{ integration_id: string }[]>`select integration_id from token_sets where integration_id <> ${id}`;
+    const claim = { withinMs: 300_000, limit: 10, owner: "replica-a", ttlMs: 60_000, exclude: others.map((row) => row.integration_id) };
+    expect(await tokenSets.claimExpiring(claim)).toEqual([]);
+    await db.sql`update integrations set status = 'active' where id = ${id}`;
+    const [claimed] = await tokenSets.claimExpiring(claim);
+    if (!claimed) throw new Error("an active integration whose token expires is claimed");
+    // The claim returns the row as it read it, the same as a read of the integration.
+    expect(claimed.integration).toEqual(await createIntegrationRepository(db.sql).get(id));
+    // A claimed row not active (as a claim type admits) changes nothing at the provider.
     await db.sql`update integrations set status = 'needs_reauth' where id = ${id}`;
     const before = peer.tokenRequests();
-    expect(await replicas[0]!.tokens.refreshAhead({ integrationId: id, lease }, 300_000)).toBe(false);
+    expect(await replicas[0]!.tokens.refreshAhead({ ...claimed, integration: { ...claimed.integration, status: "needs_reauth" } }, 300_000)).toBe(false);
     expect(peer.tokenRequests()).toBe(before);
     const [row] = await db.sql<{ lease_owner: string | null }[]>`select lease_owner from token_sets where integration_id = ${id}`;
     expect(row?.lease_owner).toBeNull();
@@ -283,13 +302,17 @@ describe("token lifecycle", () => {
       await db.sql`update integrations set status = 'needs_reauth' where id = ${id}`;
       const lease = await createTokenSetRepository(db.sql).acquireLease(id, "replica-a", 60_000);
       if (!lease.acquired) throw new Error("the lease is replica a's own");
-      const readsBefore = replica.integrationReads();
-      const ahead = awaitedLater(replica.tokens.refreshAhead({ integrationId: id, lease }, 300_000));
-      // Its read of the integration is the step before its decision about the lease.
-      await waitUntil(() => replica.integrationReads() > readsBefore, "refreshAhead reads the integration");
+      const latest = await createIntegrationRepository(db.sql).get(id);
+      if (!latest) throw new Error("the integration is still there");
+      const releasesBefore = replica.leaseReleases();
+      let settled = false;
+      const ahead = awaitedLater(replica.tokens.refreshAhead({ integration: latest, lease }, 300_000).finally(() => (settled = true)));
       const [held] = await db.sql<{ lease_owner: string | null }[]>`select lease_owner from token_sets where integration_id = ${id}`;
-      // Released now, another replica could refresh with the refresh token the provider is rotating.
+      // Released now, another replica could refresh with the refresh token the provider is rotating:
+      // the refresher joins the refresh running here instead, and learns the outcome with it.
       expect(held?.lease_owner).toBe("replica-a");
+      expect(replica.leaseReleases()).toBe(releasesBefore);
+      expect(settled).toBe(false);
       peer.releaseHeldRequests();
       expect(await ahead).toBe(false);
       await refreshing;

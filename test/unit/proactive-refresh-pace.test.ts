@@ -7,8 +7,9 @@ import { describe, expect, it } from "vitest";
 import { startProactiveRefresher } from "../../src/jobs/proactive-refresh.js";
 import type { ClaimedRefresh, TakenLease } from "../../src/domain/ports.js";
 import { captureLogger } from "../support/log-capture.js";
+import { integrationFixture } from "../support/token-fakes.js";
 
-/** The pace is under test, not the refresh: each claim's lease is a placeholder the fake never reads. */
+/** The pace is under test, not the refresh: each claim's lease and row are placeholders the fake never reads. */
 const takenLease = (): TakenLease => ({
   acquired: true,
   version: 1,
@@ -27,7 +28,7 @@ function dueQueue(count: number) {
     claimLimits,
     claim: async ({ limit }: { limit: number }): Promise<ClaimedRefresh[]> => {
       claimLimits.push(limit);
-      return due.splice(0, limit).map((integrationId) => ({ integrationId, provider: "sandbox", lease: takenLease() }));
+      return due.splice(0, limit).map((integrationId) => ({ integrationId, provider: "sandbox", integration: integrationFixture(integrationId), lease: takenLease() }));
     },
     tokenService: {
       refreshAhead: async (): Promise<boolean> => {
@@ -100,6 +101,31 @@ describe("the proactive refresher's pace", () => {
     await job.stop();
     expect(queue.claimLimits[0]).toBe(16);
     expect(queue.startedAt).toHaveLength(40);
+  });
+
+  it("unpaced, claims again once a quarter of the slots are free, not for each slot that frees", async () => {
+    const queue = dueQueue(40);
+    const finishers: Array<() => void> = [];
+    queue.tokenService.refreshAhead = () => new Promise<boolean>((resolve) => finishers.push(() => resolve(true)));
+    const job = refresher(queue, undefined);
+    const pass = job.runOnce();
+    await expect.poll(() => finishers.length).toBe(16);
+    for (let finished = 1; finished <= 3; finished++) {
+      finishers.shift()?.();
+      // Each settled refresh gives the pass a turn; none of the first three makes it claim.
+      await expect.poll(() => queue.due.length + finishers.length).toBe(40 - 16 + 16 - finished);
+    }
+    expect(queue.claimLimits).toEqual([16]);
+    finishers.shift()?.();
+    await expect.poll(() => queue.claimLimits).toEqual([16, 4]);
+    while (queue.due.length > 0 || finishers.length > 0) {
+      finishers.shift()?.();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(await pass).toBe(40);
+    await job.stop();
+    // Every claim but the first and the last (what was left) waited for four free slots.
+    expect(queue.claimLimits.slice(1, -1).every((limit) => limit >= 4)).toBe(true);
   });
 
   it("a stopped job ends a paced pass without waiting out the pace", async () => {

@@ -96,10 +96,10 @@ export interface TokenService {
   refreshNow(ctx: RequestContext, integrationId: string): Promise<{ integration: Integration; refreshed: boolean }>;
   /**
    * For the proactive refresher: refreshes a claimed integration, under the claim's lease, when
-   * its token expires within `withinMs` (someone else's fresher token counts). Returns whether
-   * this call refreshed at the provider.
+   * its token expires within `withinMs` (someone else's fresher token counts). The claim's own
+   * read of the integration decides: no second read. Returns whether this call refreshed at the provider.
    */
-  refreshAhead(claimed: Pick<ClaimedRefresh, "integrationId" | "lease">, withinMs: number): Promise<boolean>;
+  refreshAhead(claimed: Pick<ClaimedRefresh, "integration" | "lease">, withinMs: number): Promise<boolean>;
   /** Drops the cached copy (delete, re-authorization); its counted disclosures are written and forgotten. */
   evict(integrationId: string): void;
   /** Writes the counted repeat disclosures (`token.reissued`, disclosures.ts); the broker runs it periodically. */

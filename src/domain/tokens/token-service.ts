@@ -189,13 +189,13 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       return { integration: latest, refreshed: result.refreshed };
     },
 
-    async refreshAhead({ integrationId, lease }, withinMs) {
-      // A failed read leaves the claim's lease to lapse by itself: a refresh of this integration
-      // on this replica may be running under it (the owner is the replica).
-      const integration = await store.integrations.get(integrationId);
-      if (integration?.status !== "active") {
-        // Gone, or no longer active since the claim: nothing will refresh it, so the claim's lease goes back now.
-        await coordinator.releaseIdle(integrationId, integration);
+    async refreshAhead({ integration, lease }, withinMs) {
+      // The claim read the row in the statement that took the lease. A second read here would
+      // only narrow, not close, the window in which a deletion races the provider call; a deletion
+      // erases the token set, so the refresh's write finds nothing to replace (integration-repository.ts).
+      if (integration.status !== "active") {
+        // Nothing will refresh it, so the claim's lease goes back now (unless a refresh here runs under it).
+        await coordinator.releaseIdle(integration.id, integration);
         return false;
       }
       // Same rule as the claim: a token living shorter than the window is refreshed at half-life.
