@@ -1,10 +1,11 @@
 /**
  * Wiring of the OAuth providers: the built-in sandbox provider (when configured) and the registry
- * of provider clients, whose HTTP calls are counted and timed.
+ * of provider clients, whose HTTP calls go through one pooled transport and are counted and timed.
  */
 import type { ProviderConfig } from "../config/types.js";
 import type { Metrics } from "../observability/metrics.js";
 import { observingFetch } from "../providers/provider-http.js";
+import { createProviderTransport } from "../providers/provider-transport.js";
 import { createProviderRegistry, providerRedirectUri, type ProviderRegistry } from "../providers/provider-registry.js";
 import { createSandboxProvider, sandboxProviderConfig, type SandboxProvider } from "../providers/sandbox-provider.js";
 import type { Wiring } from "./wiring.js";
@@ -32,7 +33,10 @@ async function startSandbox({ config, logger, closers }: Wiring): Promise<Sandbo
 }
 
 export async function openProviders(wiring: Wiring, metrics: Metrics): Promise<Providers> {
-  const { config, logger, clock } = wiring;
+  const { config, logger, clock, closers } = wiring;
+  // Closed after everything that calls providers (closers run last-added first).
+  const transport = createProviderTransport();
+  closers.add("provider connections", () => transport.close());
   const sandbox = await startSandbox(wiring);
   const configs = config.providers.map((p) => (p.kind === "sandbox" && sandbox ? sandboxProviderConfig(p, sandbox) : p));
   const registry = await createProviderRegistry(configs, {
@@ -44,7 +48,7 @@ export async function openProviders(wiring: Wiring, metrics: Metrics): Promise<P
       if (call.seconds !== undefined) {
         metrics.providerHttpRequestSeconds.observe({ provider: call.provider, endpoint: call.endpoint }, call.seconds);
       }
-    }),
+    }, transport.fetch),
   });
   return { sandbox, configs, registry };
 }

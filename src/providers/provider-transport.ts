@@ -1,0 +1,106 @@
+/**
+ * The HTTP client under every provider request: `fetch`'s contract, for the requests provider
+ * clients make (openid-client's `customFetch`, the hand-written JSON calls), carried by undici's
+ * `request` API on one keep-alive connection pool instead of the global `fetch`. Both are undici
+ * underneath; the global one runs the whole Fetch algorithm and a web stream per body, which cost
+ * a proactive refresh twice the CPU of its request and answer (bench/refresh-capacity.ts).
+ *
+ * What it keeps of `fetch`: the answer is a real `Response` (openid-client checks it is one),
+ * redirects are never followed (the broker asks for `manual` on every provider request, so a
+ * 3xx comes back as it is), failures reject, an `AbortSignal` cuts the request. What it adds:
+ * a bounded answer (a provider's token, discovery or key-set document is a few kilobytes), and
+ * `accept-encoding: identity`, so no content coding has to be undone.
+ */
+import { Agent, request } from "undici";
+
+/** The largest answer read from a provider; a larger one fails the request as undeliverable. */
+export const MAX_PROVIDER_RESPONSE_BYTES = 1024 * 1024;
+
+/** Statuses whose `Response` must have no body (Fetch standard, "null body status"). */
+const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
+
+export interface ProviderTransport {
+  readonly fetch: typeof fetch;
+  /** Closes the pooled connections; requests still running fail. */
+  close(): Promise<void>;
+}
+
+/** An answer the transport will not read; `code` names why for the logs. */
+class UnreadableResponseError extends Error {
+  override readonly name = "UnreadableResponseError";
+  readonly code: string;
+
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export function createProviderTransport(options: { readonly maxResponseBytes?: number } = {}): ProviderTransport {
+  const maxBytes = options.maxResponseBytes ?? MAX_PROVIDER_RESPONSE_BYTES;
+  // undici's defaults: keep-alive honouring the server's `Keep-Alive: timeout` hint, no pipelining.
+  const dispatcher = new Agent();
+
+  const transportFetch = async (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
+    if (input instanceof Request) throw new TypeError("provider requests are made from a URL and options, not from a Request");
+    if (init.redirect !== undefined && init.redirect !== "manual") {
+      throw new TypeError(`provider requests never follow redirects (redirect: "manual"), got "${init.redirect}"`);
+    }
+    const headers: Record<string, string> = { "accept-encoding": "identity" };
+    new Headers(init.headers).forEach((value, name) => (headers[name] = value));
+    const answer = await request(input, {
+      method: init.method ?? "GET",
+      headers,
+      body: requestBody(init.body, headers),
+      signal: init.signal ?? undefined,
+      dispatcher,
+    });
+    const body = await readBounded(answer.body, maxBytes);
+    const responseHeaders = new Headers();
+    for (const [name, value] of Object.entries(answer.headers)) {
+      if (value === undefined) continue;
+      for (const one of Array.isArray(value) ? value : [value]) responseHeaders.append(name, one);
+    }
+    const encoding = responseHeaders.get("content-encoding");
+    if (encoding !== null && encoding.toLowerCase() !== "identity") {
+      throw new UnreadableResponseError("RESPONSE_ENCODED", `the provider answered with content-encoding "${encoding}" although identity was asked for`);
+    }
+    return new Response(NULL_BODY_STATUSES.has(answer.statusCode) ? null : body, { status: answer.statusCode, headers: responseHeaders });
+  };
+
+  return {
+    fetch: transportFetch,
+    close: () => dispatcher.close(),
+  };
+}
+
+/** The bodies provider requests send: forms (token, revocation) and JSON (hand-written calls). */
+function requestBody(body: RequestInit["body"], headers: Record<string, string>): string | Uint8Array | undefined {
+  if (body === undefined || body === null) return undefined;
+  if (typeof body === "string") {
+    headers["content-type"] ??= "text/plain;charset=UTF-8";
+    return body;
+  }
+  if (body instanceof URLSearchParams) {
+    // As fetch does for a URLSearchParams body.
+    headers["content-type"] ??= "application/x-www-form-urlencoded;charset=UTF-8";
+    return body.toString();
+  }
+  if (body instanceof Uint8Array) return body;
+  throw new TypeError("a provider request body is a string, URLSearchParams or bytes");
+}
+
+async function readBounded(body: AsyncIterable<Uint8Array> & { destroy(error?: Error): unknown }, maxBytes: number): Promise<Buffer> {
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for await (const chunk of body) {
+    length += chunk.byteLength;
+    if (length > maxBytes) {
+      const error = new UnreadableResponseError("RESPONSE_TOO_LARGE", `the provider's answer exceeds ${maxBytes} bytes`);
+      body.destroy(error);
+      throw error;
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, length);
+}
