@@ -21,6 +21,27 @@ function firstString(metadata: grpc.Metadata, name: string): string | null {
 
 type HandlerListener = Parameters<grpc.ServerInterceptingCall["start"]>[0];
 
+/**
+ * The request headers grpc-js parsed when it created the call, before any interceptor ran: its
+ * base call keeps them in a field (`metadata`, grpc-js 1.14) that its types call private.
+ * Undefined when the call is not that object or the field moved; the gate then waits for the
+ * headers like any interceptor (test/integration/grpc-request-gate.test.ts pins which happens).
+ */
+export function parsedRequestMetadata(call: grpc.ServerInterceptingCallInterface): grpc.Metadata | undefined {
+  const metadata: unknown = Reflect.get(call, "metadata");
+  return metadata instanceof grpc.Metadata ? metadata : undefined;
+}
+
+/** grpc-js's own size refusal, reworded as the broker's (see GatedCall). */
+function rewordSizeRefusal(call: grpc.ServerInterceptingCallInterface, maxRequestBytes: number): void {
+  const sendStatus = call.sendStatus.bind(call);
+  call.sendStatus = (status) => {
+    if (status.code !== grpc.status.RESOURCE_EXHAUSTED || !GRPC_JS_SIZE_REFUSAL.test(status.details)) return sendStatus(status);
+    const rewritten = toGrpcStatus(requestTooLarge(maxRequestBytes));
+    sendStatus({ ...status, details: rewritten.details ?? status.details, metadata: rewritten.metadata ?? status.metadata });
+  };
+}
+
 class GatedCall extends grpc.ServerInterceptingCall {
   private decision: boolean | undefined;
   private readPending = false;
@@ -47,12 +68,7 @@ class GatedCall extends grpc.ServerInterceptingCall {
     });
     // grpc-js refuses an oversized message from inside its own call object, past every
     // interceptor's responder: its `sendStatus` is the one place that refusal can be reworded.
-    const sendStatus = next.sendStatus.bind(next);
-    next.sendStatus = (status) => {
-      if (status.code !== grpc.status.RESOURCE_EXHAUSTED || !GRPC_JS_SIZE_REFUSAL.test(status.details)) return sendStatus(status);
-      const rewritten = toGrpcStatus(requestTooLarge(maxRequestBytes));
-      sendStatus({ ...status, details: rewritten.details ?? status.details, metadata: rewritten.metadata ?? status.metadata });
-    };
+    rewordSizeRefusal(next, maxRequestBytes);
   }
 
   override start(listener: HandlerListener): void {
@@ -78,10 +94,30 @@ class GatedCall extends grpc.ServerInterceptingCall {
   }
 }
 
-export function createGrpcRequestGate(options: { admission: Admission; maxRequestBytes: number }): grpc.ServerInterceptor {
+export function createGrpcRequestGate(options: {
+  admission: Admission;
+  maxRequestBytes: number;
+  /** Told how each call was admitted (tests): at once from the parsed headers, or by the gate. */
+  onAdmission?: ((how: "at-once" | "gated") => void) | undefined;
+}): grpc.ServerInterceptor {
   return (method, call) => {
     // "/oauthbroker.v1.TokenService/GetAccessToken" → "oauthbroker.v1.TokenService"
     const service = method.path.slice(1, method.path.lastIndexOf("/"));
+    // The headers are parsed already: a call the admission lets in at once (a warm caller) needs
+    // no layer of its own between grpc-js and the handler, which costs every call a set of
+    // listener and responder objects. Anything else (refused, or known only later) is gated.
+    const metadata = parsedRequestMetadata(call);
+    if (metadata !== undefined) {
+      const certified = principalFromCertificate(call.getAuthContext().sslPeerCertificate) !== undefined;
+      if (options.admission(service, firstString(metadata, "authorization"), certified) === true) {
+        rewordSizeRefusal(call, options.maxRequestBytes);
+        options.onAdmission?.("at-once");
+        // grpc-js composes interceptors by their interface (getServerInterceptingCall); its
+        // type asks for the class only because its own interceptors are built from it.
+        return call as grpc.ServerInterceptingCall;
+      }
+    }
+    options.onAdmission?.("gated");
     return new GatedCall(call, service, options.admission, options.maxRequestBytes);
   };
 }
