@@ -185,19 +185,23 @@ async function walkDistinct(bench: BenchBroker, next: () => Buffer, calls: numbe
   const client = new grpc.Client(bench.grpcAddress, grpc.credentials.createInsecure());
   let remaining = calls;
   let failed = 0;
+  let firstError: string | undefined;
   try {
     await Promise.all(
       Array.from({ length: concurrency }, async () => {
         while (remaining > 0) {
           remaining -= 1;
-          await unaryCall(client, GET_ACCESS_TOKEN, next(), bench.adminMetadata).catch(() => (failed += 1));
+          await unaryCall(client, GET_ACCESS_TOKEN, next(), bench.adminMetadata).catch((error: unknown) => {
+            failed += 1;
+            firstError ??= error instanceof Error ? error.message : String(error);
+          });
         }
       }),
     );
   } finally {
     client.close();
   }
-  if (failed > 0) throw new Error(`${failed} of ${calls} calls of the memory walk failed`);
+  if (failed > 0) throw new Error(`${failed} of ${calls} calls of the memory walk failed; the first: ${firstError ?? ""}`);
 }
 
 /**
