@@ -8,6 +8,7 @@ import { benchColdPath } from "./cold-path.js";
 import { benchLargeTable } from "./large-table.js";
 import { benchRefreshCapacity } from "./refresh-capacity.js";
 import { benchRefreshStorm } from "./refresh-storm.js";
+import { describeMachineShare, machineCpu } from "./support/cpu.js";
 import { benchExitCode, benchMode } from "./support/exit-code.js";
 import { startBenchServer, type BenchServer } from "./support/postgres.js";
 import { formatReport, type BenchReport } from "./support/report.js";
@@ -35,10 +36,12 @@ let incomplete = 0;
 try {
   for (const bench of selected) {
     const t = performance.now();
+    const machineBefore = machineCpu();
     try {
       const report = await bench.run(server);
       missedTargets += report.checks.filter((check) => check.verdict === "FAIL").length;
-      process.stdout.write(`${formatReport(report)}\n    (${((performance.now() - t) / 1000).toFixed(0)} s)\n\n`);
+      const share = describeMachineShare(machineBefore, machineCpu());
+      process.stdout.write(`${formatReport(report)}\n    (${((performance.now() - t) / 1000).toFixed(0)} s; ${share})\n\n`);
     } catch (error) {
       incomplete += 1;
       process.stdout.write(`(${bench.id}) did not complete: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n\n`);

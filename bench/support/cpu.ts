@@ -61,3 +61,36 @@ export function pidRssBytes(pid: number): number | undefined {
     return undefined;
   }
 }
+
+/** The machine's CPU time so far, from /proc/stat's first line (all cores, in ticks); undefined off Linux. */
+export interface MachineCpu {
+  readonly total: number;
+  readonly idle: number;
+  /** Time the hypervisor ran something else while this machine wanted a core. */
+  readonly steal: number;
+}
+
+export function machineCpu(): MachineCpu | undefined {
+  try {
+    const [, ...fields] = (readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "").trim().split(/\s+/);
+    // user nice system idle iowait irq softirq steal (guest time is already counted in user).
+    const ticks = fields.slice(0, 8).map(Number);
+    if (ticks.length < 8 || ticks.some((t) => !Number.isFinite(t))) return undefined;
+    return { total: ticks.reduce((a, b) => a + b, 0), idle: (ticks[3] ?? 0) + (ticks[4] ?? 0), steal: ticks[7] ?? 0 };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * How the machine was shared while a benchmark ran: the share of its CPU time that was busy, and
+ * the share the hypervisor gave to other guests. A run with much stolen time measured a slower
+ * machine than the one before it; ratios within the run still hold, absolute figures do not.
+ */
+export function describeMachineShare(before: MachineCpu | undefined, after: MachineCpu | undefined): string {
+  if (before === undefined || after === undefined || after.total <= before.total) return "machine share: not readable here";
+  const total = after.total - before.total;
+  const busy = (total - (after.idle - before.idle)) / total;
+  const stolen = (after.steal - before.steal) / total;
+  return `machine share: ${(busy * 100).toFixed(0)} % of CPU time busy, ${(stolen * 100).toFixed(1)} % stolen by the host`;
+}
