@@ -1,11 +1,11 @@
 /**
  * Wiring of the OAuth providers: the built-in sandbox provider (when configured) and the registry
- * of provider clients, whose HTTP calls go through one pooled transport and are counted and timed.
+ * of provider clients, whose HTTP calls go through the outbound transport and are counted and timed.
  */
 import type { ProviderConfig } from "../config/types.js";
 import type { Metrics } from "../observability/metrics.js";
 import { observingFetch } from "../providers/provider-http.js";
-import { createProviderTransport } from "../providers/provider-transport.js";
+import { createOutboundTransport, type OutboundTransport } from "../http/outbound-transport.js";
 import { createProviderRegistry, providerRedirectUri, type ProviderRegistry } from "../providers/provider-registry.js";
 import { createSandboxProvider, sandboxProviderConfig, type SandboxProvider } from "../providers/sandbox-provider.js";
 import type { Wiring } from "./wiring.js";
@@ -32,11 +32,18 @@ async function startSandbox({ config, logger, closers }: Wiring): Promise<Sandbo
   return sandbox;
 }
 
-export async function openProviders(wiring: Wiring, metrics: Metrics): Promise<Providers> {
-  const { config, logger, clock, closers } = wiring;
-  // Closed after everything that calls providers (closers run last-added first).
-  const transport = createProviderTransport();
-  closers.add("provider connections", () => transport.close());
+/**
+ * The one HTTP client for providers and Vault. Opened before either and closed after both
+ * (closers run last-added first), so no call of theirs outlives its connections.
+ */
+export function openOutboundTransport({ closers }: Wiring): OutboundTransport {
+  const transport = createOutboundTransport();
+  closers.add("outbound connections", () => transport.close());
+  return transport;
+}
+
+export async function openProviders(wiring: Wiring, metrics: Metrics, transport: OutboundTransport): Promise<Providers> {
+  const { config, logger, clock } = wiring;
   const sandbox = await startSandbox(wiring);
   const configs = config.providers.map((p) => (p.kind === "sandbox" && sandbox ? sandboxProviderConfig(p, sandbox) : p));
   const registry = await createProviderRegistry(configs, {

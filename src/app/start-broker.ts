@@ -12,7 +12,7 @@ import { createDomainServices, openTokenService } from "./domain.js";
 import { startAuditRetention, startDisclosureCounts, startHousekeeping, startProactiveRefresh } from "./jobs.js";
 import { createDrainState, createLiveSettings } from "./live-settings.js";
 import { createTelemetry, startErrorReporter } from "./observability.js";
-import { openProviders } from "./providers.js";
+import { openOutboundTransport, openProviders } from "./providers.js";
 import { createReadiness } from "./readiness.js";
 import { openAuditing, openChangeFeed, openKeyService, openStorage, openTokenFeeds } from "./storage.js";
 import { openAuthenticator, reserveAddresses, startTransport } from "./transport.js";
@@ -28,16 +28,17 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
   try {
     // Each step registers what it started with `closers`: reordering these lines reorders shutdown.
     const errorReporter = startErrorReporter(wiring);
+    const outbound = openOutboundTransport(wiring);
     const reservation = await reserveAddresses(wiring);
     const storage = await openStorage(wiring);
     const telemetry = createTelemetry(wiring, storage);
     const { metrics, databaseHealth } = telemetry;
-    const cipher = await openKeyService(wiring, metrics);
+    const cipher = await openKeyService(wiring, metrics, outbound);
     const authenticator = await openAuthenticator(wiring);
     const live = createLiveSettings(config);
     const drainState = createDrainState();
     const limiter = createRateLimiter({ clock });
-    const providers = await openProviders(wiring, metrics);
+    const providers = await openProviders(wiring, metrics, outbound);
     const auditing = await openAuditing(wiring, storage, metrics);
     startAuditRetention(wiring, storage);
     const feeds = await openTokenFeeds(wiring, storage);

@@ -7,6 +7,7 @@ import { createCipher } from "../crypto/create-cipher.js";
 import { measureCipher } from "../crypto/measured-cipher.js";
 import type { RotatableCipher } from "../crypto/rotatable-cipher.js";
 import { BrokerError } from "../domain/errors.js";
+import type { OutboundTransport } from "../http/outbound-transport.js";
 import type { Metrics } from "../observability/metrics.js";
 import { createSecurityAuditRecorder, type SecurityAuditRecorder } from "../observability/security-audit.js";
 import { createAuditChainMonitor, type AuditChainMonitor } from "../storage/audit-chain-monitor.js";
@@ -67,8 +68,8 @@ export async function openStorage(wiring: Wiring): Promise<Storage> {
   };
 }
 
-export async function openKeyService({ config, logger, closers }: Wiring, metrics: Metrics): Promise<RotatableCipher> {
-  const cipher = measureCipher(await createCipher(config, logger), metrics);
+export async function openKeyService({ config, logger, closers }: Wiring, metrics: Metrics, transport: OutboundTransport): Promise<RotatableCipher> {
+  const cipher = measureCipher(await createCipher(config, logger, { fetchImpl: transport.fetch }), metrics);
   closers.add("key service", () => cipher.close());
   return cipher;
 }

@@ -13,7 +13,7 @@ import { createVaultTransitCipher } from "./vault-transit-cipher.js";
 import type { FetchLike } from "./vault-http-client.js";
 
 export interface CreateCipherOptions {
-  /** Transport for Vault calls (tests). */
+  /** Transport for Vault calls: the broker's outbound transport, or a test's; the global `fetch` otherwise. */
   readonly fetchImpl?: FetchLike | undefined;
 }
 

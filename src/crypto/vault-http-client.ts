@@ -1,7 +1,8 @@
 /**
  * node-vault with a bounded, injectable transport. node-vault builds the paths, the envelope
  * handling and its `ApiResponseError` (`err.response = { statusCode, body }`); the transport
- * below replaces its axios call with `fetch` and an `AbortSignal.timeout`, so every Vault call
+ * below replaces its axios call with a `fetch` (the broker's outbound transport, src/http/; the
+ * global one for the CLI) and an `AbortSignal.timeout`, so every Vault call
  * has a deadline and tests can inject failures.
  *
  * The client never holds a token: each call passes `X-Vault-Token` itself. node-vault would

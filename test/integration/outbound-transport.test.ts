@@ -1,6 +1,6 @@
 /**
- * The transport under every provider request, against a real HTTP server: what `fetch` promised
- * the provider clients still holds (bodies and their content types, headers, statuses, redirects
+ * The transport under every provider and Vault request, against a real HTTP server: what `fetch`
+ * promised those clients still holds (bodies and their content types, headers, statuses, redirects
  * not followed, a real `Response`), on pooled connections, with a bounded answer; and a network
  * failure still reads as one through the provider's HTTP bounds (provider-http.ts).
  */
@@ -9,7 +9,7 @@ import type { AddressInfo } from "node:net";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createProviderHttp, ProviderTransportError } from "../../src/providers/provider-http.js";
-import { createProviderTransport } from "../../src/providers/provider-transport.js";
+import { createOutboundTransport } from "../../src/http/outbound-transport.js";
 import { freePort } from "../support/free-port.js";
 
 interface Seen {
@@ -19,7 +19,7 @@ interface Seen {
   readonly body: string;
 }
 
-describe("the provider transport", () => {
+describe("the outbound transport", () => {
   let server: Server;
   let origin: string;
   const seen: Seen[] = [];
@@ -27,7 +27,7 @@ describe("the provider transport", () => {
   let connectionCount = 0;
   /** Requests to /hold wait here until the test lets them go. */
   const held: ServerResponse[] = [];
-  const transport = createProviderTransport({ maxResponseBytes: 64 * 1024 });
+  const transport = createOutboundTransport({ maxResponseBytes: 64 * 1024 });
 
   beforeAll(async () => {
     server = createServer((request, response) => {
@@ -114,12 +114,18 @@ describe("the provider transport", () => {
     expect(connectionCount - before).toBeLessThanOrEqual(1);
   });
 
-  it("never follows a redirect, and refuses to be asked to", async () => {
+  it("never follows a redirect: manual returns it, error rejects it, follow is refused", async () => {
     const response = await transport.fetch(`${origin}/moved`, { redirect: "manual" });
     expect(response.status).toBe(302);
     expect(response.headers.get("location")).toBe("/token");
     expect(seen.at(-1)?.url).toBe("/moved");
+    const refused = await transport.fetch(`${origin}/moved`, { redirect: "error" }).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(TypeError);
+    expect((refused as TypeError).cause).toMatchObject({ code: "UNEXPECTED_REDIRECT" });
+    expect(seen.at(-1)?.url).toBe("/moved");
+    const before = seen.length;
     await expect(transport.fetch(`${origin}/moved`, { redirect: "follow" })).rejects.toThrow(/never follow redirects/);
+    expect(seen).toHaveLength(before);
   });
 
   it("answers a bodiless status with no body", async () => {
