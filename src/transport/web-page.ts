@@ -57,7 +57,7 @@ browser tab only, while you connect accounts.</p>
 <h2 id="connect-title">Connect an account</h2>
 <div class="row">
 <div><label for="provider">Provider</label><select id="provider"></select></div>
-<div><label for="scopes">Scopes (space-separated)</label><input id="scopes" autocomplete="off" spellcheck="false" placeholder="the provider's defaults"></div>
+<div><label for="scopes">Scopes (space-separated)</label><input id="scopes" autocomplete="off" spellcheck="false" aria-describedby="scope-hint"></div>
 </div>
 <p id="scope-hint" class="hint"></p>
 <div class="actions"><button id="connect" type="button" class="primary" disabled>Connect</button></div>

@@ -122,6 +122,9 @@ describe.skipIf(!available && !inCi)("the web page in Chromium", () => {
     let integrationId = "";
     await step("consent", async () => {
       await page.selectOption("#provider", "sandbox");
+      // The field's description is the visible hint: what an empty field asks for, and what may be asked.
+      await expect.poll(() => page.getByRole("textbox", { name: "Scopes (space-separated)" }).getAttribute("aria-describedby")).toBe("scope-hint");
+      expect(await page.locator("#scope-hint").textContent()).toMatch(/^Empty for the defaults: .+\. Allowed: .+\.$/);
       await page.fill("#scopes", "sandbox.read");
       await page.click("#connect");
       // Every scope asked is on the card, the ones the broker adds included.
