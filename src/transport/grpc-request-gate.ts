@@ -48,18 +48,18 @@ class GatedCall extends grpc.ServerInterceptingCall {
   private deliveredStandIn = false;
   private handlerListener: HandlerListener | undefined;
 
-  constructor(next: grpc.ServerInterceptingCallInterface, service: string, admission: Admission, maxRequestBytes: number) {
+  /** `admit`: the admission's answer for the call's headers (asked once per call). */
+  constructor(next: grpc.ServerInterceptingCallInterface, admit: (metadata: grpc.Metadata) => boolean | Promise<boolean>, maxRequestBytes: number) {
     super(next, {
       start: (startNext) =>
         startNext({
           onReceiveMetadata: (metadata, metadataNext) => {
-            const certified = principalFromCertificate(next.getAuthContext().sslPeerCertificate) !== undefined;
             const decided = (admitted: boolean) => {
               this.decision = admitted;
               metadataNext(metadata);
               if (this.readPending) this.startRead();
             };
-            const admitted = admission(service, firstString(metadata, "authorization"), certified);
+            const admitted = admit(metadata);
             // Known at once (a warm caller): no promise between the headers and the body.
             if (typeof admitted === "boolean") decided(admitted);
             else void admitted.then(decided);
@@ -106,18 +106,19 @@ export function createGrpcRequestGate(options: {
     // The headers are parsed already: a call the admission lets in at once (a warm caller) needs
     // no layer of its own between grpc-js and the handler, which costs every call a set of
     // listener and responder objects. Anything else (refused, or known only later) is gated.
+    const ask = (metadata: grpc.Metadata) =>
+      options.admission(service, firstString(metadata, "authorization"), principalFromCertificate(call.getAuthContext().sslPeerCertificate) !== undefined);
     const metadata = parsedRequestMetadata(call);
-    if (metadata !== undefined) {
-      const certified = principalFromCertificate(call.getAuthContext().sslPeerCertificate) !== undefined;
-      if (options.admission(service, firstString(metadata, "authorization"), certified) === true) {
-        rewordSizeRefusal(call, options.maxRequestBytes);
-        options.onAdmission?.("at-once");
-        // grpc-js composes interceptors by their interface (getServerInterceptingCall); its
-        // type asks for the class only because its own interceptors are built from it.
-        return call as grpc.ServerInterceptingCall;
-      }
+    const early = metadata === undefined ? undefined : ask(metadata);
+    if (early === true) {
+      rewordSizeRefusal(call, options.maxRequestBytes);
+      options.onAdmission?.("at-once");
+      // grpc-js composes interceptors by their interface (getServerInterceptingCall); its
+      // type asks for the class only because its own interceptors are built from it.
+      return call as grpc.ServerInterceptingCall;
     }
     options.onAdmission?.("gated");
-    return new GatedCall(call, service, options.admission, options.maxRequestBytes);
+    // An answer already asked for is not asked again: a token known only later is verified once.
+    return new GatedCall(call, early === undefined ? ask : () => early, options.maxRequestBytes);
   };
 }

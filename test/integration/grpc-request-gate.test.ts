@@ -15,12 +15,15 @@ const raw = (bytes: Buffer): Buffer => bytes;
 
 describe("the gRPC request gate", () => {
   const admissions: string[] = [];
+  /** Each time the admission was asked (a later-known answer may cost a full verification). */
+  let asked = 0;
   const received: unknown[] = [];
   let server: grpc.Server;
   let client: grpc.Client;
 
   // "now": admitted at once; "later": admitted after a promise; anything else refused.
   const admission: Admission = (_service, authorization) => {
+    asked += 1;
     if (authorization === "Bearer now") return true;
     if (authorization === "Bearer later") return Promise.resolve(true);
     return false;
@@ -68,15 +71,19 @@ describe("the gRPC request gate", () => {
 
   it("waits for an admission known only later, and then reads the body", async () => {
     admissions.length = 0;
+    asked = 0;
     expect((await say("Bearer later", Buffer.from("hello"))).toString()).toBe("echo:hello");
     expect(admissions).toEqual(["gated"]);
+    expect(asked).toBe(1);
   });
 
   it("never reads the body of a refused call: the handler gets the stand-in", async () => {
     admissions.length = 0;
     received.length = 0;
+    asked = 0;
     await expect(say(undefined, Buffer.from("secret body"))).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
     expect(admissions).toEqual(["gated"]);
+    expect(asked).toBe(1);
     expect(received).toEqual([UNREAD_BODY]);
   });
 
