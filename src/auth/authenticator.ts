@@ -68,8 +68,13 @@ export interface Authenticator {
    * it verified before, not expired, from an issuer whose keys are fixed (local or static keys)
    * and whose key resolver has since confirmed the verifying key once. Otherwise undefined:
    * `authenticate` decides (and logs any failure).
+   *
+   * `call`: an object that lives exactly as long as one call (grpc-js's parsed request metadata).
+   * A second ask for the same call (the request gate admits it, then the warm path serves it) is
+   * then a lookup instead of a second digest of the token; the answer is kept for that object's
+   * life only, and its expiry is checked again.
    */
-  authenticateWarm(authorizationHeader: string | null): Principal | undefined;
+  authenticateWarm(authorizationHeader: string | null, call?: object): Principal | undefined;
   close(): void;
 }
 
@@ -210,16 +215,26 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     return principal;
   }
 
-  function authenticateWarm(authorizationHeader: string | null): Principal | undefined {
-    if (closed) return undefined;
+  // Keyed by the call's own object, so it holds no token, and no entry outlives its call.
+  const answeredCalls = new WeakMap<object, { readonly header: string; readonly entry: VerifiedEntry }>();
+
+  function authenticateWarm(authorizationHeader: string | null, call?: object): Principal | undefined {
+    if (closed || authorizationHeader === null) return undefined;
+    const nowMs = clock.now().getTime();
+    const answered = call === undefined ? undefined : answeredCalls.get(call);
+    if (answered !== undefined && answered.header === authorizationHeader) {
+      return answered.entry.expiresAtMs > nowMs ? answered.entry.principal : undefined;
+    }
     let token: string;
     try {
       token = bearerToken(authorizationHeader);
     } catch {
       return undefined;
     }
-    const entry = verified.get(verified.keyOf(token), clock.now().getTime());
-    return entry !== undefined && entry.confirmed && entry.issuer.fixedKeys ? entry.principal : undefined;
+    const entry = verified.get(verified.keyOf(token), nowMs);
+    if (entry === undefined || !entry.confirmed || !entry.issuer.fixedKeys) return undefined;
+    if (call !== undefined) answeredCalls.set(call, { header: authorizationHeader, entry });
+    return entry.principal;
   }
 
   return {

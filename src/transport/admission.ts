@@ -14,18 +14,20 @@ import { RequestRefusal } from "./request-refusal.js";
  * Whether a call to `service` may have its body read; `certified`: a verified client certificate
  * names a principal. A plain boolean when it is known at once (an open service, a token the
  * authenticator answers for without waiting): the listener then reads on in the same turn.
+ * `call`: the call's own request-metadata object, when the handler will ask the authenticator
+ * again for the same call (Authenticator.authenticateWarm).
  */
-export type Admission = (service: string, authorization: string | null, certified: boolean) => boolean | Promise<boolean>;
+export type Admission = (service: string, authorization: string | null, certified: boolean, call?: object) => boolean | Promise<boolean>;
 
 export function createAdmission(options: {
   readonly authenticator: Pick<Authenticator, "authenticate" | "authenticateWarm">;
   readonly openServices: readonly string[];
 }): Admission {
   const isOpen = openServiceMatcher(options.openServices);
-  return (service, authorization, certified) => {
+  return (service, authorization, certified, call) => {
     if (isOpen(service)) return true;
     if (authorization === null) return certified;
-    if (options.authenticator.authenticateWarm(authorization) !== undefined) return true;
+    if (options.authenticator.authenticateWarm(authorization, call) !== undefined) return true;
     return options.authenticator.authenticate(authorization).then(
       () => true,
       () => false,

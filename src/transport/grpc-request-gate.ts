@@ -107,7 +107,12 @@ export function createGrpcRequestGate(options: {
     // no layer of its own between grpc-js and the handler, which costs every call a set of
     // listener and responder objects. Anything else (refused, or known only later) is gated.
     const ask = (metadata: grpc.Metadata) =>
-      options.admission(service, firstString(metadata, "authorization"), principalFromCertificate(call.getAuthContext().sslPeerCertificate) !== undefined);
+      options.admission(
+        service,
+        firstString(metadata, "authorization"),
+        principalFromCertificate(call.getAuthContext().sslPeerCertificate) !== undefined,
+        metadata,
+      );
     const metadata = parsedRequestMetadata(call);
     const early = metadata === undefined ? undefined : ask(metadata);
     if (early === true) {

@@ -79,12 +79,16 @@ export function createWarmTokenPath(deps: WarmTokenPathDeps): WarmGrpcUnary {
     return allowed;
   };
 
+  const responseHeaders = new grpc.Metadata();
+  for (const [name, value] of TOKEN_RESPONSE_HEADERS) responseHeaders.set(name, value);
+
   return (request, call, callback) => {
     const started = process.hrtime.bigint();
     if (request instanceof RequestRefusal || deps.isDraining()) return false;
     const authorization = singleValue(call.metadata, "authorization");
     if (authorization === null || authorization === undefined) return false;
-    const principal = deps.authenticator.authenticateWarm(authorization);
+    // The metadata object is the one the request gate admitted the call with: a lookup, not a second digest.
+    const principal = deps.authenticator.authenticateWarm(authorization, call.metadata);
     if (principal === undefined || !mayCall(principal)) return false;
     // The deserializer hands over a refusal or a decoded request (grpc-adapter.ts).
     const message = request as GetAccessTokenRequest;
@@ -113,9 +117,9 @@ export function createWarmTokenPath(deps: WarmTokenPathDeps): WarmGrpcUnary {
       },
     };
     answer.commit(context);
-    const headers = new grpc.Metadata();
+    // A copy of headers validated once: only the request id is checked per call.
+    const headers = responseHeaders.clone();
     headers.set(REQUEST_ID_HEADER, requestId);
-    for (const [name, value] of TOKEN_RESPONSE_HEADERS) headers.set(name, value);
     call.sendMetadata(headers);
     callback(null, answer.response);
     deps.observe.answeredAtOnce({ service: SERVICE, method: METHOD, protocol: "grpc", peer, requestId, principal }, started);

@@ -321,6 +321,37 @@ describe("authenticator with static keys", () => {
     expect(authenticator.authenticateWarm(header)).toBeUndefined();
   });
 
+  it("answers a second ask for the same call from that call's first answer, while it has not expired", async () => {
+    const { logger } = captureLogger();
+    let now = NOW;
+    const authenticator = createAuthenticator({
+      issuers: [issuerConfig({ staticKeys: [JSON.stringify(keys.publicJwk)] })],
+      logger,
+      clock: { now: () => now },
+      // One entry: verifying a second token evicts the first from the cache.
+      verifiedCacheMaxEntries: 1,
+    });
+    const header = `Bearer ${await sign(keys.privateKey, {}, { exp: NOW_S + 60 })}`;
+    const otherHeader = `Bearer ${await sign(keys.privateKey, {}, { sub: "someone-else", exp: NOW_S + 60 })}`;
+    await authenticator.authenticate(header);
+    const principal = await authenticator.authenticate(header);
+    const call = {};
+    expect(authenticator.authenticateWarm(header, call)).toBe(principal);
+    await authenticator.authenticate(otherHeader);
+    await authenticator.authenticate(otherHeader);
+    // Evicted from the cache: only the call that was answered before is answered again.
+    expect(authenticator.authenticateWarm(header)).toBeUndefined();
+    expect(authenticator.authenticateWarm(header, {})).toBeUndefined();
+    expect(authenticator.authenticateWarm(header, call)).toBe(principal);
+    // The call's answer is for its own header only.
+    expect(authenticator.authenticateWarm(otherHeader, call)?.subject).toBe("someone-else");
+    const expiring = {};
+    expect(authenticator.authenticateWarm(otherHeader, expiring)?.subject).toBe("someone-else");
+    now = new Date((NOW_S + 60) * 1000);
+    expect(authenticator.authenticateWarm(otherHeader, expiring)).toBeUndefined();
+    authenticator.close();
+  });
+
   it("refuses every call once closed", async () => {
     const { authenticator } = make();
     const token = await sign(keys.privateKey);
