@@ -200,7 +200,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     const refusal = lifetimeRefusal(payload, issuer, clock.now().getTime());
     if (refusal !== undefined) throw new Rejection(refusal.reason, `issuer ${issuer.name}: ${refusal.message}`, "warn", details);
     const principal = Object.freeze(toPrincipal(issuer, payload, details));
-    const [protectedHeader = "", body = "", signature = ""] = token.split(".");
+    const [protectedHeader = "", body = ""] = token.split(".");
     if (typeof payload.exp === "number") {
       verified.set(cacheKey, {
         principal,
@@ -208,7 +208,9 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
         issuer,
         key,
         header,
-        input: { protected: protectedHeader, payload: body, signature },
+        // Not the signature: no key resolver reads it (jose's look at the headers), and without
+        // it nothing cached here can be presented as the token (verified-token-cache.ts).
+        input: { protected: protectedHeader, payload: body, signature: "" },
         confirmed: false,
       });
     }

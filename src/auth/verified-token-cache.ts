@@ -7,8 +7,8 @@
  * objects, so a rotation invalidates every entry of that issuer and a removed key is refused at
  * once. Failures are never cached.
  *
- * Entries are keyed by the SHA-256 of the token, so the cache holds no credential, and bounded:
- * the least recently verified entry goes first.
+ * Entries are keyed by the SHA-256 of the token and keep none of its signature, so the cache
+ * holds no credential, and bounded: the least recently verified entry goes first.
  */
 import { hash } from "node:crypto";
 
