@@ -12,6 +12,7 @@ import { anyPack } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createContextValues, type HandlerContext } from "@connectrpc/connect";
 import { StatusSchema } from "../gen/google/rpc/status_pb.js";
 import { malformedRequest, RequestRefusal } from "./request-refusal.js";
+import { flatDecoderFor } from "./flat-request-decoder.js";
 import { fieldLimitError, wireCountViolations } from "./request-limits.js";
 import { toConnectError } from "./error-mapping.js";
 import { encodeMessage } from "./reusable-message.js";
@@ -48,7 +49,10 @@ function serializerFor(schema: DescMessage) {
  * answers with INVALID_ARGUMENT, after authentication (request-edge.ts).
  */
 function deserializerFor(schema: DescMessage) {
+  const decodeFlat = flatDecoderFor(schema);
   return (bytes: Buffer): Message => {
+    const flat = decodeFlat?.(bytes);
+    if (flat !== undefined) return flat;
     try {
       const tooMany = wireCountViolations(schema, bytes);
       if (tooMany.length > 0) return new RequestRefusal(fieldLimitError(tooMany)) as unknown as Message;

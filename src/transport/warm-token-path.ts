@@ -26,7 +26,7 @@ import type { WarmGrpcUnary } from "./grpc-adapter.js";
 import { TOKEN_RESPONSE_HEADERS, type WarmTokenAnswer } from "./handlers/token-service.js";
 import type { ObserveInterceptor } from "./interceptors/observe.js";
 import { principalBucketKey, type RateLimits } from "./interceptors/rate-limit.js";
-import { requestLimitViolations } from "./request-limits.js";
+import { withinLimits } from "./request-limits.js";
 import { RequestRefusal } from "./request-refusal.js";
 import { rpcClass } from "./rpc-operations.js";
 import type { RpcPolicy } from "./rpc-policy.js";
@@ -52,6 +52,22 @@ function singleValue(metadata: grpc.Metadata, key: string): string | null | unde
   if (values.length === 0) return null;
   const [value] = values;
   return values.length === 1 && typeof value === "string" ? value : undefined;
+}
+
+/** A class, not a literal: a literal's getter is a new closure on every call. */
+class WarmCallContext implements RequestContext {
+  readonly deadline = undefined;
+
+  constructor(
+    readonly principal: Principal,
+    readonly requestId: string,
+    readonly peer: string,
+  ) {}
+
+  // Nothing here waits: there is nothing to cut short.
+  get signal(): AbortSignal {
+    return new AbortController().signal;
+  }
 }
 
 export function createWarmTokenPath(deps: WarmTokenPathDeps): WarmGrpcUnary {
@@ -92,7 +108,7 @@ export function createWarmTokenPath(deps: WarmTokenPathDeps): WarmGrpcUnary {
     if (principal === undefined || !mayCall(principal)) return false;
     // The deserializer hands over a refusal or a decoded request (grpc-adapter.ts).
     const message = request as GetAccessTokenRequest;
-    if (requestLimitViolations(GetAccessTokenRequestSchema, message).length > 0) return false;
+    if (!withinLimits(GetAccessTokenRequestSchema, message)) return false;
     const answer = deps.answer(message, principal);
     if (answer === undefined) return false;
     let bucket = bucketKeys.get(principal);
@@ -106,16 +122,7 @@ export function createWarmTokenPath(deps: WarmTokenPathDeps): WarmGrpcUnary {
     const offered = singleValue(call.metadata, REQUEST_ID_HEADER);
     const requestId = typeof offered === "string" && ACCEPTABLE_REQUEST_ID.test(offered) ? offered : randomUUID();
     const peer = call.getPeer();
-    const context: RequestContext = {
-      principal,
-      requestId,
-      peer,
-      deadline: undefined,
-      // Nothing here waits: there is nothing to cut short.
-      get signal() {
-        return new AbortController().signal;
-      },
-    };
+    const context = new WarmCallContext(principal, requestId, peer);
     answer.commit(context);
     // A copy of headers validated once: only the request id is checked per call.
     const headers = responseHeaders.clone();

@@ -6,14 +6,16 @@
  */
 import type { Message } from "@bufbuild/protobuf";
 import type { Interceptor } from "../call.js";
-import { fieldLimitError, requestLimitViolations } from "../request-limits.js";
+import { fieldLimitError, requestLimitViolations, withinLimits } from "../request-limits.js";
 
 export function createRequestEdgeInterceptor(): Interceptor {
   return (call, invoke) => {
     if (call.refusal !== undefined) throw call.refusal;
     const request = call.request;
     if (request === undefined) return invoke();
-    const violations = requestLimitViolations(request.schema, request.message as Message);
+    const message = request.message as Message;
+    if (withinLimits(request.schema, message)) return invoke();
+    const violations = requestLimitViolations(request.schema, message);
     if (violations.length === 0) return invoke();
     throw fieldLimitError(violations);
   };
