@@ -104,7 +104,16 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   for (const name of GAUGES_NAMED_LIKE_COUNTERS) registry.removeSingleMetric(name);
   const registers = [registry];
   const factory: MetricFactory = {
-    counter: (name, help, labelNames) => new Counter({ name, help, labelNames, registers }),
+    counter: (name, help, labelNames) =>
+      new Counter({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect() {
+          flushTallies(this);
+        },
+      }),
     gauge: (name, help, labelNames, collect) =>
       new Gauge({
         name,
@@ -127,6 +136,47 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     async render() {
       return { contentType: registry.contentType, body: await registry.metrics() };
+    },
+  };
+}
+
+interface PendingCount {
+  readonly add: (count: number) => void;
+  pending: number;
+}
+
+const talliesOf = new WeakMap<object, PendingCount[]>();
+
+function flushTallies(counter: object): void {
+  for (const tally of talliesOf.get(counter) ?? []) {
+    const count = tally.pending;
+    tally.pending = 0;
+    if (count > 0) tally.add(count);
+  }
+}
+
+/**
+ * One labelled series of `counter`, counted in a plain number and added to the counter whenever
+ * the counter is read (a scrape, `get()`). prom-client hashes and validates the label set on
+ * every increment, even of a labelled child: per RPC that was as much as the rate limiting.
+ * For series counted on every call; the counter must come from this module's factory.
+ */
+export interface Tally {
+  inc(): void;
+}
+
+export function counterTally<L extends string>(counter: Counter<L>, labels: Partial<Record<L, string | number>>): Tally {
+  const child = counter.labels(labels);
+  const tally: PendingCount = { add: (count) => child.inc(count), pending: 0 };
+  let tallies = talliesOf.get(counter);
+  if (tallies === undefined) {
+    tallies = [];
+    talliesOf.set(counter, tallies);
+  }
+  tallies.push(tally);
+  return {
+    inc() {
+      tally.pending += 1;
     },
   };
 }

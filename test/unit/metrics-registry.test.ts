@@ -2,7 +2,7 @@
 import type { Counter, Histogram } from "prom-client";
 import { register as globalRegistry } from "prom-client";
 import { describe, expect, expectTypeOf, it } from "vitest";
-import { createMetrics } from "../../src/observability/metrics.js";
+import { counterTally, createMetrics } from "../../src/observability/metrics.js";
 
 describe("createMetrics", () => {
   it("renders the gRPC metrics with their labels and the process metrics", async () => {
@@ -22,6 +22,26 @@ describe("createMetrics", () => {
     expect(body).toContain('grpc_server_handling_seconds_bucket{le="0.005",grpc_service="oauthbroker.v1.TokenService",grpc_method="GetAccessToken"} 1');
     expect(body).toMatch(/^process_cpu_user_seconds_total \d/m);
     expect(body).toMatch(/^nodejs_eventloop_lag_seconds /m);
+  });
+
+  it("adds a tallied series to its counter at every read, once, beside direct increments", async () => {
+    const metrics = createMetrics();
+    const labels = { grpc_service: "s", grpc_method: "m" };
+    const tally = counterTally(metrics.rpcStarted, labels);
+    for (let i = 0; i < 1000; i++) tally.inc();
+    metrics.rpcStarted.inc(labels, 2);
+    const series = 'grpc_server_started_total{grpc_service="s",grpc_method="m"}';
+    expect((await metrics.render()).body).toContain(`${series} 1002`);
+    // A second read adds nothing that was already added.
+    expect((await metrics.render()).body).toContain(`${series} 1002`);
+    tally.inc();
+    const read = await metrics.rpcStarted.get();
+    expect(read.values.find((value) => value.labels["grpc_method"] === "m")?.value).toBe(1003);
+    // Another counter's tallies stay pending until that counter is read.
+    const handled = counterTally(metrics.rpcHandled, { ...labels, grpc_code: "OK" });
+    handled.inc();
+    await metrics.rpcStarted.get();
+    expect((await metrics.rpcHandled.get()).values.map((value) => value.value)).toEqual([1]);
   });
 
   it("spans 0.5 ms to 10 s in the latency histogram", async () => {

@@ -5,7 +5,7 @@
  */
 import { Code } from "@connectrpc/connect";
 import type { Logger } from "../../observability/logger.js";
-import type { Metrics } from "../../observability/metrics.js";
+import { counterTally, type Metrics, type Tally } from "../../observability/metrics.js";
 import type { InflightWatchdog } from "../../observability/inflight-watchdog.js";
 import { fullMethodName, type CallContext, type Interceptor } from "../call.js";
 import { isServerFault, toConnectError } from "../error-mapping.js";
@@ -38,9 +38,10 @@ export function grpcCodeName(code: Code): string {
 }
 
 interface MethodMetrics {
-  readonly started: ReturnType<Metrics["rpcStarted"]["labels"]>;
+  readonly fullName: string;
+  readonly started: Tally;
   readonly seconds: ReturnType<Metrics["rpcHandlingSeconds"]["labels"]>;
-  readonly handled: Map<string, ReturnType<Metrics["rpcHandled"]["labels"]>>;
+  readonly handled: Map<string, Tally>;
 }
 
 export function createObserveInterceptor(deps: {
@@ -57,19 +58,26 @@ export function createObserveInterceptor(deps: {
    * server fault carries the error, and goes through the redacting logger.
    */
   const callLog = deps.logger.child({}, { redact: { paths: [] } });
-  // prom-client hashes the label set on every update; one labelled child per method skips that.
-  const perMethod = new Map<string, MethodMetrics>();
+  // prom-client hashes the label set on every update, even a labelled child's: counters are
+  // tallied (metrics.ts), the histogram is one labelled child per method.
+  // By service, then method: the full name would be a new string to hash on every call.
+  const perMethod = new Map<string, Map<string, MethodMetrics>>();
   const metricsFor = (call: ObservedCall): MethodMetrics => {
-    const name = fullMethodName(call);
-    let entry = perMethod.get(name);
+    let methods = perMethod.get(call.service);
+    if (methods === undefined) {
+      methods = new Map();
+      perMethod.set(call.service, methods);
+    }
+    let entry = methods.get(call.method);
     if (entry === undefined) {
       const labels = { grpc_service: call.service, grpc_method: call.method };
       entry = {
-        started: deps.metrics.rpcStarted.labels(labels),
+        fullName: fullMethodName(call),
+        started: counterTally(deps.metrics.rpcStarted, labels),
         seconds: deps.metrics.rpcHandlingSeconds.labels(labels),
         handled: new Map(),
       };
-      perMethod.set(name, entry);
+      methods.set(call.method, entry);
     }
     return entry;
   };
@@ -91,14 +99,14 @@ export function createObserveInterceptor(deps: {
     const metrics = metricsFor(call);
     let handled = metrics.handled.get(codeName);
     if (handled === undefined) {
-      handled = deps.metrics.rpcHandled.labels({ grpc_service: call.service, grpc_method: call.method, grpc_code: codeName });
+      handled = counterTally(deps.metrics.rpcHandled, { grpc_service: call.service, grpc_method: call.method, grpc_code: codeName });
       metrics.handled.set(codeName, handled);
     }
     handled.inc();
     metrics.seconds.observe(seconds);
     const line = {
       requestId: call.requestId,
-      method: fullMethodName(call),
+      method: metrics.fullName,
       protocol: call.protocol,
       peer: call.peer,
       caller: call.principal ? `${call.principal.kind}:${call.principal.subject}` : undefined,
