@@ -18,7 +18,7 @@ import {
 } from "jose";
 import type { JwtIssuerConfig } from "../config/types.js";
 import { BrokerError } from "../domain/errors.js";
-import { systemClock, type Clock } from "../domain/ports.js";
+import { epochMs, systemClock, type Clock } from "../domain/ports.js";
 import type { Principal, PrincipalKind } from "../domain/types.js";
 import type { Logger } from "../observability/logger.js";
 import {
@@ -155,7 +155,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
    * (re-fetch of a set older than its max age, refusal of a key no longer in the set).
    */
   async function fromCache(cacheKey: string): Promise<Principal | undefined> {
-    const entry = verified.get(cacheKey, clock.now().getTime());
+    const entry = verified.get(cacheKey, epochMs(clock));
     if (entry === undefined) return undefined;
     const current = await entry.issuer.keys(entry.header, entry.input).catch(() => undefined);
     if (current === entry.key) {
@@ -197,7 +197,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       requiredClaims: ["exp"],
     };
     const { payload, key } = await verifySignature(token, issuer, verifyOptions, details);
-    const refusal = lifetimeRefusal(payload, issuer, clock.now().getTime());
+    const refusal = lifetimeRefusal(payload, issuer, epochMs(clock));
     if (refusal !== undefined) throw new Rejection(refusal.reason, `issuer ${issuer.name}: ${refusal.message}`, "warn", details);
     const principal = Object.freeze(toPrincipal(issuer, payload, details));
     const [protectedHeader = "", body = ""] = token.split(".");
@@ -217,13 +217,16 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     return principal;
   }
 
-  // Keyed by the call's own object, so it holds no token, and no entry outlives its call.
-  const answeredCalls = new WeakMap<object, { readonly header: string; readonly entry: VerifiedEntry }>();
+  // Kept on the call's own object, so no answer outlives its call. A property under this
+  // authenticator's own symbol, not a WeakMap entry: one was set on every call, and a WeakMap
+  // set cost the warm path as much as its rate limiting, besides the collector's ephemeron work.
+  const answeredBy = Symbol("authenticator answer");
+  type AnsweredCall = { [answeredBy]?: { readonly header: string; readonly entry: VerifiedEntry } };
 
   function authenticateWarm(authorizationHeader: string | null, call?: object): Principal | undefined {
     if (closed || authorizationHeader === null) return undefined;
-    const nowMs = clock.now().getTime();
-    const answered = call === undefined ? undefined : answeredCalls.get(call);
+    const nowMs = epochMs(clock);
+    const answered = call === undefined ? undefined : (call as AnsweredCall)[answeredBy];
     if (answered !== undefined && answered.header === authorizationHeader) {
       return answered.entry.expiresAtMs > nowMs ? answered.entry.principal : undefined;
     }
@@ -235,7 +238,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     }
     const entry = verified.get(verified.keyOf(token), nowMs);
     if (entry === undefined || !entry.confirmed || !entry.issuer.fixedKeys) return undefined;
-    if (call !== undefined) answeredCalls.set(call, { header: authorizationHeader, entry });
+    if (call !== undefined) (call as AnsweredCall)[answeredBy] = { header: authorizationHeader, entry };
     return entry.principal;
   }
 

@@ -15,7 +15,7 @@ import type {
   CompleteAuthorizationResult,
 } from "./authorization-types.js";
 import { invalidArgument } from "./errors.js";
-import { auditCaller } from "./ports.js";
+import { auditCaller, epochMs } from "./ports.js";
 import { withOutcome } from "./return-to.js";
 import type { AuthorizationSession, Principal, RequestContext } from "./types.js";
 
@@ -44,7 +44,7 @@ export function createAuthorizationCompletion(flow: FlowContext): Pick<Authoriza
   /** Session checks shared by the callback and CompleteAuthorization, after ownership. */
   function checkSession(session: AuthorizationSession, provider: string): void {
     if (session.provider !== provider) throw sessionInvalid("PROVIDER_MISMATCH", provider);
-    if (session.expiresAt.getTime() <= flow.clock.now().getTime()) throw sessionInvalid("EXPIRED_STATE", provider);
+    if (session.expiresAt.getTime() <= epochMs(flow.clock)) throw sessionInvalid("EXPIRED_STATE", provider);
   }
 
   async function handleCallback(input: CallbackInput): Promise<CallbackOutcome> {

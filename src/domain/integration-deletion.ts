@@ -12,6 +12,7 @@ import { BrokerError, isBrokerError } from "./errors.js";
 import {
   auditCaller,
   auditSubject,
+  epochMs,
   type AuditLog,
   type Cipher,
   type Clock,
@@ -79,7 +80,7 @@ export function createIntegrationDeletion(deps: IntegrationDeletionDeps): Integr
       const lease = await store.tokenSets.acquireLease(integrationId, owner, deps.settings.leaseMs);
       if (lease.acquired) return true;
       if (lease.expiresAt === undefined || Date.now() >= giveUpAt) return false;
-      const untilExpiry = lease.expiresAt.getTime() - deps.clock.now().getTime();
+      const untilExpiry = lease.expiresAt.getTime() - epochMs(deps.clock);
       await sleep(Math.max(5, Math.min(25 * 2 ** Math.min(attempt, 5), untilExpiry, giveUpAt - Date.now())));
     }
   }
@@ -145,7 +146,7 @@ export function createIntegrationDeletion(deps: IntegrationDeletionDeps): Integr
       await recordRevocation(revocation, "abandoned", ctx, { attempts: String(attempts), error: result.error });
       return "pending";
     }
-    const next = new Date(deps.clock.now().getTime() + nextDelay(revocation.attempts, result.retryAfterMs));
+    const next = new Date(epochMs(deps.clock) + nextDelay(revocation.attempts, result.retryAfterMs));
     await store.revocations.reschedule(revocation.integrationId, next, result.error);
     logger.warn(
       { integrationId: revocation.integrationId, provider: revocation.provider, attempts, error: result.error, nextAttemptAt: next },
@@ -191,7 +192,7 @@ export function createIntegrationDeletion(deps: IntegrationDeletionDeps): Integr
     async retryDue(limit = 20) {
       const due = await store.revocations.claimDue(limit, REVOCATION_CLAIM_MS);
       for (const revocation of due) {
-        const age = deps.clock.now().getTime() - revocation.createdAt.getTime();
+        const age = epochMs(deps.clock) - revocation.createdAt.getTime();
         await settle(revocation, await attempt(revocation), age, undefined).catch((error: unknown) =>
           logger.warn({ err: error, integrationId: revocation.integrationId }, "could not settle a pending revocation; it is retried later"),
         );

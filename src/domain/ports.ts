@@ -14,6 +14,14 @@ export interface Clock {
 
 export const systemClock: Clock = { now: () => new Date() };
 
+/**
+ * `clock`'s time in milliseconds since the epoch. The system clock is read without making a
+ * Date: a warm GetAccessToken reads the time in five places, and the Dates were garbage.
+ */
+export function epochMs(clock: Clock): number {
+  return clock === systemClock ? Date.now() : clock.now().getTime();
+}
+
 /** What the domain logs through (pino's logger satisfies it): structured fields, then the message. */
 export interface Logger {
   info(obj: object, msg: string): void;

@@ -4,7 +4,7 @@
  * carries no information and is dropped, and past `maxKeys` the least recently used goes.
  */
 import { BrokerError } from "./errors.js";
-import type { Clock } from "./ports.js";
+import { epochMs, type Clock } from "./ports.js";
 
 export interface RateLimit {
   /** Sustained requests per second. */
@@ -13,6 +13,8 @@ export interface RateLimit {
 }
 
 export type TakeResult = { readonly allowed: true } | { readonly allowed: false; readonly retryAfterMs: number };
+
+const ALLOWED: TakeResult = Object.freeze({ allowed: true });
 
 export interface RateLimiter {
   /** Takes one token from `key`'s bucket, created full on first use. */
@@ -41,7 +43,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   const sweepIntervalMs = options.sweepIntervalMs ?? 60_000;
   // Map iteration follows insertion order; re-inserting on use makes it least-recently-used first.
   const buckets = new Map<string, Bucket>();
-  let lastSweep = options.clock.now().getTime();
+  let lastSweep = epochMs(options.clock);
 
   function sweep(now: number): void {
     for (const [key, bucket] of buckets) if (bucket.fullAt <= now) buckets.delete(key);
@@ -50,8 +52,8 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
 
   function take(key: string, limit: RateLimit): TakeResult {
     // A non-positive rate disables the limit (documented in the configuration reference).
-    if (!(limit.ratePerSecond > 0) || !(limit.burst > 0)) return { allowed: true };
-    const now = options.clock.now().getTime();
+    if (!(limit.ratePerSecond > 0) || !(limit.burst > 0)) return ALLOWED;
+    const now = epochMs(options.clock);
     if (now - lastSweep >= sweepIntervalMs) sweep(now);
 
     const existing = buckets.get(key);
@@ -67,13 +69,18 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     let result: TakeResult;
     if (tokens >= 1) {
       tokens -= 1;
-      result = { allowed: true };
+      result = ALLOWED;
     } else {
       result = { allowed: false, retryAfterMs: Math.max(1, Math.ceil(((1 - tokens) * 1000) / limit.ratePerSecond)) };
     }
 
     const fullAt = now + Math.ceil(((limit.burst - tokens) * 1000) / limit.ratePerSecond);
-    buckets.set(key, { tokens, updatedAt: now, fullAt });
+    // Taken on every call: the bucket is updated in place (and moved to the end) rather than replaced.
+    const bucket = existing ?? { tokens, updatedAt: now, fullAt };
+    bucket.tokens = tokens;
+    bucket.updatedAt = now;
+    bucket.fullAt = fullAt;
+    buckets.set(key, bucket);
     if (buckets.size > maxKeys) evict(now);
     return result;
   }

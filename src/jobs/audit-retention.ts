@@ -9,7 +9,7 @@
  * so retention never erases the evidence of tampering: on a broken chain it stops and logs.
  * The SQL lives in storage/audit-retention-store.ts.
  */
-import { systemClock, type Clock } from "../domain/ports.js";
+import { systemClock, type Clock, epochMs } from "../domain/ports.js";
 import type { Logger } from "../observability/logger.js";
 import type { AuditRetentionStore } from "../storage/audit-retention-store.js";
 import { startPeriodicJob, type PeriodicJob } from "./periodic.js";
@@ -76,7 +76,7 @@ export function startAuditRetentionJob(options: {
       if (options.retentionDays <= 0) return { deleted: 0 };
       return purgeAuditEvents({
         store: options.store,
-        olderThan: new Date(clock.now().getTime() - options.retentionDays * 86_400_000),
+        olderThan: new Date(epochMs(clock) - options.retentionDays * 86_400_000),
         batchSize: options.batchSize,
         logger: options.logger,
         signal,

@@ -4,7 +4,7 @@
  * configured age. Each step works in bounded batches and skips rows another replica is on.
  */
 import type { Logger } from "../observability/logger.js";
-import type { Clock } from "../domain/ports.js";
+import { epochMs, type Clock } from "../domain/ports.js";
 
 export interface CleanupStore {
   purgeExpiredSessions(before: Date, limit: number): Promise<number>;
@@ -35,7 +35,7 @@ async function drain(step: (limit: number) => Promise<number>, signal: AbortSign
 }
 
 export async function runCleanup(store: CleanupStore, settings: CleanupSettings, clock: Clock, signal: AbortSignal): Promise<CleanupCounts> {
-  const now = clock.now().getTime();
+  const now = epochMs(clock);
   const daysAgo = (days: number) => new Date(now - days * DAY_MS);
   // A setting of 0 keeps that kind of row for ever.
   const keep = (days: number) => days <= 0;

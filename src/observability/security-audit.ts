@@ -15,7 +15,7 @@
  * Writes are not awaited by the call (the refused operation does not happen, so there is nothing
  * to roll back when a write fails); a failed write is logged.
  */
-import type { AuditLog, AuditOutcome, Clock } from "../domain/ports.js";
+import { epochMs, type AuditLog, type AuditOutcome, type Clock } from "../domain/ports.js";
 import { systemClock } from "../domain/ports.js";
 import type { Logger } from "./logger.js";
 
@@ -138,7 +138,7 @@ export function createSecurityAuditRecorder(options: SecurityAuditRecorderOption
   }
 
   // A quarter window: counted repeats are recorded at most a quarter window late.
-  const timer = options.sweep === false ? undefined : setInterval(() => sweep(clock.now().getTime(), false), Math.max(1, windowMs / 4));
+  const timer = options.sweep === false ? undefined : setInterval(() => sweep(epochMs(clock), false), Math.max(1, windowMs / 4));
   timer?.unref();
 
   function open(key: string, now: number, overflow: boolean): Window {
@@ -152,14 +152,14 @@ export function createSecurityAuditRecorder(options: SecurityAuditRecorderOption
   }
 
   async function flush(): Promise<void> {
-    sweep(clock.now().getTime(), true);
+    sweep(epochMs(clock), true);
     await settle();
   }
 
   return {
     record(event) {
       if (closed) return;
-      const now = clock.now().getTime();
+      const now = epochMs(clock);
       let key = [event.action, event.reason, peerHost(event.peer), event.caller ?? "", event.rpc].join(SEPARATOR);
       let window = windows.get(key);
       if (window !== undefined && now >= window.endsAt) {

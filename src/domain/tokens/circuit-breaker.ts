@@ -4,7 +4,7 @@
  * piling onto a provider that is down; after the cooldown one probe call is let through.
  */
 import { BrokerError } from "../errors.js";
-import type { Clock } from "../ports.js";
+import { epochMs, type Clock } from "../ports.js";
 
 export type CircuitState = "closed" | "open" | "half_open";
 
@@ -35,7 +35,7 @@ export function createCircuitBreaker(options: {
     options.onStateChange?.(next);
   };
   const state = (): CircuitState => {
-    if (current === "open" && options.clock.now().getTime() - openedAt >= cooldownMs) move("half_open");
+    if (current === "open" && epochMs(options.clock) - openedAt >= cooldownMs) move("half_open");
     return current;
   };
   return {
@@ -47,7 +47,7 @@ export function createCircuitBreaker(options: {
         probing = true;
         return;
       }
-      const remaining = Math.max(0, cooldownMs - (options.clock.now().getTime() - openedAt));
+      const remaining = Math.max(0, cooldownMs - (epochMs(options.clock) - openedAt));
       throw new BrokerError("provider_unavailable", `${options.name} is failing; calls are paused for ${Math.ceil(remaining / 1000)} s`, {
         reason: "PROVIDER_CIRCUIT_OPEN",
         metadata: { provider: options.name },
@@ -63,7 +63,7 @@ export function createCircuitBreaker(options: {
       probing = false;
       failures += 1;
       if (current === "half_open" || failures >= threshold) {
-        openedAt = options.clock.now().getTime();
+        openedAt = epochMs(options.clock);
         move("open");
       }
     },

@@ -5,7 +5,7 @@
  *   refresh can satisfy without asking the provider again.
  * Both are bounded (oldest first out) and forgotten at once when the integration changes.
  */
-import type { Clock } from "../ports.js";
+import { epochMs, type Clock } from "../ports.js";
 import type { Integration } from "../types.js";
 
 export interface ResolvedIntegrations {
@@ -22,7 +22,7 @@ export function createResolvedIntegrations(options: { maxEntries: number; ttlMs:
   return {
     get(key) {
       const hit = resolved.get(key);
-      return hit && hit.until > options.clock.now().getTime() ? hit.integration : undefined;
+      return hit && hit.until > epochMs(options.clock) ? hit.integration : undefined;
     },
     remember(key, integration) {
       if (resolved.size >= options.maxEntries) {
@@ -37,7 +37,7 @@ export function createResolvedIntegrations(options: { maxEntries: number; ttlMs:
           if (keys?.size === 0) keysOf.delete(evicted.integration.id);
         }
       }
-      resolved.set(key, { integration, until: options.clock.now().getTime() + options.ttlMs });
+      resolved.set(key, { integration, until: epochMs(options.clock) + options.ttlMs });
       let keys = keysOf.get(integration.id);
       if (!keys) keysOf.set(integration.id, (keys = new Set()));
       keys.add(key);
@@ -61,7 +61,7 @@ export function createTokenLifetimes(options: { maxEntries: number; trustMs: num
   const lifetimes = new Map<string, { ms: number; learnedAt: number }>();
   return {
     learn(integrationId, expiresAt) {
-      const now = options.clock.now().getTime();
+      const now = epochMs(options.clock);
       lifetimes.delete(integrationId);
       if (lifetimes.size >= options.maxEntries) lifetimes.delete(lifetimes.keys().next().value ?? "");
       lifetimes.set(integrationId, { ms: expiresAt.getTime() - now, learnedAt: now });
@@ -69,7 +69,7 @@ export function createTokenLifetimes(options: { maxEntries: number; trustMs: num
     known(integrationId) {
       const known = lifetimes.get(integrationId);
       if (!known) return undefined;
-      if (known.learnedAt + options.trustMs <= options.clock.now().getTime()) {
+      if (known.learnedAt + options.trustMs <= epochMs(options.clock)) {
         lifetimes.delete(integrationId);
         return undefined;
       }

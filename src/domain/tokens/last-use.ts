@@ -2,7 +2,7 @@
  * "Last used" of an integration, written at most once a minute per integration and never on
  * the caller's time: the write runs in the background and a failure is only logged.
  */
-import type { Clock, Logger, TokenStore } from "../ports.js";
+import { epochMs, type Clock, type Logger, type TokenStore } from "../ports.js";
 import type { Integration } from "../types.js";
 
 const TOUCH_EVERY_MS = 60_000;
@@ -15,7 +15,7 @@ export function createLastUse(deps: {
 }): (integration: Integration) => void {
   const lastTouched = new Map<string, number>();
   return (integration) => {
-    const now = deps.clock.now().getTime();
+    const now = epochMs(deps.clock);
     if ((lastTouched.get(integration.id) ?? 0) > now - TOUCH_EVERY_MS) return;
     lastTouched.set(integration.id, now);
     if (lastTouched.size > deps.maxEntries) lastTouched.delete(lastTouched.keys().next().value ?? "");

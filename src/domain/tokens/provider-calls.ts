@@ -5,7 +5,7 @@
  * the pause feed, on any other.
  */
 import { BrokerError, isBrokerError } from "../errors.js";
-import type { Clock, ProviderClient, ProviderGrant, ProviderPauseFeed, Logger } from "../ports.js";
+import { epochMs, type Clock, type ProviderClient, type ProviderGrant, type ProviderPauseFeed, type Logger } from "../ports.js";
 import type { Integration } from "../types.js";
 import { fullJitterBackoff, sleep } from "../waiting.js";
 import { createCircuitBreaker, type CircuitBreaker, type CircuitState } from "./circuit-breaker.js";
@@ -92,7 +92,7 @@ export function createProviderCalls(deps: ProviderCallDeps): ProviderCalls {
         });
       }
       const breaker = breakerFor(integration.provider);
-      const remainingMs = () => deadline - clock.now().getTime();
+      const remainingMs = () => deadline - epochMs(clock);
       for (let attempt = 0; ; attempt++) {
         pauses.check(integration.provider);
         breaker.acquire();

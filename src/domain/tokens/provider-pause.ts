@@ -12,7 +12,7 @@
  */
 import type { ErrorReason } from "../error-reasons.js";
 import { BrokerError } from "../errors.js";
-import type { Clock } from "../ports.js";
+import { epochMs, type Clock } from "../ports.js";
 
 export interface ProviderPauses {
   /** Throws `provider_rate_limited` (RetryInfo: the remaining pause) while `provider` is paused. */
@@ -52,7 +52,7 @@ export function createProviderPauses(options: {
   readonly onPause?: (notice: ProviderPauseNotice, told: boolean) => void;
 }): ProviderPauses {
   const pauses = new Map<string, Pause>();
-  const now = () => options.clock.now().getTime();
+  const now = () => epochMs(options.clock);
   return {
     check(provider) {
       const pause = pauses.get(provider);

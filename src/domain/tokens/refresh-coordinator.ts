@@ -7,7 +7,7 @@
  */
 import { BrokerError, isBrokerError } from "../errors.js";
 import { integrationNotFound } from "../policy.js";
-import type { Clock, TokenChangeFeed, Logger, TakenLease, TokenStore } from "../ports.js";
+import { epochMs, type Clock, type TokenChangeFeed, type Logger, type TakenLease, type TokenStore } from "../ports.js";
 import type { EncryptedTokenSet, Integration, RequestContext, TokenSet } from "../types.js";
 import type { Wakeups } from "./token-waits.js";
 import { checkStatus, noRefreshToken, noTokens, operationAbandoned } from "./integration-checks.js";
@@ -90,7 +90,7 @@ export function createRefreshCoordinator(deps: RefreshCoordinatorDeps): RefreshC
   async function coordinated(ctx: RequestContext | undefined, integration: Integration, need: RefreshNeed, claimed: TakenLease | undefined): Promise<RefreshResult> {
     // Waiting outlasts one lease: if its holder died, the lease lapses and this replica takes
     // over. A caller's own deadline still ends its wait sooner (awaitWithin).
-    const waitUntil = clock.now().getTime() + leases.leaseMs + deps.refreshBudgetMs;
+    const waitUntil = epochMs(clock) + leases.leaseMs + deps.refreshBudgetMs;
     let seenVersion: number | undefined;
     let awaitedMarkHolder = false;
     for (let attempt = 0; ; attempt++) {
@@ -109,7 +109,7 @@ export function createRefreshCoordinator(deps: RefreshCoordinatorDeps): RefreshC
       // wait for its write (notification) or poll.
       deps.onLeaseWait?.();
       if (seenVersion === undefined) seenVersion = (await store.tokenSets.get(integration.id))?.version;
-      const now = clock.now().getTime();
+      const now = epochMs(clock);
       const remaining = waitUntil - now;
       if (remaining <= 0) {
         throw new BrokerError("provider_unavailable", "the token is being refreshed by another replica and did not arrive in time; retry", {
@@ -139,11 +139,11 @@ export function createRefreshCoordinator(deps: RefreshCoordinatorDeps): RefreshC
     await lease.end(false);
     logger.warn({ integrationId: integration.id, sentBy: foreignMark.by }, "the refresh lease is marked sent by another replica: waiting for its write before trying the stored refresh token");
     await awaitSentMarkHolder({
-      waitMs: Math.min(leases.leaseMs + custody.backgroundWriteCapMs, waitUntil - clock.now().getTime()),
+      waitMs: Math.min(leases.leaseMs + custody.backgroundWriteCapMs, waitUntil - epochMs(clock)),
       settled: async () =>
         (await store.tokenSets.get(integration.id))?.version !== lease.version || (await store.integrations.get(integration.id))?.status !== "active",
       wait: (ms) => deps.wakeups.wait(integration.id, ms),
-      now: () => clock.now().getTime(),
+      now: () => epochMs(clock),
     });
     const latest = await store.integrations.get(integration.id);
     if (latest) checkStatus(latest);
@@ -157,7 +157,7 @@ export function createRefreshCoordinator(deps: RefreshCoordinatorDeps): RefreshC
     seenVersion: number | undefined,
     lease: HeldLease,
   ): Promise<RefreshResult> {
-    const deadline = clock.now().getTime() + deps.refreshBudgetMs;
+    const deadline = epochMs(clock) + deps.refreshBudgetMs;
     let outcome: LeaseOutcome;
     try {
       const current = await currentUnderLease(integration, lease).catch((error: unknown) => failRefresh(integration, error));
@@ -249,7 +249,7 @@ export function createRefreshCoordinator(deps: RefreshCoordinatorDeps): RefreshC
     } else if (code === "provider_unavailable" || code === "provider_rate_limited" || code === "provider_error") {
       const retryAfter = isBrokerError(error) ? (error.retryAfterMs ?? 30_000) : 30_000;
       await store.integrations
-        .recordRefreshFailure(integration.id, code, new Date(clock.now().getTime() + retryAfter))
+        .recordRefreshFailure(integration.id, code, new Date(epochMs(clock) + retryAfter))
         .catch((e: unknown) => logger.warn({ err: e }, "could not record the refresh failure"));
     }
     throw error;

@@ -2,7 +2,7 @@
  * The token sets as stored, in plaintext only in memory: reading decrypts both tokens in one
  * batch call and fills the cache; writing encrypts both, bound to the integration id.
  */
-import type { Cipher, Clock, TokenStore, EncryptedTokenWrite } from "../ports.js";
+import { epochMs, type Cipher, type Clock, type TokenStore, type EncryptedTokenWrite } from "../ports.js";
 import type { EncryptedTokenSet, TokenSet } from "../types.js";
 import type { TokenCache } from "./token-cache.js";
 
@@ -76,7 +76,7 @@ export function createStoredTokens(deps: { readonly store: TokenStore; readonly 
 
 /** How long `tokens` stay valid from now, in ms (negative once expired). */
 export function validForMs(tokens: TokenSet, clock: Clock): number {
-  return tokens.expiresAt.getTime() - clock.now().getTime();
+  return tokens.expiresAt.getTime() - epochMs(clock);
 }
 
 /**

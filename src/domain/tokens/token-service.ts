@@ -13,7 +13,7 @@
  * When a provider's tokens live shorter than a caller's `min_valid_for`, the lifetime seen at the
  * last refresh answers TOKEN_LIFETIME_TOO_SHORT at once instead of refreshing on every call.
  */
-import type { TokenStore } from "../ports.js";
+import { epochMs, type TokenStore } from "../ports.js";
 import type { TokenSet } from "../types.js";
 import { awaitWithin, createWakeups } from "./token-waits.js";
 import { boundDatabaseCalls, withinDatabaseBound } from "../database-bound.js";
@@ -121,7 +121,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
 
     async tokenFor(ctx, integration, minValidForMs, requiredScopes, options) {
       checkScopes(integration, requiredScopes);
-      let now = clock.now().getTime();
+      let now = epochMs(clock);
       const cached = cache.get(integration.id, now);
       let tokens = cached?.tokens;
       let version = cached?.version ?? 0;
@@ -141,7 +141,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
           const refreshing = coordinator.refresh(ctx, integration, { minValidForMs, force: false, trigger: "expiring" });
           ({ tokens, version } = await awaitWithin(refreshing, ctx, maxWaitMs, clock));
         }
-        now = clock.now().getTime();
+        now = epochMs(clock);
       }
       if (validFor(tokens) < minValidForMs) {
         const lifetime = lifetimes.known(integration.id);
@@ -164,7 +164,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenService {
       } catch {
         return undefined;
       }
-      const now = clock.now().getTime();
+      const now = epochMs(clock);
       const cached = cache.get(integration.id, now);
       if (cached === undefined || cached.tokens.expiresAt.getTime() - now < minValidForMs || validFor(cached.tokens) < minValidForMs) return undefined;
       const repeat = disclosures?.repeatOf(principal, integration.id, cached.version, requiredScopes);

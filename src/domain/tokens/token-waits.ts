@@ -3,7 +3,7 @@
  * refresh), and woken early when the token set it waits for is written elsewhere.
  */
 import { BrokerError } from "../errors.js";
-import type { Clock } from "../ports.js";
+import { epochMs, type Clock } from "../ports.js";
 import type { RequestContext } from "../types.js";
 
 /**
@@ -22,7 +22,7 @@ export const DEADLINE_ANSWER_MARGIN_MS = 50;
 export function awaitWithin<T>(work: Promise<T>, ctx: RequestContext | undefined, maxMs: number | undefined, clock: Clock): Promise<T> {
   if (!ctx?.deadline && !ctx?.signal && maxMs === undefined) return work;
   const deadline = ctx?.deadline;
-  const now = clock.now().getTime();
+  const now = epochMs(clock);
   const limitedByCaller = deadline !== undefined && (maxMs === undefined || deadline - now <= maxMs);
   const waitMs = limitedByCaller ? Math.max(0, deadline - now - DEADLINE_ANSWER_MARGIN_MS) : maxMs;
   return new Promise<T>((resolve, reject) => {
