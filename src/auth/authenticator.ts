@@ -217,9 +217,8 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     return principal;
   }
 
-  // Kept on the call's own object, so no answer outlives its call. A property under this
-  // authenticator's own symbol, not a WeakMap entry: one was set on every call, and a WeakMap
-  // set cost the warm path as much as its rate limiting, besides the collector's ephemeron work.
+  // On the call's own object, so no answer outlives its call; under this authenticator's own
+  // symbol, since a WeakMap set on every call cost the warm path more than its rate limit.
   const answeredBy = Symbol("authenticator answer");
   type AnsweredCall = { [answeredBy]?: { readonly header: string; readonly entry: VerifiedEntry } };
 
@@ -227,9 +226,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     if (closed || authorizationHeader === null) return undefined;
     const nowMs = epochMs(clock);
     const answered = call === undefined ? undefined : (call as AnsweredCall)[answeredBy];
-    if (answered !== undefined && answered.header === authorizationHeader) {
-      return answered.entry.expiresAtMs > nowMs ? answered.entry.principal : undefined;
-    }
+    if (answered !== undefined && answered.header === authorizationHeader) return answered.entry.expiresAtMs > nowMs ? answered.entry.principal : undefined;
     let token: string;
     try {
       token = bearerToken(authorizationHeader);
@@ -300,8 +297,7 @@ function toPrincipal(issuer: TrustedIssuer, payload: JWTPayload, details: Readon
 function bearerToken(header: string | null): string {
   if (header === null || header.trim().length === 0) throw new Rejection("missing_credentials", "no authorization header", "debug");
   // RFC 6750 §2.1: `Bearer` (case-insensitive, RFC 7235 §2.1) followed by the b64token.
-  const match = /^\s*bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(header);
-  const token = match?.[1];
+  const token = /^\s*bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(header)?.[1];
   if (token === undefined) throw new Rejection("not_bearer", "authorization header is not a bearer token");
   if (token.length > MAX_TOKEN_LENGTH) throw new Rejection("token_too_long", "bearer token is too long");
   return token;
